@@ -1,0 +1,1 @@
+"""Authentication of SIP accounts and patrons: local bcrypt hashes and LDAP."""
