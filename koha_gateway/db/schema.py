@@ -382,5 +382,8 @@ def _has_table(txn, name: str) -> bool:
     if txn.engine.name == "sqlite":
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
     else:
-        sql = "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+        sql = (
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = ?"
+        )
     return txn.one(sql, (name,)) is not None
