@@ -1,0 +1,1244 @@
+"""Koha's SIPconfig.xml: listeners, accounts, institutions, server parameters.
+
+Reads the same file Koha's Perl SIP server reads (``C4/SIP/Sip/Configuration.pm``) and turns
+it into frozen dataclasses, one per section. Names follow Koha's attribute names so that a
+systems librarian can move an existing ``/etc/koha/sites/<instance>/SIPconfig.xml`` over
+unchanged.
+
+Where Koha's behaviour is a known bug, this reader fixes it and says so in the docstring of the
+field concerned (``renewal="false"`` is false; a single ``<sort_bin_mapping>`` is a list of
+one; comma lists are trimmed). Everything Koha accepts but does not use is accepted and kept.
+
+Every problem that must stop start-up raises :class:`~koha_gateway.config.errors.ConfigError`
+naming the file and line. Findings that are only suspicious are collected in
+:attr:`SIPConfig.warnings` in the same ``path:line: message`` format.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+from koha_gateway.config.errors import (
+    ACS_NAMESPACE,
+    ConfigError,
+    local_name,
+    located,
+    read_xml,
+)
+
+__all__ = [
+    "DEFAULT_LOGIN_TIMEOUT",
+    "AccountConfig",
+    "InstitutionConfig",
+    "ListenAddress",
+    "PolicyConfig",
+    "SIPConfig",
+    "ServerParams",
+    "ServiceConfig",
+    "load_sip_config",
+    "parse_listen_address",
+    "perl_bool",
+    "to_bool",
+]
+
+#: Login-phase timeout when neither the service nor the file sets one (Koha's ``get_timeout``).
+DEFAULT_LOGIN_TIMEOUT = 30
+
+DEFAULT_MAX_LINE_LENGTH = 8192
+MIN_MAX_LINE_LENGTH = 256
+MAX_MAX_LINE_LENGTH = 1024 * 1024
+
+_DIGITS = re.compile(r"[0-9]+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIELD_ID = re.compile(r"[A-Za-z0-9]{2}")
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+_PERL_FALSE_LOOKALIKES = frozenset({"false", "no", "n", "off", "f", "disabled", "none"})
+
+
+# --------------------------------------------------------------------------------------------
+# Value helpers (shared with the ACS through the package namespace)
+# --------------------------------------------------------------------------------------------
+
+
+def perl_bool(value: str | None) -> bool:
+    """Perl truthiness of an attribute value: missing, ``""`` and ``"0"`` are false.
+
+    This is how Koha reads every boolean ``<login>`` attribute (koha-sip-and-ldap §1.5).
+    Note that ``"false"`` and ``"no"`` are *true* under this rule.
+    """
+    return value is not None and value != "" and value != "0"
+
+
+def to_bool(value: str | None) -> bool:
+    """Koha's ``to_bool`` for ``<policy>`` flags (koha-sip-and-ldap §1.7).
+
+    ``true``, ``y`` or ``yes`` in any case, or a non-zero integer, is true; everything else
+    (including a missing attribute) is false.
+    """
+    if value is None:
+        return False
+    text = value.strip()
+    if text.lower() in ("true", "y", "yes"):
+        return True
+    return bool(_INTEGER.fullmatch(text)) and int(text) != 0
+
+
+def _is_plain_bool(value: str) -> bool:
+    text = value.strip()
+    return text.lower() in ("true", "y", "yes", "false", "n", "no", "") or bool(
+        _INTEGER.fullmatch(text)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Dataclasses
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """One listening address in Net::Server's port syntax (koha-sip-and-ldap §1.4).
+
+    ``spec`` is the attribute as written (``[host:]port[/tcp][/IPv4|/IPv6]``). ``host`` is
+    ``""`` for all interfaces (no host, or ``*``); IPv6 literals are given without brackets.
+    ``family`` is the ``/IPv4`` or ``/IPv6`` suffix, ``None`` when absent.
+    """
+
+    host: str
+    port: int
+    family: str | None
+    spec: str
+
+    @property
+    def is_wildcard(self) -> bool:
+        """True when the address listens on every interface (``""``, ``0.0.0.0``, ``::``)."""
+        return self.host in _WILDCARD_HOSTS
+
+    def conflicts_with(self, other: ListenAddress) -> bool:
+        """True when both addresses cannot be bound at the same time (same port, and the same
+        host or either one listening on all interfaces)."""
+        if self.port != other.port:
+            return False
+        if self.is_wildcard or other.is_wildcard:
+            return True
+        return self.host.lower() == other.host.lower()
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else (self.host or "*")
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A ``<listeners>/<service>`` element (koha-sip-and-ldap §1.4).
+
+    - ``transport``: ``"RAW"`` (SIP2 over TCP) or ``"telnet"`` (prompted login, §3.3).
+    - ``protocol``: informational (``SIP/2.00``), as in Koha.
+    - ``timeout``: seconds allowed for the login phase; ``None`` or ``0`` falls back (see
+      :meth:`SIPConfig.login_timeout`).
+    - ``client_timeout``: the raw attribute; use :meth:`SIPConfig.idle_timeout` to read it.
+    - ``max_line_length``: longest accepted request line in bytes (our attribute).
+    - ``tls_*``: our TLS attributes. Paths are absolute (relative ones were resolved against
+      the directory of SIPconfig.xml). ``tls_min_version`` is ``"1.2"`` or ``"1.3"``.
+    - ``proxy_protocol``: ``None``, ``"v1"`` or ``"v2"`` (HAProxy PROXY header expected).
+    - ``line``: line of the element in SIPconfig.xml.
+    """
+
+    address: ListenAddress
+    transport: str = "RAW"
+    protocol: str = "SIP/2.00"
+    timeout: int | None = None
+    client_timeout: str | None = None
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    tls_chain: str | None = None
+    tls_client_ca: str | None = None
+    tls_min_version: str = "1.2"
+    tls_ciphers: str | None = None
+    proxy_protocol: str | None = None
+    line: int = 0
+
+    @property
+    def tls(self) -> bool:
+        """True when this listener speaks TLS (a certificate is configured)."""
+        return self.tls_certificate is not None
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """An institution's ``<policy>`` (koha-sip-and-ldap §1.7), reported in 98 ACS Status.
+
+    All flags use :func:`to_bool`, including ``renewal``: Koha's Perl-truthiness quirk that
+    makes ``renewal="false"`` true is fixed here. ``timeout`` and ``retries`` are 0..999
+    (missing or invalid: 0). As in Koha, the flags only drive the 98 response.
+    """
+
+    checkin: bool = False
+    checkout: bool = False
+    renewal: bool = False
+    status_update: bool = False
+    offline: bool = False
+    timeout: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class InstitutionConfig:
+    """An ``<institutions>/<institution>`` element (koha-sip-and-ldap §1.7).
+
+    ``id`` should be a Koha branchcode; ``implementation`` is kept as written (``ILS``);
+    ``parms`` is unused, as in Koha.
+    """
+
+    id: str
+    implementation: str = "ILS"
+    parms: str = ""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """An ``<accounts>/<login>`` element (koha-sip-and-ldap §1.5 and §1.6).
+
+    Attribute names are Koha's (``error-detect`` becomes ``error_detect``). Boolean options
+    follow Perl truthiness (only ``"0"`` and ``""`` are false) and default to false, except
+    ``holds_get_captured`` and ``patron_restriction_blocks_inet`` (true unless set false).
+    Template options are ``None`` when absent: the caller applies Koha's default template.
+
+    Deliberate differences from Koha: comma lists are trimmed around each entry; a single
+    ``<sort_bin_mapping>`` is a tuple of one; ``terminator`` accepts ``cr``/``crlf`` in any
+    case. ``delimiter`` and ``error_detect`` are kept but, as in Koha, not used per account.
+
+    ``client_certificate`` (our attribute) names the TLS client certificate of a kiosk that
+    logs in with this account; its meaning is defined by the TLS listener.
+    """
+
+    id: str
+    institution: str
+    password: str | None = None
+    delimiter: str = "|"
+    error_detect: bool = False
+    encoding: str | None = None
+    terminator: str = "CRLF"
+    checked_in_ok: bool = False
+    cv_triggers_alert: bool = False
+    cv_send_00_on_success: bool = False
+    ct_always_send: bool = False
+    holds_block_checkin: bool = False
+    holds_get_captured: bool = True
+    send_patron_home_library_in_af: bool = False
+    patron_branchcode_in_ao: bool = False
+    patron_restriction_blocks_inet: bool = True
+    allow_empty_passwords: bool = False
+    ae_field_template: str | None = None
+    da_field_template: str | None = None
+    av_field_template: str | None = None
+    hide_fields: frozenset[str] = frozenset()
+    allow_fields: frozenset[str] | None = None
+    register_id: int | None = None
+    payment_type_writeoff: str | None = None
+    disallow_overpayment: bool = False
+    lost_status_for_missing: int | None = None
+    lost_block_checkout: int = 0
+    lost_block_checkout_value: int = 1
+    overdues_block_checkout: bool = False
+    prevcheckout_block_checkout: bool = False
+    allow_additional_materials_checkout: bool = False
+    blocked_item_types: frozenset[str] = frozenset()
+    inhouse_item_types: frozenset[str] = frozenset()
+    inhouse_patron_categories: frozenset[str] = frozenset()
+    format_due_date: bool = False
+    cr_item_field: str = "collection_code"
+    seen_on_item_information: str | None = None
+    show_checkin_message: bool = False
+    show_outstanding_amount: bool = False
+    convert_nonprinting_characters: str | None = None
+    screen_msg_regex: tuple[tuple[str, str], ...] = ()
+    patron_attributes: tuple[tuple[str, str], ...] = ()
+    custom_patron_fields: tuple[tuple[str, str], ...] = ()
+    item_fields: tuple[tuple[str, str], ...] = ()
+    custom_item_fields: tuple[tuple[str, str], ...] = ()
+    sort_bin_mappings: tuple[str, ...] = ()
+    syspref_overrides: dict[str, str] = field(default_factory=dict)
+    client_certificate: str | None = None
+    line: int = 0
+
+    def __repr__(self) -> str:
+        shown = "None" if self.password is None else "'***'"
+        return (
+            f"AccountConfig(id={self.id!r}, institution={self.institution!r}, "
+            f"password={shown}, line={self.line})"
+        )
+
+
+@dataclass(frozen=True)
+class ServerParams:
+    """``<server-params>`` (koha-sip-and-ldap §1.3).
+
+    Koha's TCP keepalive options (Bug 37087) are read: ``custom_tcp_keepalive`` (Perl truth),
+    ``custom_tcp_keepalive_time`` / ``custom_tcp_keepalive_intvl`` (positive seconds; 0 or
+    invalid: ``None``, i.e. the kernel default). ``workers`` is our own option. The
+    Net::Server process options (``min_servers``, ``user``, ``pid_file``, ...) have no meaning
+    for an event-driven server; they are kept in ``ignored`` so the service can log them.
+    """
+
+    custom_tcp_keepalive: bool = False
+    custom_tcp_keepalive_time: int | None = None
+    custom_tcp_keepalive_intvl: int | None = None
+    workers: int | None = None
+    ignored: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SIPConfig:
+    """The whole SIPconfig.xml (koha-sip-and-ldap §1).
+
+    ``accounts`` is keyed by login id, ``institutions`` by institution id.
+    ``syspref_overrides`` are the global ones (account overrides win over them). ``timeout``
+    is the legacy top-level timeout, ``delimiter`` the top-level field delimiter (the only one
+    Koha uses), ``error_detect`` the parsed but unused ``<error-detect>``.
+    """
+
+    path: str
+    services: tuple[ServiceConfig, ...] = ()
+    accounts: dict[str, AccountConfig] = field(default_factory=dict)
+    institutions: dict[str, InstitutionConfig] = field(default_factory=dict)
+    server_params: ServerParams = field(default_factory=ServerParams)
+    syspref_overrides: dict[str, str] = field(default_factory=dict)
+    timeout: int | None = None
+    delimiter: str = "|"
+    error_detect: bool = False
+    warnings: tuple[str, ...] = ()
+
+    def login_timeout(self, service: ServiceConfig) -> int:
+        """Seconds allowed for the login phase (koha-sip-and-ldap §3.4, Koha ``get_timeout``
+        with ``transport``): the service ``timeout``, else the top-level ``timeout``, else 30.
+        Zero is not a valid value and falls through."""
+        for value in (service.timeout, self.timeout):
+            if value:
+                return value
+        return DEFAULT_LOGIN_TIMEOUT
+
+    def idle_timeout(self, service: ServiceConfig) -> int | None:
+        """Idle timeout of an authenticated connection (koha-sip-and-ldap §3.4, Koha
+        ``get_timeout`` with ``client``); ``None`` means no idle timeout.
+
+        ``client_timeout`` made only of digits and not zero is the timeout; ``0``, any
+        all-zero string, an empty value or anything that is not digits means no timeout.
+        Without the attribute the login timeout applies.
+        """
+        raw = service.client_timeout
+        if raw is None:
+            return self.login_timeout(service)
+        if _DIGITS.fullmatch(raw) and int(raw) > 0:
+            return int(raw)
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Listen address syntax
+# --------------------------------------------------------------------------------------------
+
+
+def parse_listen_address(spec: str) -> ListenAddress:
+    """Parse Net::Server's ``[host:]port[/tcp][/IPv4|/IPv6]`` (koha-sip-and-ldap §1.4).
+
+    Accepts ``8023/tcp``, ``127.0.0.1:6001/tcp``, ``*:6001/tcp``, ``127.0.0.1:6001/tcp/IPv4``,
+    ``[::1]:6001/tcp``, ``localhost:6001``. Raises ``ValueError`` with a message for the
+    caller to place (``bad port`` for a port outside 1..65535, UDP and other protocols
+    refused).
+    """
+    text = spec.strip()
+    if not text:
+        raise ValueError("missing port")
+    hostport, *suffixes = text.split("/")
+    proto: str | None = None
+    family: str | None = None
+    family_seen = False
+    for suffix in suffixes:
+        lowered = suffix.lower()
+        if lowered == "tcp":
+            if proto is not None:
+                raise ValueError(f"protocol given twice in {spec!r}")
+            proto = "tcp"
+        elif lowered == "udp":
+            raise ValueError(f"/udp is not supported in {spec!r}: SIP2 runs over TCP")
+        elif lowered in ("ipv4", "4", "ipv6", "6", "ipv*", "*"):
+            if family_seen:
+                raise ValueError(f"IP family given twice in {spec!r}")
+            family_seen = True
+            if lowered in ("ipv4", "4"):
+                family = "IPv4"
+            elif lowered in ("ipv6", "6"):
+                family = "IPv6"
+        elif lowered in ("ssl", "ssleay", "unix", "unixdgram"):
+            raise ValueError(
+                f"/{suffix} is not supported in {spec!r}; "
+                "TCP only (for TLS set tls_certificate and tls_private_key on the service)"
+            )
+        else:
+            raise ValueError(f"unknown protocol or family {suffix!r} in {spec!r}")
+
+    if hostport.startswith("["):
+        match = re.fullmatch(r"\[([^\]]*)\](?::(.*))?", hostport)
+        if match is None or match.group(2) is None:
+            raise ValueError(f"bad port in {spec!r}: expected [address]:port")
+        host, port_text = match.group(1), match.group(2)
+        try:
+            host = str(ipaddress.IPv6Address(host))
+        except ValueError:
+            raise ValueError(f"bad IPv6 address {host!r} in {spec!r}") from None
+    elif ":" in hostport:
+        host, port_text = hostport.rsplit(":", 1)
+    else:
+        host, port_text = "", hostport
+
+    if not _DIGITS.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port {port_text!r} in {spec!r}: must be 1..65535")
+    port = int(port_text)
+
+    if host == "*":
+        host = ""
+    elif host:
+        try:
+            parsed = ipaddress.ip_address(host)
+        except ValueError:
+            if not _HOSTNAME.fullmatch(host):
+                raise ValueError(f"bad host {host!r} in {spec!r}") from None
+        else:
+            host = str(parsed)
+            if parsed.version == 4 and family == "IPv6":
+                raise ValueError(f"{host} is an IPv4 address but {spec!r} asks for IPv6")
+            if parsed.version == 6 and family == "IPv4":
+                raise ValueError(f"{host} is an IPv6 address but {spec!r} asks for IPv4")
+    return ListenAddress(host=host, port=port, family=family, spec=spec)
+
+
+# --------------------------------------------------------------------------------------------
+# The reader
+# --------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks the parsed tree; knows the file for error and warning locations."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.base_dir = os.path.dirname(os.path.abspath(path))
+        self.warnings: list[str] = []
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def error(self, element: etree._Element | None, message: str) -> ConfigError:
+        line = element.sourceline if element is not None else None
+        return ConfigError(message, self.path, line)
+
+    def warn(self, element: etree._Element | None, message: str) -> None:
+        line = element.sourceline if element is not None else None
+        self.warnings.append(located(self.path, line, message))
+
+    # -- tree helpers --------------------------------------------------------------------
+
+    def children(self, element: etree._Element) -> Iterator[tuple[str, etree._Element]]:
+        """Child elements in Koha's namespace (or none) with their local names."""
+        for child in element:
+            name = local_name(child)
+            if name is None:
+                continue
+            namespace = etree.QName(child).namespace
+            if namespace not in (None, ACS_NAMESPACE):
+                self.warn(child, f"element <{name}> in namespace {namespace!r} ignored")
+                continue
+            yield name, child
+
+    def attributes(self, element: etree._Element, known: frozenset[str]) -> dict[str, str]:
+        """Attributes of ``element``, warning about unknown ones (which are dropped)."""
+        tag = local_name(element)
+        result: dict[str, str] = {}
+        for key, value in element.attrib.items():
+            if key in known:
+                result[key] = value
+            else:
+                self.warn(element, f"unknown <{tag}> attribute {key!r} ignored")
+        return result
+
+    def int_value(
+        self,
+        element: etree._Element,
+        name: str,
+        value: str,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
+        text = value.strip()
+        if not _INTEGER.fullmatch(text):
+            raise self.error(element, f"{name}={value!r} is not an integer")
+        number = int(text)
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+            bounds = f"{minimum if minimum is not None else '...'}..{maximum or '...'}"
+            raise self.error(element, f"{name}={value!r} is out of range ({bounds})")
+        return number
+
+    def perl_flag(self, element: etree._Element, name: str, value: str) -> bool:
+        if value.strip().lower() in _PERL_FALSE_LOOKALIKES:
+            self.warn(
+                element,
+                f'{name}="{value}" is TRUE: account options follow Koha\'s Perl truthiness '
+                '(only "0" and "" are false); write "0" to turn it off',
+            )
+        return perl_bool(value)
+
+    def policy_flag(self, element: etree._Element, name: str, value: str | None) -> bool:
+        if value is not None and not _is_plain_bool(value):
+            self.warn(element, f'{name}="{value}" is not a boolean; treated as false')
+        return to_bool(value)
+
+    def resolve_path(self, value: str) -> str:
+        expanded = os.path.expanduser(value.strip())
+        return os.path.normpath(os.path.join(self.base_dir, expanded))
+
+    # -- document ------------------------------------------------------------------------
+
+    def read(self, root: etree._Element) -> SIPConfig:
+        name = local_name(root)
+        if name != "acsconfig":
+            raise self.error(root, f"the root element must be <acsconfig>, not <{name}>")
+
+        top = self.attributes(root, frozenset({"timeout", "delimiter"}))
+        timeout_el: etree._Element = root
+        timeout_raw = top.get("timeout")
+        delimiter_el: etree._Element = root
+        delimiter_raw = top.get("delimiter")
+
+        services: list[ServiceConfig] = []
+        logins: list[etree._Element] = []
+        institutions: dict[str, InstitutionConfig] = {}
+        server_params = ServerParams()
+        syspref_overrides: dict[str, str] = {}
+        error_detect = False
+
+        for name, child in self.children(root):
+            if name == "listeners":
+                services.extend(self.listeners(child))
+            elif name == "accounts":
+                for sub_name, sub in self.children(child):
+                    if sub_name == "login":
+                        logins.append(sub)
+                    else:
+                        self.warn(sub, f"unexpected <{sub_name}> in <accounts> ignored")
+            elif name == "institutions":
+                self.institutions(child, institutions)
+            elif name == "server-params":
+                server_params = self.server_params(child, server_params)
+            elif name == "syspref_overrides":
+                syspref_overrides.update(self.syspref_overrides(child))
+            elif name == "syspref-overrides":
+                self.warn(
+                    child,
+                    "<syspref-overrides> is the old spelling and is ignored (as in Koha); "
+                    "rename it to <syspref_overrides>",
+                )
+            elif name == "error-detect":
+                raw = self.attributes(child, frozenset({"enabled"})).get("enabled")
+                error_detect = self.error_detect(child, raw)
+            elif name == "timeout":
+                timeout_el, timeout_raw = child, self.element_value(child)
+            elif name == "delimiter":
+                delimiter_el, delimiter_raw = child, self.element_value(child)
+            else:
+                self.warn(child, f"unknown element <{name}> ignored")
+
+        timeout = None
+        if timeout_raw is not None and timeout_raw.strip() != "":
+            timeout = self.int_value(timeout_el, "timeout", timeout_raw, minimum=0)
+
+        delimiter = "|"
+        if delimiter_raw is not None:
+            if len(delimiter_raw) != 1 or delimiter_raw in "\r\n":
+                raise self.error(
+                    delimiter_el,
+                    f"delimiter={delimiter_raw!r} must be a single character other than CR or LF",
+                )
+            delimiter = delimiter_raw
+
+        if not services:
+            raise self.error(root, "no <service> in <listeners>: nothing to listen on")
+        self.check_conflicts(services)
+
+        accounts: dict[str, AccountConfig] = {}
+        lines: dict[str, int] = {}
+        lowered: dict[str, str] = {}
+        for login in logins:
+            account = self.account(login, delimiter)
+            if account.id in accounts:
+                raise self.error(
+                    login,
+                    f"login id {account.id!r} is defined twice (lines {lines[account.id]} and "
+                    f"{account.line}); each SIP login id must be unique",
+                )
+            if account.institution not in institutions:
+                raise self.error(
+                    login,
+                    f"login {account.id!r}: institution {account.institution!r} is not "
+                    "defined in <institutions>",
+                )
+            other = lowered.get(account.id.lower())
+            if other is not None:
+                self.warn(
+                    login,
+                    f"login ids {other!r} and {account.id!r} differ only in case; Koha "
+                    "userids usually do not",
+                )
+            accounts[account.id] = account
+            lines[account.id] = account.line
+            lowered[account.id.lower()] = account.id
+        if not accounts:
+            self.warn(root, "no <login> in <accounts>: nobody can log in")
+
+        return SIPConfig(
+            path=self.path,
+            services=tuple(services),
+            accounts=accounts,
+            institutions=institutions,
+            server_params=server_params,
+            syspref_overrides=syspref_overrides,
+            timeout=timeout,
+            delimiter=delimiter,
+            error_detect=error_detect,
+            warnings=tuple(self.warnings),
+        )
+
+    def element_value(self, element: etree._Element) -> str:
+        """Value of a ``<x value="..."/>`` or ``<x>...</x>`` element (XML::Simple folding)."""
+        value = element.get("value")
+        if value is not None:
+            return value
+        return (element.text or "").strip()
+
+    def error_detect(self, element: etree._Element, raw: str | None) -> bool:
+        if raw is None:
+            return False
+        text = raw.strip().lower()
+        if text in ("enabled", "on"):
+            return True
+        if text in ("disabled", "off"):
+            return False
+        if not _is_plain_bool(text):
+            self.warn(element, f'error-detect enabled="{raw}" is not a boolean; treated as false')
+        return to_bool(text)
+
+    # -- listeners -----------------------------------------------------------------------
+
+    _SERVICE_ATTRIBUTES = frozenset(
+        {
+            "port",
+            "transport",
+            "protocol",
+            "timeout",
+            "client_timeout",
+            "max_line_length",
+            "tls_certificate",
+            "tls_private_key",
+            "tls_chain",
+            "tls_client_ca",
+            "tls_min_version",
+            "tls_ciphers",
+            "proxy_protocol",
+        }
+    )
+
+    def listeners(self, element: etree._Element) -> list[ServiceConfig]:
+        services = []
+        for name, child in self.children(element):
+            if name == "service":
+                services.append(self.service(child))
+            else:
+                self.warn(child, f"unexpected <{name}> in <listeners> ignored")
+        return services
+
+    def service(self, element: etree._Element) -> ServiceConfig:
+        """One ``<service>`` (koha-sip-and-ldap §1.4)."""
+        attrs = self.attributes(element, self._SERVICE_ATTRIBUTES)
+        spec = attrs.get("port")
+        if spec is None:
+            raise self.error(element, "<service> has no port attribute")
+        try:
+            address = parse_listen_address(spec)
+        except ValueError as exc:
+            raise self.error(element, str(exc)) from None
+
+        transport_raw = attrs.get("transport", "")
+        transport = {"raw": "RAW", "telnet": "telnet"}.get(transport_raw.strip().lower())
+        if transport is None:
+            raise self.error(
+                element,
+                f"unknown transport {transport_raw!r} on {spec!r}: use RAW or telnet",
+            )
+
+        timeout = None
+        raw_timeout = attrs.get("timeout")
+        if raw_timeout is not None and raw_timeout.strip() != "":
+            timeout = self.int_value(element, "timeout", raw_timeout, minimum=0)
+
+        client_timeout = attrs.get("client_timeout")
+        if (
+            client_timeout is not None
+            and client_timeout.strip()
+            and not _DIGITS.fullmatch(client_timeout)
+        ):
+            self.warn(
+                element,
+                f'client_timeout="{client_timeout}" is not a number of seconds: as in '
+                "Koha, this means no idle timeout",
+            )
+
+        max_line = DEFAULT_MAX_LINE_LENGTH
+        if "max_line_length" in attrs:
+            max_line = self.int_value(
+                element,
+                "max_line_length",
+                attrs["max_line_length"],
+                minimum=MIN_MAX_LINE_LENGTH,
+                maximum=MAX_MAX_LINE_LENGTH,
+            )
+
+        tls_paths: dict[str, str | None] = {}
+        for key in ("tls_certificate", "tls_private_key", "tls_chain", "tls_client_ca"):
+            value = attrs.get(key)
+            if value is None or not value.strip():
+                tls_paths[key] = None
+                continue
+            resolved = self.resolve_path(value)
+            if not os.path.isfile(resolved):
+                raise self.error(element, f"{key}: file not found: {resolved}")
+            tls_paths[key] = resolved
+        if tls_paths["tls_certificate"] and not tls_paths["tls_private_key"]:
+            raise self.error(element, "tls_certificate is set but tls_private_key is not")
+        if tls_paths["tls_private_key"] and not tls_paths["tls_certificate"]:
+            raise self.error(element, "tls_private_key is set but tls_certificate is not")
+        tls_on = tls_paths["tls_certificate"] is not None
+        for key in ("tls_chain", "tls_client_ca", "tls_min_version", "tls_ciphers"):
+            if not tls_on and attrs.get(key, "").strip():
+                raise self.error(element, f"{key} needs tls_certificate and tls_private_key")
+
+        min_version = attrs.get("tls_min_version", "").strip() or "1.2"
+        if min_version not in ("1.2", "1.3"):
+            raise self.error(
+                element, f"tls_min_version={min_version!r} is not supported: use 1.2 or 1.3"
+            )
+        ciphers = attrs.get("tls_ciphers", "").strip() or None
+
+        proxy_raw = attrs.get("proxy_protocol", "").strip().lower()
+        if proxy_raw in ("", "none", "off", "no"):
+            proxy = None
+        elif proxy_raw in ("v1", "v2"):
+            proxy = proxy_raw
+        else:
+            raise self.error(
+                element,
+                f"proxy_protocol={attrs['proxy_protocol']!r} is not supported: use v1 or v2",
+            )
+
+        return ServiceConfig(
+            address=address,
+            transport=transport,
+            protocol=attrs.get("protocol", "SIP/2.00"),
+            timeout=timeout,
+            client_timeout=client_timeout,
+            max_line_length=max_line,
+            tls_certificate=tls_paths["tls_certificate"],
+            tls_private_key=tls_paths["tls_private_key"],
+            tls_chain=tls_paths["tls_chain"],
+            tls_client_ca=tls_paths["tls_client_ca"],
+            tls_min_version=min_version,
+            tls_ciphers=ciphers,
+            proxy_protocol=proxy,
+            line=element.sourceline or 0,
+        )
+
+    def check_conflicts(self, services: list[ServiceConfig]) -> None:
+        for index, service in enumerate(services):
+            for earlier in services[:index]:
+                if service.address.conflicts_with(earlier.address):
+                    raise ConfigError(
+                        f"two services on the same address: {service.address.spec!r} "
+                        f"conflicts with {earlier.address.spec!r} (line {earlier.line}); "
+                        "each service needs its own port",
+                        self.path,
+                        service.line,
+                    )
+
+    # -- institutions --------------------------------------------------------------------
+
+    _POLICY_FLAGS = ("checkin", "checkout", "renewal", "status_update", "offline")
+
+    def institutions(
+        self, element: etree._Element, institutions: dict[str, InstitutionConfig]
+    ) -> None:
+        for name, child in self.children(element):
+            if name != "institution":
+                self.warn(child, f"unexpected <{name}> in <institutions> ignored")
+                continue
+            institution = self.institution(child)
+            previous = institutions.get(institution.id)
+            if previous is not None:
+                raise self.error(
+                    child,
+                    f"institution id {institution.id!r} is defined twice (lines "
+                    f"{previous.line} and {institution.line})",
+                )
+            institutions[institution.id] = institution
+
+    def institution(self, element: etree._Element) -> InstitutionConfig:
+        """One ``<institution>`` with its ``<policy>`` (koha-sip-and-ldap §1.7)."""
+        attrs = self.attributes(element, frozenset({"id", "implementation", "parms"}))
+        inst_id = attrs.get("id", "").strip()
+        if not inst_id:
+            raise self.error(element, "<institution> has no id")
+        implementation = attrs.get("implementation", "").strip() or "ILS"
+        if implementation != "ILS":
+            self.warn(
+                element,
+                f"institution {inst_id!r}: implementation {implementation!r} is a Perl module "
+                "name; this server always uses its built-in ILS",
+            )
+        policy = PolicyConfig()
+        policy_element = None
+        for name, child in self.children(element):
+            if name != "policy":
+                self.warn(child, f"unexpected <{name}> in <institution> ignored")
+                continue
+            if policy_element is not None:
+                raise self.error(
+                    child,
+                    f"institution {inst_id!r} has a second <policy> (first on line "
+                    f"{policy_element.sourceline})",
+                )
+            policy_element = child
+            policy = self.policy(child)
+        return InstitutionConfig(
+            id=inst_id,
+            implementation=implementation,
+            parms=attrs.get("parms", ""),
+            policy=policy,
+            line=element.sourceline or 0,
+        )
+
+    def policy(self, element: etree._Element) -> PolicyConfig:
+        """A ``<policy>`` (koha-sip-and-ldap §1.7); all flags through :func:`to_bool`."""
+        known = frozenset({*self._POLICY_FLAGS, "timeout", "retries"})
+        attrs = self.attributes(element, known)
+        flags = {
+            name: self.policy_flag(element, name, attrs.get(name)) for name in self._POLICY_FLAGS
+        }
+        numbers = {}
+        for name in ("timeout", "retries"):
+            raw = attrs.get(name)
+            value = 0
+            if raw is not None:
+                text = raw.strip()
+                if _DIGITS.fullmatch(text) and int(text) <= 999:
+                    value = int(text)
+                else:
+                    self.warn(
+                        element,
+                        f'policy {name}="{raw}" is not a number 0..999; 0 is reported',
+                    )
+            numbers[name] = value
+        return PolicyConfig(**flags, **numbers)
+
+    # -- server params -------------------------------------------------------------------
+
+    _NET_SERVER_OPTIONS = frozenset(
+        {
+            "min_servers",
+            "min_spare_servers",
+            "max_spare_servers",
+            "max_servers",
+            "max_requests",
+            "spare_servers",
+            "user",
+            "group",
+            "pid_file",
+            "log_file",
+            "log_level",
+            "syslog_ident",
+            "syslog_facility",
+            "syslog_logsock",
+            "syslog_logopt",
+            "setsid",
+            "ipv",
+            "background",
+            "chroot",
+            "chdir",
+            "host",
+            "port",
+            "proto",
+            "listen",
+            "serialize",
+            "lock_file",
+            "check_for_dead",
+            "check_for_waiting",
+            "check_for_spawn",
+            "min_child_ttl",
+            "reverse_lookups",
+            "allow",
+            "deny",
+            "cidr_allow",
+            "cidr_deny",
+            "no_close_by_child",
+            "leave_children_open_on_hup",
+            "no_client_stdout",
+            "child_communication",
+            "commandline",
+            "conf_file",
+            "timeout",
+            "config_timestamp",
+        }
+    )
+
+    def server_params(self, element: etree._Element, current: ServerParams) -> ServerParams:
+        """``<server-params>`` (koha-sip-and-ldap §1.3): attributes, or ``<name value=""/>``
+        children as XML::Simple folds them."""
+        values: list[tuple[str, str]] = list(element.attrib.items())
+        for name, child in self.children(element):
+            values.append((name, self.element_value(child)))
+
+        keepalive = current.custom_tcp_keepalive
+        keepalive_time = current.custom_tcp_keepalive_time
+        keepalive_intvl = current.custom_tcp_keepalive_intvl
+        workers = current.workers
+        ignored = dict(current.ignored)
+        for key, value in values:
+            if key == "custom_tcp_keepalive":
+                keepalive = perl_bool(value)
+            elif key in ("custom_tcp_keepalive_time", "custom_tcp_keepalive_intvl"):
+                text = value.strip()
+                seconds: int | None = None
+                if _DIGITS.fullmatch(text):
+                    seconds = int(text) or None
+                elif text:
+                    self.warn(
+                        element,
+                        f'{key}="{value}" is not a positive number of seconds; the kernel '
+                        "default is used",
+                    )
+                if key == "custom_tcp_keepalive_time":
+                    keepalive_time = seconds
+                else:
+                    keepalive_intvl = seconds
+            elif key == "workers":
+                workers = self.int_value(element, "workers", value, minimum=1, maximum=1024)
+            else:
+                if key not in self._NET_SERVER_OPTIONS:
+                    self.warn(element, f"unknown server-params option {key!r} ignored")
+                ignored[key] = value
+        return ServerParams(
+            custom_tcp_keepalive=keepalive,
+            custom_tcp_keepalive_time=keepalive_time,
+            custom_tcp_keepalive_intvl=keepalive_intvl,
+            workers=workers,
+            ignored=ignored,
+        )
+
+    # -- syspref overrides ---------------------------------------------------------------
+
+    def syspref_overrides(self, element: etree._Element) -> dict[str, str]:
+        """``<syspref_overrides><PrefName>value</PrefName>...`` (koha-sip-and-ldap §1.2)."""
+        overrides: dict[str, str] = {}
+        for name, child in self.children(element):
+            if name in overrides:
+                self.warn(child, f"syspref override {name!r} given twice; the last one wins")
+            overrides[name] = (child.text or "").strip()
+        return overrides
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def account(self, element: etree._Element, delimiter: str) -> AccountConfig:
+        """One ``<login>`` (koha-sip-and-ldap §1.5, children §1.6)."""
+        attrs = self.attributes(element, frozenset(_LOGIN_ATTRIBUTES))
+        login_id = attrs.get("id", "").strip()
+        if not login_id:
+            raise self.error(element, "<login> has no id")
+        institution = attrs.get("institution", "").strip()
+        if not institution:
+            raise self.error(element, f"login {login_id!r} has no institution")
+
+        kwargs: dict[str, Any] = {"id": login_id, "institution": institution}
+        for name, value in attrs.items():
+            if name in ("id", "institution"):
+                continue
+            python_name, convert = _LOGIN_ATTRIBUTES[name]
+            kwargs[python_name] = convert(self, element, name, value)
+
+        account_delimiter = kwargs.get("delimiter", "|")
+        if account_delimiter != delimiter:
+            self.warn(
+                element,
+                f"login {login_id!r}: the per-account delimiter {account_delimiter!r} is "
+                f"ignored (as in Koha); the top-level delimiter {delimiter!r} is used",
+            )
+
+        lists: dict[str, list[Any]] = {
+            "screen_msg_regex": [],
+            "patron_attributes": [],
+            "custom_patron_fields": [],
+            "item_fields": [],
+            "custom_item_fields": [],
+            "sort_bin_mappings": [],
+        }
+        overrides: dict[str, str] = {}
+        for name, child in self.children(element):
+            if name == "screen_msg_regex":
+                lists["screen_msg_regex"].append(self.screen_msg_regex(child))
+            elif name == "patron_attribute":
+                lists["patron_attributes"].append(self.field_pair(child, "code"))
+            elif name == "custom_patron_field":
+                lists["custom_patron_fields"].append(self.field_pair(child, "template"))
+            elif name == "item_field":
+                pair = self.field_pair(child, "code")
+                if not _IDENTIFIER.fullmatch(pair[1]):
+                    raise self.error(
+                        child, f"item_field code={pair[1]!r} is not an item column name"
+                    )
+                lists["item_fields"].append(pair)
+            elif name == "custom_item_field":
+                lists["custom_item_fields"].append(self.field_pair(child, "template"))
+            elif name == "sort_bin_mapping":
+                mapping = self.attributes(child, frozenset({"mapping"})).get("mapping", "")
+                if not mapping.strip():
+                    raise self.error(child, "<sort_bin_mapping> has no mapping")
+                lists["sort_bin_mappings"].append(mapping.strip())
+            elif name == "syspref_overrides":
+                overrides.update(self.syspref_overrides(child))
+            else:
+                self.warn(child, f"unknown element <{name}> in <login> ignored")
+        for key, items in lists.items():
+            kwargs[key] = tuple(items)
+        kwargs["syspref_overrides"] = overrides
+        kwargs["line"] = element.sourceline or 0
+        return AccountConfig(**kwargs)
+
+    def screen_msg_regex(self, element: etree._Element) -> tuple[str, str]:
+        attrs = self.attributes(element, frozenset({"find", "replace"}))
+        find = attrs.get("find")
+        if not find:
+            raise self.error(element, "<screen_msg_regex> has no find")
+        try:
+            re.compile(find)
+        except re.error as exc:
+            raise self.error(
+                element, f"screen_msg_regex find={find!r} is not a valid regex: {exc}"
+            ) from None
+        return find, attrs.get("replace", "")
+
+    def field_pair(self, element: etree._Element, second: str) -> tuple[str, str]:
+        tag = local_name(element)
+        attrs = self.attributes(element, frozenset({"field", second}))
+        fid = attrs.get("field", "").strip()
+        if not _FIELD_ID.fullmatch(fid):
+            raise self.error(element, f"<{tag}> field={fid!r} must be a two-character SIP field id")
+        value = attrs.get(second, "")
+        if second == "code":
+            value = value.strip()
+        if not value.strip():
+            raise self.error(element, f"<{tag}> has no {second}")
+        return fid, value
+
+
+# --------------------------------------------------------------------------------------------
+# <login> attribute table: Koha name -> (Python name, converter)
+# --------------------------------------------------------------------------------------------
+
+_Converter = Callable[[_Reader, etree._Element, str, str], Any]
+
+
+def _raw(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+    return value
+
+
+def _optional_text(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+    # Perl: an empty string is false, so it means "not set".
+    return value if value.strip() else None
+
+
+def _stripped_text(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+    return value.strip() or None
+
+
+def _flag(reader: _Reader, element: etree._Element, name: str, value: str) -> bool:
+    return reader.perl_flag(element, name, value)
+
+
+def _non_negative(reader: _Reader, element: etree._Element, name: str, value: str) -> int:
+    if not value.strip():
+        return 0
+    return reader.int_value(element, name, value, minimum=0)
+
+
+def _optional_int(reader: _Reader, element: etree._Element, name: str, value: str) -> int | None:
+    if not value.strip():
+        return None
+    return reader.int_value(element, name, value, minimum=0)
+
+
+def _lost_value(reader: _Reader, element: etree._Element, name: str, value: str) -> int:
+    if not value.strip():
+        return 1
+    return reader.int_value(element, name, value, minimum=0)
+
+
+def _split_list(
+    reader: _Reader, element: etree._Element, name: str, value: str, separator: str
+) -> frozenset[str]:
+    return frozenset(item.strip() for item in value.split(separator) if item.strip())
+
+
+def _field_list(reader: _Reader, element: etree._Element, name: str, value: str) -> frozenset[str]:
+    fields = _split_list(reader, element, name, value, ",")
+    odd = sorted(fid for fid in fields if not _FIELD_ID.fullmatch(fid))
+    if odd:
+        reader.warn(element, f"{name}: {', '.join(map(repr, odd))} are not two-character field ids")
+    return fields
+
+
+def _allow_fields(
+    reader: _Reader, element: etree._Element, name: str, value: str
+) -> frozenset[str] | None:
+    if not value.strip():
+        # Perl: an empty attribute is false, so no allow-list applies.
+        return None
+    return _field_list(reader, element, name, value)
+
+
+def _comma_set(reader: _Reader, element: etree._Element, name: str, value: str) -> frozenset[str]:
+    return _split_list(reader, element, name, value, ",")
+
+
+def _pipe_set(reader: _Reader, element: etree._Element, name: str, value: str) -> frozenset[str]:
+    return _split_list(reader, element, name, value, "|")
+
+
+def _encoding(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise reader.error(
+            element, f"encoding={value!r} is not a known character encoding"
+        ) from None
+    return text
+
+
+def _terminator(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+    text = value.strip().upper()
+    if text in ("CR", "CRLF"):
+        return text
+    if text:
+        reader.warn(element, f'terminator="{value}" is neither CR nor CRLF; CRLF is used')
+    return "CRLF"
+
+
+def _delimiter(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+    return value or "|"
+
+
+def _cr_item_field(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+    text = value.strip()
+    if not text:
+        return "collection_code"
+    if not _IDENTIFIER.fullmatch(text):
+        raise reader.error(element, f"cr_item_field={value!r} is not an item field name")
+    return text
+
+
+def _seen_action(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+    text = value.strip()
+    if not text:
+        return None
+    if text not in ("mark_found", "keep_lost"):
+        raise reader.error(
+            element, f"seen_on_item_information={value!r}: use mark_found or keep_lost"
+        )
+    return text
+
+
+def _convert_nonprinting(
+    reader: _Reader, element: etree._Element, name: str, value: str
+) -> str | None:
+    # Perl truthiness decides whether the replacement applies: "" and "0" do not.
+    return value if perl_bool(value) else None
+
+
+_LOGIN_ATTRIBUTES: dict[str, tuple[str, _Converter]] = {
+    "id": ("id", _raw),
+    "institution": ("institution", _raw),
+    "password": ("password", _raw),
+    "delimiter": ("delimiter", _delimiter),
+    "error-detect": ("error_detect", _flag),
+    "encoding": ("encoding", _encoding),
+    "terminator": ("terminator", _terminator),
+    "checked_in_ok": ("checked_in_ok", _flag),
+    "cv_triggers_alert": ("cv_triggers_alert", _flag),
+    "cv_send_00_on_success": ("cv_send_00_on_success", _flag),
+    "ct_always_send": ("ct_always_send", _flag),
+    "holds_block_checkin": ("holds_block_checkin", _flag),
+    "holds_get_captured": ("holds_get_captured", _flag),
+    "send_patron_home_library_in_af": ("send_patron_home_library_in_af", _flag),
+    "patron_branchcode_in_ao": ("patron_branchcode_in_ao", _flag),
+    "patron_restriction_blocks_inet": ("patron_restriction_blocks_inet", _flag),
+    "allow_empty_passwords": ("allow_empty_passwords", _flag),
+    "ae_field_template": ("ae_field_template", _optional_text),
+    "da_field_template": ("da_field_template", _optional_text),
+    "av_field_template": ("av_field_template", _optional_text),
+    "hide_fields": ("hide_fields", _field_list),
+    "allow_fields": ("allow_fields", _allow_fields),
+    "register_id": ("register_id", _optional_int),
+    "payment_type_writeoff": ("payment_type_writeoff", _stripped_text),
+    "disallow_overpayment": ("disallow_overpayment", _flag),
+    "lost_status_for_missing": ("lost_status_for_missing", _optional_int),
+    "lost_block_checkout": ("lost_block_checkout", _non_negative),
+    "lost_block_checkout_value": ("lost_block_checkout_value", _lost_value),
+    "overdues_block_checkout": ("overdues_block_checkout", _flag),
+    "prevcheckout_block_checkout": ("prevcheckout_block_checkout", _flag),
+    "allow_additional_materials_checkout": ("allow_additional_materials_checkout", _flag),
+    "blocked_item_types": ("blocked_item_types", _pipe_set),
+    "inhouse_item_types": ("inhouse_item_types", _comma_set),
+    "inhouse_patron_categories": ("inhouse_patron_categories", _comma_set),
+    "format_due_date": ("format_due_date", _flag),
+    "cr_item_field": ("cr_item_field", _cr_item_field),
+    "seen_on_item_information": ("seen_on_item_information", _seen_action),
+    "show_checkin_message": ("show_checkin_message", _flag),
+    "show_outstanding_amount": ("show_outstanding_amount", _flag),
+    "convert_nonprinting_characters": ("convert_nonprinting_characters", _convert_nonprinting),
+    "client_certificate": ("client_certificate", _stripped_text),
+}
+
+
+def load_sip_config(path: str | os.PathLike[str]) -> SIPConfig:
+    """Read Koha's SIPconfig.xml at ``path`` (koha-sip-and-ldap §1).
+
+    Raises :class:`ConfigError` (``path:line: message``) for anything that must stop
+    start-up; suspicious but harmless findings are in the result's ``warnings``.
+    """
+    spath = os.fspath(path)
+    root = read_xml(spath)
+    return _Reader(spath).read(root)
