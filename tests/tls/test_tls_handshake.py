@@ -1,0 +1,234 @@
+"""Real TLS handshakes against a Listener: protocol versions, server CA, client certificates.
+
+Clients: Python's ssl module and Debian's ``openssl s_client``.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+
+def test_tls12_and_tls13_accepted(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for())
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = tools.client_context(pki.ca, minimum=version, maximum=version)
+        with tools.connect(server.port, ctx) as sock:
+            assert (
+                sock.version()
+                == {"TLSv1.2": "TLSv1.2", "TLSv1.3": "TLSv1.3"}[
+                    "TLSv1.2" if version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3"
+                ]
+            )
+            assert tools.exchange(sock, "hello") == "ECHO hello"
+            info = tools.who(sock)
+            assert info["identity"] is None  # no client certificates on this listener
+
+
+@pytest.mark.parametrize("old", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_tls10_and_tls11_refused(echo_server, tls_service_for, pki, tools, old):
+    server = echo_server(tls_service_for())
+    ctx = tools.client_context(pki.ca, minimum=old, maximum=old)
+    with pytest.raises(ssl.SSLError) as info:
+        tools.connect(server.port, ctx)
+    # The server answers with a protocol_version alert (or the client cannot even offer it).
+    assert "VERSION" in str(info.value).upper() or "NO_PROTOCOLS" in str(info.value).upper()
+
+
+def test_min_version_13_refuses_tls12(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for(tls_min_version="1.3"))
+    ctx12 = tools.client_context(
+        pki.ca, minimum=ssl.TLSVersion.TLSv1_2, maximum=ssl.TLSVersion.TLSv1_2
+    )
+    with pytest.raises(ssl.SSLError, match="(?i)version"):
+        tools.connect(server.port, ctx12)
+    with tools.connect(server.port, tools.client_context(pki.ca)) as sock:
+        assert sock.version() == "TLSv1.3"
+
+
+def test_client_with_other_ca_rejects_server(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tools.connect(server.port, tools.client_context(pki.rogue_ca))
+
+
+def test_hostname_and_ip_checked_by_client(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for())
+    ctx = tools.client_context(pki.ca)
+    with tools.connect(server.port, ctx, server_hostname="127.0.0.1") as sock:
+        assert tools.exchange(sock, "x") == "ECHO x"
+    with pytest.raises(ssl.SSLCertVerificationError, match="(?i)hostname|match"):
+        tools.connect(server.port, ctx, server_hostname="sip.other.example")
+
+
+def test_openssl_s_client_versions(echo_server, tls_service_for, pki, s_client):
+    server = echo_server(tls_service_for())
+    for flag, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+        done = s_client(
+            server.port,
+            flag,
+            "-CAfile",
+            pki.ca,
+            "-verify_return_error",
+            "-servername",
+            "localhost",
+            lines=("hello",),
+        )
+        out = done.stdout.decode(errors="replace")
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        assert f"Protocol  : {name}" in out or f"Protocol: {name}" in out or name in out
+        assert "Verify return code: 0 (ok)" in out
+        assert "ECHO hello" in out
+    refused = s_client(
+        server.port,
+        "-tls1_1",
+        "-cipher",
+        "DEFAULT:@SECLEVEL=0",
+        "-CAfile",
+        pki.ca,
+        lines=("hello",),
+    )
+    assert refused.returncode != 0
+    assert "ECHO hello" not in refused.stdout.decode(errors="replace")
+
+
+def test_openssl_s_client_wrong_ca(echo_server, tls_service_for, pki, s_client):
+    server = echo_server(tls_service_for())
+    done = s_client(server.port, "-CAfile", pki.rogue_ca, "-verify_return_error")
+    assert done.returncode != 0
+    assert "ECHO hello" not in done.stdout.decode(errors="replace")
+
+
+def test_chain_served_to_client_trusting_root(echo_server, pki, tools):
+    leaf, key = pki.chain_leaf
+    # The chain in a separate file ...
+    server = echo_server(
+        {"tls_certificate": leaf, "tls_private_key": key, "tls_chain": pki.chain_intermediate}
+    )
+    with tools.connect(server.port, tools.client_context(pki.chain_root)) as sock:
+        assert tools.exchange(sock, "a") == "ECHO a"
+    # ... or appended to the certificate, with the key in the same file (stunnel's cert=).
+    combined = pki.dir / "combined.pem"
+    combined.write_bytes(leaf.read_bytes() + pki.chain_intermediate.read_bytes() + key.read_bytes())
+    server = echo_server({"tls_certificate": combined})
+    with tools.connect(server.port, tools.client_context(pki.chain_root)) as sock:
+        assert tools.exchange(sock, "b") == "ECHO b"
+    # Without the chain a client that trusts only the root cannot verify.
+    server = echo_server({"tls_certificate": leaf, "tls_private_key": key})
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tools.connect(server.port, tools.client_context(pki.chain_root))
+
+
+def test_ipv6_listener(echo_server, tls_service_for, pki, tools):
+    try:
+        probe = __import__("socket").socket(__import__("socket").AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    server = echo_server(
+        tls_service_for(
+            address={"host": "::1", "port": 0, "family": "IPv6", "spec": "[::1]:0/tcp/IPv6"}
+        )
+    )
+    with tools.connect(
+        server.port, tools.client_context(pki.ca), host="::1", server_hostname="::1"
+    ) as sock:
+        assert tools.who(sock)["peer"].startswith("::1:")
+
+
+# -- client certificates -----------------------------------------------------------------------
+
+
+def _read_fails(sock, tools):
+    """With TLS 1.3 the client finishes its handshake before the server checks the client
+    certificate; the refusal then arrives as an alert on the first read."""
+    tools.exchange(sock, "hello")
+
+
+def test_client_certificate_required(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for(tls_client_ca=pki.ca))
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = tools.client_context(pki.ca, minimum=version, maximum=version)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            sock = tools.connect(server.port, ctx)
+            with sock:
+                _read_fails(sock, tools)
+                raise AssertionError("a connection without client certificate was served")
+
+
+def test_foreign_client_certificate_refused(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for(tls_client_ca=pki.ca))
+    cert, key = pki.rogue_kiosk  # CN kiosk-01, but signed by another CA
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = tools.client_context(pki.ca, cert=cert, key=key, minimum=version, maximum=version)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            sock = tools.connect(server.port, ctx)
+            with sock:
+                _read_fails(sock, tools)
+                raise AssertionError("a foreign client certificate was accepted")
+
+
+def test_kiosk_certificate_identity(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for(tls_client_ca=pki.ca))
+    cert, key = pki.kiosk("kiosk-01")
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = tools.client_context(pki.ca, cert=cert, key=key, minimum=version, maximum=version)
+        with tools.connect(server.port, ctx) as sock:
+            identity = tools.who(sock)["identity"]
+            assert identity["common_name"] == "kiosk-01"
+            assert identity["dns_names"] == ["kiosk-01"]
+            assert len(identity["fingerprint"].split(":")) == 32
+            assert tools.exchange(sock, "MATCH kiosk-01") == "yes"
+            assert tools.exchange(sock, "MATCH KIOSK-01") == "yes"
+            assert tools.exchange(sock, "MATCH kiosk-02") == "no"
+            assert tools.exchange(sock, "MATCH kiosk") == "no"
+
+
+def test_wildcard_and_cn_only_identities(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for(tls_client_ca=pki.ca))
+    with tools.connect(
+        server.port, tools.client_context(pki.ca, cert=pki.wildcard[0], key=pki.wildcard[1])
+    ) as sock:
+        assert tools.exchange(sock, "MATCH k1.kiosks.example.org") == "yes"
+        assert tools.exchange(sock, "MATCH a.b.kiosks.example.org") == "no"
+        assert tools.exchange(sock, "MATCH wild") == "yes"  # subject CN
+    with tools.connect(
+        server.port, tools.client_context(pki.ca, cert=pki.cn_only[0], key=pki.cn_only[1])
+    ) as sock:
+        info = tools.who(sock)["identity"]
+        assert info["dns_names"] == []
+        assert tools.exchange(sock, "MATCH kiosk-cn") == "yes"
+        assert tools.exchange(sock, "MATCH kiosk-01") == "no"
+
+
+def test_plain_listener_has_no_identity(echo_server, pki, tools):
+    server = echo_server({})
+    with tools.connect(server.port, None) as sock:
+        info = tools.who(sock)
+        assert info["identity"] is None
+        assert tools.exchange(sock, "MATCH kiosk-01") == "no"
+
+
+def test_s_client_sees_acceptable_ca_names(echo_server, tls_service_for, pki, s_client):
+    server = echo_server(tls_service_for(tls_client_ca=pki.ca))
+    cert, key = pki.kiosk("kiosk-02")
+    done = s_client(
+        server.port,
+        "-tls1_2",
+        "-CAfile",
+        pki.ca,
+        "-cert",
+        cert,
+        "-key",
+        key,
+        lines=("MATCH kiosk-02",),
+    )
+    out = done.stdout.decode(errors="replace")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert "Acceptable client certificate CA names" in out
+    assert "koha-gateway test CA" in out
+    assert "\nyes\n" in out
+    missing = s_client(server.port, "-tls1_2", "-CAfile", pki.ca)
+    assert "ECHO hello" not in missing.stdout.decode(errors="replace")
