@@ -1,0 +1,55 @@
+# koha-gateway: `make run` starts the demo gateway, `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO_DB  := var/demo.sqlite
+DEMO_URL := sqlite:///$(CURDIR)/$(DEMO_DB)
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test venv lint format bench deb check-config clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml setup.py
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q python3-venv; \
+	  else echo "Python's venv module is missing: sudo apt-get install python3-venv" >&2; exit 1; fi; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test]' psycopg2-binary
+	touch $@
+
+$(DEMO_DB): | $(STAMP)
+	mkdir -p var
+	$(BIN)/koha-gateway-admin --database $(DEMO_URL) init
+	$(BIN)/koha-gateway-admin --database $(DEMO_URL) load-demo
+
+var/tls/server.pem: | $(STAMP)
+	$(BIN)/python -m koha_gateway.certs --out var/tls --kiosk kiosk-01
+
+run: $(STAMP) $(DEMO_DB) var/tls/server.pem
+	@echo "koha-gateway: RAW SIP2 on 127.0.0.1:6001, telnet on 127.0.0.1:8023, TLS on 127.0.0.1:6443"
+	@echo "              try: telnet localhost 8023   (login joe, password joes)"
+	$(BIN)/twistd -n --pidfile= koha-gateway --sip-config conf/SIPconfig.xml --database $(DEMO_URL)
+
+check-config: $(STAMP) $(DEMO_DB)
+	$(BIN)/twistd -n --pidfile= koha-gateway --sip-config conf/SIPconfig.xml --database $(DEMO_URL) --check-config
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python bench/sip_mix.py
+
+deb:
+	dpkg-buildpackage -us -uc -b
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache

@@ -1,0 +1,324 @@
+"""One authenticator for SIP accounts (93 Login, telnet) and patron passwords (AD -> CQ).
+
+Koha's rules (koha-sip-and-ldap.md sections 3.2, 5.1 and 6.3):
+
+* a SIP account logs in when its id is a ``<login>`` in SIPconfig.xml, the user exists in
+  ``borrowers`` with that password, and has the ``circulate`` permission (or is superlibrarian);
+* with LDAP configured, LDAP is asked first: a success wins (and may replicate or update the
+  borrower row), a definite rejection fails, "not handled" falls back to the local hash;
+* a failed check increments ``borrowers.login_attempts``; with the ``FailedLoginAttempts``
+  system preference set, an account at that count is locked.
+
+Beyond Koha, for thousands of kiosks logging in at once after a restart:
+
+* bcrypt runs in its own thread pool, never on the reactor and never on a database connection;
+* a verified password is remembered as an HMAC under a per-process random key, bound to the
+  stored hash, so the next check of the same credentials costs a microsecond and a changed
+  password invalidates it; plain passwords are never kept;
+* concurrent checks of the same credentials share one bcrypt computation (single flight);
+* repeated failures per account and per peer address are slowed down exponentially.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from twisted.internet import defer, task
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from koha_gateway.auth.passwords import verify_password
+from koha_gateway.db.schema import CIRCULATE, SUPERLIBRARIAN
+
+log = Logger(namespace="koha_gateway.auth")
+
+_CACHE_SIZE = 50_000
+_FAILURE_WINDOW = 900.0  # seconds after which failures are forgotten
+_FREE_FAILURES = 3  # failures allowed before answers slow down
+_MAX_DELAY = 30.0
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    ok: bool
+    reason: str
+    borrowernumber: int | None = None
+
+
+class _Throttle:
+    """Failed-login counters per key (account or peer) with exponential slow-down."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def delay(self, *keys: str) -> float:
+        now = self._clock.seconds()
+        worst = 0
+        for key in keys:
+            count, last = self._failures.get(key, (0, 0.0))
+            if now - last > _FAILURE_WINDOW:
+                self._failures.pop(key, None)
+                continue
+            worst = max(worst, count)
+        if worst < _FREE_FAILURES:
+            return 0.0
+        return min(_MAX_DELAY, 0.5 * 2 ** (worst - _FREE_FAILURES))
+
+    def failed(self, *keys: str) -> None:
+        now = self._clock.seconds()
+        for key in keys:
+            count, last = self._failures.get(key, (0, 0.0))
+            if now - last > _FAILURE_WINDOW:
+                count = 0
+            self._failures[key] = (count + 1, now)
+        if len(self._failures) > _CACHE_SIZE:
+            cutoff = now - _FAILURE_WINDOW
+            for key in [k for k, (_, last) in self._failures.items() if last < cutoff]:
+                del self._failures[key]
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)
+
+
+class Authenticator:
+    """Checks SIP account and patron passwords; every method returns a Deferred."""
+
+    def __init__(self, db, *, reactor=None, ldap=None, ldap_config=None, bcrypt_threads=2):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self.db = db
+        self.ldap = ldap
+        self.ldap_config = ldap_config
+        self._key = os.urandom(32)
+        self._verified: OrderedDict[tuple, float] = OrderedDict()
+        self._inflight: dict[tuple, defer.Deferred] = {}
+        self._throttle = _Throttle(reactor)
+        self._bcrypt_pool = ThreadPool(1, bcrypt_threads, name="koha-gateway-bcrypt")
+        self._ldap_pool = ThreadPool(1, 8, name="koha-gateway-ldap") if ldap else None
+        self._ldap_cache_seconds = 60.0 * getattr(ldap_config, "cache_minutes", 0) or 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._bcrypt_pool.start()
+        if self._ldap_pool:
+            self._ldap_pool.start()
+
+    def stop(self) -> None:
+        self._bcrypt_pool.stop()
+        if self._ldap_pool:
+            self._ldap_pool.stop()
+
+    # -- SIP accounts -----------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def login_staff(self, userid: str, password: str, peer: str = ""):
+        """Koha's ``api_auth`` for a SIP login: password and the circulate permission."""
+        keys = (f"account:{userid}", f"peer:{peer}")
+        wait = self._throttle.delay(*keys)
+        if wait:
+            log.info(
+                "slowing down login for {account!r} by {wait:.1f}s after failures",
+                account=userid,
+                wait=wait,
+                peer=peer,
+            )
+            yield task.deferLater(self._reactor, wait, lambda: None)
+        ok, borrower = yield self._check(userid, password, by_userid=True)
+        if not ok:
+            self._throttle.failed(*keys)
+            return LoginResult(False, "invalid user id or password")
+        if not borrower["flags"] & (CIRCULATE | SUPERLIBRARIAN):
+            self._throttle.failed(*keys)
+            return LoginResult(
+                False, "user lacks the circulate permission", borrower["borrowernumber"]
+            )
+        self._throttle.succeeded(*keys)
+        return LoginResult(True, "ok", borrower["borrowernumber"])
+
+    # -- patrons ------------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def check_patron(self, identifier: str, password: str, peer: str = ""):
+        """The patron password check behind CQ (cardnumber or userid, as Koha)."""
+        keys = (f"patron:{identifier}", f"peer:{peer}")
+        wait = self._throttle.delay(*keys)
+        if wait:
+            yield task.deferLater(self._reactor, wait, lambda: None)
+        ok, _ = yield self._check(identifier, password, by_userid=False)
+        if ok:
+            self._throttle.succeeded(f"patron:{identifier}")
+        else:
+            self._throttle.failed(*keys)
+        return ok
+
+    # -- the check itself ---------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _check(self, identifier: str, password: str, *, by_userid: bool):
+        """(ok, borrower row or None); LDAP first when configured, then the local hash."""
+        if not identifier or password is None or password == "":
+            return False, None
+        borrower = yield self.db.run(_find_borrower, identifier, by_userid)
+        if self.ldap is not None:
+            outcome = yield self._ldap_check(borrower, identifier, password)
+            if outcome is not None:
+                ok, borrower = outcome
+                return ok, borrower
+        if borrower is None:
+            return False, None
+        if _locked(borrower):
+            log.warn("account {identifier!r} is locked after failed logins", identifier=identifier)
+            return False, borrower
+        ok = yield self._verify_local(borrower["password"], password)
+        if ok and borrower["login_attempts"]:
+            yield self.db.run(_reset_attempts, borrower["borrowernumber"])
+        elif not ok:
+            yield self.db.run(_count_failure, borrower["borrowernumber"])
+        return ok, borrower
+
+    def _mac(self, *parts: str) -> bytes:
+        return hmac.new(self._key, "\0".join(parts).encode("utf-8"), hashlib.sha256).digest()
+
+    def _remember(self, key: tuple, ttl: float | None) -> None:
+        self._verified[key] = (time.monotonic() + ttl) if ttl else float("inf")
+        self._verified.move_to_end(key)
+        while len(self._verified) > _CACHE_SIZE:
+            self._verified.popitem(last=False)
+
+    def _known(self, key: tuple) -> bool:
+        expiry = self._verified.get(key)
+        if expiry is None:
+            return False
+        if expiry < time.monotonic():
+            del self._verified[key]
+            return False
+        return True
+
+    def _verify_local(self, stored: str | None, password: str):
+        """bcrypt (or legacy MD5) in the bcrypt pool, remembered, single flight."""
+        if not stored:
+            return defer.succeed(False)
+        key = ("local", stored, self._mac(stored, password))
+        if self._known(key):
+            return defer.succeed(True)
+        waiters = self._inflight.get(key)
+        if waiters is not None:
+            waiter = defer.Deferred()
+            waiters.append(waiter)
+            return waiter
+        waiters = self._inflight[key] = []
+        check = deferToThreadPool(
+            self._reactor, self._bcrypt_pool, verify_password, password, stored
+        )
+
+        def done(result):
+            del self._inflight[key]
+            if result is True:
+                self._remember(key, None)
+            for waiter in waiters:
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(result)
+            return result
+
+        return check.addBoth(done)
+
+    @defer.inlineCallbacks
+    def _ldap_check(self, borrower, identifier: str, password: str):
+        """LDAP's verdict as (ok, borrower), or None when LDAP does not handle this user."""
+        from koha_gateway.auth.ldap import LdapOutcome
+
+        userid = borrower["userid"] if borrower and borrower.get("userid") else identifier
+        key = ("ldap", userid, self._mac(userid, password))
+        if self._ldap_cache_seconds and self._known(key) and borrower is not None:
+            return True, borrower
+        result = yield deferToThreadPool(
+            self._reactor, self._ldap_pool, self.ldap.authenticate, userid, password
+        )
+        if result.outcome is LdapOutcome.OK:
+            number = yield self.db.run(self._sync, result, password)
+            if number is not None:
+                borrower = yield self.db.run(_find_borrower_by_number, number)
+            if borrower is None:
+                log.warn(
+                    "LDAP accepted {userid!r} but no borrower exists (replicate is off)",
+                    userid=userid,
+                )
+                return False, None
+            if self._ldap_cache_seconds:
+                self._remember(key, self._ldap_cache_seconds)
+            return True, borrower
+        if result.outcome is LdapOutcome.REJECTED:
+            log.info("LDAP rejected {userid!r}: {reason}", userid=userid, reason=result.reason)
+            if borrower is not None:
+                yield self.db.run(_count_failure, borrower["borrowernumber"])
+            return False, borrower
+        log.debug(
+            "LDAP did not handle {userid!r} ({reason}); checking the local password",
+            userid=userid,
+            reason=result.reason,
+        )
+        return None
+
+    def _sync(self, txn, result, password):
+        from koha_gateway.auth.ldap import sync_patron
+
+        return sync_patron(txn, result, password, self.ldap_config)
+
+
+_BORROWER_COLUMNS = "borrowernumber, cardnumber, userid, password, flags, login_attempts"
+
+
+def _find_borrower(txn, identifier: str, by_userid: bool):
+    row = None
+    if not by_userid:
+        row = txn.one(
+            f"SELECT {_BORROWER_COLUMNS} FROM borrowers WHERE cardnumber = ?", (identifier,)
+        )
+    if row is None:
+        row = txn.one(f"SELECT {_BORROWER_COLUMNS} FROM borrowers WHERE userid = ?", (identifier,))
+    if row is not None:
+        limit = txn.scalar(
+            "SELECT value FROM systempreferences WHERE variable = 'FailedLoginAttempts'"
+        )
+        row["max_attempts"] = int(limit) if limit and str(limit).isdigit() else 0
+    return row
+
+
+def _find_borrower_by_number(txn, borrowernumber: int):
+    row = txn.one(
+        f"SELECT {_BORROWER_COLUMNS} FROM borrowers WHERE borrowernumber = ?", (borrowernumber,)
+    )
+    if row is not None:
+        row["max_attempts"] = 0
+    return row
+
+
+def _locked(borrower) -> bool:
+    limit = borrower.get("max_attempts") or 0
+    return bool(limit) and borrower["login_attempts"] >= limit
+
+
+def _count_failure(txn, borrowernumber: int) -> None:
+    txn.execute(
+        "UPDATE borrowers SET login_attempts = login_attempts + 1 WHERE borrowernumber = ?",
+        (borrowernumber,),
+    )
+
+
+def _reset_attempts(txn, borrowernumber: int) -> None:
+    txn.execute(
+        "UPDATE borrowers SET login_attempts = 0 WHERE borrowernumber = ?", (borrowernumber,)
+    )

@@ -1,0 +1,69 @@
+"""Logs in Koha's SIP log format (koha-sip-and-ldap.md section 8.3).
+
+Each line reads ``[YYYY/MM/DD HH:MM:SS] [pid] [LEVEL] account@peer: message``, as Koha's
+log4perl layout for ``sip.log`` does, so that the greps a Koha administrator already knows keep
+working. Modules log through ``twisted.logger.Logger`` with ``account`` and ``peer`` keys; the
+observers here write the files given by ``--sip-log`` and ``--error-log``. Passwords never reach a
+log: the protocol logs messages through ``Session.mask`` (CO, AD and AC hidden).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    globalLogPublisher,
+)
+
+_LEVELS = {
+    LogLevel.debug: "DEBUG",
+    LogLevel.info: "INFO",
+    LogLevel.warn: "WARN",
+    LogLevel.error: "ERROR",
+    LogLevel.critical: "FATAL",
+}
+
+
+def format_koha(event: dict) -> str | None:
+    """One event as a Koha log line (with a trailing newline), or None to skip it."""
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        text = f"{text}\n{failure.getTraceback()}"
+    if not text:
+        return None
+    when = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(event.get("log_time", time.time())))
+    level = _LEVELS.get(event.get("log_level"), "INFO")
+    account = event.get("account") or "-"
+    peer = event.get("peer") or "-"
+    return f"[{when}] [{os.getpid()}] [{level}] {account}@{peer}: {text}\n"
+
+
+def _file(path: str):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    return open(path, "a", encoding="utf-8", buffering=1)
+
+
+def install(sip_log: str | None, error_log: str | None, level: str = "info") -> list:
+    """Add the Koha-format observers to Twisted's global log publisher; returns them."""
+    observers = []
+    minimum = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn}[level]
+    if sip_log:
+        observers.append(_filtered(_file(sip_log), minimum))
+    if error_log:
+        observers.append(_filtered(_file(error_log), LogLevel.warn))
+    for observer in observers:
+        globalLogPublisher.addObserver(observer)
+    return observers
+
+
+def _filtered(stream, minimum: LogLevel):
+    predicate = LogLevelFilterPredicate(defaultLogLevel=minimum)
+    return FilteringLogObserver(FileLogObserver(stream, format_koha), [predicate])

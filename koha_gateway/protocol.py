@@ -1,0 +1,305 @@
+"""The Twisted adapter between a socket and the sans-I/O SIP2 session (3M SIP2 2.00, section
+"Communications"; Koha's transports in koha-sip-and-ldap.md section 3).
+
+Bytes go into :class:`koha_gateway.sip2.session.Session`; its events come back in order:
+
+* ``Reply`` is written as it is (96, 96AZFEF6, a 97 resend, telnet prompts);
+* ``Close`` ends the connection with its reason in the log;
+* ``Credentials`` (telnet) and a ``Request`` for 93 go to the authenticator;
+* any other ``Request`` runs in one database transaction through the ACS.
+
+Requests of one connection are answered strictly in order, one at a time; a kiosk that sends
+faster than it is answered is paused (back-pressure), never dropped. Nothing here blocks the
+reactor: database, bcrypt and LDAP work run in thread pools and come back as Deferreds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from datetime import datetime
+
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from koha_gateway.acs.fallback import failure_response
+from koha_gateway.sip2.codec import Response
+from koha_gateway.sip2.output import OutputPolicy
+from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Session
+
+log = Logger(namespace="koha_gateway.protocol")
+
+# Requests that change the database: a resent copy of one of these is answered from the
+# request journal and never applied twice.
+MUTATING = frozenset({"11", "09", "29", "65", "15", "37", "01", "25", "19"})
+# Requests whose AD (patron password) is checked before the transaction.
+PATRON_PASSWORD = frozenset({"11", "15", "23", "25", "29", "35", "37", "63", "65"})
+_PAUSE_AT = 32
+
+
+class SIPProtocol(Protocol, TimeoutMixin):
+    """One kiosk connection on a RAW or telnet ``<service>``, plain or inside TLS."""
+
+    def __init__(self, gateway, service):
+        self.gateway = gateway
+        self.service = service
+        self.session: Session | None = None
+        self.account = None
+        self.peer = "-"
+        self._queue: deque = deque()
+        self._busy = False
+        self._draining = False
+        self._paused = False
+        self._closing = False
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.peer = getattr(peer, "host", None) or str(peer)
+        config = self.gateway.config
+        self.session = Session(
+            transport=self.service.transport,
+            max_line=self.service.max_line_length,
+            delimiter=config.delimiter,
+        )
+        self.gateway.connections.add(self)
+        self._log(
+            "info",
+            "connection on {service} ({transport})",
+            service=self.service.address.spec,
+            transport=self.service.transport,
+        )
+        if self.service.transport == "telnet":
+            self.transport.write(self.session.greeting())
+        self.setTimeout(config.login_timeout(self.service))
+
+    def connectionLost(self, reason=None):
+        self.setTimeout(None)
+        self.gateway.connections.discard(self)
+        self._closing = True
+        self._queue.clear()
+        self._log("info", "connection closed")
+
+    def timeoutConnection(self):
+        phase = "idle" if self.account is not None else "login"
+        self._close(f"{phase} timeout")
+
+    def _close(self, reason: str):
+        if self._closing:
+            return
+        self._closing = True
+        self._log(
+            "warn" if "timeout" not in reason else "info",
+            "closing connection: {reason}",
+            reason=reason,
+        )
+        self.transport.loseConnection()
+
+    # -- input -------------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes):
+        if self._closing:
+            return
+        if self.account is not None:
+            self.resetTimeout()
+        try:
+            events = self.session.receive_data(data)
+        except Exception:
+            self._log_failure("the SIP2 session failed on input")
+            self._close("internal error while reading input")
+            return
+        self._queue.extend(events)
+        self._drain()
+        if len(self._queue) > _PAUSE_AT and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def _drain(self):
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue and not self._busy and not self._closing:
+                event = self._queue.popleft()
+                if isinstance(event, Reply):
+                    self.transport.write(event.data)
+                elif isinstance(event, Close):
+                    self._close(event.reason)
+                elif isinstance(event, Credentials):
+                    self._start(self._telnet_login(event))
+                elif isinstance(event, Request):
+                    self._log("debug", "INPUT MSG: '{text}'", text=self.session.mask(event.raw))
+                    if event.message.code == "93":
+                        self._start(self._login(event))
+                    else:
+                        self._start(self._request(event))
+            if self._paused and len(self._queue) <= _PAUSE_AT // 2 and not self._closing:
+                self._paused = False
+                self.transport.resumeProducing()
+        finally:
+            self._draining = False
+
+    def _start(self, deferred: defer.Deferred):
+        self._busy = True
+        deferred.addErrback(self._unexpected)
+        deferred.addBoth(self._finished)
+
+    def _finished(self, _):
+        self._busy = False
+        self._drain()
+
+    def _unexpected(self, failure: Failure):
+        self._log_failure("request failed", failure)
+        self._close("internal error")
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _send(self, response: Response, seq: str | None):
+        if self._closing:
+            return
+        data = self.session.respond(response, seq)
+        self._log("debug", "OUTPUT MSG: '{text}'", text=self.session.mask(data))
+        self.transport.write(data)
+
+    # -- login -------------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _login(self, event: Request):
+        """93 Login -> 94 (3M SIP2 2.00 "Login"; Koha's login_core)."""
+        msg = event.message
+        userid = msg.get("CN") or ""
+        password = msg.get("CO") or ""
+        if msg.fixed.get("uid_algorithm", "0") != "0" or msg.fixed.get("pwd_algorithm", "0") != "0":
+            reason = "unsupported non-zero encryption method(s)"
+            ok = False
+        else:
+            ok, reason = yield self._authenticate(userid, password, telnet=False)
+        if ok:
+            self._send(Response("94").fixed("1"), event.seq)
+        else:
+            self._log("warn", "login failed for {userid!r}: {reason}", userid=userid, reason=reason)
+            self._send(Response("94").fixed("0"), event.seq)
+            self._write_events(self.session.login_failed())
+
+    @defer.inlineCallbacks
+    def _telnet_login(self, event: Credentials):
+        """Koha's telnet transport: ``login:`` / ``password:`` prompts, three attempts."""
+        ok, reason = yield self._authenticate(event.userid, event.password, telnet=True)
+        if not ok:
+            self._log(
+                "warn",
+                "telnet login failed for {userid!r}: {reason}",
+                userid=event.userid,
+                reason=reason,
+            )
+            self._write_events(self.session.login_failed())
+
+    @defer.inlineCallbacks
+    def _authenticate(self, userid: str, password: str, *, telnet: bool):
+        """(ok, reason): the account exists in SIPconfig.xml and Koha lets the user circulate."""
+        account = self.gateway.config.accounts.get(userid)
+        if account is None:
+            return False, f"SIP access not authorized for user {userid!r}"
+        if account.password is not None and account.password != password:
+            return False, "password does not match the SIPconfig.xml account"
+        if account.client_certificate:
+            from koha_gateway.tls import identity_matches, peer_identity
+
+            identity = peer_identity(self.transport)
+            if identity is None or not identity_matches(identity, account.client_certificate):
+                return False, (
+                    f"account requires the client certificate {account.client_certificate!r}"
+                )
+        result = yield self.gateway.auth.login_staff(userid, password, self.peer)
+        if not result.ok:
+            return False, result.reason
+        self.account = account
+        self._write_events(self.session.login_ok(OutputPolicy.from_account(account)))
+        self.setTimeout(self.gateway.config.idle_timeout(self.service))
+        self._log(
+            "info",
+            "Successful login/auth for {userid!r} of {institution!r}",
+            userid=userid,
+            institution=account.institution,
+        )
+        return True, "ok"
+
+    def _write_events(self, events):
+        for event in events:
+            if isinstance(event, Reply):
+                self.transport.write(event.data)
+            elif isinstance(event, Close):
+                self._close(event.reason)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _request(self, event: Request):
+        msg = event.message
+        if self.account is None:
+            self._close(f"message {msg.code} before a successful login")
+            return
+        gateway = self.gateway
+        ctx = gateway.context(self.account, self.session, self.peer)
+        try:
+            if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
+                ctx.password_ok = yield self._check_patron_password(msg)
+            digest = None
+            if msg.code in MUTATING and msg.fixed.get("transaction_date", "").strip():
+                digest = hashlib.sha256(event.raw).hexdigest()
+            response = yield gateway.apply(ctx, msg, digest)
+        except Exception:
+            failure = Failure()
+            unavailable = gateway.is_unavailable(failure)
+            if unavailable:
+                self._log(
+                    "warn",
+                    "database unavailable for {code}: {error}",
+                    code=msg.code,
+                    error=failure.getErrorMessage(),
+                )
+            else:
+                self._log_failure(f"handling message {msg.code} failed", failure)
+            response = failure_response(ctx, msg, unavailable=unavailable)
+        self._send(response, event.seq)
+
+    def _check_patron_password(self, msg):
+        password = msg.get("AD")
+        patron = msg.get("AA")
+        if not password or not patron:
+            return defer.succeed(False)
+        return self.gateway.auth.check_patron(patron, password, self.peer)
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def _log(self, level: str, fmt: str, **kw):
+        account = self.account.id if self.account is not None else None
+        getattr(log, level)(fmt, account=account, peer=self.peer, **kw)
+
+    def _log_failure(self, text: str, failure: Failure | None = None):
+        account = self.account.id if self.account is not None else None
+        log.failure(text, failure=failure, account=account, peer=self.peer)
+
+
+class SIPFactory(ServerFactory):
+    """Builds :class:`SIPProtocol` for one ``<service>``; the service may be swapped on reload."""
+
+    protocol = SIPProtocol
+
+    def __init__(self, gateway, service):
+        self.gateway = gateway
+        self.service = service
+
+    def buildProtocol(self, addr):
+        protocol = self.protocol(self.gateway, self.service)
+        protocol.factory = self
+        return protocol
+
+
+def now_local() -> datetime:
+    """The server's local time, aware (SIP2 timestamps are local time)."""
+    return datetime.now().astimezone()

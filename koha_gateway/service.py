@@ -1,0 +1,333 @@
+"""The gateway service: one SIP2 listener per ``<service>`` plus the shared state they serve.
+
+Shape of Twisted's ``mail/tap.py``: a ``MultiService`` whose children are one
+``StreamServerEndpointService`` per configured port, all sharing one :class:`Gateway` (the
+SIPconfig.xml accounts and institutions, the database pool, the authenticator and the ACS).
+
+SIGHUP re-reads SIPconfig.xml and the TLS certificates without dropping a connection: new
+connections and new logins see the new accounts, institutions and policies; a broken new file is
+refused with a log line and the old configuration stays in force. Listener addresses and
+transports cannot change without a restart (a warning says so).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import datetime, timedelta
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from koha_gateway.acs.context import RequestContext
+from koha_gateway.acs.dispatch import ACS
+from koha_gateway.auth.authenticator import Authenticator
+from koha_gateway.config import ConfigError, load_sip_config
+from koha_gateway.db import schema
+from koha_gateway.db.engine import Database, IntegrityError, Unavailable
+from koha_gateway.ils import sysprefs as sysprefs_mod
+from koha_gateway.protocol import SIPFactory, now_local
+from koha_gateway.sip2.codec import Response
+
+log = Logger(namespace="koha_gateway.service")
+
+JOURNAL_HOURS = 24
+
+
+class StartupError(Exception):
+    """The gateway cannot start; the message says why and what to do."""
+
+
+class Gateway:
+    """What every connection shares; swapped atomically on reload."""
+
+    def __init__(self, config, db, auth, db_sysprefs: dict[str, str]):
+        self.config = config
+        self.db = db
+        self.auth = auth
+        self.acs = ACS()
+        self.connections: set = set()
+        self._db_sysprefs = db_sysprefs
+        self._sysprefs: dict[str, object] = {}
+
+    def set_config(self, config, db_sysprefs: dict[str, str] | None = None):
+        self.config = config
+        if db_sysprefs is not None:
+            self._db_sysprefs = db_sysprefs
+        self._sysprefs = {}
+
+    def sysprefs_for(self, account):
+        """Database values, then SIPconfig.xml's global overrides, then the account's."""
+        prefs = self._sysprefs.get(account.id)
+        if prefs is None:
+            prefs = sysprefs_mod.Sysprefs(self._db_sysprefs).with_overrides(
+                self.config.syspref_overrides, account.syspref_overrides
+            )
+            self._sysprefs[account.id] = prefs
+        return prefs
+
+    def context(self, account, session, peer: str) -> RequestContext:
+        return RequestContext(
+            account=account,
+            institution=self.config.institutions[account.institution],
+            sysprefs=self.sysprefs_for(account),
+            now=now_local(),
+            protocol_version=session.protocol_version,
+            staff_userid=account.id,
+            peer=peer,
+        )
+
+    def apply(self, ctx: RequestContext, msg, digest: str | None) -> defer.Deferred:
+        """Run the ACS for ``msg`` in one transaction; resent requests come from the journal."""
+        d = self.db.run(_apply, self.acs, ctx, msg, digest)
+
+        def duplicate(failure):
+            # Two copies of one request raced; the loser reads the winner's answer.
+            failure.trap(IntegrityError)
+            if digest is None:
+                return failure
+            return self.db.run(_apply, self.acs, ctx, msg, digest)
+
+        return d.addErrback(duplicate)
+
+    @staticmethod
+    def is_unavailable(failure) -> bool:
+        return failure.check(Unavailable) is not None
+
+
+def _apply(txn, acs, ctx, msg, digest):
+    if digest is not None:
+        row = txn.one(
+            "SELECT response FROM sip_request_journal WHERE account = ? AND digest = ?",
+            (ctx.account.id, digest),
+        )
+        if row is not None:
+            return _restore(row["response"])
+    response = acs.handle(txn, ctx, msg)
+    if digest is not None:
+        txn.execute(
+            "INSERT INTO sip_request_journal (account, digest, response, created) "
+            "VALUES (?, ?, ?, ?)",
+            (ctx.account.id, digest, _store(response), ctx.now_sql),
+        )
+    return response
+
+
+def _store(response: Response) -> str:
+    return json.dumps(
+        {
+            "code": response.code,
+            "fixed": list(response.fixed_values),
+            "fields": [list(f) for f in response.fields],
+        }
+    )
+
+
+def _restore(text: str) -> Response:
+    data = json.loads(text)
+    response = Response(data["code"]).fixed(*data["fixed"])
+    for fid, value in data["fields"]:
+        response.add(fid, value)
+    return response
+
+
+def _purge_journal(txn, before: str) -> int:
+    return txn.execute("DELETE FROM sip_request_journal WHERE created < ?", (before,))
+
+
+def _startup_checks(txn, config):
+    """Schema version, system preferences, and the warnings Koha 25.11 gives at start."""
+    version = schema.current_version(txn)
+    prefs = sysprefs_mod.load(txn) if version else {}
+    branches = (
+        {r["branchcode"] for r in txn.query("SELECT branchcode FROM branches")}
+        if version
+        else set()
+    )
+    warnings = []
+    for inst in config.institutions.values():
+        if version and inst.id not in branches:
+            warnings.append(
+                f"{config.path}:{inst.line}: institution {inst.id!r} is not a "
+                "branchcode in the database"
+            )
+    for account in config.accounts.values():
+        if version and txn.one("SELECT 1 FROM borrowers WHERE userid = ?", (account.id,)) is None:
+            warnings.append(
+                f"{config.path}:{account.line}: account {account.id!r} has no patron "
+                "with that userid in the database; it cannot log in"
+            )
+    return version, prefs, warnings
+
+
+class GatewayService(MultiService):
+    """The twistd service: listeners, the authenticator's thread pools, reload on SIGHUP."""
+
+    def __init__(self, gateway: Gateway, options):
+        super().__init__()
+        self.gateway = gateway
+        self.options = options
+        self.listeners: dict = {}
+        self._log_observers: list = []
+        self._purge = None
+
+    @classmethod
+    def from_options(cls, options, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        config = options["sip_config"]
+        koha_conf = options.get("koha_conf")
+        try:
+            db = Database.from_url(options["database"], max_connections=options.get("db-pool-size"))
+        except (ValueError, Unavailable) as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            version, prefs, warnings = db.run_blocking(_startup_checks, config)
+        except Unavailable as exc:
+            raise StartupError(f"cannot reach the database: {exc}") from None
+        if version < schema.LATEST:
+            raise StartupError(
+                f"the database schema is at version {version}, this gateway needs "
+                f"{schema.LATEST}: run 'koha-gateway-admin --database URL init'"
+            )
+        ldap = ldap_config = None
+        if koha_conf is not None and koha_conf.use_ldap and koha_conf.ldap is not None:
+            from koha_gateway.auth.ldap import LdapDirectory
+
+            ldap_config = koha_conf.ldap
+            ldap = LdapDirectory(ldap_config)
+        auth = Authenticator(db, reactor=reactor, ldap=ldap, ldap_config=ldap_config)
+        gateway = Gateway(config, db, auth, prefs)
+        service = cls(gateway, options)
+        service.startup_warnings = list(config.warnings) + warnings
+        for service_config in config.services:
+            service.add_listener(reactor, service_config)
+        return service
+
+    def add_listener(self, reactor, service_config):
+        from koha_gateway.listeners import Listener
+
+        factory = SIPFactory(self.gateway, service_config)
+        try:
+            listener = Listener(reactor, service_config, factory, self.gateway.config.server_params)
+        except Exception as exc:
+            raise StartupError(f"{self.gateway.config.path}:{service_config.line}: {exc}") from None
+        listener.sip_factory = factory
+        child = StreamServerEndpointService(listener.endpoint, listener.factory)
+        child._raiseSynchronously = True
+        name = f"sip2:{service_config.address.spec}"
+        child.setName(name)
+        child.setServiceParent(self)
+        self.listeners[name] = listener
+
+    def report_check(self):
+        for warning in self.startup_warnings:
+            print(f"warning: {warning}")
+        config = self.gateway.config
+        print(
+            f"{config.path}: {len(config.services)} listeners, {len(config.accounts)} accounts, "
+            f"{len(config.institutions)} institutions: OK"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def startService(self):
+        from koha_gateway import logs
+
+        self._log_observers = logs.install(
+            self.options.get("sip-log"),
+            self.options.get("error-log"),
+            self.options.get("log-level") or "info",
+        )
+        for warning in self.startup_warnings:
+            log.warn("{warning}", warning=warning)
+        ignored = getattr(self.gateway.config.server_params, "ignored", {}) or {}
+        if ignored:
+            log.info(
+                "server-params accepted but not used (Net::Server process options): {names}",
+                names=", ".join(sorted(ignored)),
+            )
+        self.gateway.auth.start()
+        self._purge = task.LoopingCall(self._purge_journal)
+        self._purge.start(3600, now=True).addErrback(lambda f: log.failure("journal purge", f))
+        try:
+            signal.signal(signal.SIGHUP, self._on_sighup)
+        except ValueError:  # not the main thread (embedded use)
+            pass
+        super().startService()
+        for name in self.listeners:
+            log.info("listening: {name}", name=name)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        yield super().stopService()
+        if self._purge is not None and self._purge.running:
+            self._purge.stop()
+        self.gateway.auth.stop()
+        self.gateway.db.close()
+        from twisted.logger import globalLogPublisher
+
+        for observer in self._log_observers:
+            globalLogPublisher.removeObserver(observer)
+
+    def _purge_journal(self):
+        before = (datetime.now() - timedelta(hours=JOURNAL_HOURS)).strftime("%Y-%m-%d %H:%M:%S")
+        return self.gateway.db.run(_purge_journal, before).addErrback(
+            lambda f: log.warn("journal purge skipped: {error}", error=f.getErrorMessage())
+        )
+
+    # -- reload -----------------------------------------------------------------------------------
+
+    def _on_sighup(self, signum, frame):
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self.reload)
+
+    @defer.inlineCallbacks
+    def reload(self):
+        """Re-read SIPconfig.xml and certificates; keep the old ones if anything is wrong."""
+        old = self.gateway.config
+        try:
+            new = load_sip_config(old.path)
+        except (ConfigError, OSError) as exc:
+            log.error("reload refused, keeping the running configuration: {error}", error=str(exc))
+            return False
+        old_services = {s.address.spec: s for s in old.services}
+        new_services = {s.address.spec: s for s in new.services}
+        if set(old_services) != set(new_services) or any(
+            old_services[k].transport != new_services[k].transport for k in new_services
+        ):
+            log.warn("reload: listener addresses or transports changed; restart to apply them")
+        reloaded = []
+        try:
+            for spec, service_config in new_services.items():
+                listener = self.listeners.get(f"sip2:{spec}")
+                if listener is None or service_config.transport != old_services[spec].transport:
+                    continue
+                listener.reload(service_config)
+                reloaded.append((listener, old_services[spec]))
+        except Exception as exc:
+            for listener, previous in reloaded:
+                listener.reload(previous)
+            log.error("reload refused, keeping the running configuration: {error}", error=str(exc))
+            return False
+        for listener, _ in reloaded:
+            spec = listener.sip_factory.service.address.spec
+            listener.sip_factory.service = new_services[spec]
+        try:
+            version, prefs, warnings = yield self.gateway.db.run(_startup_checks, new)
+        except Exception as exc:
+            log.warn("reload: database checks skipped: {error}", error=str(exc))
+            prefs, warnings = None, []
+        self.gateway.set_config(new, prefs or None)
+        for warning in list(new.warnings) + warnings:
+            log.warn("{warning}", warning=warning)
+        log.info(
+            "reloaded {path}: {accounts} accounts, {institutions} institutions",
+            path=new.path,
+            accounts=len(new.accounts),
+            institutions=len(new.institutions),
+        )
+        return True

@@ -1,0 +1,88 @@
+"""twistd options and service construction for ``twistd koha-gateway`` (model: twisted/mail/tap.py).
+
+Configuration errors are reported before the reactor starts, each naming the file and line, and
+stop start-up with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.python import usage
+
+from koha_gateway import __version__
+
+
+class Options(usage.Options):
+    """Command line of the twistd plugin (``twistd koha-gateway --help``)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serves SIP2 to self-check kiosks, sorters and PC-booking systems from Koha's "
+        "SIPconfig.xml: one listener per <service>, RAW, telnet and TLS transports."
+    )
+
+    optParameters = [
+        ["sip-config", "c", None, "Koha's SIPconfig.xml (listeners, accounts, institutions)."],
+        [
+            "database",
+            "d",
+            None,
+            "Database URL: sqlite:///abs/path.sqlite or postgresql://user:pass@host:port/db. "
+            "Default: from --koha-conf.",
+        ],
+        ["koha-conf", "k", None, "Koha's koha-conf.xml (database and LDAP settings)."],
+        ["sip-log", None, None, "Write SIP activity in Koha's log format to this file."],
+        ["error-log", None, None, "Write warnings and errors in Koha's log format to this file."],
+        ["db-pool-size", None, None, "Database connections in the pool (default per engine)."],
+        ["log-level", None, "info", "Lowest level written to the SIP logs: debug, info, warn."],
+    ]
+    optFlags = [
+        ["check-config", None, "Check the configuration files and the database, then exit."],
+    ]
+
+    def opt_version(self):
+        """Print the version and exit."""
+        print(f"koha-gateway {__version__}")
+        raise SystemExit(0)
+
+    def postOptions(self):
+        from koha_gateway.config import ConfigError, load_koha_conf, load_sip_config
+
+        if not self["sip-config"]:
+            raise usage.UsageError("--sip-config is required (Koha's SIPconfig.xml)")
+        if not os.path.exists(self["sip-config"]):
+            raise usage.UsageError(f"{self['sip-config']}: no such file")
+        try:
+            self["sip_config"] = load_sip_config(self["sip-config"])
+            self["koha_conf"] = load_koha_conf(self["koha-conf"]) if self["koha-conf"] else None
+        except ConfigError as exc:
+            raise usage.UsageError(str(exc)) from None
+        if not self["database"]:
+            if self["koha_conf"] is None:
+                raise usage.UsageError("give --database URL or --koha-conf PATH")
+            try:
+                self["database"] = self["koha_conf"].database_url
+            except ConfigError as exc:
+                raise usage.UsageError(str(exc)) from None
+        if self["db-pool-size"] is not None:
+            try:
+                self["db-pool-size"] = int(self["db-pool-size"])
+            except ValueError:
+                raise usage.UsageError("--db-pool-size takes a number") from None
+        if self["log-level"] not in ("debug", "info", "warn"):
+            raise usage.UsageError("--log-level is one of debug, info, warn")
+
+
+def makeService(options):
+    """Build the gateway service; fails start-up with a clear message on a bad setup."""
+    from koha_gateway.service import GatewayService, StartupError
+
+    try:
+        service = GatewayService.from_options(options)
+    except StartupError as exc:
+        raise SystemExit(f"koha-gateway: {exc}") from None
+    if options["check-config"]:
+        service.report_check()
+        raise SystemExit(0)
+    return service

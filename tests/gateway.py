@@ -1,0 +1,165 @@
+"""A real ``twistd koha-gateway`` process for end-to-end tests.
+
+The gateway runs as a child process on free ports of 127.0.0.1, with a SIPconfig.xml derived from
+the shipped ``conf/SIPconfig.xml`` and its own copy of a demo database; the tests talk to it over
+real sockets with :class:`koha_gateway.client.SIPClient`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lxml import etree
+
+from koha_gateway.client import SIPClient
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_SIPCONFIG = ROOT / "conf" / "SIPconfig.xml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _local(tag) -> str:
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def sipconfig_tree(source: Path = SHIPPED_SIPCONFIG):
+    return etree.parse(str(source), etree.XMLParser(resolve_entities=False, no_network=True))
+
+
+def elements(tree, name: str):
+    return [e for e in tree.iter() if _local(e.tag) == name]
+
+
+class GatewayProcess:
+    """One running gateway; ``ports`` maps "raw", "telnet" (and "tls" ...) to port numbers."""
+
+    def __init__(
+        self, workdir: Path, database_url: str, *, customise=None, koha_conf=None, extra_args=()
+    ):
+        self.workdir = workdir
+        self.database_url = database_url
+        self.sipconfig = workdir / "SIPconfig.xml"
+        self.log = workdir / "twistd.log"
+        self.sip_log = workdir / "sip.log"
+        self.error_log = workdir / "sip-error.log"
+        self.koha_conf = koha_conf
+        self.extra_args = list(extra_args)
+        self.ports: dict[str, int] = {}
+        tree = sipconfig_tree()
+        for service in elements(tree, "service"):
+            if service.get("tls_certificate"):
+                kind = "tls" if "tls" not in self.ports else f"tls{len(self.ports)}"
+            else:
+                kind = "telnet" if service.get("transport", "").lower() == "telnet" else "raw"
+            port = free_port()
+            self.ports[kind] = port
+            service.set("port", f"127.0.0.1:{port}/tcp")
+        if customise is not None:
+            customise(tree, self)
+        tree.write(str(self.sipconfig), xml_declaration=True, encoding="utf-8")
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            "--pidfile=",
+            "--logfile",
+            str(self.log),
+            "koha-gateway",
+            "--sip-config",
+            str(self.sipconfig),
+            "--database",
+            self.database_url,
+            "--sip-log",
+            str(self.sip_log),
+            "--error-log",
+            str(self.error_log),
+            "--log-level",
+            "debug",
+        ]
+        if self.koha_conf:
+            cmd += ["--koha-conf", str(self.koha_conf)]
+        return cmd + self.extra_args
+
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TZ=os.environ.get("TZ", "UTC"))
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=self.workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        waiting = set(self.ports.values())
+        while waiting:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode(errors="replace")
+                raise RuntimeError(
+                    f"gateway exited with {self.process.returncode}:\n{output}\n{self.read_log()}"
+                )
+            for port in list(waiting):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    waiting.discard(port)
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gateway did not listen within {timeout}s:\n{self.read_log()}")
+            time.sleep(0.05)
+        return self
+
+    def read_log(self) -> str:
+        parts = []
+        for path in (self.log, self.sip_log):
+            if path.exists():
+                parts.append(path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+    def client(self, kind: str = "raw", **kw) -> SIPClient:
+        return SIPClient("127.0.0.1", self.ports[kind], **kw)
+
+    def logged_in(self, user: str = "joe", password: str = "joes", **kw) -> SIPClient:
+        client = self.client(**kw)
+        answer = client.login(user, password)
+        assert answer.startswith("941"), answer
+        return client
+
+
+def copy_database(template: Path, target: Path) -> str:
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
