@@ -33,12 +33,14 @@ grant_circulate       0         give replicated patrons the circulate permission
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from koha_gateway.config.errors import ConfigError
 from lxml import etree
+
+from koha_gateway.config.errors import ConfigError
 
 __all__ = ["LdapConfig", "LdapHost", "parse_host", "parse_ldap"]
 
@@ -301,9 +303,19 @@ def _parse_section(section: etree._Element, path: str) -> LdapConfig:
     mapping = _parse_mapping(elements.get("mapping"), path, section.sourceline)
     categories, category_default = _parse_categories(elements.get("categorycode_mapping"), path)
 
+    ca_file = optional("ca_file")
+    if ca_file is not None:
+        ca_path = (
+            ca_file if os.path.isabs(ca_file) else os.path.join(os.path.dirname(path), ca_file)
+        )
+        if not os.path.isfile(ca_path):
+            raise ConfigError(
+                f"<ca_file> {ca_file!r} is not a readable file", path, line("ca_file")
+            )
+        ca_file = os.path.abspath(ca_path)
+
     user = optional("user")
     password = text("pass")
-    ca_file = optional("ca_file")
     start_tls = flag("start_tls", False)
 
     return LdapConfig(
