@@ -1,0 +1,54 @@
+"""Koha's library rules over the Koha-shaped schema.
+
+Every function in this package takes one open transaction (``txn``, see
+:mod:`koha_gateway.db.engine`) and plain values. Nothing here imports Twisted or reads the clock:
+the caller passes ``now`` / ``today`` (or a ``RequestContext`` whose ``now`` was fixed when the
+request arrived), so a whole request is judged at one instant and tests are repeatable.
+
+The two helpers below read ``<login>`` options of SIPconfig.xml the way Koha does (Perl
+truthiness), whatever shape the configuration layer gives them (``str``, ``bool``, ``int`` or
+``None``).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+__all__ = ["account_option", "perl_true", "round_money"]
+
+
+def perl_true(value: Any) -> bool:
+    """Perl's notion of truth, as Koha applies it to SIPconfig attributes and sysprefs.
+
+    ``None``, ``""``, ``"0"``, ``0`` and ``False`` are false; every other value is true
+    (including the string ``"false"``: Koha reads ``renewal="false"`` as true).
+    """
+    if value is None or value is False:
+        return False
+    if isinstance(value, int | float):
+        return value != 0
+    text = str(value)
+    return text not in ("", "0")
+
+
+def account_option(account: Any, name: str, default: Any = None) -> Any:
+    """The value of the ``<login>`` attribute ``name`` (Koha's spelling) of ``account``.
+
+    Works with the ``AccountConfig`` dataclass and with a plain mapping; a missing attribute
+    gives ``default``.
+    """
+    if account is None:
+        return default
+    if isinstance(account, dict):
+        value = account.get(name, default)
+    else:
+        value = getattr(account, name, default)
+    return default if value is None else value
+
+
+def round_money(amount: float | int | str | None) -> float:
+    """An amount rounded half-up to cents, as Koha shows money (%.2f)."""
+    if amount is None or amount == "":
+        return 0.0
+    return float(Decimal(str(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))

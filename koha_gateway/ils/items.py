@@ -1,0 +1,237 @@
+"""Items: lookup by barcode, SIP2 circulation status, current loan, holds on the title.
+
+Koha's ``C4::SIP::ILS::Item`` over the Koha-shaped schema (koha-sip-and-ldap.md sections 5.2
+and 5.3). An item row from :func:`find_item` is the ``items`` row plus:
+
+* ``title`` and ``author`` of its biblio;
+* of its item type: ``itype_notforloan``, ``rentalcharge``, ``sip_media_type``,
+  ``sip_magnetic`` and ``itype_description``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from koha_gateway.ils import account_option
+
+__all__ = [
+    "barcodedecode",
+    "circulation_status",
+    "current_loan",
+    "find_item",
+    "holds_queue_length",
+    "item_by_number",
+    "item_hold",
+    "mark_seen",
+    "open_transfer",
+    "set_item_properties",
+]
+
+CIRC_IN_TRANSIT = "10"
+CIRC_CLAIMED_RETURNED = "11"
+CIRC_LOST = "12"
+CIRC_MISSING = "13"
+CIRC_CHARGED = "04"
+CIRC_ON_HOLD_SHELF = "08"
+CIRC_SHELVING_CART = "09"
+CIRC_OTHER = "01"
+CIRC_ON_ORDER = "02"
+CIRC_AVAILABLE = "03"
+
+
+def barcodedecode(barcode: str | None, input_filter: str | None = None) -> str:
+    """An item barcode as the library stores it (Koha's ``barcodedecode``).
+
+    Surrounding whitespace is always removed. ``input_filter`` is the itemBarcodeInputFilter
+    preference:
+
+    * ``whitespace``: every whitespace character is removed;
+    * ``T-prefix``: ``T`` followed by a non-zero digit drops that digit and pads the number to
+      seven digits (``T1234`` -> ``T0000234``); a bare number becomes ``T`` + seven digits;
+      ``T0...`` is kept as it is;
+    * ``EAN13``: a valid EAN-13 given without its leading zeros is padded to 13 digits.
+
+    The ``cuecat`` and ``libsuite8`` filters (scanner-specific encodings) are not applied: with
+    them the trimmed barcode is used unchanged.
+    """
+    text = (barcode or "").strip()
+    mode = (input_filter or "").strip()
+    if not text or not mode:
+        return text
+    if mode == "whitespace":
+        return re.sub(r"\s+", "", text)
+    if mode == "T-prefix":
+        match = re.match(r"^[Tt](\d)", text)
+        if match and match.group(1) == "0":
+            return text
+        rest = text[2:] if match else text
+        if rest.isdigit():
+            return f"T{int(rest):07d}"
+        return text
+    if mode == "EAN13":
+        if text.isdigit() and len(text) <= 13:
+            padded = text.rjust(13, "0")
+            if _ean13_valid(padded):
+                return padded
+        return text
+    return text
+
+
+def _ean13_valid(digits: str) -> bool:
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits[:12]))
+    return (10 - total % 10) % 10 == int(digits[12])
+
+
+def find_item(
+    txn, barcode: str | None, *, lock: bool = False, input_filter: str | None = None
+) -> dict | None:
+    """The item with this barcode (after :func:`barcodedecode`), or ``None``.
+
+    ``lock=True`` locks the ``items`` row for the rest of the transaction.
+    """
+    code = barcodedecode(barcode, input_filter)
+    if not code:
+        return None
+    suffix = txn.for_update if lock else ""
+    row = txn.one(f"SELECT * FROM items WHERE barcode = ?{suffix}", (code,))
+    if row is None:
+        return None
+    return _complete(txn, row)
+
+
+def item_by_number(txn, itemnumber: int, *, lock: bool = False) -> dict | None:
+    """The item with this ``itemnumber`` (same shape as :func:`find_item`)."""
+    suffix = txn.for_update if lock else ""
+    row = txn.one(f"SELECT * FROM items WHERE itemnumber = ?{suffix}", (itemnumber,))
+    return None if row is None else _complete(txn, row)
+
+
+def _complete(txn, row: dict) -> dict:
+    item = dict(row)
+    biblio = txn.one(
+        "SELECT title, author FROM biblio WHERE biblionumber = ?", (item["biblionumber"],)
+    )
+    item["title"] = biblio["title"] if biblio else None
+    item["author"] = biblio["author"] if biblio else None
+    itype = txn.one(
+        "SELECT description, notforloan, rentalcharge, sip_media_type, sip_magnetic "
+        "FROM itemtypes WHERE itemtype = ?",
+        (item["itype"],),
+    )
+    item["itype_description"] = itype["description"] if itype else None
+    item["itype_notforloan"] = int(itype["notforloan"] or 0) if itype else 0
+    item["rentalcharge"] = float(itype["rentalcharge"] or 0) if itype else 0.0
+    item["sip_media_type"] = itype["sip_media_type"] if itype else None
+    item["sip_magnetic"] = int(itype["sip_magnetic"] or 0) if itype else 0
+    return item
+
+
+def current_loan(txn, itemnumber: int) -> dict | None:
+    """The ``issues`` row of the item's current loan with the borrower's ``cardnumber``,
+    ``userid``, ``firstname``, ``surname`` and ``borrower_branchcode``; ``None`` if on the shelf.
+    """
+    return txn.one(
+        "SELECT i.*, b.cardnumber, b.userid, b.firstname, b.surname, "
+        "b.branchcode AS borrower_branchcode, b.categorycode "
+        "FROM issues i JOIN borrowers b ON b.borrowernumber = i.borrowernumber "
+        "WHERE i.itemnumber = ?",
+        (itemnumber,),
+    )
+
+
+def open_transfer(txn, itemnumber: int) -> dict | None:
+    """The item's current transfer (sent or requested, neither arrived nor cancelled)."""
+    return txn.one(
+        "SELECT * FROM branchtransfers WHERE itemnumber = ? AND datearrived IS NULL "
+        "AND datecancelled IS NULL ORDER BY datesent, branchtransfer_id LIMIT 1",
+        (itemnumber,),
+    )
+
+
+def item_hold(txn, itemnumber: int) -> dict | None:
+    """The hold attached to this item: waiting (``W``), in transit (``T``) or in processing
+    (``P``), with the holder's ``cardnumber``, ``firstname``, ``surname``, ``email``, ``phone``.
+    """
+    return txn.one(
+        "SELECT r.*, b.cardnumber, b.firstname, b.surname, b.email, b.phone "
+        "FROM reserves r JOIN borrowers b ON b.borrowernumber = r.borrowernumber "
+        "WHERE r.itemnumber = ? AND r.found IN ('W', 'T', 'P') ORDER BY r.reserve_id LIMIT 1",
+        (itemnumber,),
+    )
+
+
+def holds_queue_length(txn, biblionumber: int, today: str | None = None) -> int:
+    """How many holds the title has (SIP2 18 CF): every hold, waiting or not, whose hold date
+    has come (``reservedate <= today``; all of them when ``today`` is ``None``)."""
+    if today is None:
+        count = txn.scalar("SELECT COUNT(*) FROM reserves WHERE biblionumber = ?", (biblionumber,))
+    else:
+        count = txn.scalar(
+            "SELECT COUNT(*) FROM reserves WHERE biblionumber = ? AND reservedate <= ?",
+            (biblionumber, today),
+        )
+    return int(count or 0)
+
+
+def circulation_status(txn, item: dict, account: Any = None) -> str:
+    """3M SIP2 2.00 circulation status (18), first match wins, as Koha decides it:
+
+    ``10`` in transit; ``13`` lost with ``itemlost`` equal to the account's
+    ``lost_status_for_missing``; ``12`` lost; ``04`` checked out; ``08`` a hold waiting, in
+    transit or in processing is attached to the item; ``09`` location ``CART``; ``01`` damaged;
+    ``02`` ``notforloan`` below zero (on order); otherwise ``03`` available.
+
+    Koha's ``11`` (claimed returned) needs return claims, which this ILS does not record, so
+    it is never answered. A not-for-loan item (``notforloan`` > 0) is ``03``, as in Koha.
+    """
+    number = item["itemnumber"]
+    if open_transfer(txn, number) is not None:
+        return CIRC_IN_TRANSIT
+    lost = int(item.get("itemlost") or 0)
+    if lost:
+        missing = account_option(account, "lost_status_for_missing")
+        if missing not in (None, "") and str(missing).strip() == str(lost):
+            return CIRC_MISSING
+        return CIRC_LOST
+    if current_loan(txn, number) is not None:
+        return CIRC_CHARGED
+    if item_hold(txn, number) is not None:
+        return CIRC_ON_HOLD_SHELF
+    if (item.get("location") or "") == "CART":
+        return CIRC_SHELVING_CART
+    if int(item.get("damaged") or 0):
+        return CIRC_OTHER
+    if int(item.get("notforloan") or 0) < 0:
+        return CIRC_ON_ORDER
+    return CIRC_AVAILABLE
+
+
+def mark_seen(txn, item: dict, now_sql: str, *, clear_lost: bool) -> None:
+    """Record that the item was seen (``datelastseen``); ``clear_lost`` also marks it found.
+
+    This is the ``seen_on_item_information`` account option of 17 (``keep_lost`` /
+    ``mark_found``).
+    """
+    if clear_lost:
+        txn.execute(
+            "UPDATE items SET datelastseen = ?, itemlost = 0, itemlost_on = NULL "
+            "WHERE itemnumber = ?",
+            (now_sql, item["itemnumber"]),
+        )
+        item["itemlost"] = 0
+        item["itemlost_on"] = None
+    else:
+        txn.execute(
+            "UPDATE items SET datelastseen = ? WHERE itemnumber = ?",
+            (now_sql, item["itemnumber"]),
+        )
+    item["datelastseen"] = now_sql
+
+
+def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
+    """Store the item properties (CH) of a SIP2 Item Status Update (19)."""
+    txn.execute(
+        "UPDATE items SET sip_item_properties = ? WHERE itemnumber = ?",
+        (properties, itemnumber),
+    )

@@ -1,0 +1,512 @@
+"""Patrons: lookup, blocks and privileges, the SIP2 patron status, counts, lists and fines.
+
+Koha's ``C4::SIP::ILS::Patron`` over the Koha-shaped schema (koha-sip-and-ldap.md section 5.1):
+
+* lookup by cardnumber **or** userid (``Koha::Patrons->find_by_identifier``);
+* restrictions (``borrower_debarments`` rows and ``borrowers.debarred``), expiry, fines against
+  the ``noissuescharge`` limit, lost card / gone-no-address flags;
+* the 14-character patron status of 24 and 64 and the screen message parts;
+* the counts and item lists of 64 (waiting holds, overdues, loans, fine lines, unavailable
+  holds);
+* the SIP restriction that 01 Block Patron stores and 25 Patron Enable lifts.
+
+Money is read as stored (``amountoutstanding`` is positive for debts, negative for unapplied
+credits) and rounded to cents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from koha_gateway.ils import account_option, perl_true, round_money
+from koha_gateway.ils.sysprefs import format_date
+
+__all__ = [
+    "DEFAULT_FEE_LIMIT",
+    "SIP_RESTRICTION",
+    "PatronState",
+    "add_sip_restriction",
+    "active_debarments",
+    "current_loans",
+    "fee_limit",
+    "find_patron",
+    "fine_lines",
+    "lift_sip_restrictions",
+    "outstanding",
+    "overdue_loans",
+    "patron_attributes",
+    "patron_state",
+    "track_activity",
+    "unavailable_holds",
+    "update_debarment_flags",
+    "waiting_holds",
+]
+
+DEFAULT_FEE_LIMIT = 5.0
+SIP_RESTRICTION = "SIP"
+FOREVER = "9999-12-31"
+
+_CATEGORY_COLUMNS = (
+    "description AS category_description, enrolmentperiod AS category_enrolmentperiod, "
+    "noissuescharge AS category_noissuescharge, category_type"
+)
+
+
+def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | None:
+    """The ``borrowers`` row of the patron whose cardnumber or userid is ``identifier``.
+
+    Koha's ``find_by_identifier``: the cardnumber is tried first, then the userid. Koha runs on
+    MySQL, whose default collation compares case-insensitively, so when no exact match exists a
+    case-insensitive match is accepted if it is unique. The row is completed with the patron
+    category's columns (``category_description``, ``category_noissuescharge``,
+    ``category_type``, ``category_enrolmentperiod``). ``lock=True`` locks the borrower row for
+    the rest of the transaction (``SELECT ... FOR UPDATE`` on PostgreSQL).
+
+    Leading and trailing whitespace is ignored; an empty identifier finds nobody.
+    """
+    if identifier is None:
+        return None
+    ident = identifier.strip()
+    if not ident:
+        return None
+    suffix = txn.for_update if lock else ""
+    row = None
+    for column in ("cardnumber", "userid"):
+        row = txn.one(f"SELECT * FROM borrowers WHERE {column} = ?{suffix}", (ident,))
+        if row is not None:
+            break
+    if row is None:
+        for column in ("cardnumber", "userid"):
+            rows = txn.query(
+                f"SELECT borrowernumber FROM borrowers WHERE UPPER({column}) = UPPER(?)", (ident,)
+            )
+            if len(rows) == 1:
+                row = txn.one(
+                    f"SELECT * FROM borrowers WHERE borrowernumber = ?{suffix}",
+                    (rows[0]["borrowernumber"],),
+                )
+                break
+    if row is None:
+        return None
+    category = txn.one(
+        f"SELECT {_CATEGORY_COLUMNS} FROM categories WHERE categorycode = ?",
+        (row["categorycode"],),
+    )
+    patron = dict(row)
+    patron.update(
+        category
+        or {
+            "category_description": None,
+            "category_enrolmentperiod": None,
+            "category_noissuescharge": None,
+            "category_type": None,
+        }
+    )
+    return patron
+
+
+def patron_by_number(txn, borrowernumber: int) -> dict | None:
+    """The patron with this ``borrowernumber`` (same shape as :func:`find_patron`)."""
+    row = txn.one(
+        "SELECT cardnumber, userid FROM borrowers WHERE borrowernumber = ?", (borrowernumber,)
+    )
+    if row is None:
+        return None
+    return find_patron(txn, row["cardnumber"] or row["userid"])
+
+
+# --- money -------------------------------------------------------------------------------
+
+
+def outstanding(txn, borrowernumber: int) -> float:
+    """The patron's balance: outstanding debits minus unapplied credits (Koha's ``balance``)."""
+    total = txn.scalar(
+        "SELECT SUM(amountoutstanding) FROM accountlines WHERE borrowernumber = ?",
+        (borrowernumber,),
+    )
+    return round_money(total or 0)
+
+
+def fine_lines(txn, borrowernumber: int) -> list[dict]:
+    """The patron's debit lines that still have something outstanding, oldest first.
+
+    These are the "fine items" of 64 (count and AV list).
+    """
+    return txn.query(
+        "SELECT accountlines_id, itemnumber, date, amount, amountoutstanding, description, "
+        "debit_type_code FROM accountlines WHERE borrowernumber = ? AND amountoutstanding > 0 "
+        "ORDER BY date, accountlines_id",
+        (borrowernumber,),
+    )
+
+
+def fee_limit(patron: dict, sysprefs) -> float | None:
+    """The fine limit that blocks circulation, or ``None`` when there is none.
+
+    The patron category's ``noissuescharge`` when it is set and positive, else the
+    ``noissuescharge`` system preference when positive (Koha's ``is_patron_inside_charge_limits``).
+    """
+    category_limit = patron.get("category_noissuescharge")
+    if category_limit is not None and float(category_limit) > 0:
+        return round_money(category_limit)
+    limit = sysprefs.number("noissuescharge", 0.0) if sysprefs is not None else 0.0
+    return round_money(limit) if limit > 0 else None
+
+
+# --- restrictions -----------------------------------------------------------------------
+
+
+def active_debarments(txn, borrowernumber: int, today: str) -> list[dict]:
+    """The patron's restrictions in force on ``today`` (no expiration, or expiring later)."""
+    return txn.query(
+        "SELECT borrower_debarment_id, expiration, type, comment, created FROM borrower_debarments "
+        "WHERE borrowernumber = ? AND (expiration IS NULL OR expiration > ?) "
+        "ORDER BY borrower_debarment_id",
+        (borrowernumber, today),
+    )
+
+
+def update_debarment_flags(txn, borrowernumber: int) -> None:
+    """Recompute ``borrowers.debarred`` / ``debarredcomment`` from ``borrower_debarments``.
+
+    As Koha's ``UpdateBorrowerDebarmentFlags``: the latest expiration, or 9999-12-31 when one
+    restriction has none, and the comments of every restriction, one per line.
+    """
+    rows = txn.query(
+        "SELECT expiration, comment FROM borrower_debarments WHERE borrowernumber = ? "
+        "ORDER BY borrower_debarment_id",
+        (borrowernumber,),
+    )
+    if not rows:
+        txn.execute(
+            "UPDATE borrowers SET debarred = NULL, debarredcomment = NULL WHERE borrowernumber = ?",
+            (borrowernumber,),
+        )
+        return
+    if any(row["expiration"] is None for row in rows):
+        until = FOREVER
+    else:
+        until = max(str(row["expiration"])[:10] for row in rows)
+    comments = "\n".join(row["comment"] for row in rows if row["comment"])
+    txn.execute(
+        "UPDATE borrowers SET debarred = ?, debarredcomment = ? WHERE borrowernumber = ?",
+        (until, comments or None, borrowernumber),
+    )
+
+
+def add_sip_restriction(txn, borrowernumber: int, comment: str | None, now_sql: str) -> int:
+    """Store the restriction of a SIP2 Block Patron (01): type ``SIP``, no expiration.
+
+    The comment is the blocked-card message (AL) sent by the self-check. Returns the new
+    ``borrower_debarment_id``.
+    """
+    text = (comment or "").strip() or "Blocked by self-check"
+    new_id = txn.insert(
+        "INSERT INTO borrower_debarments (borrowernumber, expiration, type, comment, created, "
+        "updated) VALUES (?, NULL, ?, ?, ?, ?)",
+        (borrowernumber, SIP_RESTRICTION, text, now_sql, now_sql),
+        pk="borrower_debarment_id",
+    )
+    update_debarment_flags(txn, borrowernumber)
+    return new_id
+
+
+def lift_sip_restrictions(txn, borrowernumber: int) -> int:
+    """Remove the restrictions stored by 01 (type ``SIP``); other restrictions stay.
+
+    Returns how many were removed. This is what SIP2 Patron Enable (25) does here.
+    """
+    count = txn.scalar(
+        "SELECT COUNT(*) FROM borrower_debarments WHERE borrowernumber = ? AND type = ?",
+        (borrowernumber, SIP_RESTRICTION),
+    )
+    if count:
+        txn.execute(
+            "DELETE FROM borrower_debarments WHERE borrowernumber = ? AND type = ?",
+            (borrowernumber, SIP_RESTRICTION),
+        )
+        update_debarment_flags(txn, borrowernumber)
+    return int(count or 0)
+
+
+# --- loans and holds --------------------------------------------------------------------
+
+
+def current_loans(txn, borrowernumber: int) -> list[dict]:
+    """The patron's checkouts, oldest first: the ``issues`` row plus ``barcode``, ``title``,
+    ``author``, ``biblionumber``, ``itype``, ``itemlost`` and ``homebranch`` of the item."""
+    return txn.query(
+        "SELECT i.issue_id, i.itemnumber, i.date_due, i.issuedate, i.branchcode, "
+        "i.renewals_count, i.unseen_renewals, i.onsite_checkout, it.barcode, it.biblionumber, "
+        "it.itype, it.itemlost, it.homebranch, it.holdingbranch, b.title, b.author "
+        "FROM issues i JOIN items it ON it.itemnumber = i.itemnumber "
+        "JOIN biblio b ON b.biblionumber = it.biblionumber "
+        "WHERE i.borrowernumber = ? ORDER BY i.issuedate, i.issue_id",
+        (borrowernumber,),
+    )
+
+
+def overdue_loans(txn, borrowernumber: int, now_sql: str) -> list[dict]:
+    """The patron's checkouts whose due date is before ``now_sql`` (``YYYY-MM-DD HH:MM:SS``)."""
+    return [loan for loan in current_loans(txn, borrowernumber) if _is_overdue(loan, now_sql)]
+
+
+def _is_overdue(loan: dict, now_sql: str) -> bool:
+    due = str(loan["date_due"])
+    if len(due) == 10:
+        due += " 23:59:00"
+    return due < now_sql
+
+
+_HOLD_COLUMNS = (
+    "r.reserve_id, r.biblionumber, r.itemnumber, r.branchcode, r.reservedate, r.priority, "
+    "r.found, r.waitingdate, r.expirationdate, r.item_level_hold, r.suspend, b.title, "
+    "it.barcode AS item_barcode"
+)
+
+
+def waiting_holds(txn, borrowernumber: int) -> list[dict]:
+    """The patron's holds waiting on the hold shelf (``found = 'W'``), with the item barcode."""
+    rows = txn.query(
+        f"SELECT {_HOLD_COLUMNS} FROM reserves r JOIN biblio b ON b.biblionumber = r.biblionumber "
+        "LEFT JOIN items it ON it.itemnumber = r.itemnumber "
+        "WHERE r.borrowernumber = ? AND r.found = 'W' ORDER BY r.waitingdate, r.reserve_id",
+        (borrowernumber,),
+    )
+    for row in rows:
+        row["barcode"] = row["item_barcode"]
+    return rows
+
+
+def unavailable_holds(txn, borrowernumber: int) -> list[dict]:
+    """The patron's holds that are not waiting yet (pending, in transit, in processing).
+
+    ``barcode`` is the held item's barcode, or for a title-level hold the barcode of the
+    title's first item (as Koha's SIP server reports it).
+    """
+    rows = txn.query(
+        f"SELECT {_HOLD_COLUMNS} FROM reserves r JOIN biblio b ON b.biblionumber = r.biblionumber "
+        "LEFT JOIN items it ON it.itemnumber = r.itemnumber "
+        "WHERE r.borrowernumber = ? AND (r.found IS NULL OR r.found <> 'W') "
+        "ORDER BY r.reservedate, r.reserve_id",
+        (borrowernumber,),
+    )
+    for row in rows:
+        barcode = row["item_barcode"]
+        if barcode is None:
+            barcode = txn.scalar(
+                "SELECT barcode FROM items WHERE biblionumber = ? AND barcode IS NOT NULL "
+                "ORDER BY itemnumber LIMIT 1",
+                (row["biblionumber"],),
+            )
+        row["barcode"] = barcode
+    return rows
+
+
+def patron_attributes(txn, borrowernumber: int, code: str) -> list[str]:
+    """The values of the patron's extended attribute ``code``, in stored order."""
+    rows = txn.query(
+        "SELECT attribute FROM borrower_attributes WHERE borrowernumber = ? AND code = ? "
+        "ORDER BY id",
+        (borrowernumber, code),
+    )
+    return [row["attribute"] for row in rows if row["attribute"] is not None]
+
+
+def track_activity(txn, patron: dict, sysprefs, now_sql: str) -> bool:
+    """Update ``borrowers.lastseen`` when TrackLastPatronActivityTriggers has ``connection``.
+
+    Koha records SIP patron lookups (23, 63) as a "connection". Returns whether it wrote.
+    """
+    triggers = (sysprefs.get("TrackLastPatronActivityTriggers") or "") if sysprefs else ""
+    names = {part.strip().lower() for part in triggers.replace("|", ",").split(",")}
+    if "connection" not in names:
+        return False
+    txn.execute(
+        "UPDATE borrowers SET lastseen = ? WHERE borrowernumber = ?",
+        (now_sql, patron["borrowernumber"]),
+    )
+    return True
+
+
+# --- the patron's standing --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatronState:
+    """Everything SIP2 says about a patron's standing at one instant (section 5.1).
+
+    The ``*_ok`` privileges are True when the privilege is granted; ``status_string`` is the
+    14-character patron status of 24 and 64, where ``Y`` means "denied / condition true".
+    """
+
+    debarred: bool
+    debarred_comment: str
+    expired: bool
+    expires_soon: bool
+    dateexpiry: str | None
+    fines: float
+    fee_limit: float
+    fine_blocked: bool
+    overdue_count: int
+    overdues_block: bool
+    card_lost: bool
+    gone_no_address: bool
+    too_many_overdue: bool
+    too_many_lost: bool
+    charge_ok: bool
+    renew_ok: bool
+    recall_ok: bool
+    hold_ok: bool
+    inet_ok: bool
+    status_string: str
+    screen_message: str
+    messages: tuple[str, ...] = field(default=())
+
+
+def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
+    """Judge ``patron`` (a :func:`find_patron` row) at ``ctx.now`` for ``ctx.account``.
+
+    3M SIP2 2.00 patron status (fixed field of 24 and 64) with Koha's rules:
+
+    * charge = not restricted, not expired, not fine-blocked, and not blocked by overdues when
+      OverduesBlockCirc is not ``noblock``;
+    * renew = hold = recall = not restricted, not expired, not fine-blocked;
+    * a lost card or "gone, no address" turns every privilege (and internet access) off;
+    * internet access (64 PI) = not restricted (unless the account sets
+      ``patron_restriction_blocks_inet="0"``), not expired, not fine-blocked.
+    """
+    sysprefs = ctx.sysprefs
+    account = ctx.account
+    today = ctx.now.strftime("%Y-%m-%d")
+    now_sql = ctx.now.strftime("%Y-%m-%d %H:%M:%S")
+    number = patron["borrowernumber"]
+
+    debarments = active_debarments(txn, number, today)
+    flag_until = str(patron.get("debarred") or "")[:10]
+    debarred = bool(debarments) or bool(
+        flag_until and (flag_until.startswith("9999") or flag_until > today)
+    )
+    if debarments:
+        comments = [row["comment"] for row in debarments if row["comment"]]
+    else:
+        comments = [patron["debarredcomment"]] if patron.get("debarredcomment") else []
+    debarred_comment = " -- ".join(
+        " ".join(str(text).split()) for text in comments if str(text).strip()
+    )
+
+    dateexpiry = str(patron["dateexpiry"])[:10] if patron.get("dateexpiry") else None
+    expired = bool(dateexpiry) and not dateexpiry.startswith("9999") and dateexpiry < today
+    expires_soon = False
+    notify_days = int(sysprefs.number("NotifyBorrowerDeparture", 0)) if sysprefs else 0
+    if dateexpiry and not expired and notify_days > 0 and not dateexpiry.startswith("9999"):
+        warn_from = date.fromisoformat(dateexpiry) - timedelta(days=notify_days)
+        expires_soon = warn_from.isoformat() < today
+
+    fines = outstanding(txn, number)
+    limit = fee_limit(patron, sysprefs)
+    fine_blocked = limit is not None and fines > limit
+
+    loans = current_loans(txn, number)
+    overdue_count = sum(1 for loan in loans if _is_overdue(loan, now_sql))
+    overdues_setting = (sysprefs.get("OverduesBlockCirc") or "noblock") if sysprefs else "noblock"
+    overdues_block = overdue_count > 0 and overdues_setting != "noblock"
+
+    card_lost = perl_true(patron.get("lost"))
+    gone_no_address = perl_true(patron.get("gonenoaddress"))
+    no_issues = card_lost or gone_no_address
+
+    basic_ok = not (debarred or expired or fine_blocked or no_issues)
+    charge_ok = basic_ok and not overdues_block
+    renew_ok = hold_ok = recall_ok = basic_ok
+
+    blocks_inet = account_option(account, "patron_restriction_blocks_inet", None)
+    if isinstance(blocks_inet, bool):
+        restriction_counts = blocks_inet
+    else:
+        restriction_counts = blocks_inet is None or str(blocks_inet).strip() != "0"
+    inet_ok = not ((debarred and restriction_counts) or expired or fine_blocked or no_issues)
+
+    too_many_overdue = perl_true(account_option(account, "overdues_block_checkout")) and (
+        overdues_block
+    )
+    too_many_lost = _too_many_lost(account, loans)
+
+    status = [" "] * 14
+    status[0] = " " if charge_ok else "Y"
+    status[1] = " " if renew_ok else "Y"
+    status[2] = " " if recall_ok else "Y"
+    status[3] = " " if hold_ok else "Y"
+    status[4] = "Y" if no_issues else " "
+    status[6] = "Y" if too_many_overdue else " "
+    status[9] = "Y" if too_many_lost else " "
+    status[10] = "Y" if fine_blocked else " "
+    status[11] = "Y" if fine_blocked else " "
+
+    dateformat = (sysprefs.get("dateformat") if sysprefs else None) or "iso"
+    messages: list[str] = []
+    if expired:
+        messages.append(f"Your account has expired as of {format_date(dateexpiry, dateformat)}")
+    elif expires_soon:
+        messages.append(f"Your card will expire on {format_date(dateexpiry, dateformat)}")
+    if fine_blocked:
+        messages.append("Patron blocked by fines")
+    if debarred and debarred_comment:
+        messages.append(debarred_comment)
+    if overdue_count:
+        messages.append("Patron has overdues")
+    if gone_no_address:
+        messages.append("Borrower has no valid address.")
+    if card_lost:
+        messages.append("Borrower's card reported lost.")
+    screen = ("Greetings from Koha. " + (patron.get("opacnote") or "")).rstrip()
+    for text in messages:
+        screen += " -- " + text
+
+    return PatronState(
+        debarred=debarred,
+        debarred_comment=debarred_comment,
+        expired=expired,
+        expires_soon=expires_soon,
+        dateexpiry=dateexpiry,
+        fines=fines,
+        fee_limit=limit if limit is not None else DEFAULT_FEE_LIMIT,
+        fine_blocked=fine_blocked,
+        overdue_count=overdue_count,
+        overdues_block=overdues_block,
+        card_lost=no_issues,
+        gone_no_address=gone_no_address,
+        too_many_overdue=too_many_overdue,
+        too_many_lost=too_many_lost,
+        charge_ok=charge_ok,
+        renew_ok=renew_ok,
+        recall_ok=recall_ok,
+        hold_ok=hold_ok,
+        inet_ok=inet_ok,
+        status_string="".join(status),
+        screen_message=screen,
+        messages=tuple(messages),
+    )
+
+
+def _too_many_lost(account: Any, loans: list[dict]) -> bool:
+    """Position 9 of the patron status: ``lost_block_checkout`` / ``lost_block_checkout_value``."""
+    threshold = _int_option(account_option(account, "lost_block_checkout"), 0)
+    if threshold <= 0:
+        return False
+    minimum = _int_option(account_option(account, "lost_block_checkout_value"), 1) or 1
+    lost = sum(1 for loan in loans if int(loan.get("itemlost") or 0) >= minimum)
+    return lost >= threshold
+
+
+def _int_option(value: Any, default: int) -> int:
+    if value is None or value is False or str(value).strip() == "":
+        return default
+    if value is True:
+        return 1
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return default
