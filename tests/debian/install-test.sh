@@ -1,0 +1,243 @@
+#!/bin/bash
+#
+# install-test.sh DEB -- the package test of koha-gateway (issue 6).
+#
+# On a Debian bookworm machine, as root, with nothing else serving the demo
+# instance:
+#   1. installs DEB with its Debian dependencies (apt), checks the twistd
+#      plugin cache, the diversions of Koha's commands and the systemd unit;
+#   2. koha-sip --enable demo (SIP-only instance: koha-conf.xml, SQLite
+#      database, SIPconfig.xml mode 600 owned by the instance user);
+#   3. loads the demo data with koha-gateway-admin;
+#   4. koha-sip --start demo, then over SIP2: 93 -> 941 and a 64 for patron
+#      23529000000001; --status, --reload, --restart, --stop and the older
+#      koha-stop-sip / koha-start-sip;
+#   5. purges the package with a server running and checks that nothing is
+#      left running and that Koha's command names are released.
+#
+# Exits 0 when every check passed. Leaves the machine as it found it: the
+# demo instance it created is removed at the end.
+
+set -euo pipefail
+
+deb=${1:?usage: install-test.sh path/to/koha-gateway_VERSION_all.deb}
+deb=$(readlink -f -- "$deb")
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+instance=demo
+patron=23529000000001
+
+# Debian's tools and interpreter only (a pyenv or virtualenv python3 first on
+# PATH would also break python3-twisted's plugin-cache trigger).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+unset PYTHONPATH VIRTUAL_ENV PYENV_VERSION
+export DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+
+site=/etc/koha/sites/$instance
+sipconfig=$site/SIPconfig.xml
+kohaconf=$site/koha-conf.xml
+pidfile=/var/run/koha/$instance/$instance-koha-sip.pid
+logdir=/var/log/koha/$instance
+checks=0
+
+step() { printf '\n==> %s\n' "$*"; }
+ok() {
+    checks=$((checks + 1))
+    printf '    ok: %s\n' "$*"
+}
+dump_logs() {
+    local f
+    for f in "$logdir"/sip-output.log "$logdir"/sip-error.log "$logdir"/sip.log; do
+        [ -f "$f" ] || continue
+        printf -- '--- last lines of %s\n' "$f" >&2
+        tail -n 30 -- "$f" >&2 || true
+    done
+}
+fail() {
+    printf '\nFAIL: %s\n' "$*" >&2
+    dump_logs
+    exit 1
+}
+# expect_rc RC COMMAND...: run COMMAND, fail unless it exits with RC.
+expect_rc() {
+    local want=$1 got=0
+    shift
+    "$@" || got=$?
+    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
+}
+server_pids() {
+    # Every process of this package's server, whoever started it.
+    pgrep -f -- "twistd3 .*koha-gateway" || true
+}
+sip_probe() {
+    /usr/bin/python3 "$here/sip2_probe.py" --sip-config "$sipconfig" --patron "$patron" \
+        --timeout 15 || fail "SIP2 login / patron information ($*)"
+    ok "SIP2 93 -> 941 and 63 -> 64 for $patron ($*)"
+}
+file_mode_owner() { stat -c '%a %U' -- "$1"; }
+
+created_instance=no
+cleanup() {
+    local rc=$?
+    set +e
+    if dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null | grep -q "ok installed"; then
+        koha-sip --quiet --stop "$instance" >/dev/null 2>&1
+        apt-get purge -y -q koha-gateway >/dev/null 2>&1
+    fi
+    for pid in $(server_pids); do kill "$pid" 2>/dev/null; done
+    if [ "$created_instance" = yes ]; then
+        rm -rf -- "$site" "/var/lib/koha/$instance" "$logdir" "/var/run/koha/$instance"
+        rmdir /etc/koha/sites /etc/koha /var/lib/koha /var/log/koha /var/run/koha 2>/dev/null
+    fi
+    exit "$rc"
+}
+
+[ "$(id -u)" -eq 0 ] || fail "run as root (it installs and purges a package)"
+[ -f "$deb" ] || fail "no such package: $deb"
+if dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null | grep -q "ok installed"; then
+    fail "koha-gateway is already installed; purge it before running the package test"
+fi
+[ ! -e "$site" ] || fail "$site exists; the test needs a machine without the $instance instance"
+[ -z "$(server_pids)" ] || fail "a koha-gateway server is already running"
+trap cleanup EXIT
+started=$(date +%s)
+
+step "Install $(basename -- "$deb") with its dependencies"
+apt-get install -y -q --no-install-recommends "$deb"
+dpkg-query -W -f='${Status}\n' koha-gateway | grep -q "install ok installed" ||
+    fail "koha-gateway is not installed"
+ok "installed $(dpkg-query -W -f='${Version}' koha-gateway)"
+for cmd in koha-sip koha-enable-sip koha-start-sip koha-stop-sip; do
+    [ -x "/usr/sbin/$cmd" ] || fail "/usr/sbin/$cmd missing"
+    dpkg-divert --list "/usr/sbin/$cmd" | grep -q "by koha-gateway" ||
+        fail "no diversion of Koha's /usr/sbin/$cmd"
+done
+ok "koha-sip and the older commands installed; Koha's versions diverted"
+getent passwd koha-gateway >/dev/null || fail "system user koha-gateway missing"
+ok "system user koha-gateway"
+[ -f /etc/koha/SIPconfig.xml ] || fail "template /etc/koha/SIPconfig.xml missing"
+ok "template /etc/koha/SIPconfig.xml"
+twistd3 --help | grep -q "koha-gateway" || fail "twistd3 does not list the koha-gateway plugin"
+grep -q "koha_gateway_plugin" /usr/lib/python3/dist-packages/twisted/plugins/dropin.cache ||
+    fail "the twisted plugin cache does not contain koha_gateway_plugin"
+ok "twistd3 lists the koha-gateway plugin (plugin cache refreshed by the trigger)"
+if command -v systemd-analyze >/dev/null; then
+    unit_copy=$(mktemp -d)/koha-gateway@$instance.service
+    cp /lib/systemd/system/koha-gateway@.service "$unit_copy"
+    verify=$(systemd-analyze verify "$unit_copy" 2>&1 || true)
+    if printf '%s\n' "$verify" | grep -v "Command 'man " | grep -q .; then
+        printf '%s\n' "$verify" >&2
+        fail "systemd-analyze verify reported problems with koha-gateway@.service"
+    fi
+    rm -rf -- "$(dirname "$unit_copy")"
+    ok "systemd-analyze verify koha-gateway@$instance.service"
+fi
+man -w koha-sip koha-enable-sip koha-gateway koha-gateway-admin >/dev/null 2>&1 ||
+    [ ! -d /usr/share/man/man8 ] || fail "man pages missing"
+
+step "koha-sip --enable $instance"
+created_instance=yes
+koha-sip --enable "$instance"
+[ "$(file_mode_owner "$sipconfig")" = "600 koha-gateway" ] ||
+    fail "$sipconfig is $(file_mode_owner "$sipconfig"), expected mode 600 owned by koha-gateway"
+ok "$sipconfig mode 600, owned by the instance user"
+[ -f "$kohaconf" ] || fail "$kohaconf was not created"
+grep -q "<db_scheme>sqlite</db_scheme>" "$kohaconf" || fail "$kohaconf does not use SQLite"
+[ -s "/var/lib/koha/$instance/koha-gateway.sqlite3" ] || fail "the SQLite database was not initialised"
+[ -e "/var/lib/koha/$instance/sip.enabled" ] || fail "sip.enabled flag missing"
+ok "SIP-only instance: koha-conf.xml, initialised SQLite database, sip.enabled"
+out=$(koha-sip --enable "$instance" 2>&1) || fail "a second --enable failed"
+printf '%s\n' "$out" | grep -q "SIP already enabled for $instance" || fail "second --enable: $out"
+ok "a second --enable keeps the configuration"
+expect_rc 1 koha-sip --start no-such-instance
+expect_rc 1 koha-sip --enable "bad/name"
+ok "unknown and invalid instance names are refused"
+
+step "Load the demo data"
+runuser -u koha-gateway -- koha-gateway-admin --koha-conf "$kohaconf" load-demo
+ok "koha-gateway-admin load-demo"
+
+step "koha-sip --start $instance"
+out=$(koha-sip --status "$instance") && fail "--status said running before --start"
+[ "$out" = "SIP server not running for $instance" ] || fail "--status printed: $out"
+ok "--status before start: exit 3, not running"
+koha-sip --start "$instance" || fail "koha-sip --start $instance failed"
+out=$(koha-sip --status "$instance") || fail "--status after start: $out"
+[ "$out" = "SIP server running for $instance" ] || fail "--status printed: $out"
+ok "--status: SIP server running for $instance"
+pid=$(cat "$pidfile")
+[ "$(ps -o user= -p "$pid" | tr -d ' ')" = "koha-gateway" ] ||
+    fail "the server runs as $(ps -o user= -p "$pid"), not as the instance user"
+ok "pid file $pidfile; the server (pid $pid) runs as koha-gateway"
+out=$(koha-sip --start "$instance" 2>&1) || fail "a second --start failed: $out"
+[[ "$out" == *"already running"* ]] || fail "a second --start printed: $out"
+sip_probe "after --start"
+for f in sip.log sip-error.log sip-output.log; do
+    [ -f "$logdir/$f" ] || fail "$logdir/$f missing"
+done
+[ -s "$logdir/sip.log" ] || fail "$logdir/sip.log is empty after a SIP2 session"
+password=$(/usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import sip2_probe
+print(sip2_probe.read_sipconfig(sys.argv[2])[2])' "$here" "$sipconfig")
+if [ -n "$password" ] && grep -qF -- "CO$password" "$logdir"/*.log; then
+    fail "a log file contains the SIP account password"
+fi
+ok "logs in $logdir: sip.log, sip-error.log, sip-output.log; no password in them"
+
+step "koha-sip --reload / --restart"
+koha-sip --reload "$instance" || fail "--reload failed"
+sleep 1
+kill -0 "$pid" 2>/dev/null || fail "the server died on SIGHUP"
+[ "$(cat "$pidfile")" = "$pid" ] || fail "--reload replaced the process"
+sip_probe "after --reload"
+koha-sip --restart "$instance" || fail "--restart failed"
+newpid=$(cat "$pidfile")
+[ "$newpid" != "$pid" ] || fail "--restart kept pid $pid"
+kill -0 "$pid" 2>/dev/null && fail "the old server $pid still runs after --restart"
+sip_probe "after --restart"
+
+step "koha-sip --stop $instance"
+koha-sip --stop "$instance" || fail "--stop failed"
+expect_rc 3 koha-sip --status "$instance"
+[ ! -e "$pidfile" ] || fail "$pidfile left after --stop"
+[ -z "$(server_pids)" ] || fail "a server still runs after --stop: $(server_pids)"
+ok "--stop: not running, pid file removed"
+out=$(koha-sip --stop "$instance" 2>&1) || fail "a second --stop failed: $out"
+[[ "$out" == *"not running"* ]] || fail "a second --stop printed: $out"
+ok "a second --stop reports: not running"
+
+step "The older commands: koha-start-sip, koha-stop-sip"
+out=$(koha-start-sip "$instance" 2>&1) || fail "koha-start-sip failed: $out"
+[[ "$out" == *"Deprecated script used"* ]] || fail "koha-start-sip printed: $out"
+koha-sip --status "$instance" >/dev/null || fail "koha-start-sip did not start the server"
+koha-stop-sip "$instance"
+expect_rc 3 koha-sip --status "$instance"
+ok "koha-start-sip / koha-stop-sip"
+koha-sip --disable "$instance"
+expect_rc 1 koha-sip --start "$instance"
+koha-enable-sip "$instance"
+ok "--disable refuses --start; koha-enable-sip enables again"
+koha-sip --start "$instance"
+sip_probe "before purge"
+
+step "Purge the package with the server running"
+apt-get purge -y -q koha-gateway
+dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null | grep -q "ok installed" &&
+    fail "koha-gateway is still installed"
+sleep 1
+[ -z "$(server_pids)" ] || fail "a server still runs after the purge: $(server_pids)"
+[ ! -e "$pidfile" ] || fail "$pidfile left after the purge"
+ok "nothing left running"
+if dpkg-divert --list | grep -q "by koha-gateway"; then
+    fail "diversions left: $(dpkg-divert --list | grep 'by koha-gateway')"
+fi
+for path in /usr/sbin/koha-sip /usr/share/koha-gateway /lib/systemd/system/koha-gateway@.service \
+    /etc/logrotate.d/koha-gateway /etc/koha/SIPconfig.xml; do
+    [ ! -e "$path" ] || fail "$path left after the purge"
+done
+if grep -qs "koha_gateway_plugin" /usr/lib/python3/dist-packages/twisted/plugins/dropin.cache; then
+    fail "the plugin cache still names koha_gateway_plugin"
+fi
+ok "files, template, diversions and plugin cache entry removed"
+[ -f "$sipconfig" ] || fail "the purge deleted the instance configuration"
+ok "instance configuration and data kept (the library's data)"
+
+printf '\nPASS: %d checks in %d s\n' "$checks" "$(($(date +%s) - started))"
