@@ -1,0 +1,73 @@
+"""The shared authenticator through a running gateway: permission, cache, throttling."""
+
+import subprocess
+import sys
+import time
+
+from tests.gateway import ROOT
+
+
+def admin(url, *args):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from koha_gateway.admin import main; raise SystemExit(main())",
+            "--database",
+            url,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def test_changed_password_invalidates_the_verified_cache(gateway):
+    with gateway.client() as client:
+        assert client.login("joe", "joes") == "941"
+        assert client.login("joe", "joes") == "941"
+    admin(gateway.database_url, "set-password", "joe", "--password", "newpass")
+    with gateway.client() as client:
+        assert client.login("joe", "joes") == "940"
+        assert client.login("joe", "newpass") == "941"
+
+
+def test_many_logins_at_once_share_the_bcrypt_work(gateway):
+    clients = [gateway.client() for _ in range(50)]
+    try:
+        for client in clients:
+            client.send_raw(client.frame("9300CNjoe|COjoes|CP|"))
+        answers = [client.read_line() for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+    assert answers == [b"941"] * 50
+
+
+def test_repeated_failures_are_slowed_down_and_logged(gateway):
+    with gateway.client(timeout=60) as client:
+        for _ in range(5):
+            assert client.login("kilsc", "wrong") == "940"
+        started = time.monotonic()
+        assert client.login("kilsc", "wrong") == "940"
+        assert time.monotonic() - started >= 0.5
+    assert "slowing down login" in gateway.read_log()
+    # another account from the same peer is slowed too, but still succeeds
+    with gateway.client(timeout=60) as client:
+        assert client.login("joe", "joes") == "941"
+
+
+def test_failed_patron_password_counts_login_attempts(gateway):
+    import sqlite3
+
+    with gateway.logged_in() as client:
+        answer = client.request("6300020261129    120000          AOWEL|AA23529000000001|ADbad|")
+        assert "CQN|" in answer
+    path = gateway.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        (attempts,) = conn.execute(
+            "SELECT login_attempts FROM borrowers WHERE cardnumber = '23529000000001'"
+        ).fetchone()
+    assert attempts == 1
