@@ -150,6 +150,16 @@ class GatewayProcess:
         if self.process.stdout:
             self.process.stdout.close()
 
+    def query(self, sql: str, params=()) -> list[dict]:
+        """Rows from the gateway's database, whatever its engine."""
+        from koha_gateway.db.engine import Database
+
+        db = Database.from_url(self.database_url)
+        try:
+            return db.run_blocking(lambda txn: txn.query(sql, params))
+        finally:
+            db.close()
+
     def client(self, kind: str = "raw", **kw) -> SIPClient:
         return SIPClient("127.0.0.1", self.ports[kind], **kw)
 

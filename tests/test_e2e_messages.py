@@ -3,8 +3,6 @@ Koha's per-message behaviour, koha-sip-and-ldap.md section 4)."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from koha_gateway.sip2.codec import parse
@@ -27,13 +25,6 @@ def fields(answer: str) -> dict[str, list[str]]:
     for fid, value in message.fields:
         out.setdefault(fid, []).append(value)
     return out
-
-
-def db_rows(gateway, sql, params=()):
-    path = gateway.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, params)]
 
 
 @pytest.fixture
@@ -94,13 +85,13 @@ def test_checkout_and_checkin_11_09(gateway, sc):
     assert answer.startswith("121"), answer
     f = fields(answer)
     assert f["AB"] == [item(1)] and f["AJ"][0] and f["AH"][0]
-    assert db_rows(
-        gateway, "SELECT 1 FROM issues JOIN items USING (itemnumber) WHERE barcode = ?", (item(1),)
+    assert gateway.query(
+        "SELECT 1 FROM issues JOIN items USING (itemnumber) WHERE barcode = ?", (item(1),)
     )
     back = sc.request(f"09N{NOW}{NOW}AOWEL|AB{item(1)}|AC|")
     assert back.startswith("101"), back
-    assert not db_rows(
-        gateway, "SELECT 1 FROM issues JOIN items USING (itemnumber) WHERE barcode = ?", (item(1),)
+    assert not gateway.query(
+        "SELECT 1 FROM issues JOIN items USING (itemnumber) WHERE barcode = ?", (item(1),)
     )
 
 
@@ -135,8 +126,7 @@ def test_checkout_renews_an_item_already_on_loan_to_the_patron(sc):
 def test_checkin_overdue_charges_a_fine(gateway, sc):
     answer = sc.request(f"09N{NOW}{NOW}AOWEL|AB{item(7)}|AC|")
     assert answer.startswith("101")
-    fines = db_rows(
-        gateway,
+    fines = gateway.query(
         "SELECT amount FROM accountlines JOIN borrowers USING "
         "(borrowernumber) WHERE cardnumber = ? AND debit_type_code = "
         "'OVERDUE'",
@@ -170,7 +160,7 @@ def test_item_information_17(sc):
 def test_item_status_update_19_stores_properties(gateway, sc):
     answer = sc.request(f"19{NOW}AOWEL|AB{item(3)}|CHshelf 4B|")
     assert answer.startswith("201")
-    rows = db_rows(gateway, "SELECT sip_item_properties FROM items WHERE barcode = ?", (item(3),))
+    rows = gateway.query("SELECT sip_item_properties FROM items WHERE barcode = ?", (item(3),))
     assert rows[0]["sip_item_properties"] == "shelf 4B"
     assert sc.request(f"19{NOW}AOWEL|ABnosuchitem|CHx|").startswith("200")
 
@@ -191,8 +181,7 @@ def test_renewal_refused_by_policy(gateway):
 def test_hold_15_add_and_cancel(gateway, sc):
     answer = sc.request(f"15+{NOW}AOWEL|AA{ADA}|AB{item(2)}|BSWEL|")
     assert answer.startswith("161"), answer
-    rows = db_rows(
-        gateway,
+    rows = gateway.query(
         "SELECT r.* FROM reserves r JOIN borrowers b USING (borrowernumber) WHERE b.cardnumber = ?",
         (ADA,),
     )
@@ -202,11 +191,10 @@ def test_hold_15_add_and_cancel(gateway, sc):
 
 
 def test_fee_paid_37(gateway, sc):
-    answer = sc.request(f"37{NOW}0100NZD|BV12.00|AOWEL|AA{GRACE}|BKtx-1|")
+    answer = sc.request(f"37{NOW}0100NZDBV12.00|AOWEL|AA{GRACE}|BKtx-1|")
     assert answer.startswith("38Y"), answer
     assert fields(answer)["BK"] == ["tx-1"]
-    rows = db_rows(
-        gateway,
+    rows = gateway.query(
         "SELECT SUM(amountoutstanding) AS owed FROM accountlines JOIN "
         "borrowers USING (borrowernumber) WHERE cardnumber = ?",
         (GRACE,),
@@ -217,8 +205,7 @@ def test_fee_paid_37(gateway, sc):
 def test_block_01_and_enable_25(gateway, sc):
     blocked = sc.request(f"01N{NOW}AOWEL|ALcard left in machine|AA{ADA}|AC|")
     assert blocked.startswith("24Y"), blocked
-    rows = db_rows(
-        gateway,
+    rows = gateway.query(
         "SELECT comment FROM borrower_debarments JOIN borrowers USING "
         "(borrowernumber) WHERE cardnumber = ?",
         (ADA,),
@@ -240,8 +227,7 @@ def test_a_resent_checkout_is_applied_once(gateway, sc):
     first = sc.request(request)
     again = sc.request(request)
     assert first.startswith("121") and again == first
-    rows = db_rows(
-        gateway,
+    rows = gateway.query(
         "SELECT renewals_count FROM issues JOIN items USING (itemnumber) WHERE barcode = ?",
         (item(4),),
     )

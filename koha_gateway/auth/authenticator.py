@@ -169,7 +169,9 @@ class Authenticator:
         """(ok, borrower row or None); LDAP first when configured, then the local hash."""
         if not identifier or password is None or password == "":
             return False, None
-        borrower = yield self.db.run(_find_borrower, identifier, by_userid)
+        borrower = yield self.db.run(
+            _find_borrower, identifier, by_userid, retry=True, readonly=True
+        )
         if self.ldap is not None:
             outcome = yield self._ldap_check(borrower, identifier, password)
             if outcome is not None:

@@ -60,14 +60,8 @@ def test_repeated_failures_are_slowed_down_and_logged(gateway):
 
 
 def test_failed_patron_password_counts_login_attempts(gateway):
-    import sqlite3
-
     with gateway.logged_in() as client:
         answer = client.request("6300020261129    120000          AOWEL|AA23529000000001|ADbad|")
         assert "CQN|" in answer
-    path = gateway.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        (attempts,) = conn.execute(
-            "SELECT login_attempts FROM borrowers WHERE cardnumber = '23529000000001'"
-        ).fetchone()
-    assert attempts == 1
+    rows = gateway.query("SELECT login_attempts FROM borrowers WHERE cardnumber = '23529000000001'")
+    assert rows == [{"login_attempts": 1}]
