@@ -1,0 +1,391 @@
+"""A small, safe template language compatible with the Koha templates found in SIPconfig.xml.
+
+Koha renders ``ae_field_template``, ``da_field_template``, ``av_field_template`` and the
+``custom_patron_field`` / ``custom_item_field`` templates with Template Toolkit. The templates
+people write there only print variables, so this module implements that subset of Template
+Toolkit 2 syntax and nothing that can run code:
+
+* text, and directives ``[% patron.firstname %]`` whose dotted path walks dictionary keys or
+  object attributes (a missing step gives an empty string; names starting with ``_`` and
+  callables are refused);
+* string and number literals ``[% 'text' %]``, an optional ``GET`` keyword, comments
+  ``[%# ... %]``;
+* filters after ``|``: ``format('%.2f')``, ``upper``, ``lower``, ``ucfirst``, ``lcfirst``,
+  ``trim``, ``collapse``, ``html``, ``replace('regex', 'text')``, ``truncate(n)`` /
+  ``truncate(n, '...')``, ``default('x')``;
+* whitespace chomping flags as in Template Toolkit: ``[%-`` / ``-%]`` remove the spaces and one
+  newline next to the tag, ``~`` removes all whitespace, ``=`` collapses it to one space,
+  ``+`` keeps it.
+
+Any other directive (``IF``, ``FOREACH``, ``SET``, ``INCLUDE``, ...) is a :class:`TemplateError`
+at compile time. Rendering never raises.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import re
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from koha_gateway.sip2.output import perl_replacement
+
+__all__ = [
+    "AE_DEFAULT",
+    "AV_DEFAULT",
+    "DA_DEFAULT",
+    "Template",
+    "TemplateError",
+]
+
+#: Koha's default templates (``C4::SIP::ILS::Patron`` / ``C4::SIP::Sip::MsgType``).
+AE_DEFAULT = "[% patron.firstname %] [% patron.surname %]"
+DA_DEFAULT = "[% patron.firstname %] [% patron.surname %] ([% patron.email %], [% patron.phone %])"
+AV_DEFAULT = "[% accountline.description %] [% accountline.amountoutstanding | format('%.2f') %]"
+
+
+class TemplateError(ValueError):
+    """The template source is not valid; the message says where and why."""
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<num>-?\d+(?:\.\d+)?)
+  | (?P<path>[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|\d+))*)
+  | (?P<punct>[|(),])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_UNQUOTE = re.compile(r"\\(.)", re.DOTALL)
+_STRING_ESCAPES = {"n": "\n", "t": "\t"}
+_FORMAT = re.compile(r"%(?:%|[-+ 0#]*\d*(?:\.\d+)?([sdifeEgGxXoc]))")
+_KEYWORDS = frozenset(
+    {
+        *("IF", "ELSIF", "ELSE", "UNLESS", "END", "FOREACH", "FOR", "WHILE", "SET", "CALL"),
+        *("INCLUDE", "INSERT", "PROCESS", "WRAPPER", "BLOCK", "MACRO", "FILTER", "USE", "PERL"),
+        *("RAWPERL", "TRY", "CATCH", "THROW", "NEXT", "LAST", "RETURN", "STOP", "DEFAULT"),
+        *("SWITCH", "CASE", "TAGS", "DEBUG", "META", "CLEAR", "VIEW"),
+    }
+)
+
+_PRE_CHOMP = {
+    "-": lambda s: re.sub(r"(?m)(\r?\n|^)[^\S\n]*\Z", "", s, count=1),
+    "~": lambda s: s.rstrip(),
+    "=": lambda s: re.sub(r"\s+\Z", " ", s),
+    "+": lambda s: s,
+}
+_POST_CHOMP = {
+    "-": lambda s: re.sub(r"\A[^\S\n]*\n", "", s, count=1),
+    "~": lambda s: s.lstrip(),
+    "=": lambda s: re.sub(r"\A\s+", " ", s),
+    "+": lambda s: s,
+}
+
+
+def _to_text(value: Any) -> str:
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    return value if isinstance(value, str) else str(value)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return value
+    try:
+        return Decimal(_to_text(value).strip() or "0")
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _compile_format(fmt: str, where: str) -> Callable[[Any], str]:
+    conversions = [m for m in _FORMAT.finditer(fmt) if m.group(1)]
+    stripped = _FORMAT.sub("", fmt)
+    if len(conversions) != 1 or "%" in stripped:
+        raise TemplateError(f"{where}: format() needs exactly one conversion such as '%.2f'")
+    conv = conversions[0].group(1)
+
+    def apply(value: Any) -> str:
+        if conv == "s":
+            return fmt % _to_text(value)
+        number = _number(value)
+        if conv in "dioxXc":
+            number = int(number)
+        elif isinstance(number, Decimal) and conv in "eEgG":
+            number = float(number)
+        try:
+            return fmt % number
+        except (ValueError, OverflowError, TypeError):
+            return _to_text(value)
+
+    return apply
+
+
+def _truncate(length: int, suffix: str) -> Callable[[Any], str]:
+    def apply(value: Any) -> str:
+        text = _to_text(value)
+        if len(text) <= length:
+            return text
+        if length <= len(suffix):
+            return suffix[:length]
+        return text[: length - len(suffix)] + suffix
+
+    return apply
+
+
+def _replace(search: str, replacement: str, where: str) -> Callable[[Any], str]:
+    try:
+        pattern = re.compile(search)
+    except re.error as exc:
+        raise TemplateError(f"{where}: replace() pattern {search!r}: {exc}") from None
+    repl = perl_replacement(replacement)
+    return lambda value: pattern.sub(repl, _to_text(value))
+
+
+def _default(fallback: Any) -> Callable[[Any], Any]:
+    text = _to_text(fallback)
+    return lambda value: text if value is None or _to_text(value) == "" else value
+
+
+def _ucfirst(value: Any) -> str:
+    text = _to_text(value)
+    return text[:1].upper() + text[1:]
+
+
+def _lcfirst(value: Any) -> str:
+    text = _to_text(value)
+    return text[:1].lower() + text[1:]
+
+
+_SIMPLE_FILTERS: dict[str, Callable[[Any], Any]] = {
+    "upper": lambda v: _to_text(v).upper(),
+    "lower": lambda v: _to_text(v).lower(),
+    "ucfirst": _ucfirst,
+    "lcfirst": _lcfirst,
+    "trim": lambda v: _to_text(v).strip(),
+    "collapse": lambda v: " ".join(_to_text(v).split()),
+    "html": lambda v: _html.escape(_to_text(v), quote=True).replace("&#x27;", "'"),
+}
+
+
+def _make_filter(name: str, args: list[Any], where: str) -> Callable[[Any], Any]:
+    if name in _SIMPLE_FILTERS:
+        if args:
+            raise TemplateError(f"{where}: filter {name} takes no arguments")
+        return _SIMPLE_FILTERS[name]
+    if name == "format":
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise TemplateError(f"{where}: format() takes one string argument")
+        return _compile_format(args[0], where)
+    if name == "replace":
+        if len(args) not in (1, 2) or not all(isinstance(a, str) for a in args):
+            raise TemplateError(f"{where}: replace() takes a pattern and a replacement string")
+        return _replace(args[0], args[1] if len(args) > 1 else "", where)
+    if name == "truncate":
+        if not args or len(args) > 2 or not isinstance(args[0], int) or args[0] < 0:
+            raise TemplateError(f"{where}: truncate() takes a length and an optional suffix")
+        suffix = _to_text(args[1]) if len(args) > 1 else "..."
+        return _truncate(args[0], suffix)
+    if name == "default":
+        if len(args) != 1:
+            raise TemplateError(f"{where}: default() takes one argument")
+        return _default(args[0])
+    raise TemplateError(f"{where}: unknown filter {name!r}")
+
+
+def _resolve(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = context.get(path[0])
+    for step in path[1:]:
+        if value is None:
+            return None
+        if isinstance(value, Mapping):
+            found = value.get(step)
+            if found is None and step.isdigit():
+                found = value.get(int(step))
+            value = found
+        elif step.isdigit() and isinstance(value, Sequence) and not isinstance(value, str):
+            index = int(step)
+            value = value[index] if index < len(value) else None
+        else:
+            value = getattr(value, step, None)
+        if callable(value):
+            return None
+    if callable(value):
+        return None
+    return value
+
+
+class _Expression:
+    __slots__ = ("literal", "path", "filters")
+
+    def __init__(self, literal: Any, path: tuple[str, ...] | None, filters: list) -> None:
+        self.literal = literal
+        self.path = path
+        self.filters = filters
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        try:
+            value = self.literal if self.path is None else _resolve(context, self.path)
+            for apply in self.filters:
+                value = apply(value)
+            return _to_text(value)
+        except Exception:  # a hostile object in the context must not break a SIP response
+            return ""
+
+
+def _tokens(body: str, where: str) -> list[tuple[str, str]]:
+    out = []
+    pos = 0
+    while pos < len(body):
+        m = _TOKEN.match(body, pos)
+        if m is None:
+            raise TemplateError(f"{where}: unexpected {body[pos : pos + 10]!r}")
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            out.append((kind, m.group()))
+        pos = m.end()
+    return out
+
+
+def _literal(kind: str, text: str) -> Any:
+    if kind == "str":
+        return _UNQUOTE.sub(lambda m: _STRING_ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
+    if "." in text:
+        return Decimal(text)
+    return int(text)
+
+
+def _parse_directive(body: str, where: str) -> _Expression | None:
+    tokens = _tokens(body, where)
+    if not tokens:
+        return None
+    if tokens[0] == ("path", "GET"):
+        tokens = tokens[1:]
+        if not tokens:
+            raise TemplateError(f"{where}: GET needs a variable")
+    kind, text = tokens[0]
+    path = None
+    literal = None
+    if kind == "path":
+        if text.split(".")[0] in _KEYWORDS:
+            raise TemplateError(f"{where}: directive {text.split('.')[0]} is not supported")
+        path = tuple(text.split("."))
+        if any(step.startswith("_") for step in path):
+            raise TemplateError(f"{where}: names starting with '_' are not allowed")
+    elif kind in ("str", "num"):
+        literal = _literal(kind, text)
+    else:
+        raise TemplateError(f"{where}: expected a variable, got {text!r}")
+    filters = []
+    i = 1
+    while i < len(tokens):
+        if tokens[i] != ("punct", "|"):
+            raise TemplateError(f"{where}: expected '|' before {tokens[i][1]!r}")
+        i += 1
+        if i >= len(tokens) or tokens[i][0] != "path" or "." in tokens[i][1]:
+            raise TemplateError(f"{where}: expected a filter name after '|'")
+        name = tokens[i][1]
+        i += 1
+        args: list[Any] = []
+        if i < len(tokens) and tokens[i] == ("punct", "("):
+            i += 1
+            while True:
+                if i >= len(tokens):
+                    raise TemplateError(f"{where}: missing ')' after {name} arguments")
+                kind, text = tokens[i]
+                if (kind, text) == ("punct", ")") and not args:
+                    i += 1
+                    break
+                if kind not in ("str", "num"):
+                    raise TemplateError(f"{where}: {name}() arguments must be literals")
+                args.append(_literal(kind, text))
+                i += 1
+                if i < len(tokens) and tokens[i] == ("punct", ","):
+                    i += 1
+                    continue
+                if i < len(tokens) and tokens[i] == ("punct", ")"):
+                    i += 1
+                    break
+                raise TemplateError(f"{where}: missing ')' after {name} arguments")
+        filters.append(_make_filter(name, args, where))
+    return _Expression(literal, path, filters)
+
+
+def _find_close(source: str, start: int) -> int:
+    """Index of the ``%]`` closing the directive whose body starts at ``start``; -1 if none."""
+    i = start
+    n = len(source)
+    quote = ""
+    while i < n:
+        ch = source[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "%" and source.startswith("%]", i):
+            return i
+        i += 1
+    return -1
+
+
+class Template:
+    """A compiled template; ``render(**context)`` returns the text."""
+
+    __slots__ = ("source", "_parts")
+
+    def __init__(self, source: str) -> None:
+        if not isinstance(source, str):
+            raise TemplateError("template source must be a string")
+        self.source = source
+        parts: list[str | _Expression] = []
+        pos = 0
+        pending_post: str | None = None
+        while True:
+            start = source.find("[%", pos)
+            text = source[pos:] if start < 0 else source[pos:start]
+            if pending_post is not None:
+                text = _POST_CHOMP[pending_post](text)
+                pending_post = None
+            if start < 0:
+                if text:
+                    parts.append(text)
+                break
+            where = f"line {source.count(chr(10), 0, start) + 1}"
+            body_start = start + 2
+            if body_start < len(source) and source[body_start] in _PRE_CHOMP:
+                text = _PRE_CHOMP[source[body_start]](text)
+                body_start += 1
+            if text:
+                parts.append(text)
+            close = _find_close(source, body_start)
+            if close < 0:
+                raise TemplateError(f"{where}: '[%' without a closing '%]'")
+            body_end = close
+            if body_end > body_start and source[body_end - 1] in _POST_CHOMP:
+                pending_post = source[body_end - 1]
+                body_end -= 1
+            body = source[body_start:body_end]
+            if not body.lstrip().startswith("#"):
+                expr = _parse_directive(body, where)
+                if expr is not None:
+                    parts.append(expr)
+            pos = close + 2
+        self._parts = tuple(parts)
+
+    def render(self, **context: Any) -> str:
+        """Render with the given variables; never raises."""
+        out = []
+        for part in self._parts:
+            out.append(part if isinstance(part, str) else part.render(context))
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
