@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 
 from twisted.internet import endpoints
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -153,6 +154,32 @@ def _valid_address(address) -> bool:
     return 0 <= address.port <= 65535
 
 
+class _V1LineParser:
+    """Collects the version 1 header line (at most 107 bytes with its CRLF) and parses it with
+    Twisted's parser; also accepts the bare ``PROXY UNKNOWN`` line that the spec allows and
+    Twisted's parser refuses."""
+
+    MAX_LENGTH = 107
+
+    def __init__(self):
+        self._buffer = b""
+
+    def feed(self, data: bytes):
+        self._buffer += data
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) >= self.MAX_LENGTH:
+                raise InvalidProxyHeader()
+            return None, None
+        if end + 2 > self.MAX_LENGTH:
+            raise InvalidProxyHeader()
+        line, rest = self._buffer[:end], self._buffer[end + 2 :]
+        if line == b"PROXY UNKNOWN":
+            line += b" "
+        info, _ = V1Parser().feed(line + b"\r\n")
+        return info, rest
+
+
 class _ProxyProtocol(ProtocolWrapper):
     """Reads the PROXY header (HAProxy "The PROXY protocol" versions 1 and 2) before anything.
 
@@ -242,7 +269,7 @@ class _ProxyProtocol(ProtocolWrapper):
         if not buf.startswith(V1_SIGNATURE[: len(buf)]):
             self._refuse("expected a PROXY protocol v1 header")
             return None
-        return V1Parser() if len(buf) >= len(V1_SIGNATURE) else None
+        return _V1LineParser() if len(buf) >= len(V1_SIGNATURE) else None
 
     def _connect_inner(self):
         inner = self.factory.wrappedFactory.buildProtocol(self.getPeer())
@@ -448,7 +475,9 @@ class Listener:
             chain = TLSServerFactory(context_factory, chain)
         proxy = getattr(service, "proxy_protocol", None)
         if proxy:
-            chain = ProxyProtocolFactory(chain, str(proxy), self.reactor)
+            chain = ProxyProtocolFactory(
+                chain, str(proxy), self.reactor, header_timeout=PROXY_HEADER_TIMEOUT
+            )
         if keepalive.enabled:
             chain = KeepAliveFactory(chain, keepalive)
         return chain
@@ -461,6 +490,15 @@ class Listener:
         changes. The listening address cannot change here: that needs a restart and is
         logged as a warning.
         """
+        self.prepare_reload(service, server_params)()
+
+    def prepare_reload(self, service, server_params=None) -> Callable[[], None]:
+        """First half of :meth:`reload`: read and check everything, change nothing.
+
+        Returns the function that puts the new settings in force (it cannot fail), so a
+        caller reloading several listeners can check them all before applying any. Raises
+        :class:`~koha_gateway.tls.TLSConfigError`.
+        """
         if _address_key(service.address) != _address_key(self.service.address):
             log.warn(
                 "listener {name}: the address changed to {new}; restart the gateway to apply",
@@ -469,27 +507,35 @@ class Listener:
             )
         if server_params is None:
             server_params = self.server_params
-        context_factory = None
         if _uses_tls(service):
             settings = TLSSettings.from_service(service)
             if self.context_factory is not None:
-                self.context_factory.reload(settings)
                 context_factory = self.context_factory
+                apply_tls = context_factory.prepare(settings)
             else:
                 context_factory = ReloadableContextFactory(settings, name=self.name)
+                apply_tls = None
+        else:
+            context_factory = apply_tls = None
         keepalive = KeepAliveOptions.from_server_params(server_params)
         chain = self._build_chain(service, context_factory, keepalive)
-        old = self.describe()
-        self.service = service
-        self.server_params = server_params
-        self.context_factory = context_factory
-        self.keepalive = keepalive
-        self._chain = chain
-        new = self.describe()
-        if new != old:
-            log.info(
-                "listener {name}: now {new} (was {old}) for new connections",
-                name=self.name,
-                new=new,
-                old=old,
-            )
+
+        def apply() -> None:
+            old = self.describe()
+            if apply_tls is not None:
+                apply_tls()
+            self.service = service
+            self.server_params = server_params
+            self.context_factory = context_factory
+            self.keepalive = keepalive
+            self._chain = chain
+            new = self.describe()
+            if new != old:
+                log.info(
+                    "listener {name}: now {new} (was {old}) for new connections",
+                    name=self.name,
+                    new=new,
+                    old=old,
+                )
+
+        return apply

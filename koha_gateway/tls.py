@@ -385,13 +385,24 @@ class ReloadableContextFactory:
         """The current context (``IOpenSSLContextFactory``)."""
         return self._context
 
+    def prepare(self, settings: TLSSettings) -> Callable[[], None]:
+        """Read and check the files now; returns the function that puts them in force.
+
+        Raises :class:`TLSConfigError` (and changes nothing) when the files cannot be used.
+        """
+        context, leaf = build_context(settings, now=self._now())
+
+        def apply() -> None:
+            self._context = context
+            self.settings = settings
+            self.certificate = _subject(leaf)
+            self._log_loaded(leaf, "reloaded")
+
+        return apply
+
     def reload(self, settings: TLSSettings) -> None:
         """Re-read the files; on :class:`TLSConfigError` the current context stays in force."""
-        context, leaf = build_context(settings, now=self._now())
-        self._context = context
-        self.settings = settings
-        self.certificate = _subject(leaf)
-        self._log_loaded(leaf, "reloaded")
+        self.prepare(settings)()
 
 
 # -- the client's certificate -----------------------------------------------------------------

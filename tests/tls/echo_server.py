@@ -20,6 +20,7 @@ other        -> ``ECHO <line>``
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.protocols.basic import LineOnlyReceiver
 
+from koha_gateway import listeners
 from koha_gateway.listeners import Listener
 from koha_gateway.tls import TLSConfigError, identity_matches, peer_identity
 
@@ -137,6 +139,8 @@ class EchoFactory(Factory):
 
 
 def main(config_path):
+    if os.environ.get("PROXY_HEADER_TIMEOUT"):
+        listeners.PROXY_HEADER_TIMEOUT = float(os.environ["PROXY_HEADER_TIMEOUT"])
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     service, params = load(config_path)
     listener = Listener(reactor, service, EchoFactory(), params)
