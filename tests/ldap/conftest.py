@@ -94,6 +94,8 @@ def directory_ldif() -> str:
             PASSWORDS["hidden"],
             employeeType="patron",
         ),
+        # A login name full of filter metacharacters, to show that escaping finds it literally.
+        _person(f"cn=odd,{PEOPLE}", "o(ops)*", "Odd", "Name", "odd-pw"),
         # Two entries with the same uid in different branches: Koha binds to each in turn.
         _person(f"cn=twin a,{PEOPLE}", "twin", "Twin", "A", "twin-a-pw"),
         _person(f"cn=twin b,{STAFF}", "twin", "Twin", "B", PASSWORDS["twin"]),
@@ -204,11 +206,25 @@ def ldap_pki(tmp_path_factory):
     ca_cert, ca_key, ca_path = make_ca(base, "LDAP test CA")
     cert, key = make_server_cert(base, ca_cert, ca_key, ["localhost", "127.0.0.1"])
     _other, _other_key, other_ca = make_ca(base, "Untrusted CA")
-    return {"ca": ca_path, "cert": cert, "key": key, "other_ca": other_ca}
+    named = base / "named"
+    named.mkdir()
+    named_cert, named_key = make_server_cert(named, ca_cert, ca_key, ["ldap.example.org"])
+    return {
+        "ca": ca_path,
+        "cert": cert,
+        "key": key,
+        "other_ca": other_ca,
+        "named_cert": named_cert,
+        "named_key": named_key,
+    }
 
 
-def start_slapd(ldap_pki=None) -> Slapd:
-    tls = (ldap_pki["ca"], ldap_pki["cert"], ldap_pki["key"]) if ldap_pki else None
+def start_slapd(ldap_pki=None, *, named: bool = False) -> Slapd:
+    """A started slapd; ``named`` serves a certificate for ldap.example.org only."""
+    tls = None
+    if ldap_pki:
+        cert, key = ("named_cert", "named_key") if named else ("cert", "key")
+        tls = (ldap_pki["ca"], ldap_pki[cert], ldap_pki[key])
     try:
         server = Slapd(directory_ldif(), tls=tls)
     except SlapdUnavailable as exc:
@@ -234,6 +250,14 @@ def slapd(ldap_pki):
 def own_slapd(ldap_pki):
     """A slapd of its own, for tests that stop and start the server."""
     server = start_slapd(ldap_pki)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def named_slapd(ldap_pki):
+    """A slapd whose certificate names ldap.example.org, not 127.0.0.1 or localhost."""
+    server = start_slapd(ldap_pki, named=True)
     yield server
     server.destroy()
 
