@@ -224,8 +224,9 @@ class AccountConfig:
     ``<sort_bin_mapping>`` is a tuple of one; ``terminator`` accepts ``cr``/``crlf`` in any
     case. ``delimiter`` and ``error_detect`` are kept but, as in Koha, not used per account.
 
-    ``client_certificate`` (our attribute) names the TLS client certificate of a kiosk that
-    logs in with this account; its meaning is defined by the TLS listener.
+    ``client_certificate`` (our attribute) binds the account to a kiosk's TLS client
+    certificate: the name (DNS subjectAltName or common name) that certificate must carry
+    when the account logs in over a TLS listener that asks for client certificates.
     """
 
     id: str
@@ -491,8 +492,13 @@ class _Reader:
             raise self.error(element, f"{name}={value!r} is not an integer")
         number = int(text)
         if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-            bounds = f"{minimum if minimum is not None else '...'}..{maximum or '...'}"
-            raise self.error(element, f"{name}={value!r} is out of range ({bounds})")
+            if maximum is None:
+                bounds = f"must be at least {minimum}"
+            elif minimum is None:
+                bounds = f"must be at most {maximum}"
+            else:
+                bounds = f"must be {minimum}..{maximum}"
+            raise self.error(element, f"{name}={value!r} is out of range: {bounds}")
         return number
 
     def perl_flag(self, element: etree._Element, name: str, value: str) -> bool:
