@@ -211,10 +211,13 @@ kg_sysv_status() {
 # (the server between its start and the moment it writes the file).
 kg_server_processes() {
     local f
-    grep -lsFz -e "--pidfile=$1" /proc/[0-9]*/cmdline 2>/dev/null | while read -r f; do
-        f=${f#/proc/}
-        printf '%s\n' "${f%/cmdline}"
-    done
+    # The pattern is read from a file descriptor, so that grep's own command
+    # line (in the list it scans) does not contain it.
+    grep -lsFz -f <(printf -- '--pidfile=%s\n' "$1") /proc/[0-9]*/cmdline 2>/dev/null |
+        while read -r f; do
+            f=${f#/proc/}
+            printf '%s\n' "${f%/cmdline}"
+        done
 }
 
 kg_sysv_start() {
@@ -339,34 +342,46 @@ kg_write_systemd_user() {
         "$user" "$group" >"$dir/$KG_SYSTEMD_DROPIN_NAME"
 }
 
+# kg_is_standalone NAME: the instance was created by koha-sip --enable on a
+# machine without Koha (its koha-conf.xml comes from our template).
+kg_is_standalone() {
+    grep -qs "SIP-only instance" "$(kg_kohaconf "$1")"
+}
+
 # kg_create_standalone_instance NAME: on a machine without Koha, create what
-# koha-create would have created for the SIP server: the site directory, a
-# koha-conf.xml pointing at a SQLite database in /var/lib/koha/<i>/, and the
-# initialised database, owned by the package's system user.
+# koha-create would have created for the SIP server: the site directory and a
+# koha-conf.xml pointing at a SQLite database in /var/lib/koha/<i>/, owned by
+# the package's system user.
 kg_create_standalone_instance() {
-    local name="$1" user group site conf state db tmp
+    local name="$1" user group site conf tmp
     user="$KG_SYSTEM_USER"
     group=$(id -gn "$user")
     site=$(kg_site_dir "$name")
     conf=$(kg_kohaconf "$name")
-    state=$(kg_state_dir "$name")
-    db=$(kg_sqlite_db "$name")
 
     install -d -m 0755 "$KG_ETC" "$KG_ETC/sites"
     install -d -m 0755 "$site"
-    install -d -m 0750 -o "$user" -g "$group" "$state"
+    install -d -m 0750 -o "$user" -g "$group" "$(kg_state_dir "$name")"
     if [ ! -e "$conf" ]; then
         tmp=$(mktemp "$site/.koha-conf.XXXXXX")
-        sed -e "s|__KOHASITE__|$name|g" -e "s|__SQLITE_DB__|$db|g" \
+        sed -e "s|__KOHASITE__|$name|g" -e "s|__SQLITE_DB__|$(kg_sqlite_db "$name")|g" \
             "$KG_KOHA_CONF_TEMPLATE" >"$tmp"
         chown "root:$group" "$tmp"
         chmod 0640 "$tmp"
         mv -f -- "$tmp" "$conf"
     fi
     kg_prepare_instance "$name"
-    kg_verbose "Initialising the database $db"
-    env -i PATH="$KG_CLEAN_PATH" LANG=C.UTF-8 \
-        runuser -u "$user" -- "$KG_ADMIN" --koha-conf "$conf" init
+}
+
+# kg_init_database NAME: create the tables (koha-gateway-admin init) as the
+# instance user, so the database file belongs to it; not readable by others,
+# it holds password hashes.
+kg_init_database() {
+    local name="$1" user
+    user=$(kg_instance_user "$name")
+    kg_verbose "Initialising the database of $name"
+    (umask 027 && env -i PATH="$KG_CLEAN_PATH" LANG=C.UTF-8 \
+        runuser -u "$user" -- "$KG_ADMIN" --koha-conf "$(kg_kohaconf "$name")" init)
 }
 
 # kg_enable NAME: Koha's koha-sip --enable.
@@ -379,6 +394,13 @@ kg_enable() {
         fi
         kg_say "Creating the SIP-only instance $name"
         kg_create_standalone_instance "$name" || return 1
+    fi
+    # Also completes a SIP-only instance whose creation was interrupted.
+    if kg_is_standalone "$name" && [ ! -s "$(kg_sqlite_db "$name")" ]; then
+        if ! kg_init_database "$name"; then
+            kg_warn "could not initialise the database of $name"
+            return 1
+        fi
     fi
     user=$(kg_instance_user "$name")
     group=$(kg_instance_group "$name")
