@@ -369,6 +369,11 @@ class SQLiteEngine(Engine):
     def column_names(self, description) -> list[str]:
         return [d[0].lower() for d in description]
 
+    def _adapt(self, value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return float(value)  # money is REAL on SQLite
+        return super()._adapt(value)
+
     def wrap(self, exc: BaseException, *, stale: bool = False, commit: bool = False):
         message = str(exc)
         if isinstance(exc, sqlite3.IntegrityError):
@@ -789,6 +794,7 @@ class Database:
         self.max_connections = max_connections
         self._closed = False
         self._available = True
+        self._reactor_ident: int | None = None
         self._state_lock = threading.Lock()
         args, kwargs = engine.connect_args()
         if reactor is None:
@@ -863,6 +869,7 @@ class Database:
 
         if self._closed:
             return defer.fail(DatabaseError("the database pool is closed"))
+        self._reactor_ident = threading.get_ident()
         return self._pool.runInteraction(self._attempt, fn, args, kw, readonly, retry)
 
     def run_blocking(
@@ -879,7 +886,9 @@ class Database:
         """
         if self._closed:
             raise DatabaseError("the database pool is closed")
-        if self._reactor.running and threadable.isInIOThread():
+        if self._reactor.running and (
+            threadable.isInIOThread() or threading.get_ident() == self._reactor_ident
+        ):
             raise RuntimeError("run_blocking() would block the reactor thread; use run()")
         return self._attempt(None, fn, args, kw, readonly, retry)
 

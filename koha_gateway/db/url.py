@@ -278,11 +278,14 @@ def build_url(
             raise InvalidDatabaseURL("sqlite needs a database file path")
         return "sqlite://" + quote(os.path.abspath(database), safe="/")
     if key in ("pg", "postgres", "postgresql"):
+        port_text = str(port).strip() if port is not None else ""
+        if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
+            raise InvalidDatabaseURL(f"bad port {port_text!r}")
         parsed = DatabaseURL(
             engine="postgresql",
             database=database,
             host=host or None,
-            port=int(port) if port not in (None, "") else None,
+            port=int(port_text) if port_text else None,
             user=user or None,
             password=password if password not in (None, "") else None,
         )
