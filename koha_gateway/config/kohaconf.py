@@ -76,21 +76,21 @@ class KohaConf:
         directory such as ``/var/run/postgresql``) goes into the ``host`` query parameter,
         as libpq expects. Contains the password: log :attr:`display_url` instead.
         """
-        return self._url(self.password)
+        return self._url(mask=False)
 
     @property
     def display_url(self) -> str:
         """:attr:`database_url` with the password replaced by ``***`` (safe to log)."""
-        return self._url("***" if self.password else "")
+        return self._url(mask=True)
 
-    def _url(self, password: str) -> str:
+    def _url(self, *, mask: bool) -> str:
         if self.db_scheme == "sqlite":
             return "sqlite://" + quote(self.database, safe="/")
         userinfo = ""
         if self.user:
             userinfo = quote(self.user, safe="")
-            if password:
-                userinfo += ":" + quote(password, safe="")
+            if self.password:
+                userinfo += ":" + ("***" if mask else quote(self.password, safe=""))
             userinfo += "@"
         host = self.hostname
         query = ""
