@@ -426,6 +426,24 @@ class PeerIdentity:
         name = self.common_name or self.subject
         return f"{name} (sha256 {self.fingerprint})"
 
+    @classmethod
+    def from_certificate(cls, peer: crypto.X509) -> PeerIdentity:
+        """The names of a pyOpenSSL certificate (subject CN, DNS subjectAltNames)."""
+        cert = peer.to_cryptography()
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            dns_names = tuple(san.value.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            dns_names = ()
+        return cls(
+            common_name=str(cns[0].value) if cns else None,
+            dns_names=dns_names,
+            fingerprint=peer.digest("sha256").decode("ascii"),
+            subject=cert.subject.rfc4514_string(),
+            certificate=cert,
+        )
+
 
 def peer_identity(transport) -> PeerIdentity | None:
     """The client certificate of ``transport`` after the TLS handshake, else None.
@@ -443,20 +461,7 @@ def peer_identity(transport) -> PeerIdentity | None:
         return None
     if peer is None:
         return None
-    cert = peer.to_cryptography()
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        dns_names = tuple(san.value.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        dns_names = ()
-    return PeerIdentity(
-        common_name=str(cns[0].value) if cns else None,
-        dns_names=dns_names,
-        fingerprint=peer.digest("sha256").decode("ascii"),
-        subject=cert.subject.rfc4514_string(),
-        certificate=cert,
-    )
+    return PeerIdentity.from_certificate(peer)
 
 
 def identity_matches(identity: PeerIdentity | None, name: str | None) -> bool:
