@@ -432,8 +432,8 @@ def sync_patron(txn, result: LdapResult, password: str, config: LdapConfig) -> i
 def _borrower_columns(txn) -> dict[str, bool]:
     """``borrowers`` column name -> whether it accepts NULL."""
     if txn.engine.name == "sqlite":
-        rows = txn.query("SELECT name, \"notnull\" AS notnull FROM pragma_table_info('borrowers')")
-        return {r["name"]: not r["notnull"] for r in rows}
+        rows = txn.query("SELECT name, \"notnull\" AS not_null FROM pragma_table_info('borrowers')")
+        return {r["name"]: not r["not_null"] for r in rows}
     rows = txn.query(
         "SELECT column_name AS name, is_nullable AS nullable FROM information_schema.columns "
         "WHERE table_schema = current_schema() AND table_name = 'borrowers'"
