@@ -122,8 +122,8 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
 
     Raises :class:`ConfigError` (``path:line: message``) for an unsupported ``db_scheme``
     (MariaDB/MySQL, Koha's default when ``db_scheme`` is missing), a missing ``database``,
-    a bad ``port`` or a malformed document. The LDAP section is handed to
-    ``koha_gateway.config.ldap.parse_ldap(root, path, use_ldap)``.
+    a bad ``port`` or a malformed document. The ``<config>`` element is handed to
+    ``koha_gateway.config.ldap.parse_ldap(config, path, use_ldap)`` for ``<ldapserver>``.
     """
     spath = os.fspath(path)
     root = read_xml(spath)
@@ -192,7 +192,9 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
     use_ldap_raw = (text("useldapserver") or "").strip()
     use_ldap = use_ldap_raw not in ("", "0")
 
-    ldap = _load_ldap(root, spath, use_ldap, elements.get("useldapserver"))
+    # parse_ldap gets the <config> element itself: Debian's koha-conf.xml has other <config>
+    # elements (inside <server>) before it, so the document root would be ambiguous.
+    ldap = _load_ldap(config, spath, use_ldap, elements.get("useldapserver"))
 
     return KohaConf(
         path=spath,
@@ -208,9 +210,9 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
 
 
 def _load_ldap(
-    root: etree._Element, path: str, use_ldap: bool, switch: etree._Element | None
+    config: etree._Element, path: str, use_ldap: bool, switch: etree._Element | None
 ) -> object | None:
-    """Hand the document to ``koha_gateway.config.ldap.parse_ldap`` (imported here, lazily)."""
+    """Hand ``<config>`` to ``koha_gateway.config.ldap.parse_ldap`` (imported here, lazily)."""
     try:
         module = importlib.import_module("koha_gateway.config.ldap")
     except ModuleNotFoundError as exc:
@@ -224,4 +226,4 @@ def _load_ldap(
                 switch.sourceline if switch is not None else None,
             ) from None
         return None
-    return module.parse_ldap(root, path, use_ldap)
+    return module.parse_ldap(config, path, use_ldap)

@@ -20,6 +20,9 @@ def koha_conf(config_children: str, *, root: str = "yazgfs") -> str:
         '<?xml version="1.0"?>\n'
         f"<{root}>\n"
         '<listen id="biblioserver">unix:/var/run/koha/x/bibliosocket</listen>\n'
+        # Debian's file has <config> elements inside <server> before the real <config>.
+        '<server id="biblioserver" listenref="biblioserver">'
+        "<config>/etc/koha/sites/x/koha-DEBIAN-biblios.cfg</config></server>\n"
         f"{inner}\n"
         f"</{root}>\n"
     )
@@ -143,7 +146,7 @@ def test_missing_db_scheme_means_mysql_and_is_refused(write_file):
     path = write_file(text, "koha-conf.xml")
     with pytest.raises(ConfigError) as caught:
         load_koha_conf(path)
-    assert caught.value.line == line_of(text, "<config>")
+    assert caught.value.line == line_of(text, "<config>\n")
     assert "MariaDB/MySQL is not supported" in caught.value.message
 
 
@@ -152,7 +155,7 @@ def test_missing_db_scheme_means_mysql_and_is_refused(write_file):
     [
         ("<db_scheme>oracle</db_scheme><database>k</database>", "<db_scheme>", "unknown db_scheme"),
         ("<db_scheme>Pg</db_scheme>\n<database> </database>", "<database>", "<database> is"),
-        ("<db_scheme>Pg</db_scheme>", "<config>", "<database> is missing"),
+        ("<db_scheme>Pg</db_scheme>", "<config>\n", "<database> is missing"),
         ("<db_scheme>Pg</db_scheme><database>k</database>\n<port>0</port>", "<port>", "bad port"),
         ("<db_scheme>Pg</db_scheme><database>k</database>\n<port>x</port>", "<port>", "bad port"),
         (
