@@ -117,8 +117,8 @@ def _find_config(root: etree._Element, path: str) -> etree._Element:
 
 
 def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
-    """Read koha-conf.xml at ``path`` (Koha's ``Koha/Config.pm`` layout; LDAP per
-    koha-sip-and-ldap §6.1).
+    """Read koha-conf.xml at ``path`` (Koha's ``Koha/Config.pm`` layout; the LDAP
+    switch as ``C4/Auth.pm`` reads it).
 
     Raises :class:`ConfigError` (``path:line: message``) for an unsupported ``db_scheme``
     (MariaDB/MySQL, Koha's default when ``db_scheme`` is missing), a missing ``database``,

@@ -76,14 +76,14 @@ _PERL_FALSE_LOOKALIKES = frozenset({"false", "no", "n", "off", "f", "disabled", 
 def perl_bool(value: str | None) -> bool:
     """Perl truthiness of an attribute value: missing, ``""`` and ``"0"`` are false.
 
-    This is how Koha reads every boolean ``<login>`` attribute (koha-sip-and-ldap §1.5).
+    This is how Koha reads every boolean ``<login>`` attribute of SIPconfig.xml.
     Note that ``"false"`` and ``"no"`` are *true* under this rule.
     """
     return value is not None and value != "" and value != "0"
 
 
 def to_bool(value: str | None) -> bool:
-    """Koha's ``to_bool`` for ``<policy>`` flags (koha-sip-and-ldap §1.7).
+    """Koha's ``to_bool`` for ``<policy>`` flags (Koha ``C4/SIP`` institution policy).
 
     ``true``, ``y`` or ``yes`` in any case, or a non-zero integer, is true; everything else
     (including a missing attribute) is false.
@@ -110,7 +110,7 @@ def _is_plain_bool(value: str) -> bool:
 
 @dataclass(frozen=True)
 class ListenAddress:
-    """One listening address in Net::Server's port syntax (koha-sip-and-ldap §1.4).
+    """One listening address in Net::Server's port syntax (Koha ``C4/SIP/SIPServer.pm``).
 
     ``spec`` is the attribute as written (``[host:]port[/tcp][/IPv4|/IPv6]``). ``host`` is
     ``""`` for all interfaces (no host, or ``*``); IPv6 literals are given without brackets.
@@ -143,7 +143,7 @@ class ListenAddress:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """A ``<listeners>/<service>`` element (koha-sip-and-ldap §1.4).
+    """A ``<listeners>/<service>`` element (Koha ``C4/SIP/SIPServer.pm``).
 
     - ``transport``: ``"RAW"`` (SIP2 over TCP) or ``"telnet"`` (prompted login, §3.3).
     - ``protocol``: informational (``SIP/2.00``), as in Koha.
@@ -180,7 +180,7 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """An institution's ``<policy>`` (koha-sip-and-ldap §1.7), reported in 98 ACS Status.
+    """An institution's ``<policy>``, reported in 3M SIP2 2.00 ACS Status (98).
 
     All flags use :func:`to_bool`, including ``renewal``: Koha's Perl-truthiness quirk that
     makes ``renewal="false"`` true is fixed here. ``timeout`` and ``retries`` are 0..999
@@ -198,7 +198,7 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class InstitutionConfig:
-    """An ``<institutions>/<institution>`` element (koha-sip-and-ldap §1.7).
+    """An ``<institutions>/<institution>`` element (Koha ``etc/SIPconfig.xml``).
 
     ``id`` should be a Koha branchcode; ``implementation`` is kept as written (``ILS``);
     ``parms`` is unused, as in Koha.
@@ -213,7 +213,7 @@ class InstitutionConfig:
 
 @dataclass(frozen=True)
 class AccountConfig:
-    """An ``<accounts>/<login>`` element (koha-sip-and-ldap §1.5 and §1.6).
+    """An ``<accounts>/<login>`` element (Koha ``etc/SIPconfig.xml`` accounts).
 
     Attribute names are Koha's (``error-detect`` becomes ``error_detect``). Boolean options
     follow Perl truthiness (only ``"0"`` and ``""`` are false) and default to false, except
@@ -289,7 +289,7 @@ class AccountConfig:
 
 @dataclass(frozen=True)
 class ServerParams:
-    """``<server-params>`` (koha-sip-and-ldap §1.3).
+    """``<server-params>`` (Koha ``C4/SIP/SIPServer.pm``, Net::Server::PreFork options).
 
     Koha's TCP keepalive options (Bug 37087) are read: ``custom_tcp_keepalive`` (Perl truth),
     ``custom_tcp_keepalive_time`` / ``custom_tcp_keepalive_intvl`` (positive seconds; 0 or
@@ -301,13 +301,13 @@ class ServerParams:
     custom_tcp_keepalive: bool = False
     custom_tcp_keepalive_time: int | None = None
     custom_tcp_keepalive_intvl: int | None = None
-    workers: int | None = None
     ignored: dict[str, str] = field(default_factory=dict)
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
 class SIPConfig:
-    """The whole SIPconfig.xml (koha-sip-and-ldap §1).
+    """The whole SIPconfig.xml (Koha ``C4/SIP/Sip/Configuration.pm``).
 
     ``accounts`` is keyed by login id, ``institutions`` by institution id.
     ``syspref_overrides`` are the global ones (account overrides win over them). ``timeout``
@@ -327,8 +327,8 @@ class SIPConfig:
     warnings: tuple[str, ...] = ()
 
     def login_timeout(self, service: ServiceConfig) -> int:
-        """Seconds allowed for the login phase (koha-sip-and-ldap §3.4, Koha ``get_timeout``
-        with ``transport``): the service ``timeout``, else the top-level ``timeout``, else 30.
+        """Seconds allowed for the login phase (Koha ``SIPServer.pm`` ``get_timeout`` with
+        ``transport``): the service ``timeout``, else the top-level ``timeout``, else 30.
         Zero is not a valid value and falls through."""
         for value in (service.timeout, self.timeout):
             if value:
@@ -336,7 +336,7 @@ class SIPConfig:
         return DEFAULT_LOGIN_TIMEOUT
 
     def idle_timeout(self, service: ServiceConfig) -> int | None:
-        """Idle timeout of an authenticated connection (koha-sip-and-ldap §3.4, Koha
+        """Idle timeout of an authenticated connection (Koha ``SIPServer.pm``
         ``get_timeout`` with ``client``); ``None`` means no idle timeout.
 
         ``client_timeout`` made only of digits and not zero is the timeout; ``0``, any
@@ -357,7 +357,7 @@ class SIPConfig:
 
 
 def parse_listen_address(spec: str) -> ListenAddress:
-    """Parse Net::Server's ``[host:]port[/tcp][/IPv4|/IPv6]`` (koha-sip-and-ldap §1.4).
+    """Parse Net::Server's ``[host:]port[/tcp][/IPv4|/IPv6]`` (Koha ``SIPServer.pm``).
 
     Accepts ``8023/tcp``, ``127.0.0.1:6001/tcp``, ``*:6001/tcp``, ``127.0.0.1:6001/tcp/IPv4``,
     ``[::1]:6001/tcp``, ``localhost:6001``. Raises ``ValueError`` with a message for the
@@ -679,7 +679,7 @@ class _Reader:
         return services
 
     def service(self, element: etree._Element) -> ServiceConfig:
-        """One ``<service>`` (koha-sip-and-ldap §1.4)."""
+        """One ``<service>`` (Koha ``SIPServer.pm`` listeners)."""
         attrs = self.attributes(element, self._SERVICE_ATTRIBUTES)
         spec = attrs.get("port")
         if spec is None:
@@ -812,7 +812,7 @@ class _Reader:
             institutions[institution.id] = institution
 
     def institution(self, element: etree._Element) -> InstitutionConfig:
-        """One ``<institution>`` with its ``<policy>`` (koha-sip-and-ldap §1.7)."""
+        """One ``<institution>`` with its ``<policy>`` (Koha ``etc/SIPconfig.xml``)."""
         attrs = self.attributes(element, frozenset({"id", "implementation", "parms"}))
         inst_id = attrs.get("id", "").strip()
         if not inst_id:
@@ -847,7 +847,7 @@ class _Reader:
         )
 
     def policy(self, element: etree._Element) -> PolicyConfig:
-        """A ``<policy>`` (koha-sip-and-ldap §1.7); all flags through :func:`to_bool`."""
+        """A ``<policy>`` (for 3M SIP2 2.00 ACS Status (98)); all flags through :func:`to_bool`."""
         known = frozenset({*self._POLICY_FLAGS, "timeout", "retries"})
         attrs = self.attributes(element, known)
         flags = {
@@ -920,7 +920,7 @@ class _Reader:
     )
 
     def server_params(self, element: etree._Element, current: ServerParams) -> ServerParams:
-        """``<server-params>`` (koha-sip-and-ldap §1.3): attributes, or ``<name value=""/>``
+        """``<server-params>`` (Koha ``SIPServer.pm``): attributes, or ``<name value=""/>``
         children as XML::Simple folds them."""
         values: list[tuple[str, str]] = list(element.attrib.items())
         for name, child in self.children(element):
@@ -959,14 +959,14 @@ class _Reader:
             custom_tcp_keepalive=keepalive,
             custom_tcp_keepalive_time=keepalive_time,
             custom_tcp_keepalive_intvl=keepalive_intvl,
-            workers=workers,
             ignored=ignored,
+            workers=workers,
         )
 
     # -- syspref overrides ---------------------------------------------------------------
 
     def syspref_overrides(self, element: etree._Element) -> dict[str, str]:
-        """``<syspref_overrides><PrefName>value</PrefName>...`` (koha-sip-and-ldap §1.2)."""
+        """``<syspref_overrides><PrefName>value</PrefName>...`` (global or per account)."""
         overrides: dict[str, str] = {}
         for name, child in self.children(element):
             if name in overrides:
@@ -977,7 +977,7 @@ class _Reader:
     # -- accounts ------------------------------------------------------------------------
 
     def account(self, element: etree._Element, delimiter: str) -> AccountConfig:
-        """One ``<login>`` (koha-sip-and-ldap §1.5, children §1.6)."""
+        """One ``<login>`` with its child elements (Koha ``etc/SIPconfig.xml``)."""
         attrs = self.attributes(element, frozenset(_LOGIN_ATTRIBUTES))
         login_id = attrs.get("id", "").strip()
         if not login_id:
@@ -1240,7 +1240,7 @@ _LOGIN_ATTRIBUTES: dict[str, tuple[str, _Converter]] = {
 
 
 def load_sip_config(path: str | os.PathLike[str]) -> SIPConfig:
-    """Read Koha's SIPconfig.xml at ``path`` (koha-sip-and-ldap §1).
+    """Read Koha's SIPconfig.xml at ``path`` (Koha ``C4/SIP/Sip/Configuration.pm``).
 
     Raises :class:`ConfigError` (``path:line: message``) for anything that must stop
     start-up; suspicious but harmless findings are in the result's ``warnings``.
