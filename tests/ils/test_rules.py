@@ -1,0 +1,90 @@
+"""Circulation rules: Koha's precedence branch > category > item type, '*' defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from koha_gateway.ils.rules import get_rule, rule_float, rule_int, set_rule
+
+
+def rule(db, name, branch="WEL", category="PT", itemtype="BK"):
+    return db.run_blocking(
+        lambda txn: get_rule(txn, name, branchcode=branch, categorycode=category, itemtype=itemtype)
+    )
+
+
+def test_demo_defaults(db):
+    assert rule(db, "issuelength") == "14"
+    assert rule(db, "renewalsallowed") == "2"
+    assert rule(db, "renewalperiod") == "14"
+    assert rule(db, "maxissueqty") == "10"
+    assert rule(db, "fine") == "0.25"
+    assert rule(db, "chargeperiod") == "1"
+    assert rule(db, "reservesallowed") == "50"
+
+
+def test_unknown_rule_is_none(db):
+    assert rule(db, "overduefinescap") is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # (branch, category, itemtype, value) rows; the most specific wins.
+        ([("*", "*", "BK", "21")], "21"),
+        ([("*", "*", "BK", "21"), ("*", "PT", "*", "7")], "7"),
+        ([("*", "PT", "*", "7"), ("WEL", "*", "*", "3")], "3"),
+        ([("WEL", "*", "*", "3"), ("WEL", "*", "BK", "5")], "5"),
+        ([("WEL", "*", "BK", "5"), ("WEL", "PT", "*", "6")], "6"),
+        ([("WEL", "PT", "*", "6"), ("WEL", "PT", "BK", "8")], "8"),
+        ([("KIL", "PT", "BK", "99")], "14"),  # another branch does not apply
+        ([("*", "S", "BK", "99")], "14"),  # another category does not apply
+    ],
+)
+def test_precedence(db, rows, expected):
+    def setup(txn):
+        for branch, category, itemtype, value in rows:
+            set_rule(
+                txn,
+                "issuelength",
+                value,
+                branchcode=branch,
+                categorycode=category,
+                itemtype=itemtype,
+            )
+
+    db.run_blocking(setup)
+    assert rule(db, "issuelength") == expected
+
+
+def test_unknown_dimension_matches_only_defaults(db):
+    db.run_blocking(lambda txn: set_rule(txn, "issuelength", "3", branchcode="WEL"))
+    assert rule(db, "issuelength", branch=None) == "14"
+    assert rule(db, "issuelength", branch="WEL", category=None, itemtype=None) == "3"
+
+
+def test_set_rule_updates_in_place(db):
+    db.run_blocking(lambda txn: set_rule(txn, "issuelength", "28"))
+    assert rule(db, "issuelength") == "28"
+    count = db.run_blocking(
+        lambda txn: txn.scalar(
+            "SELECT COUNT(*) AS n FROM circulation_rules WHERE rule_name = 'issuelength'"
+        )
+    )
+    assert count == 1
+
+
+def test_numeric_helpers(db):
+    def read(txn):
+        set_rule(txn, "overduefinescap", "")
+        set_rule(txn, "norenewalbefore", "abc")
+        keys = {"branchcode": "WEL", "categorycode": "PT", "itemtype": "BK"}
+        return (
+            rule_int(txn, "issuelength", **keys),
+            rule_float(txn, "fine", **keys),
+            rule_float(txn, "overduefinescap", **keys, default=-1.0),
+            rule_int(txn, "norenewalbefore", **keys, default=0),
+            rule_int(txn, "nothing", **keys),
+        )
+
+    assert db.run_blocking(read) == (14, 0.25, -1.0, 0, None)
