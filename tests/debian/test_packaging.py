@@ -261,8 +261,26 @@ def test_changelog_version_matches_the_python_package():
     assert revision.isdigit()
 
 
-def test_logrotate_covers_the_three_logs():
-    config = (DEBIAN / "koha-gateway.logrotate").read_text()
+def test_logrotate_covers_the_three_logs_before_koha():
+    config = (DEBIAN / "koha-gateway.00-koha-gateway.logrotate").read_text()
     for name in ["sip.log", "sip-error.log", "sip-output.log"]:
         assert f"/var/log/koha/*/{name}" in config
     assert "copytruncate" in config
+    assert "ignoreduplicates" in config
+    # logrotate reads /etc/logrotate.d in name order: ours must come before koha-common.
+    assert "dh_installlogrotate --name=00-koha-gateway" in (DEBIAN / "rules").read_text()
+    assert sorted(["koha-common", "00-koha-gateway"])[0] == "00-koha-gateway"
+
+
+@pytest.mark.skipif(not shutil.which("logrotate"), reason="logrotate not installed")
+def test_logrotate_accepts_the_config(tmp_path):
+    config = tmp_path / "00-koha-gateway"
+    config.write_text((DEBIAN / "koha-gateway.00-koha-gateway.logrotate").read_text())
+    result = subprocess.run(
+        ["logrotate", "--debug", "--state", str(tmp_path / "state"), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not re.search(r"^error:", result.stderr, re.M), result.stderr
