@@ -182,6 +182,18 @@ if [ -n "$password" ] && grep -qF -- "CO$password" "$logdir"/*.log; then
 fi
 ok "logs in $logdir: sip.log, sip-error.log, sip-output.log; no password in them"
 
+if command -v logrotate >/dev/null; then
+    step "logrotate"
+    state=$(mktemp)
+    logrotate --force --state "$state" /etc/logrotate.d/00-koha-gateway || fail "logrotate failed"
+    rm -f -- "$state"
+    [ -s "$logdir/sip.log.1" ] || fail "logrotate did not rotate sip.log"
+    [ ! -s "$logdir/sip.log" ] || fail "sip.log was not truncated"
+    sip_probe "after logrotate"
+    [ -s "$logdir/sip.log" ] || fail "the server stopped writing sip.log after the rotation"
+    ok "logrotate copies and truncates; the server keeps writing sip.log"
+fi
+
 step "koha-sip --reload / --restart"
 koha-sip --reload "$instance" || fail "--reload failed"
 sleep 1
@@ -230,7 +242,7 @@ if dpkg-divert --list | grep -q "by koha-gateway"; then
     fail "diversions left: $(dpkg-divert --list | grep 'by koha-gateway')"
 fi
 for path in /usr/sbin/koha-sip /usr/share/koha-gateway /lib/systemd/system/koha-gateway@.service \
-    /etc/logrotate.d/koha-gateway /etc/koha/SIPconfig.xml; do
+    /etc/logrotate.d/00-koha-gateway /etc/koha/SIPconfig.xml; do
     [ ! -e "$path" ] || fail "$path left after the purge"
 done
 if grep -qs "koha_gateway_plugin" /usr/lib/python3/dist-packages/twisted/plugins/dropin.cache; then
