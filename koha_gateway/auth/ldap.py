@@ -252,7 +252,7 @@ class LdapDirectory:
         if code not in (0, 4, 32) and not entries:  # 4 sizeLimitExceeded, 32 noSuchObject
             raise _SearchFailed(f"search with filter {flt!r} failed: {_describe(conn)}")
         if code == 32:
-            log.warn(
+            log.error(
                 "LDAP search base {base!r} does not exist: {error}",
                 base=cfg.base,
                 error=_describe(conn),
