@@ -66,6 +66,7 @@ _TELNET_PASSWORD = b"password: "
 _TELNET_INVALID = b"Invalid login\r\n"
 _TELNET_OK = b"Login OK.  Initiating SIP\r\n"
 _TELNET_ATTEMPTS = 3
+_TELNET_TRIM = " " + "".join(map(chr, range(32))) + "\x7f"  # spaces and control characters
 _MAX_HELD_LINES = 32
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _DIGITS = frozenset(b"0123456789")
@@ -261,7 +262,7 @@ class Session:
         self._message(line, events)
 
     def _telnet_line(self, line: bytes, events: list[Event]) -> None:
-        text = self._decode(line).strip()
+        text = self._decode(line).strip(_TELNET_TRIM)
         if self._phase == _TELNET_USER:
             if not text:
                 events.append(Reply(_TELNET_PROMPT))

@@ -60,7 +60,10 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _UNQUOTE = re.compile(r"\\(.)", re.DOTALL)
-_STRING_ESCAPES = {"n": "\n", "t": "\t"}
+# Template Toolkit: in '...' only \\ and \' are escapes; "..." also knows \n \t \r \$.
+# Other backslashes are kept, so regular expressions for replace() survive quoting.
+_SINGLE_ESCAPES = {"\\": "\\", "'": "'"}
+_DOUBLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r", "$": "$"}
 _FORMAT = re.compile(r"%(?:%|[-+ 0#]*\d*(?:\.\d+)?([sdifeEgGxXoc]))")
 _KEYWORDS = frozenset(
     {
@@ -253,7 +256,8 @@ def _tokens(body: str, where: str) -> list[tuple[str, str]]:
 
 def _literal(kind: str, text: str) -> Any:
     if kind == "str":
-        return _UNQUOTE.sub(lambda m: _STRING_ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
+        escapes = _SINGLE_ESCAPES if text[0] == "'" else _DOUBLE_ESCAPES
+        return _UNQUOTE.sub(lambda m: escapes.get(m.group(1), m.group()), text[1:-1])
     if "." in text:
         return Decimal(text)
     return int(text)
