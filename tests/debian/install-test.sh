@@ -10,8 +10,9 @@
 #      database, SIPconfig.xml mode 600 owned by the instance user);
 #   3. loads the demo data with koha-gateway-admin;
 #   4. koha-sip --start demo, then over SIP2: 93 -> 941 and a 64 for patron
-#      23529000000001; --status, --reload, --restart, --stop and the older
-#      koha-stop-sip / koha-start-sip;
+#      23529000000001; logrotate, --status, --reload, --restart, a reinstall
+#      (the upgrade path restarts the server), --stop, --disable and the
+#      older koha-enable-sip / koha-start-sip / koha-stop-sip;
 #   5. purges the package with a server running and checks that nothing is
 #      left running and that Koha's command names are released.
 #
@@ -205,6 +206,15 @@ newpid=$(cat "$pidfile")
 [ "$newpid" != "$pid" ] || fail "--restart kept pid $pid"
 kill -0 "$pid" 2>/dev/null && fail "the old server $pid still runs after --restart"
 sip_probe "after --restart"
+
+step "Reinstall (the upgrade path): the running server is restarted on the new code"
+pid=$(cat "$pidfile")
+dpkg -i "$deb"
+koha-sip --status "$instance" >/dev/null || fail "the server is not running after the upgrade"
+newpid=$(cat "$pidfile")
+[ "$newpid" != "$pid" ] || fail "the upgrade did not restart the server"
+[ ! -e /run/koha-gateway/upgrade-restart ] || fail "upgrade restart list left behind"
+sip_probe "after the upgrade"
 
 step "koha-sip --stop $instance"
 koha-sip --stop "$instance" || fail "--stop failed"
