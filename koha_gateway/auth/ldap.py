@@ -196,7 +196,8 @@ class LdapDirectory:
                     result = self._search_then_bind(conn, userid, password)
             except (LDAPCommunicationError, LDAPStartTLSError, LDAPCertificateError) as exc:
                 raise _Unavailable(_exception_text(exc)) from None
-            except OSError as exc:
+            except (LDAPException, OSError) as exc:
+                # Anything else ldap3 raises leaves this host's answer unknown.
                 raise _Unavailable(_exception_text(exc)) from None
         finally:
             _close(conn)
