@@ -1,0 +1,531 @@
+"""Checkin: Koha's ``AddReturn`` as its SIP server drives it (``C4::SIP::ILS::Transaction::
+Checkin``), with overdue fines, hold capture, transfers and sort bins.
+
+Implements the ILS side of 3M SIP2 2.00 Checkin (09) and the 3M extension fields of 10 (CL sort
+bin, CT destination, CV alert type, CY/DA hold patron), koha-sip-and-ldap.md section 4.6.
+
+What is decided here, in Koha's order:
+
+1. refusals that leave the item as it is: an issue number already in ``old_issues`` (data
+   problem, CV 98); ``holds_block_checkin`` and a hold the item could fill (CV 99);
+   CircConfirmItemParts with additional materials (CV 99); BlockReturnOfWithdrawnItems (CV 99);
+   BlockReturnOfLostItems (CV 99); AllowReturnToBranch (CV 04 to the right library);
+2. the return: the loan moves to ``old_issues``, an overdue fine is charged (days late x rule
+   ``fine`` per ``chargeperiod`` days, capped by ``overduefinescap``; an accruing
+   ``UNRETURNED`` fine of the loan is finalised instead of charged twice), a lost item is found;
+3. holds: the first hold the item can fill is captured at this library (CV 01, waiting) or for
+   another one (CV 02, in transit with a ``Reserve`` transfer), unless the account turns
+   ``holds_get_captured`` off;
+4. otherwise an item away from home is sent home (CV 04 to the home library; a
+   ``ReturnToHome`` transfer with AutomaticItemReturn);
+5. the sort bin (CL) from the account's ``<sort_bin_mapping>`` rules or SIP2SortBinMapping.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from koha_gateway.ils import account_option, perl_true, round_money
+from koha_gateway.ils.accounts import add_debit
+from koha_gateway.ils.circulation import (
+    as_datetime,
+    circ_control_branch,
+    format_sql_datetime,
+    write_statistic,
+)
+from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
+from koha_gateway.ils.items import current_loan, open_transfer
+from koha_gateway.ils.rules import rule_float, rule_int
+from koha_gateway.ils.sysprefs import format_date
+
+__all__ = [
+    "CheckinOutcome",
+    "checkin",
+    "overdue_fine",
+    "parse_sort_bin_rules",
+    "sort_bin",
+]
+
+ALERT_HOLD_HERE = "01"
+ALERT_HOLD_ELSEWHERE = "02"
+ALERT_SEND_ELSEWHERE = "04"
+ALERT_DATA_PROBLEM = "98"
+ALERT_OTHER = "99"
+
+
+@dataclass
+class CheckinOutcome:
+    """What a checkin did (SIP2 10).
+
+    ``ok`` is the 10 ok flag (before ``checked_in_ok`` has been applied: see ``not_issued``);
+    ``returned`` whether a loan was closed; ``alert_type`` the CV code; ``destination`` the CT
+    library; ``hold`` the captured (or, with ``holds_get_captured`` off, found) hold with its
+    patron's ``cardnumber``, names, ``email`` and ``phone``; ``patron`` the borrower the item
+    was on loan to; ``fine`` an overdue fine charged now; ``messages`` Koha's ``AddReturn``
+    message keys; ``warnings`` lines for the log (malformed sort bin rules).
+    """
+
+    ok: bool
+    message: str | None = None
+    returned: bool = False
+    not_issued: bool = False
+    alert_type: str | None = None
+    destination: str | None = None
+    hold: dict | None = None
+    patron: dict | None = None
+    fine: float | None = None
+    sort_bin: str | None = None
+    messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- fines -----------------------------------------------------------------------------------
+
+
+def overdue_fine(
+    txn, *, loan: dict, item: dict, patron: dict, returned_at: datetime, rules_branch: str
+) -> float:
+    """The overdue fine of a loan returned at ``returned_at`` (Koha's ``CalcFine``).
+
+    Days late are whole calendar days after the due date (a day-based loan is due at 23:59,
+    so returning it the next day is one day late). ``firstremind`` days of grace are not
+    charged; the charge is ``floor(days / chargeperiod) x fine`` and at most
+    ``overduefinescap``. Holidays are not excluded: this ILS keeps no calendar.
+    """
+    due = as_datetime(loan["date_due"])
+    if due is None or returned_at <= due:
+        return 0.0
+    days = (returned_at.date() - due.date()).days
+    if days <= 0:
+        return 0.0
+    dims = {
+        "branchcode": rules_branch,
+        "categorycode": patron.get("categorycode"),
+        "itemtype": item.get("itype"),
+    }
+    per_period = rule_float(txn, "fine", default=0.0, **dims) or 0.0
+    if per_period <= 0:
+        return 0.0
+    grace = rule_int(txn, "firstremind", default=0, **dims) or 0
+    if days <= grace:
+        return 0.0
+    period = rule_int(txn, "chargeperiod", default=1, **dims) or 1
+    amount = (days // max(1, period)) * per_period
+    cap = rule_float(txn, "overduefinescap", default=None, **dims)
+    if cap is not None and cap > 0:
+        amount = min(amount, cap)
+    return round_money(amount)
+
+
+def _charge_overdue(
+    txn,
+    *,
+    loan: dict,
+    item: dict,
+    patron: dict,
+    amount: float,
+    now_sql: str,
+    branch: str,
+    dateformat: str,
+) -> float | None:
+    """Charge or finalise the overdue fine of ``loan``; returns what was newly charged."""
+    accruing = txn.one(
+        "SELECT accountlines_id, amount, amountoutstanding FROM accountlines "
+        "WHERE issue_id = ? AND debit_type_code = 'OVERDUE' AND status = 'UNRETURNED'"
+        + txn.for_update,
+        (loan["issue_id"],),
+    )
+    if accruing is not None:
+        old_amount = round_money(accruing["amount"])
+        new_amount = max(old_amount, amount)
+        outstanding = round_money(float(accruing["amountoutstanding"]) + new_amount - old_amount)
+        txn.execute(
+            "UPDATE accountlines SET amount = ?, amountoutstanding = ?, status = 'RETURNED' "
+            "WHERE accountlines_id = ?",
+            (new_amount, outstanding, accruing["accountlines_id"]),
+        )
+        return round_money(new_amount - old_amount) or None
+    if amount <= 0:
+        return None
+    title = item.get("title") or ""
+    due = as_datetime(loan["date_due"])
+    description = f"{title} {format_date(due, dateformat)} {due.strftime('%H:%M')}".strip()
+    add_debit(
+        txn,
+        borrowernumber=patron["borrowernumber"],
+        amount=amount,
+        debit_type="OVERDUE",
+        description=description,
+        now=now_sql,
+        branchcode=branch,
+        itemnumber=item["itemnumber"],
+        issue_id=loan["issue_id"],
+        status="RETURNED",
+    )
+    return amount
+
+
+# --- sort bins -------------------------------------------------------------------------------
+
+_LINE_SPLIT = re.compile(r"\r\n|\r|\n")
+_ITEM_ALIASES = {"effective_itemtype": "itype", "itemtype": "itype"}
+
+
+def parse_sort_bin_rules(account_rules: Any, syspref_value: str | None) -> list[str]:
+    """The sort bin rule lines that apply: the account's ``<sort_bin_mapping>`` elements when
+    there are any, else the SIP2SortBinMapping preference split on any line ending. Blank
+    lines and ``#`` comments are dropped."""
+    if account_rules:
+        if isinstance(account_rules, str):
+            lines = [account_rules]
+        else:
+            lines = [str(rule) for rule in account_rules]
+    else:
+        lines = _LINE_SPLIT.split(syspref_value or "")
+    out = []
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            out.append(text)
+    return out
+
+
+def _item_value(item: dict, name: str) -> Any:
+    return item.get(_ITEM_ALIASES.get(name, name))
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    left_text = "" if left is None else str(left)
+    right_text = "" if right is None else str(right)
+    if op in ("eq", "="):
+        return left_text == right_text
+    if op in ("ne", "!="):
+        return left_text != right_text
+    a, b = _number(left_text), _number(right_text)
+    if a is None or b is None:
+        a, b = left_text, right_text
+    if op == "<":
+        return a < b
+    if op == ">":
+        return a > b
+    if op == "<=":
+        return a <= b
+    if op == ">=":
+        return a >= b
+    return False
+
+
+def sort_bin(item: dict, branch: str, rules: list[str]) -> tuple[str | None, list[str]]:
+    """The sort bin (CL) of ``item`` returned at ``branch``: the bin of the first matching rule.
+
+    Rule syntax (Koha's SIP2SortBinMapping): ``branch:field:op:value[:field:op:value...]:bin``
+    with ``op`` one of ``eq = ne != < > <= >=`` (the order comparisons are numeric when both
+    sides are numbers); a value ``$name`` means the item's own field ``name``. A line whose
+    number of colons is not 1 + 3k is skipped with a warning. Returns ``(bin, warnings)``.
+    """
+    warnings: list[str] = []
+    for line in rules:
+        parts = line.split(":")
+        if (len(parts) - 2) % 3 != 0 or len(parts) < 2:
+            warnings.append(f"Malformed preference line found: '{line}'")
+            continue
+        rule_branch, bin_name = parts[0], parts[-1]
+        if rule_branch != branch:
+            continue
+        conditions = parts[1:-1]
+        matched = True
+        for index in range(0, len(conditions), 3):
+            name, op, value = conditions[index : index + 3]
+            if value.startswith("$"):
+                value = _item_value(item, value[1:])
+            if not _compare(_item_value(item, name), op, value):
+                matched = False
+                break
+        if matched:
+            return bin_name, warnings
+    return None, warnings
+
+
+# --- the checkin -----------------------------------------------------------------------------
+
+
+def _hold_with_patron(txn, hold: dict) -> dict:
+    holder = txn.one(
+        "SELECT cardnumber, userid, firstname, surname, email, phone, branchcode AS "
+        "patron_branchcode FROM borrowers WHERE borrowernumber = ?",
+        (hold["borrowernumber"],),
+    )
+    return {**hold, **(holder or {})}
+
+
+def _return_allowed(sysprefs: Any, item: dict, branch: str) -> tuple[bool, str | None]:
+    """AllowReturnToBranch: ``anywhere``, ``homebranch``, ``holdingbranch`` or
+    ``homeorholdingbranch``; returns ``(allowed, the library it must go back to)``."""
+    mode = (sysprefs.get("AllowReturnToBranch", "anywhere") if sysprefs is not None else "") or (
+        "anywhere"
+    )
+    home, holding = item.get("homebranch"), item.get("holdingbranch")
+    if mode == "homebranch" and branch != home:
+        return False, home
+    if mode == "holdingbranch" and branch != holding:
+        return False, holding
+    if mode == "homeorholdingbranch" and branch not in (home, holding):
+        return False, home
+    return True, None
+
+
+def _old_issue_clash(txn, loan: dict) -> bool:
+    return (
+        txn.one("SELECT issue_id FROM old_issues WHERE issue_id = ?", (loan["issue_id"],))
+        is not None
+    )
+
+
+def checkin(
+    txn,
+    *,
+    item: dict,
+    branch: str,
+    now: datetime,
+    sysprefs: Any,
+    account: Any = None,
+    return_date: datetime | None = None,
+) -> CheckinOutcome:
+    """Return ``item`` (the locked :func:`~koha_gateway.ils.items.find_item` row) at ``branch``
+    (3M SIP2 2.00, Checkin (09)); see the module docstring for the order of decisions.
+
+    ``return_date`` is the return-date fixed field when the SC sent one (the fine is computed
+    for that instant); ``now`` is the request's instant.
+    """
+    local = now.replace(tzinfo=None, microsecond=0)
+    now_sql = format_sql_datetime(local)
+    today = local.strftime("%Y-%m-%d")
+    returned_at = (return_date or local).replace(tzinfo=None, microsecond=0)
+    flag = sysprefs.flag if sysprefs is not None else (lambda _name: False)
+    loan = current_loan(txn, item["itemnumber"])
+    borrower = None
+    if loan is not None:
+        borrower = txn.one(
+            "SELECT * FROM borrowers WHERE borrowernumber = ?" + txn.for_update,
+            (loan["borrowernumber"],),
+        )
+
+    def refused(message: str | None, alert: str | None, destination: str | None = None):
+        return CheckinOutcome(
+            False,
+            message,
+            alert_type=alert,
+            destination=destination,
+            patron=borrower,
+        )
+
+    if loan is not None and _old_issue_clash(txn, loan):
+        return refused("Checkin failed: data problem", ALERT_DATA_PROBLEM)
+    if perl_true(account_option(account, "holds_block_checkin")):
+        waiting = holds_for_item(txn, item, today)
+        if waiting:
+            outcome = refused("Item is on hold, please return to circulation desk", ALERT_OTHER)
+            outcome.hold = _hold_with_patron(txn, waiting[0])
+            return outcome
+    if flag("CircConfirmItemParts") and (item.get("materials") or "").strip():
+        return refused("Checkin failed", ALERT_OTHER)
+    if int(item.get("withdrawn") or 0) and flag("BlockReturnOfWithdrawnItems"):
+        return refused("Item withdrawn, return not allowed", ALERT_OTHER)
+    was_lost = bool(int(item.get("itemlost") or 0))
+    if was_lost and flag("BlockReturnOfLostItems"):
+        return refused("Item lost, return not allowed", ALERT_OTHER)
+    allowed, right_branch = _return_allowed(sysprefs, item, branch)
+    if not allowed:
+        return refused("Checkin failed", ALERT_SEND_ELSEWHERE, right_branch)
+
+    outcome = CheckinOutcome(True, patron=borrower)
+    dateformat = (sysprefs.get("dateformat", "iso") if sysprefs is not None else "iso") or "iso"
+
+    # The return itself.
+    if loan is not None:
+        txn.execute(
+            "INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, date_due, branchcode, "
+            "issuedate, returndate, lastreneweddate, renewals_count, onsite_checkout) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                loan["issue_id"],
+                loan["borrowernumber"],
+                loan["itemnumber"],
+                loan["date_due"],
+                loan.get("branchcode"),
+                loan["issuedate"],
+                format_sql_datetime(returned_at),
+                loan.get("lastreneweddate"),
+                loan.get("renewals_count") or 0,
+                loan.get("onsite_checkout") or 0,
+            ),
+        )
+        txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
+        outcome.returned = True
+        if (sysprefs.get("finesMode", "production") if sysprefs is not None else "") == (
+            "production"
+        ) and borrower is not None:
+            rules_branch = _fine_rules_branch(sysprefs, loan, borrower, item)
+            amount = overdue_fine(
+                txn,
+                loan=loan,
+                item=item,
+                patron=borrower,
+                returned_at=returned_at,
+                rules_branch=rules_branch,
+            )
+            outcome.fine = _charge_overdue(
+                txn,
+                loan=loan,
+                item=item,
+                patron=borrower,
+                amount=amount,
+                now_sql=now_sql,
+                branch=branch,
+                dateformat=dateformat,
+            )
+        write_statistic(
+            txn,
+            now=now_sql,
+            kind="return",
+            branch=branch,
+            item=item,
+            borrowernumber=loan["borrowernumber"],
+        )
+    else:
+        outcome.not_issued = True
+        outcome.ok = False
+        outcome.messages.append("NotIssued")
+        if flag("RecordLocalUseOnReturn"):
+            write_statistic(txn, now=now_sql, kind="localuse", branch=branch, item=item)
+            outcome.messages.append("LocalUse")
+    txn.execute(
+        "UPDATE items SET onloan = NULL, holdingbranch = ?, datelastseen = ?, itemlost = 0, "
+        "itemlost_on = CASE WHEN itemlost = 0 THEN itemlost_on ELSE NULL END "
+        "WHERE itemnumber = ?",
+        (branch, now_sql, item["itemnumber"]),
+    )
+    if was_lost:
+        outcome.messages.append("WasLost")
+    item = dict(item, onloan=None, holdingbranch=branch, itemlost=0, datelastseen=now_sql)
+
+    # Holds.
+    holds = holds_for_item(txn, item, today, lock=True)
+    transfer = open_transfer(txn, item["itemnumber"])
+    if holds:
+        hold = holds[0]
+        here = hold["branchcode"] == branch
+        outcome.alert_type = ALERT_HOLD_HERE if here else ALERT_HOLD_ELSEWHERE
+        outcome.destination = hold["branchcode"]
+        outcome.messages.append("ResFound")
+        if perl_true(account_option(account, "holds_get_captured", True)):
+            delay = int(sysprefs.number("ReservesMaxPickUpDelay", 7)) if sysprefs else 7
+            found = capture_hold(
+                txn,
+                hold,
+                item,
+                branch=branch,
+                today=today,
+                now=now_sql,
+                pickup_delay_days=delay,
+            )
+            hold = dict(hold, found=found, itemnumber=item["itemnumber"])
+        outcome.hold = _hold_with_patron(txn, hold)
+    elif transfer is not None and transfer["tobranch"] == branch:
+        txn.execute(
+            "UPDATE branchtransfers SET datearrived = ? WHERE branchtransfer_id = ?",
+            (now_sql, transfer["branchtransfer_id"]),
+        )
+        outcome.messages.append("TransferArrived")
+    elif transfer is not None:
+        # Arrived at the wrong library: it must still go where the transfer was headed.
+        txn.execute(
+            "UPDATE branchtransfers SET frombranch = ?, datesent = ? WHERE branchtransfer_id = ?",
+            (branch, now_sql, transfer["branchtransfer_id"]),
+        )
+        outcome.alert_type = ALERT_SEND_ELSEWHERE
+        outcome.destination = transfer["tobranch"]
+        outcome.messages.append("WrongTransfer")
+    elif item.get("homebranch") and item["homebranch"] != branch:
+        outcome.alert_type = ALERT_SEND_ELSEWHERE
+        outcome.destination = item["homebranch"]
+        if flag("AutomaticItemReturn"):
+            start_transfer(
+                txn,
+                item,
+                frombranch=branch,
+                tobranch=item["homebranch"],
+                reason="ReturnToHome",
+                now=now_sql,
+            )
+            outcome.messages.append("WasTransfered")
+        else:
+            outcome.messages.append("NeedsTransfer")
+
+    # Sort bin.
+    rules = parse_sort_bin_rules(
+        account_option(account, "sort_bin_mappings", ()),
+        sysprefs.get("SIP2SortBinMapping", "") if sysprefs is not None else "",
+    )
+    if rules:
+        outcome.sort_bin, outcome.warnings = sort_bin(item, branch, rules)
+
+    # Screen message, in the priority order of Koha's ILS::checkin.
+    notices = []
+    if "NeedsTransfer" in outcome.messages:
+        notices.append(f"This item must still be transferred to {item['homebranch']} branch.")
+    if outcome.not_issued:
+        if not perl_true(account_option(account, "checked_in_ok")):
+            outcome.message = "Item not checked out"
+    else:
+        outcome.message = _success_message(txn, account, sysprefs, item, borrower)
+    if notices:
+        outcome.message = " -- ".join(filter(None, [outcome.message, *notices]))
+    return outcome
+
+
+def _fine_rules_branch(sysprefs: Any, loan: dict, borrower: dict, item: dict) -> str:
+    """The branch whose fine rules apply: ``CircControl`` with the loan's library standing in
+    for ``PickupLibrary`` (Koha's ``_CalculateAndUpdateFine``)."""
+    return circ_control_branch(
+        sysprefs,
+        checkout_branch=loan.get("branchcode") or item.get("homebranch") or "",
+        patron=borrower,
+        item=item,
+    )
+
+
+def _success_message(txn, account: Any, sysprefs: Any, item: dict, borrower: dict | None):
+    """``show_checkin_message`` and ``show_outstanding_amount`` texts of a successful return."""
+    parts = []
+    if perl_true(account_option(account, "show_checkin_message")):
+        if sysprefs is not None and sysprefs.flag("UseLocationAsAQInSIP"):
+            where = item.get("permanent_location") or ""
+        else:
+            where = (
+                txn.scalar(
+                    "SELECT branchname FROM branches WHERE branchcode = ?", (item["homebranch"],)
+                )
+                or item.get("homebranch")
+                or ""
+            )
+        parts.append(f"Item checked-in: {where} - {item.get('location') or ''}.")
+    if borrower is not None and perl_true(account_option(account, "show_outstanding_amount")):
+        owed = txn.scalar(
+            "SELECT SUM(amountoutstanding) AS owed FROM accountlines WHERE borrowernumber = ? "
+            "AND itemnumber = ? AND debit_type_code = 'OVERDUE' AND amountoutstanding > 0",
+            (borrower["borrowernumber"], item["itemnumber"]),
+        )
+        if owed:
+            parts.append(f"You owe ${round_money(owed):.2f} for this item.")
+    return " ".join(parts) or None

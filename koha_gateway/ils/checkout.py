@@ -1,0 +1,625 @@
+"""Checkout and renewal: Koha's ``CanBookBeIssued`` / ``AddIssue`` / ``CanBookBeRenewed`` /
+``AddRenewal`` as the SIP server drives them.
+
+Implements the ILS side of 3M SIP2 2.00 Checkout (11), Renew (29) and Renew All (65), with the
+decision order and screen messages of Koha's ``C4::SIP::ILS::Transaction::Checkout`` and
+``Renew`` (koha-sip-and-ldap.md sections 4.5, 4.9, 4.10).
+
+Concurrency: the caller looks the item and patron up with ``lock=True`` (``SELECT ... FOR
+UPDATE`` on PostgreSQL; SQLite write transactions hold the database lock), and ``issues`` has a
+UNIQUE key on ``itemnumber``: when two kiosks check the same item out at the same moment, one
+insert fails, that checkout is answered "Item checked out to another patron" and nothing of it
+is written.
+
+Deliberate differences from Koha, each a fix of a Koha behaviour that loses data or lets a
+kiosk bypass a rule:
+
+- checking out an item already on loan to the same patron renews it only within the renewal
+  rules (Koha's ``AddIssue`` renews without looking at holds); a refused renewal is answered
+  with the renewal's reason;
+- a no-block (offline) checkout forced on an item that was waiting for another patron puts
+  that patron's hold back at the head of the queue instead of leaving it attached to an item
+  that is now on loan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from koha_gateway.ils import account_option, perl_true, round_money
+from koha_gateway.ils.accounts import add_debit
+from koha_gateway.ils.circulation import (
+    add_days,
+    as_date,
+    as_datetime,
+    circ_control_branch,
+    end_of_day,
+    format_sql_datetime,
+    loan_period_days,
+    renewal_period_days,
+    write_statistic,
+)
+from koha_gateway.ils.holds import FOUND_STATES, fill_hold, holds_for_item, renumber_priorities
+from koha_gateway.ils.items import current_loan
+from koha_gateway.ils.rules import rule_int
+from koha_gateway.ils.sysprefs import format_date
+
+__all__ = [
+    "RENEWAL_MESSAGES",
+    "CheckoutOutcome",
+    "RenewOutcome",
+    "checkout",
+    "renew",
+    "renewal_refusal",
+]
+
+#: Koha's renewal error keys and the screen messages its SIP server sends for them (29, 65).
+RENEWAL_MESSAGES = {
+    "on_reserve": "Item unavailable due to outstanding holds",
+    "too_many": "Item has reached maximum renewals",
+    "too_unseen": "Item has reached maximum consecutive renewals without being seen",
+    "item_denied_renewal": "Item renewal is not allowed",
+    "item_issued_to_other_patron": "Item already issued to other borrower",
+}
+
+FEE_TYPE_RENTAL = "06"
+
+
+@dataclass
+class CheckoutOutcome:
+    """What a checkout did (SIP2 12). ``due`` is the stored ``date_due``; ``renewal`` is true
+    when the item was already on loan to the patron and was renewed; ``fee_amount`` /
+    ``fee_type`` describe a rental charge (charged, or refused for want of BO=Y)."""
+
+    ok: bool
+    message: str | None = None
+    renewal: bool = False
+    due: str | None = None
+    fee_amount: float | None = None
+    fee_type: str | None = None
+    fee_id: int | None = None
+    issue_id: int | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RenewOutcome:
+    """What a renewal did (SIP2 30, and one item of 66)."""
+
+    ok: bool
+    message: str | None = None
+    due: str | None = None
+    fee_amount: float | None = None
+    fee_type: str | None = None
+    fee_id: int | None = None
+    reason: str | None = None
+
+
+def _now_parts(now: datetime) -> tuple[datetime, str, str]:
+    local = now.replace(tzinfo=None, microsecond=0)
+    return local, format_sql_datetime(local), local.strftime("%Y-%m-%d")
+
+
+def _blocked_item_types(account: Any) -> set[str]:
+    value = account_option(account, "blocked_item_types", None)
+    if not value:
+        return set()
+    if isinstance(value, str):
+        return {part.strip() for part in value.split("|") if part.strip()}
+    return {str(part).strip() for part in value if str(part).strip()}
+
+
+def _patron_block_message(state: Any, sysprefs: Any, account: Any) -> str:
+    """Koha's SIP screen message for a patron without charge privileges (section 4.5 step 4)."""
+    if state.debarred:
+        return "Patron debarred"
+    if state.expired:
+        dateformat = (sysprefs.get("dateformat") if sysprefs is not None else None) or "iso"
+        return f"Patron expired on {format_date(state.dateexpiry, dateformat)}"
+    if state.fine_blocked:
+        text = "Patron has fines"
+        if perl_true(account_option(account, "show_outstanding_amount")):
+            text += f" - You owe ${state.fines:.2f}."
+        return text
+    return "Patron blocked"
+
+
+def _due_date(txn, *, patron: dict, item: dict, branch: str, today: str, sysprefs) -> str:
+    rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
+    days = loan_period_days(
+        txn,
+        branchcode=rules_branch,
+        categorycode=patron.get("categorycode"),
+        itemtype=item.get("itype"),
+    )
+    return format_sql_datetime(end_of_day(add_days(as_date(today), days)))
+
+
+def _renewal_due_date(
+    txn, *, patron: dict, item: dict, loan: dict, branch: str, today: str, sysprefs
+) -> str:
+    """``max(today, old due date) + renewalperiod`` days, at the end of the day."""
+    rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
+    days = renewal_period_days(
+        txn,
+        branchcode=rules_branch,
+        categorycode=patron.get("categorycode"),
+        itemtype=item.get("itype"),
+    )
+    base = max(as_date(today), as_date(loan["date_due"]))
+    return format_sql_datetime(end_of_day(add_days(base, days)))
+
+
+def renewal_refusal(
+    txn, *, patron: dict, item: dict, loan: dict, branch: str, now: datetime, sysprefs
+) -> str | None:
+    """Why Koha's ``CanBookBeRenewed`` refuses this renewal, as its error key, or ``None``.
+
+    ``onsite_checkout`` (on-site loans are not renewed), ``too_many`` (``renewalsallowed``
+    reached), ``on_reserve`` (another patron's hold that this item could fill), ``too_soon``
+    (before ``norenewalbefore`` days ahead of the due date).
+    """
+    local, _now_sql, today = _now_parts(now)
+    if int(loan.get("onsite_checkout") or 0):
+        return "onsite_checkout"
+    rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
+    dims = {
+        "branchcode": rules_branch,
+        "categorycode": patron.get("categorycode"),
+        "itemtype": item.get("itype"),
+    }
+    allowed = rule_int(txn, "renewalsallowed", default=0, **dims)
+    if int(loan.get("renewals_count") or 0) >= (allowed or 0):
+        return "too_many"
+    for hold in holds_for_item(txn, item, today):
+        if hold["borrowernumber"] != patron["borrowernumber"]:
+            return "on_reserve"
+    before = rule_int(txn, "norenewalbefore", default=None, **dims)
+    if before is not None:
+        due = as_datetime(loan["date_due"])
+        if due is not None and local.date() < add_days(due.date(), -before):
+            return "too_soon"
+    return None
+
+
+def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: str) -> None:
+    """Put holds attached to ``item`` for other patrons back at the head of their queue."""
+    rows = txn.query(
+        "SELECT reserve_id, biblionumber, item_level_hold FROM reserves "
+        "WHERE itemnumber = ? AND borrowernumber <> ? AND found IN ('W', 'T', 'P')"
+        + txn.for_update,
+        (item["itemnumber"], borrowernumber),
+    )
+    for row in rows:
+        txn.execute(
+            "UPDATE reserves SET found = NULL, waitingdate = NULL, priority = 0, "
+            "itemnumber = ?, timestamp = ? WHERE reserve_id = ?",
+            (
+                item["itemnumber"] if row["item_level_hold"] else None,
+                now_sql,
+                row["reserve_id"],
+            ),
+        )
+        renumber_priorities(txn, row["biblionumber"])
+    if rows:
+        txn.execute(
+            "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
+            "AND reason = 'Reserve' AND datearrived IS NULL AND datecancelled IS NULL",
+            (now_sql, item["itemnumber"]),
+        )
+
+
+def _fill_own_hold(txn, item: dict, borrowernumber: int, today: str, now_sql: str) -> None:
+    """Koha's ``MoveReserve``: the patron's own hold that this item satisfies is filled."""
+    for hold in holds_for_item(txn, item, today, lock=True):
+        if hold["borrowernumber"] == borrowernumber:
+            fill_hold(txn, hold, item, now=now_sql)
+            return
+    # A title-level hold of this patron that is not yet active (future date) or that another
+    # item is already attached to is left alone, as Koha does.
+
+
+def _return_loan(txn, loan: dict, now_sql: str) -> None:
+    """Close a loan without fines (offline checkout or an allowed checkout of an item on loan
+    to someone else, Koha's ``MarkIssueReturned``)."""
+    txn.execute(
+        "INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, date_due, branchcode, "
+        "issuedate, returndate, lastreneweddate, renewals_count, onsite_checkout) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            loan["issue_id"],
+            loan["borrowernumber"],
+            loan["itemnumber"],
+            loan["date_due"],
+            loan.get("branchcode"),
+            loan["issuedate"],
+            now_sql,
+            loan.get("lastreneweddate"),
+            loan.get("renewals_count") or 0,
+            loan.get("onsite_checkout") or 0,
+        ),
+    )
+    txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
+
+
+def _apply_renewal(
+    txn,
+    *,
+    patron: dict,
+    item: dict,
+    loan: dict,
+    due: str,
+    branch: str,
+    now_sql: str,
+) -> None:
+    """Koha's ``AddRenewal``: new due date, one more renewal, statistics ``renew``."""
+    txn.execute(
+        "UPDATE issues SET date_due = ?, renewals_count = renewals_count + 1, "
+        "lastreneweddate = ? WHERE issue_id = ?",
+        (due, now_sql, loan["issue_id"]),
+    )
+    txn.execute(
+        "UPDATE items SET onloan = ?, renewals = renewals + 1, datelastseen = ? "
+        "WHERE itemnumber = ?",
+        (due[:10], now_sql, item["itemnumber"]),
+    )
+    write_statistic(
+        txn,
+        now=now_sql,
+        kind="renew",
+        branch=branch,
+        item=item,
+        borrowernumber=patron["borrowernumber"],
+    )
+
+
+def _rental_charge(item: dict) -> float:
+    return round_money(item.get("rentalcharge") or 0)
+
+
+def _charge_rental(
+    txn,
+    *,
+    patron: dict,
+    item: dict,
+    amount: float,
+    renewal: bool,
+    branch: str,
+    now_sql: str,
+    issue_id: int | None,
+) -> int:
+    return add_debit(
+        txn,
+        borrowernumber=patron["borrowernumber"],
+        amount=amount,
+        debit_type="RENT_RENEW" if renewal else "RENT",
+        description=f"Rental {item.get('title') or ''}".strip(),
+        now=now_sql,
+        branchcode=branch,
+        itemnumber=item["itemnumber"],
+        issue_id=issue_id,
+    )
+
+
+def _insert_issue(
+    txn, *, patron: dict, item: dict, due: str, branch: str, now_sql: str
+) -> int | None:
+    """Create the loan and update the item (Koha's ``AddIssue``). ``None`` when the UNIQUE
+    key on ``issues.itemnumber`` refused it: someone else checked the item out first."""
+    try:
+        with txn.savepoint():
+            issue_id = txn.insert(
+                "INSERT INTO issues (borrowernumber, itemnumber, date_due, branchcode, "
+                "issuedate, renewals_count, unseen_renewals, onsite_checkout) "
+                "VALUES (?, ?, ?, ?, ?, 0, 0, 0)",
+                (patron["borrowernumber"], item["itemnumber"], due, branch, now_sql),
+                pk="issue_id",
+            )
+    except txn.engine.IntegrityError:
+        return None
+    txn.execute(
+        "UPDATE items SET onloan = ?, issues = issues + 1, holdingbranch = ?, datelastseen = ?, "
+        "itemlost = 0, itemlost_on = NULL WHERE itemnumber = ?",
+        (due[:10], branch, now_sql, item["itemnumber"]),
+    )
+    write_statistic(
+        txn,
+        now=now_sql,
+        kind="issue",
+        branch=branch,
+        item=item,
+        borrowernumber=patron["borrowernumber"],
+    )
+    return issue_id
+
+
+def _previously_checked_out(txn, patron: dict, item: dict, sysprefs) -> bool:
+    """Koha's ``CheckPrevCheckout`` (``hardyes``/``softyes`` check the patron's old loans of
+    the same title; ``hardno``/``softno`` never)."""
+    mode = (sysprefs.get("CheckPrevCheckout", "hardno") if sysprefs is not None else "") or ""
+    if mode not in ("hardyes", "softyes"):
+        return False
+    row = txn.one(
+        "SELECT o.issue_id FROM old_issues o JOIN items it ON it.itemnumber = o.itemnumber "
+        "WHERE o.borrowernumber = ? AND it.biblionumber = ? LIMIT 1",
+        (patron["borrowernumber"], item["biblionumber"]),
+    )
+    return row is not None
+
+
+def checkout(
+    txn,
+    *,
+    patron: dict,
+    state: Any,
+    item: dict,
+    branch: str,
+    now: datetime,
+    sysprefs: Any,
+    account: Any = None,
+    fee_acknowledged: bool = False,
+    no_block_due: datetime | None = None,
+) -> CheckoutOutcome:
+    """Check ``item`` out to ``patron`` at ``branch`` (3M SIP2 2.00, Checkout (11)).
+
+    ``patron`` and ``item`` are the locked rows of :func:`koha_gateway.ils.patrons.find_patron`
+    and :func:`koha_gateway.ils.items.find_item`; ``state`` the patron's
+    :class:`~koha_gateway.ils.patrons.PatronState`. ``no_block_due`` is the nb due date of a
+    no-block (store-and-forward) checkout: such a checkout is forced whatever the blocks, with
+    that due date (Koha's ``ProcessOfflineIssue``).
+
+    Otherwise Koha's order, the first refusal wins: patron blocks (debarred, expired, fines);
+    on loan to another patron; ``blocked_item_types``; the impossible reasons of
+    ``CanBookBeIssued`` (``TOO_MANY``, ``NOT_FOR_LOAN``, ``WTHDRAWN``, ``NO_MORE_RENEWALS``);
+    then its confirmations (renewal of the patron's own loan, holds of other patrons, fines
+    with AllFinesNeedOverride, lost item, previous checkout, additional materials); then the
+    rental charge, refused unless the fee is acknowledged (BO=Y).
+    """
+    local, now_sql, today = _now_parts(now)
+    loan = current_loan(txn, item["itemnumber"])
+    own_loan = loan is not None and loan["borrowernumber"] == patron["borrowernumber"]
+
+    if no_block_due is not None:
+        return _offline_checkout(
+            txn,
+            patron=patron,
+            item=item,
+            loan=loan,
+            branch=branch,
+            due_at=no_block_due,
+            now_sql=now_sql,
+            today=today,
+        )
+
+    if not state.charge_ok:
+        return CheckoutOutcome(False, _patron_block_message(state, sysprefs, account))
+
+    allow_on_loan = sysprefs is not None and sysprefs.flag("AllowItemsOnLoanCheckoutSIP")
+    if loan is not None and not own_loan and not allow_on_loan:
+        return CheckoutOutcome(False, "Item checked out to another patron")
+
+    if item.get("itype") in _blocked_item_types(account):
+        return CheckoutOutcome(False, "Item type cannot be checked out at this checkout location")
+
+    # CanBookBeIssued: the impossible reasons.
+    rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
+    if own_loan:
+        reason = renewal_refusal(
+            txn, patron=patron, item=item, loan=loan, branch=branch, now=local, sysprefs=sysprefs
+        )
+        if reason is not None:
+            key = "NO_RENEWAL_FOR_ONSITE_CHECKOUTS" if reason == "onsite_checkout" else None
+            return CheckoutOutcome(
+                False, f"Issue failed : {key or 'NO_MORE_RENEWALS'}", messages=[reason]
+            )
+    else:
+        limit = rule_int(
+            txn,
+            "maxissueqty",
+            branchcode=rules_branch,
+            categorycode=patron.get("categorycode"),
+            itemtype=None,
+            default=None,
+        )
+        if limit is not None:
+            on_loan = txn.scalar(
+                "SELECT COUNT(*) AS n FROM issues WHERE borrowernumber = ?",
+                (patron["borrowernumber"],),
+            )
+            if int(on_loan or 0) >= limit:
+                return CheckoutOutcome(False, "Issue failed : TOO_MANY")
+    if int(item.get("notforloan") or 0) > 0 or int(item.get("itype_notforloan") or 0):
+        return CheckoutOutcome(False, "Issue failed : NOT_FOR_LOAN")
+    if int(item.get("notforloan") or 0) < 0:
+        return CheckoutOutcome(False, "Issue failed : NOT_FOR_LOAN")
+    if int(item.get("withdrawn") or 0):
+        return CheckoutOutcome(False, "Issue failed : WTHDRAWN")
+
+    # CanBookBeIssued: the confirmations, which a kiosk cannot give.
+    messages: list[str] = []
+    if own_loan:
+        messages.append("Item already checked out to you: renewing item.")
+    else:
+        holds = holds_for_item(txn, item, today, lock=True)
+        first = holds[0] if holds else None
+        if first is not None and first["borrowernumber"] != patron["borrowernumber"]:
+            if first.get("found") in FOUND_STATES:
+                return CheckoutOutcome(False, "Item is on hold for another patron.")
+            if not (sysprefs is not None and sysprefs.flag("AllowItemsOnHoldCheckoutSIP")):
+                return CheckoutOutcome(False, "Item is reserved for another patron upon return.")
+        if (
+            sysprefs is not None
+            and sysprefs.flag("AllFinesNeedOverride")
+            and not sysprefs.flag("AllowFineOverride")
+            and round_money(state.fines) > 0
+        ):
+            return CheckoutOutcome(False, "Outstanding Fines block issue")
+        if int(item.get("itemlost") or 0):
+            return CheckoutOutcome(False, "Item cannot be issued: ITEM_LOST")
+        if _previously_checked_out(txn, patron, item, sysprefs):
+            messages.append("This item was previously checked out by you")
+            if perl_true(account_option(account, "prevcheckout_block_checkout")):
+                return CheckoutOutcome(False, messages[-1])
+        materials = (item.get("materials") or "").strip()
+        if materials and sysprefs is not None and sysprefs.flag("CircConfirmItemParts"):
+            if not perl_true(account_option(account, "allow_additional_materials_checkout")):
+                return CheckoutOutcome(False, "Item must be checked out at a circulation desk")
+            messages.append(f"Item has additional materials: {materials}")
+
+    fee = _rental_charge(item)
+    fee_amount = fee if fee > 0 else None
+    fee_type = FEE_TYPE_RENTAL if fee_amount else None
+    if fee_amount and not fee_acknowledged:
+        return CheckoutOutcome(
+            False,
+            f"Rental charge of {fee_amount:.2f} must be acknowledged",
+            fee_amount=fee_amount,
+            fee_type=fee_type,
+        )
+
+    if own_loan:
+        due = _renewal_due_date(
+            txn, patron=patron, item=item, loan=loan, branch=branch, today=today, sysprefs=sysprefs
+        )
+        _apply_renewal(
+            txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
+        )
+        issue_id = loan["issue_id"]
+    else:
+        if loan is not None:
+            # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
+            _return_loan(txn, loan, now_sql)
+        due = _due_date(
+            txn, patron=patron, item=item, branch=branch, today=today, sysprefs=sysprefs
+        )
+        issue_id = _insert_issue(
+            txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql
+        )
+        if issue_id is None:
+            return CheckoutOutcome(False, "Item checked out to another patron")
+        _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
+    fee_id = None
+    if fee_amount:
+        fee_id = _charge_rental(
+            txn,
+            patron=patron,
+            item=item,
+            amount=fee_amount,
+            renewal=own_loan,
+            branch=branch,
+            now_sql=now_sql,
+            issue_id=issue_id,
+        )
+    return CheckoutOutcome(
+        True,
+        " -- ".join(messages) if messages else None,
+        renewal=own_loan,
+        due=due,
+        fee_amount=fee_amount,
+        fee_type=fee_type,
+        fee_id=fee_id,
+        issue_id=issue_id,
+        messages=messages,
+    )
+
+
+def _offline_checkout(
+    txn,
+    *,
+    patron: dict,
+    item: dict,
+    loan: dict | None,
+    branch: str,
+    due_at: datetime,
+    now_sql: str,
+    today: str,
+) -> CheckoutOutcome:
+    """A no-block checkout with an nb due date, forced regardless of blocks (Koha's
+    ``ProcessOfflineIssue``, bug 32934): a loan to the same patron is renewed to that date, a
+    loan to someone else is closed first."""
+    due_local = due_at.replace(tzinfo=None, microsecond=0)
+    if due_local.hour == 0 and due_local.minute == 0 and due_local.second == 0:
+        due_local = end_of_day(due_local.date())
+    due = format_sql_datetime(due_local)
+    if loan is not None and loan["borrowernumber"] == patron["borrowernumber"]:
+        _apply_renewal(
+            txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
+        )
+        return CheckoutOutcome(True, None, renewal=True, due=due, issue_id=loan["issue_id"])
+    if loan is not None:
+        _return_loan(txn, loan, now_sql)
+    _revert_waiting_for_others(txn, item, patron["borrowernumber"], now_sql)
+    issue_id = _insert_issue(txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql)
+    if issue_id is None:
+        return CheckoutOutcome(False, "Item checked out to another patron")
+    _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
+    return CheckoutOutcome(True, None, due=due, issue_id=issue_id)
+
+
+def renew(
+    txn,
+    *,
+    patron: dict,
+    state: Any,
+    item: dict | None,
+    branch: str,
+    now: datetime,
+    sysprefs: Any,
+    fee_acknowledged: bool = False,
+    renewals_allowed_by_policy: bool = True,
+    check_patron: bool = True,
+) -> RenewOutcome:
+    """Renew the patron's loan of ``item`` (3M SIP2 2.00, Renew (29); one item of Renew All
+    (65)); Koha's ``C4::SIP::ILS::Transaction::Renew``.
+
+    Refusals, in order: the institution's policy forbids renewals or the patron has no renewal
+    privileges ("Renewals not allowed."); the item is not on loan to the patron ("Item not
+    checked out to <name>"); ``CanBookBeRenewed`` (maximum renewals, holds, too soon); a rental
+    charge without BO=Y. The new due date is ``max(today, old due date) + renewalperiod`` days.
+    """
+    local, now_sql, today = _now_parts(now)
+    if check_patron and (not renewals_allowed_by_policy or not state.renew_ok):
+        return RenewOutcome(False, "Renewals not allowed.")
+    loan = current_loan(txn, item["itemnumber"]) if item is not None else None
+    if loan is None or loan["borrowernumber"] != patron["borrowernumber"]:
+        name = f"{patron.get('firstname') or ''} {patron.get('surname') or ''}".strip()
+        return RenewOutcome(False, f"Item not checked out to {name}")
+    reason = renewal_refusal(
+        txn, patron=patron, item=item, loan=loan, branch=branch, now=local, sysprefs=sysprefs
+    )
+    if reason is not None:
+        return RenewOutcome(False, RENEWAL_MESSAGES.get(reason, reason), reason=reason)
+    fee = _rental_charge(item)
+    fee_amount = fee if fee > 0 else None
+    fee_type = FEE_TYPE_RENTAL if fee_amount else None
+    if fee_amount and not fee_acknowledged:
+        return RenewOutcome(
+            False,
+            f"Rental charge of {fee_amount:.2f} must be acknowledged",
+            fee_amount=fee_amount,
+            fee_type=fee_type,
+            reason="rental_charge",
+        )
+    due = _renewal_due_date(
+        txn, patron=patron, item=item, loan=loan, branch=branch, today=today, sysprefs=sysprefs
+    )
+    _apply_renewal(
+        txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
+    )
+    fee_id = None
+    if fee_amount:
+        fee_id = _charge_rental(
+            txn,
+            patron=patron,
+            item=item,
+            amount=fee_amount,
+            renewal=True,
+            branch=branch,
+            now_sql=now_sql,
+            issue_id=loan["issue_id"],
+        )
+    return RenewOutcome(
+        True, None, due=due, fee_amount=fee_amount, fee_type=fee_type, fee_id=fee_id
+    )
