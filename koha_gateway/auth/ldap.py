@@ -425,9 +425,20 @@ def sync_patron(txn, result: LdapResult, password: str, config: LdapConfig) -> i
     if not config.replicate:
         return None
     number = _replicate(txn, login, values, columns, password, config)
+    if number is _RACED:
+        # Another login created this borrower between our lookup and our insert.
+        borrower = _find_borrower(txn, login, values)
+        if borrower is None:
+            return None
+        number = int(borrower["borrowernumber"])
+        if config.update:
+            _update(txn, borrower, values, columns, password, config)
     if number is not None:
         _sync_attributes(txn, number, result, config, columns)
     return number
+
+
+_RACED = -1  # _replicate: a concurrent insert won (ON CONFLICT DO NOTHING inserted nothing)
 
 
 def _borrower_columns(txn) -> dict[str, bool]:
@@ -641,7 +652,15 @@ def _replicate(txn, login: str, values, columns, password: str, config: LdapConf
         row["updated_on"] = _now_text()
     names = ", ".join(row)
     marks = ", ".join("?" for _ in row)
-    number = txn.insert(f"INSERT INTO borrowers ({names}) VALUES ({marks})", tuple(row.values()))
+    # ON CONFLICT DO NOTHING (PostgreSQL 9.5+, SQLite 3.24+): two first logins of the same user
+    # at once must not fail; the loser finds the winner's row instead.
+    inserted = txn.execute(
+        f"INSERT INTO borrowers ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+        tuple(row.values()),
+    )
+    if inserted != 1:
+        return _RACED
+    number = txn.scalar("SELECT borrowernumber FROM borrowers WHERE userid = ?", (row["userid"],))
     log.info(
         "LDAP replicate: created borrower {number} for {userid!r} ({category}/{branch})",
         number=number,

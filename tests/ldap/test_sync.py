@@ -7,6 +7,8 @@ PostgreSQL when a cluster can be started).
 from __future__ import annotations
 
 import datetime
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -319,3 +321,20 @@ def test_ldap_dates(db, slapd):
     cfg, result = login(slapd, "jdoe", mapping=mapping)
     number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
     assert str(borrower(db, borrowernumber=number)["dateexpiry"])[:10] == "2030-12-31"
+
+
+def test_simultaneous_first_logins_create_one_borrower(db, slapd):
+    cfg, result = login(slapd, "jdoe")
+    barrier = threading.Barrier(4)
+
+    def first_login():
+        barrier.wait()
+        return db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        numbers = list(pool.map(lambda _: first_login(), range(4)))
+    assert len(set(numbers)) == 1 and numbers[0] is not None
+    count = db.run_blocking(
+        lambda txn: txn.scalar("SELECT COUNT(*) FROM borrowers WHERE userid = 'jdoe'")
+    )
+    assert count == 1
