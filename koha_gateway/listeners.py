@@ -23,6 +23,7 @@ import ipaddress
 import socket
 from collections.abc import Callable
 
+from OpenSSL import SSL
 from twisted.internet import endpoints
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Factory, Protocol
@@ -31,10 +32,10 @@ from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import directlyProvides, providedBy
 
-from .tls import ReloadableContextFactory, TLSConfigError, TLSSettings
+from .tls import ReloadableContextFactory, TLSConfigError, TLSSettings, ssl_error_text
 
 __all__ = [
     "PROXY_HEADER_TIMEOUT",
@@ -214,9 +215,11 @@ class _ProxyProtocol(ProtocolWrapper):
         self._refuse(f"no PROXY header within {self.factory.header_timeout:g} s")
 
     def _refuse(self, reason: str) -> None:
+        address = self.transport.getPeer()
         log.warn(
-            "{peer}: closing connection: {reason}",
-            peer=_format_address(self.transport.getPeer()),
+            "closing connection from {address}: {reason}",
+            address=_format_address(address),
+            peer=getattr(address, "host", None),
             reason=reason,
         )
         self._cancel_timeout()
@@ -340,9 +343,35 @@ class ProxyProtocolFactory(WrappingFactory):
 # -- 3. TLS ---------------------------------------------------------------------------------------
 
 
+class _TLSServerProtocol(TLSMemoryBIOProtocol):
+    """Twisted's TLS protocol, logging why a handshake failed (wrong client certificate, old
+    TLS version, ...) so that a refused kiosk shows up in the SIP log."""
+
+    def connectionLost(self, reason):  # noqa: N802
+        if not getattr(self, "_handshakeDone", True):
+            failure = getattr(self, "_reason", None) or reason
+            address = self.getPeer()
+            if failure.check(SSL.Error):
+                log.info(
+                    "TLS handshake with {address} failed: {error}",
+                    address=_format_address(address),
+                    peer=getattr(address, "host", None),
+                    error=ssl_error_text(failure.value),
+                )
+            else:
+                log.debug(
+                    "{address} closed the connection before the TLS handshake",
+                    address=_format_address(address),
+                    peer=getattr(address, "host", None),
+                )
+        super().connectionLost(reason)
+
+
 class TLSServerFactory(TLSMemoryBIOFactory):
     """Twisted's TLS wrapper (server side) that also lets the SIP factory refuse a connection
-    (``buildProtocol`` returning None)."""
+    (``buildProtocol`` returning None) and logs failed handshakes."""
+
+    protocol = _TLSServerProtocol
 
     def __init__(self, contextFactory, wrappedFactory):  # noqa: N803
         super().__init__(contextFactory, False, wrappedFactory)

@@ -58,6 +58,7 @@ __all__ = [
     "build_context",
     "identity_matches",
     "peer_identity",
+    "ssl_error_text",
 ]
 
 log = Logger(namespace="koha_gateway.tls")
@@ -169,7 +170,7 @@ def _certificates(attribute: str, path: str, data: bytes) -> list[crypto.X509]:
             certs.append(crypto.load_certificate(crypto.FILETYPE_PEM, block))
         except crypto.Error as exc:
             raise TLSConfigError(
-                f"{attribute} {path}: certificate {number} is not valid PEM: {_ssl_reason(exc)}"
+                f"{attribute} {path}: certificate {number} is not valid PEM: {ssl_error_text(exc)}"
             ) from None
     return certs
 
@@ -192,11 +193,11 @@ def _private_key(attribute: str, path: str, data: bytes) -> crypto.PKey:
         return crypto.load_privatekey(crypto.FILETYPE_PEM, block, passphrase=no_passphrase)
     except crypto.Error as exc:
         raise TLSConfigError(
-            f"{attribute} {path}: private key is not valid PEM: {_ssl_reason(exc)}"
+            f"{attribute} {path}: private key is not valid PEM: {ssl_error_text(exc)}"
         ) from None
 
 
-def _ssl_reason(exc: Exception) -> str:
+def ssl_error_text(exc: Exception) -> str:
     """The OpenSSL reason strings of a pyOpenSSL error, without the tuple noise."""
     parts = []
     for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else ():
@@ -301,7 +302,7 @@ def build_context(
     except (SSL.Error, UnicodeEncodeError) as exc:
         raise TLSConfigError(
             f"tls_ciphers {ciphers!r} (service with certificate {settings.certificate}): "
-            f"no usable cipher: {_ssl_reason(exc)}"
+            f"no usable cipher: {ssl_error_text(exc)}"
         ) from None
 
     try:
@@ -326,9 +327,9 @@ def build_context(
                 store.add_cert(ca)
             except crypto.Error as exc:
                 # The same CA twice in the bundle is harmless; anything else is not.
-                if "already in hash table" not in _ssl_reason(exc):
+                if "already in hash table" not in ssl_error_text(exc):
                     raise TLSConfigError(
-                        f"tls_client_ca {settings.client_ca}: {_ssl_reason(exc)}"
+                        f"tls_client_ca {settings.client_ca}: {ssl_error_text(exc)}"
                     ) from None
         ctx.set_verify(
             SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE,

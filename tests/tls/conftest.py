@@ -315,7 +315,11 @@ def who(sock) -> dict:
 @pytest.fixture
 def tools():
     return SimpleNamespace(
-        client_context=client_context, connect=connect, exchange=exchange, who=who
+        client_context=client_context,
+        connect=connect,
+        exchange=exchange,
+        who=who,
+        wait_for=wait_for,
     )
 
 

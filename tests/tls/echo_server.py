@@ -145,15 +145,6 @@ def main(config_path):
     service, params = load(config_path)
     listener = Listener(reactor, service, EchoFactory(), params)
 
-    def listening(port):
-        print(f"READY {port.getHost().port}", flush=True)
-
-    def failed(failure):
-        print(f"LISTEN-FAILED {failure.getErrorMessage()}", flush=True)
-        reactor.stop()
-
-    listener.endpoint.listen(listener.factory).addCallbacks(listening, failed)
-
     def reload():
         try:
             new_service, new_params = load(config_path)
@@ -164,6 +155,16 @@ def main(config_path):
             print("RELOADED", flush=True)
 
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reload))
+
+    def listening(port):
+        print(f"READY {port.getHost().port}", flush=True)
+
+    def failed(failure):
+        print(f"LISTEN-FAILED {failure.getErrorMessage()}", flush=True)
+        reactor.stop()
+
+    listener.endpoint.listen(listener.factory).addCallbacks(listening, failed)
+
     reactor.run()
 
 

@@ -232,3 +232,18 @@ def test_s_client_sees_acceptable_ca_names(echo_server, tls_service_for, pki, s_
     assert "\nyes\n" in out
     missing = s_client(server.port, "-tls1_2", "-CAfile", pki.ca)
     assert "ECHO hello" not in missing.stdout.decode(errors="replace")
+
+
+def test_failed_handshakes_are_logged(echo_server, tls_service_for, pki, tools):
+    server = echo_server(tls_service_for(tls_client_ca=pki.ca))
+    cert, key = pki.rogue_kiosk
+    ctx = tools.client_context(pki.ca, cert=cert, key=key, maximum=ssl.TLSVersion.TLSv1_2)
+    with pytest.raises(ssl.SSLError):
+        tools.connect(server.port, ctx)
+    old = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ssl.SSLError):
+        tools.connect(server.port, tools.client_context(pki.ca, minimum=old, maximum=old))
+    assert tools.wait_for(lambda: server.log().count("TLS handshake with 127.0.0.1:") == 2)
+    log = server.log()
+    assert "certificate verify failed" in log
+    assert "unsupported protocol" in log or "version" in log
