@@ -174,6 +174,19 @@ class LdapConfig:
 
     __str__ = __repr__
 
+    def __hash__(self) -> int:
+        # The mappings are dicts; hash their items so that a KohaConf holding this stays hashable.
+        return hash(
+            (
+                self.hosts,
+                self.base,
+                self.user,
+                self.auth_by_bind,
+                tuple(self.mapping.items()),
+                tuple(self.categorycode_mapping.items()),
+            )
+        )
+
     @property
     def servers(self) -> tuple[LdapHost, ...]:
         """``hosts`` parsed into scheme, host and port (validated when the file was read)."""

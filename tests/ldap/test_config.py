@@ -269,3 +269,9 @@ def test_koha_conf_loader_hands_the_section_over(tmp_path):
     assert loaded.use_ldap is True
     assert loaded.ldap.hosts == ("ldap.example.org",)
     assert loaded.ldap.path == str(path)
+
+
+def test_config_is_hashable_and_comparable():
+    first, second = parse(conf(BASIC)), parse(conf(BASIC))
+    assert first == second and hash(first) == hash(second)
+    assert first != parse(conf(BASIC + "<update>0</update>"))

@@ -6,6 +6,7 @@ C4::Auth does with C4::Auth_with_ldap (koha-sip-and-ldap §6.1, §6.3).
 
 from __future__ import annotations
 
+import socket
 import time
 from xml.sax.saxutils import escape
 
@@ -216,3 +217,29 @@ def test_hung_ldap_server_answers_940_within_the_timeout(make_gateway, black_hol
         elapsed = time.monotonic() - started
     assert 1.5 < elapsed < 8
     assert "LDAP connection failed" in gateway_log(gateway)
+
+
+def _read_until(sock, marker: bytes, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_telnet_login_with_the_ldap_password(ldap_gateway):
+    gateway = ldap_gateway()
+    with socket.create_connection(("127.0.0.1", gateway.ports["telnet"])) as sock:
+        assert _read_until(sock, b"login: ").endswith(b"login: ")
+        sock.sendall(b"kiosk1\r\n")
+        _read_until(sock, b"password: ")
+        sock.sendall(b"not-the-password\r\n")
+        assert b"Invalid login" in _read_until(sock, b"login: ")
+        sock.sendall(b"kiosk1\r\n")
+        _read_until(sock, b"password: ")
+        sock.sendall(PASSWORDS["kiosk1"].encode() + b"\r\n")
+        assert b"Login OK" in _read_until(sock, b"SIP\r\n")
+    assert borrower(gateway, "kiosk1")["flags"] & 2
