@@ -22,13 +22,11 @@ Rules (3M SIP2 2.00 "Error detection", "Request ACS Resend"; Koha ``SIPServer.pm
 * \\* Both transports run at protocol version 2.00 after login (Koha leaves telnet at 1.00).
   A 99 carrying ``1.xx`` switches the session to version 1, ``2.xx`` back to 2.
 
-While a login (93 or telnet credentials) is being checked, further lines are held and
-processed when :meth:`Session.login_ok` / :meth:`Session.login_failed` is called; their
-events are returned by that call. The adapter therefore does::
-
-    events = session.login_ok(policy)          # or session.login_failed()
-    transport.write(session.respond(Response("94").fixed("1"), request.seq))  # RAW only
-    handle(events)
+While a login (93 or telnet credentials) is being checked, further lines are processed as
+SIP messages right away: the adapter answers requests strictly in order, so it handles them
+after the login result, and refuses them (closing the connection) if the login failed. Call
+:meth:`Session.login_ok` before writing a 941, so that the 941 already uses the account's
+output policy, as in Koha.
 """
 
 from __future__ import annotations
@@ -67,7 +65,6 @@ _TELNET_INVALID = b"Invalid login\r\n"
 _TELNET_OK = b"Login OK.  Initiating SIP\r\n"
 _TELNET_ATTEMPTS = 3
 _TELNET_TRIM = " " + "".join(map(chr, range(32))) + "\x7f"  # spaces and control characters
-_MAX_HELD_LINES = 32
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _DIGITS = frozenset(b"0123456789")
 
@@ -114,7 +111,7 @@ Event = Request | Reply | Credentials | Close
 _NEED_LOGIN = "need-login"  # RAW: waiting for a 93 (also after a failed re-login)
 _TELNET_USER = "telnet-user"
 _TELNET_PASS = "telnet-password"
-_CHECKING = "checking"  # a 93 or telnet credentials are being authenticated
+_PENDING = "pending"  # a 93 or telnet credentials are being checked; lines go on as SIP
 _READY = "ready"
 _CLOSED = "closed"
 
@@ -184,7 +181,6 @@ class Session:
         self._logged_in = False
         self._version = 2
         self._last: bytes | None = None
-        self._held: list[bytes] = []
         self._telnet_user = ""
         self._telnet_secret: bytes | None = None
         self._telnet_failures = 0
@@ -246,14 +242,7 @@ class Session:
         return events
 
     def _line(self, line: bytes, events: list[Event]) -> None:
-        phase = self._phase
-        if phase == _CHECKING:
-            if len(self._held) >= _MAX_HELD_LINES:
-                self._close(events, "too many messages while a login was being checked")
-            else:
-                self._held.append(line)
-            return
-        if phase in (_TELNET_USER, _TELNET_PASS):
+        if self._phase in (_TELNET_USER, _TELNET_PASS):
             self._telnet_line(line, events)
             return
         line = line.lstrip(b" \t\x00")
@@ -272,7 +261,7 @@ class Session:
             events.append(Reply(_TELNET_PASSWORD))
             return
         self._telnet_secret = line
-        self._phase = _CHECKING
+        self._phase = _PENDING
         events.append(Credentials(self._telnet_user, text))
 
     def _decode(self, data: bytes) -> str:
@@ -312,7 +301,7 @@ class Session:
         spec = REQUESTS[message.code]
         if message.code == "93":
             self._version = 2  # Koha: a Login selects protocol version 2.00
-            self._phase = _CHECKING
+            self._phase = _PENDING
         elif spec.v2_only and self._version < 2:
             self._send96(events, RESEND)
             return
@@ -345,7 +334,6 @@ class Session:
 
     def _close(self, events: list[Event], reason: str) -> None:
         self._phase = _CLOSED
-        self._held.clear()
         self._telnet_secret = None
         events.append(Close(reason))
 
@@ -354,7 +342,7 @@ class Session:
     def login_ok(self, policy: OutputPolicy) -> list[Event]:
         """The pending login succeeded: use ``policy`` for output, switch to version 2.00.
 
-        Returns the telnet greeting (telnet), then the events of lines held meanwhile.
+        Returns the telnet ``Login OK`` line for a telnet login, else nothing.
         """
         if self._phase == _CLOSED:
             return []
@@ -368,15 +356,14 @@ class Session:
         self._phase = _READY
         if telnet_login:
             events.append(Reply(_TELNET_OK))
-        self._release(events)
         return events
 
     def login_failed(self) -> list[Event]:
         """The pending login failed.
 
         Telnet credentials: ``Invalid login`` and a new prompt, or :class:`Close` after the third
-        failure. A 93: the session is logged out (the 940 is built by the ACS); only another 93
-        is accepted next. Returns those events, then the events of lines held meanwhile.
+        failure. A 93: the session is logged out (the 940 is built by the adapter); only
+        another 93 is accepted next, anything else closes the connection.
         """
         if self._phase == _CLOSED:
             return []
@@ -394,18 +381,7 @@ class Session:
             self._logged_in = False
             self._policy = DEFAULT_POLICY
             self._phase = _NEED_LOGIN
-        self._release(events)
         return events
-
-    def _release(self, events: list[Event]) -> None:
-        held, self._held = self._held, []
-        for index, line in enumerate(held):
-            self._line(line, events)
-            if self._phase == _CLOSED:
-                return
-            if self._phase == _CHECKING:
-                self._held = held[index + 1 :]
-                return
 
     # --- output ---------------------------------------------------------------------------
 

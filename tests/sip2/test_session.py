@@ -69,25 +69,28 @@ def test_raw_failed_login_then_retry():
     assert s.receive_data(b"9900302.00\r") == [Close("first message was not a Login (93)")]
 
 
-def test_lines_held_while_login_is_checked():
+def test_lines_during_login_check_are_processed_in_order():
     s = Session()
     events = s.receive_data(LOGIN + b"\r9900302.00\r" + with_ad(b"9900302.00", "1") + b"\r")
-    assert [type(e) for e in events] == [Request]
-    held = s.login_ok(CR_POLICY)
-    assert [e.message.code for e in held] == ["99", "99"]
-    assert [e.seq for e in held] == [None, "1"]
+    assert [e.message.code for e in events] == ["93", "99", "99"]
+    assert [e.seq for e in events] == [None, None, "1"]
+    assert s.login_ok(CR_POLICY) == []
+    assert s.logged_in
 
 
-def test_lines_held_then_login_failed_closes():
+def test_failed_login_then_anything_but_login_closes():
     s = Session()
-    s.receive_data(LOGIN + b"\r9900302.00\r")
-    assert s.login_failed() == [Close("first message was not a Login (93)")]
+    events = s.receive_data(LOGIN + b"\r9900302.00\r")
+    assert len(events) == 2  # the adapter answers them in order and refuses the 99
+    assert s.login_failed() == []
+    assert s.receive_data(b"9900302.00\r") == [Close("first message was not a Login (93)")]
 
 
-def test_held_lines_are_bounded():
-    s = Session()
-    events = s.receive_data(LOGIN + b"\r" + b"9900302.00\r" * 40)
-    assert isinstance(events[-1], Close)
+def test_telnet_lines_after_password_are_sip():
+    s = Session("telnet")
+    events = s.receive_data(b"term1\r\nsecret\r\n9900302.00\r")
+    assert [type(e) for e in events] == [Reply, Credentials, Request]
+    assert s.login_ok(CR_POLICY) == [Reply(b"Login OK.  Initiating SIP\r\n")]
 
 
 def test_relogin_after_login():
