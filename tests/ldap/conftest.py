@@ -30,6 +30,7 @@ PASSWORDS = {
     "hidden": "hidden-pw",
     "bwayne": "bat-pw",
     "twin": "twin-b-pw",
+    "zoë": "pässwörd-ü",
 }
 
 
@@ -97,6 +98,8 @@ def directory_ldif() -> str:
         ),
         # A login name full of filter metacharacters, to show that escaping finds it literally.
         _person(f"cn=odd,{PEOPLE}", "o(ops)*", "Odd", "Name", "odd-pw"),
+        # Non-ASCII login name, names and password.
+        _person(f"uid=zoe,{PEOPLE}", "zoë", "Zoë", "Ñúñez", PASSWORDS["zoë"]),
         # Two entries with the same uid in different branches: Koha binds to each in turn.
         _person(f"cn=twin a,{PEOPLE}", "twin", "Twin", "A", "twin-a-pw"),
         _person(f"cn=twin b,{STAFF}", "twin", "Twin", "B", PASSWORDS["twin"]),

@@ -128,6 +128,13 @@ def test_metacharacters_in_a_real_login_name_match_literally(slapd):
     assert result.dn == f"cn=odd,{PEOPLE}"
 
 
+def test_non_ascii_login_name_and_password(slapd):
+    result = directory(slapd.url).authenticate("zoë", PASSWORDS["zoë"])
+    assert result.outcome is OK
+    assert result.attributes["sn"] == ["Ñúñez"]
+    assert directory(slapd.url).authenticate("zoë", "passwort").outcome is REJECTED
+
+
 def test_empty_credentials_are_rejected_without_asking(slapd):
     # A closed port would make any attempt "unavailable": REJECTED proves nothing was sent.
     closed = f"ldap://127.0.0.1:{free_port()}"
