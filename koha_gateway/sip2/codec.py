@@ -282,6 +282,8 @@ class Response:
     def _check_fixed(self) -> str:
         spec = self.spec
         values = self.fixed_values
+        if not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{spec.name} ({self.code}): fixed values must be strings: {values!r}")
         joined = "".join(values)
         if len(values) == len(spec.fixed):
             for ff, value in zip(spec.fixed, values):

@@ -37,7 +37,7 @@ from koha_gateway.sip2.checksum import checksum, verify
 from koha_gateway.sip2.codec import Message, ParseError, Response, parse
 from koha_gateway.sip2.framing import LineFramer, LineTooLong
 from koha_gateway.sip2.output import DEFAULT_POLICY, OutputPolicy
-from koha_gateway.sip2.spec import REQUESTS
+from koha_gateway.sip2.spec import REQUESTS, lookup
 
 __all__ = [
     "Close",
@@ -116,6 +116,12 @@ _READY = "ready"
 _CLOSED = "closed"
 
 
+def _has_suffix(line: bytes) -> bool:
+    """True when ``line`` ends with an error-detection suffix ``AY?AZ????``."""
+    n = len(line)
+    return n >= 11 and line[n - 9 : n - 7] == b"AY" and line[n - 6 : n - 4] == b"AZ"
+
+
 class _TelnetFilter:
     """Removes telnet commands (IAC sequences, sub-negotiations) and the NUL of CR NUL."""
 
@@ -173,6 +179,7 @@ class Session:
             raise ValueError(f"unknown transport {transport!r}")
         self.transport = "telnet" if kind == "telnet" else "RAW"
         self.delimiter = delimiter or "|"
+        self._trailing = b" " + self.delimiter.encode("latin-1", "replace")
         self.max_line = max_line
         self._framer = LineFramer(max_line)
         self._telnet = _TelnetFilter() if self.transport == "telnet" else None
@@ -273,15 +280,22 @@ class Session:
     def _message(self, line: bytes, events: list[Event]) -> None:
         seq: str | None = None
         body = line
-        n = len(line)
-        if n >= 11 and line[n - 9 : n - 7] == b"AY" and line[n - 6 : n - 4] == b"AZ":
-            if not verify(line) or line[n - 7] not in _DIGITS:
+        checked = line
+        if not _has_suffix(checked) and line[-1:] in self._trailing:
+            # Koha strips trailing junk before looking for AY/AZ: a stray delimiter or space
+            # after the checksum does not turn error detection off.
+            stripped = line.rstrip(self._trailing)
+            if _has_suffix(stripped):
+                checked = stripped
+        n = len(checked)
+        if _has_suffix(checked):
+            if not verify(checked) or checked[n - 7] not in _DIGITS:
                 self._send96(events, BAD_CHECKSUM)
                 return
-            seq = chr(line[n - 7])
-            body = line[: n - 9]
-        elif line[:4] == b"97AZ" and n == 8:
-            if not verify(line):
+            seq = chr(checked[n - 7])
+            body = checked[: n - 9]
+        elif checked[:4] == b"97AZ" and n == 8:
+            if not verify(checked):
                 self._send96(events, BAD_CHECKSUM)
                 return
             body = b"97"
@@ -325,7 +339,7 @@ class Session:
         text = last.rstrip(b"\r\n")
         terminator = last[len(text) :]
         n = len(text)
-        if n >= 11 and text[n - 9 : n - 7] == b"AY" and text[n - 6 : n - 4] == b"AZ":
+        if _has_suffix(text):
             digit = seq.encode("ascii") if seq is not None else text[n - 7 : n - 6]
             data = text[: n - 9] + b"AY" + digit + b"AZ"
             last = data + checksum(data).encode("ascii") + terminator
@@ -411,7 +425,7 @@ def mask_text(text: str, delimiter: str = "|") -> str:
     """The SIP2 message ``text`` with the values of AC, AD and CO replaced by ``****``."""
     if not any(fid in text for fid in MASKED_FIELDS):
         return text
-    spec = REQUESTS.get(text[:2])
+    spec = lookup(text[:2])
     start = 2 + spec.fixed_length if spec is not None else 0
     head, tail = text[:start], text[start:]
     pieces = tail.split(delimiter)

@@ -353,6 +353,11 @@ def test_fixed_length_validation(values):
         Response("36").fixed(*values).encode()
 
 
+def test_fixed_values_must_be_strings():
+    with pytest.raises(ValueError):
+        Response("94").fixed(1).encode()
+
+
 def test_fixed_values_may_be_grouped():
     r = Response("12").fixed("1NNY", T)
     assert r.encode() == f"121NNY{T}\r\n".encode()

@@ -132,6 +132,16 @@ def test_bad_checksum():
     assert not s.closed
 
 
+@pytest.mark.parametrize("junk", [b"|", b" ", b"| "])
+def test_trailing_junk_after_checksum(junk):
+    s = logged_in()
+    raw = with_ad(b"9900302.00", "6")
+    (req,) = s.receive_data(raw + junk + b"\r")
+    assert req.seq == "6" and req.message.fields == ()
+    bad = raw[:-4] + b"0000"
+    assert s.receive_data(bad + junk + b"\r") == [Reply(b"96AZFEF6\r")]
+
+
 def test_bad_checksum_before_login_is_not_a_close():
     s = Session()
     raw = with_ad(LOGIN, "0")
@@ -320,6 +330,11 @@ def test_mask_does_not_touch_fixed_part():
     raw = f"11YN{T}{' ' * 18}AOCPL|AAp|ABi|AC|".encode()
     assert Session().mask(raw) == f"11YN{T}{' ' * 18}AOCPL|AAp|ABi|AC****|"
     assert mask_text("9900302.00") == "9900302.00"
+
+
+def test_mask_leaves_responses_alone():
+    data = Response("64").fixed(" " * 14, "000", T, *["0000"] * 6).add("AO", "CPL").encode()
+    assert Session().mask(data) == data.decode().replace("\r\n", "\\r\\n")
 
 
 def test_mask_telnet_password_line():
