@@ -31,6 +31,7 @@ output policy, as in Koha.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from koha_gateway.sip2.checksum import checksum, verify
@@ -356,12 +357,16 @@ class Session:
     def login_ok(self, policy: OutputPolicy) -> list[Event]:
         """The pending login succeeded: use ``policy`` for output, switch to version 2.00.
 
-        Returns the telnet ``Login OK`` line for a telnet login, else nothing.
+        Returns the telnet ``Login OK`` line for a telnet login, else nothing. The session's
+        delimiter (Koha: the top-level one) is used for output too, whatever ``policy`` says,
+        so requests and responses always agree.
         """
         if self._phase == _CLOSED:
             return []
         events: list[Event] = []
         telnet_login = self.transport == "telnet" and self._telnet_secret is not None
+        if policy.delimiter != self.delimiter:
+            policy = dataclasses.replace(policy, delimiter=self.delimiter)
         self._policy = policy
         self._logged_in = True
         self._version = 2

@@ -345,3 +345,14 @@ def test_mask_telnet_password_line():
     assert s.mask(b"hunter2\r\n") == "****"
     s.login_failed()
     assert s.mask(b"term1") == "term1"
+
+
+def test_session_delimiter_wins_for_output():
+    s = Session(delimiter="^")
+    s.receive_data(b"9300CNterm1^COx^\r")
+    s.login_ok(OutputPolicy(delimiter="|", hide_fields="AE", terminator=b"\r"))
+    assert s.policy.delimiter == "^" and s.policy.hide_fields == {"AE"}
+    (req,) = s.receive_data(f"17{T}AOCPL^ABi1^".encode() + b"\r")
+    assert req.message.get("AB") == "i1"
+    data = s.respond(Response("20").fixed("1", T).add("AB", "i1").add("AE", "x"))
+    assert data == f"201{T}ABi1^".encode() + b"\r"
