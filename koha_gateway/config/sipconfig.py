@@ -21,7 +21,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lxml import etree
@@ -280,11 +280,15 @@ class AccountConfig:
     line: int = 0
 
     def __repr__(self) -> str:
-        shown = "None" if self.password is None else "'***'"
-        return (
-            f"AccountConfig(id={self.id!r}, institution={self.institution!r}, "
-            f"password={shown}, line={self.line})"
-        )
+        # Every field, with the password masked (reprs end up in logs and tracebacks).
+        parts = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "password" and value is not None:
+                parts.append("password='***'")
+            else:
+                parts.append(f"{item.name}={value!r}")
+        return f"AccountConfig({', '.join(parts)})"
 
 
 @dataclass(frozen=True)

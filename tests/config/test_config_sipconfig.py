@@ -263,6 +263,7 @@ def test_passwords_stay_out_of_repr(kitchen_sink):
     assert "xyzzy" not in shown
     assert "password='***'" in repr(kitchen_sink.accounts["staff"])
     assert "password=None" in repr(AccountConfig(id="a", institution="b"))
+    assert "terminator='CR'" in repr(kitchen_sink.accounts["koha2"])
 
 
 # --------------------------------------------------------------------------------------------
