@@ -299,18 +299,6 @@ class _ProxyProtocol(ProtocolWrapper):
         if inner is not None:
             inner.connectionLost(reason)
 
-    def readConnectionLost(self):  # noqa: N802
-        if self.wrappedProtocol is not None and hasattr(self.wrappedProtocol, "readConnectionLost"):
-            self.wrappedProtocol.readConnectionLost()
-        else:
-            self.transport.loseConnection()
-
-    def writeConnectionLost(self):  # noqa: N802
-        if self.wrappedProtocol is not None and hasattr(
-            self.wrappedProtocol, "writeConnectionLost"
-        ):
-            self.wrappedProtocol.writeConnectionLost()
-
 
 class ProxyProtocolFactory(WrappingFactory):
     """Wraps a factory with PROXY protocol ``version`` ("v1" or "v2") header reading.
