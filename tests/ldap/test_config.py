@@ -275,3 +275,16 @@ def test_config_is_hashable_and_comparable():
     first, second = parse(conf(BASIC)), parse(conf(BASIC))
     assert first == second and hash(first) == hash(second)
     assert first != parse(conf(BASIC + "<update>0</update>"))
+
+
+def test_missing_slapd_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    """The fixture's contract: with CI=true a slapd that cannot start FAILS the tests."""
+    from tests.ldap import conftest, slapd
+
+    monkeypatch.setattr(slapd, "SLAPD", "/nonexistent/slapd")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        conftest.start_slapd()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        conftest.start_slapd()

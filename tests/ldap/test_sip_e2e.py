@@ -7,6 +7,7 @@ C4::Auth does with C4::Auth_with_ldap (koha-sip-and-ldap §6.1, §6.3).
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from xml.sax.saxutils import escape
 
@@ -243,3 +244,29 @@ def test_telnet_login_with_the_ldap_password(ldap_gateway):
         sock.sendall(PASSWORDS["kiosk1"].encode() + b"\r\n")
         assert b"Login OK" in _read_until(sock, b"SIP\r\n")
     assert borrower(gateway, "kiosk1")["flags"] & 2
+
+
+def test_a_hung_ldap_server_never_blocks_other_connections(make_gateway, black_hole, tmp_path):
+    """LDAP runs in its own threads: while one login waits for LDAP, the reactor keeps serving."""
+    path = koha_conf(
+        tmp_path / "koha-conf.xml", [f"ldap://127.0.0.1:{black_hole.port}"], response_timeout="3"
+    )
+    gateway = make_gateway(customise=add_logins("kiosk1"), koha_conf=path)
+    # joe is local: LDAP times out (not handled), then the local hash lets him in.
+    with gateway.client(timeout=15) as joe:
+        assert joe.login("joe", "joes").startswith("941")
+        waiting = {}
+
+        def slow_login():
+            with gateway.client(timeout=15) as client:
+                waiting["answer"] = client.login("kiosk1", PASSWORDS["kiosk1"])
+
+        thread = threading.Thread(target=slow_login)
+        thread.start()
+        time.sleep(0.5)  # the kiosk login is now waiting for LDAP
+        started = time.monotonic()
+        assert joe.request("9900302.00").startswith("98")
+        assert time.monotonic() - started < 1.0
+        assert thread.is_alive()
+        thread.join(15)
+    assert waiting["answer"].startswith("940")
