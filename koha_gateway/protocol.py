@@ -202,11 +202,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
     def _authenticate(self, userid: str, password: str, *, telnet: bool):
         """(ok, reason): the account exists in SIPconfig.xml and Koha lets the user circulate."""
         account = self.gateway.config.accounts.get(userid)
-        if account is None:
-            return False, f"SIP access not authorized for user {userid!r}"
-        if account.password is not None and account.password != password:
-            return False, "password does not match the SIPconfig.xml account"
-        if account.client_certificate:
+        if account is not None and account.client_certificate:
             from koha_gateway.tls import identity_matches, peer_identity
 
             identity = peer_identity(self.transport)
@@ -214,7 +210,13 @@ class SIPProtocol(Protocol, TimeoutMixin):
                 return False, (
                     f"account requires the client certificate {account.client_certificate!r}"
                 )
-        result = yield self.gateway.auth.login_staff(userid, password, self.peer)
+        result = yield self.gateway.auth.login_staff(
+            userid,
+            password,
+            self.peer,
+            known=account is not None,
+            config_password=account.password if account is not None else None,
+        )
         if not result.ok:
             return False, result.reason
         self.account = account

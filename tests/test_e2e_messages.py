@@ -101,7 +101,7 @@ def test_checkout_and_checkin_11_09(gateway, sc):
         (GRACE, item(2), "Patron has fines"),
         (ALAN, item(2), "Patron expired"),
         (EDSGER, item(2), "Patron debarred"),
-        (GRACE, item(6), "another patron"),
+        ("y76t5r43", item(9), "another patron"),
         (ADA, item(11), "NOT_FOR_LOAN"),
         ("nosuchpatron", item(2), "Invalid Patron"),
         (ADA, "nosuchitem", "Invalid Item"),

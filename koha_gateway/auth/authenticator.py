@@ -122,18 +122,39 @@ class Authenticator:
     # -- SIP accounts -----------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def login_staff(self, userid: str, password: str, peer: str = ""):
-        """Koha's ``api_auth`` for a SIP login: password and the circulate permission."""
+    def login_staff(
+        self,
+        userid: str,
+        password: str,
+        peer: str = "",
+        *,
+        known: bool = True,
+        config_password: str | None = None,
+    ):
+        """Koha's ``api_auth`` for a SIP login: password and the circulate permission.
+
+        ``known`` says whether ``userid`` is a ``<login>`` of SIPconfig.xml; ``config_password``
+        is that login's ``password`` attribute, which must match too when present. Every
+        failure, whatever its cause, counts for the account and the peer address.
+        """
         keys = (f"account:{userid}", f"peer:{peer}")
         wait = self._throttle.delay(*keys)
         if wait:
             log.info(
-                "slowing down login for {account!r} by {wait:.1f}s after failures",
-                account=userid,
+                "slowing down login for {userid!r} by {wait:.1f}s after failures",
+                userid=userid,
                 wait=wait,
                 peer=peer,
             )
             yield task.deferLater(self._reactor, wait, lambda: None)
+        if not known:
+            self._throttle.failed(*keys)
+            return LoginResult(False, f"SIP access not authorized for user {userid!r}")
+        if config_password is not None and not hmac.compare_digest(
+            config_password.encode("utf-8"), password.encode("utf-8")
+        ):
+            self._throttle.failed(*keys)
+            return LoginResult(False, "password does not match the SIPconfig.xml account")
         ok, borrower = yield self._check(userid, password, by_userid=True)
         if not ok:
             self._throttle.failed(*keys)
