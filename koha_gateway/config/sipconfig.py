@@ -620,6 +620,15 @@ class _Reader:
             lowered[account.id.lower()] = account.id
         if not accounts:
             self.warn(root, "no <login> in <accounts>: nobody can log in")
+        if not any(service.tls_client_ca for service in services):
+            for login, account in zip(logins, accounts.values()):
+                if account.client_certificate:
+                    self.warn(
+                        login,
+                        f"login {account.id!r} requires the client certificate "
+                        f"{account.client_certificate!r}, but no <service> asks for client "
+                        "certificates (tls_client_ca): this account cannot log in",
+                    )
 
         return SIPConfig(
             path=self.path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 
 import pytest
@@ -66,9 +67,10 @@ def test_shipped_demo_config_loads():
 
 
 @pytest.fixture
-def kitchen_sink(tmp_path) -> SIPConfig:
+def kitchen_sink(tmp_path, certificate_pair) -> SIPConfig:
     path = tmp_path / "SIPconfig.xml"
     shutil.copy(FIXTURES / "kitchen-sink.xml", path)
+    shutil.copytree(certificate_pair[0].parent, tmp_path / "tls")
     return load_sip_config(path)
 
 
@@ -194,7 +196,13 @@ def test_kitchen_sink_defaults_of_a_plain_account(kitchen_sink):
 
 
 def test_kitchen_sink_services(kitchen_sink):
-    telnet, raw, six = kitchen_sink.services
+    telnet, raw, six, tls = kitchen_sink.services
+    assert tls.tls and tls.address.host == "" and tls.address.port == 6443
+    assert (
+        tls.tls_client_ca
+        == tls.tls_certificate
+        == os.path.join(os.path.dirname(kitchen_sink.path), "tls", "sip.pem")
+    )
     assert telnet.address.host == "" and telnet.address.port == 8023
     assert telnet.transport == "telnet"
     assert raw.address.host == "127.0.0.1" and raw.address.family is None
@@ -410,6 +418,19 @@ def test_false_looking_boolean_is_true_and_warned(sip_file):
     assert config.accounts["joe"].checked_in_ok is True
     (warning,) = config.warnings
     assert warning.startswith(f'{path}:{line_of(text, "<login")}: checked_in_ok="false" is TRUE')
+
+
+def test_client_certificate_without_a_client_certificate_listener_is_warned(sip_file):
+    path, text = sip_file(
+        logins='<login id="joe" institution="CPL" client_certificate="kiosk-01" />'
+    )
+    config = load_sip_config(path)
+    assert config.accounts["joe"].client_certificate == "kiosk-01"
+    assert config.warnings == (
+        f"{path}:{line_of(text, '<login')}: login 'joe' requires the client certificate "
+        "'kiosk-01', but no <service> asks for client certificates (tls_client_ca): this "
+        "account cannot log in",
+    )
 
 
 def test_unknown_attributes_and_children_are_warnings(sip_file):
