@@ -132,13 +132,25 @@ kg_use_systemd() {
         [ -e "/lib/systemd/system/${KG_UNIT_PREFIX}.service" ]
 }
 
-# kg_can_bind_privileged: CAP_NET_BIND_SERVICE (bit 10) is in this process's
-# bounding set, so it can be handed to the server as an ambient capability.
+# kg_has_capability BIT: the capability is in this process's effective set
+# (capability numbers of <linux/capability.h>).
+kg_has_capability() {
+    local eff
+    eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status 2>/dev/null)
+    [ -n "$eff" ] || return 1
+    [ $(((0x$eff >> $1) & 1)) -eq 1 ]
+}
+
+# kg_can_bind_privileged: CAP_NET_BIND_SERVICE (10) can be handed to the
+# server as an ambient capability.
 kg_can_bind_privileged() {
-    local bnd
-    bnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status 2>/dev/null)
-    [ -n "$bnd" ] || return 1
-    [ $(((0x$bnd >> 10) & 1)) -eq 1 ]
+    kg_has_capability 10
+}
+
+# kg_can_drop_bounding_set: CAP_SETPCAP (8) allows removing capabilities
+# from the server's bounding set.
+kg_can_drop_bounding_set() {
+    kg_has_capability 8
 }
 
 # kg_all_instances: every instance directory under /etc/koha/sites.
@@ -230,12 +242,19 @@ kg_sysv_start() {
     mapfile -t args < <(kg_twistd_args "$name")
 
     # Drop to the instance user; keep only the right to bind ports below
-    # 1024 (CAP_NET_BIND_SERVICE as an ambient capability), the same
-    # privilege the systemd unit grants. Without it in the bounding set
-    # (restricted containers) the server runs without any capability.
-    setpriv_args=("--reuid=$user" "--regid=$group" --init-groups)
+    # 1024 (CAP_NET_BIND_SERVICE as an ambient capability and the only one
+    # left in the bounding set) and forbid gaining privileges, as the
+    # systemd unit does (AmbientCapabilities, CapabilityBoundingSet,
+    # NoNewPrivileges). Where root lacks these capabilities (restricted
+    # containers) the server runs without any.
+    setpriv_args=("--reuid=$user" "--regid=$group" --init-groups --no-new-privs)
+    bounding="-all"
     if kg_can_bind_privileged; then
         setpriv_args+=(--inh-caps=+net_bind_service --ambient-caps=+net_bind_service)
+        bounding="-all,+net_bind_service"
+    fi
+    if kg_can_drop_bounding_set; then
+        setpriv_args+=("--bounding-set=$bounding")
     fi
 
     # A pid file left behind by a crash would make twistd refuse to start.

@@ -216,6 +216,22 @@ newpid=$(cat "$pidfile")
 [ ! -e /run/koha-gateway/upgrade-restart ] || fail "upgrade restart list left behind"
 sip_probe "after the upgrade"
 
+cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+if [ $(((0x$cap_eff >> 10) & 1)) -eq 1 ]; then
+    step "A privileged port (601) through CAP_NET_BIND_SERVICE, not root"
+    cp -p -- "$sipconfig" "$sipconfig.test-orig"
+    sed -i 's|127.0.0.1:6001/tcp|127.0.0.1:601/tcp|' "$sipconfig"
+    koha-sip --restart "$instance" || fail "--restart with port 601"
+    [ "$(ps -o user= -p "$(cat "$pidfile")" | tr -d ' ')" = "koha-gateway" ] ||
+        fail "the server on port 601 does not run as koha-gateway"
+    grep -q "^CapEff:[[:space:]]*0000000000000400$" "/proc/$(cat "$pidfile")/status" ||
+        fail "the server has other capabilities than CAP_NET_BIND_SERVICE"
+    sip_probe "port 601"
+    mv -f -- "$sipconfig.test-orig" "$sipconfig"
+    koha-sip --restart "$instance" || fail "--restart back on port 6001"
+    ok "port 601 served by the koha-gateway user with CAP_NET_BIND_SERVICE only"
+fi
+
 step "koha-sip --stop $instance"
 koha-sip --stop "$instance" || fail "--stop failed"
 expect_rc 3 koha-sip --status "$instance"
