@@ -1,0 +1,532 @@
+"""``koha-gateway-admin``: prepare and look after the gateway's ILS database.
+
+::
+
+    koha-gateway-admin [--database URL | --koha-conf PATH] COMMAND [options]
+
+Commands:
+
+``init``
+    create the schema, or upgrade an older one in place; prints ``from -> to``.
+``load-demo``
+    load the demo data set (creates the schema first when needed); does nothing, with a
+    message, when any of it is already there.
+``add-branch CODE NAME``, ``add-category CODE DESCRIPTION``, ``add-itemtype CODE DESCRIPTION``
+    libraries, patron categories and item types.
+``add-patron --cardnumber --userid --surname --firstname --branch --category --password
+--expiry YYYY-MM-DD [--circulate] [--superlibrarian]``
+    a patron or staff user; ``--circulate`` grants the permission a SIP account needs. Without
+    ``--password`` the password is asked for (or read from standard input).
+``set-password USERID_OR_CARDNUMBER [--password P]``
+    a new password (asked for when not given), stored as a bcrypt hash.
+``add-item --barcode --title --branch --itemtype [--callnumber] [--author]``
+    a title with one item.
+``set-syspref NAME VALUE``, ``set-rule NAME VALUE [--branch] [--category] [--itemtype]``
+    Koha system preferences and circulation rules.
+``show-patron USERID_OR_CARDNUMBER``
+    the patron's record and standing (never the password hash).
+
+The database is ``--database URL`` (``sqlite:///abs/path.sqlite`` or ``postgresql://...``), or
+the one a Koha ``koha-conf.xml`` names (``--koha-conf``), or ``$KOHA_GATEWAY_DATABASE``. Every
+error is one line on standard error and exit status 1; passwords are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from koha_gateway import demo
+from koha_gateway.acs.context import RequestContext
+from koha_gateway.auth.passwords import hash_password
+from koha_gateway.db import schema
+from koha_gateway.db.url import InvalidDatabaseURL
+from koha_gateway.ils import patrons as ils_patrons
+from koha_gateway.ils import rules as ils_rules
+from koha_gateway.ils import sysprefs as ils_sysprefs
+
+__all__ = ["AdminError", "main"]
+
+PROG = "koha-gateway-admin"
+ENV_DATABASE = "KOHA_GATEWAY_DATABASE"
+_NEEDS_PASSWORD = frozenset({"add-patron", "set-password"})
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,10}$")
+
+
+class AdminError(Exception):
+    """A problem to report on one line, with exit status 1."""
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def _code(value: str, what: str) -> str:
+    if not _CODE.match(value):
+        raise AdminError(f"{what} {value!r} must be 1 to 10 letters, digits, '-' or '_'")
+    return value
+
+
+def _date(value: str, what: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise AdminError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _require_schema(txn) -> None:
+    version = schema.current_version(txn)
+    if version == 0:
+        raise AdminError(f"the database has no schema yet: run '{PROG} init' first")
+    if version < schema.LATEST:
+        raise AdminError(
+            f"the database schema is version {version}, this program needs {schema.LATEST}: "
+            f"run '{PROG} init' to upgrade it"
+        )
+    if version > schema.LATEST:
+        raise AdminError(
+            f"the database schema is version {version}, newer than this program "
+            f"({schema.LATEST}): upgrade koha-gateway"
+        )
+
+
+def _exists(txn, table: str, column: str, value) -> bool:
+    return txn.one(f"SELECT 1 AS x FROM {table} WHERE {column} = ?", (value,)) is not None
+
+
+def _read_password(args, prompt_twice: bool = True) -> str:
+    """``--password``, else a prompt on the terminal, else one line of standard input.
+
+    Read before the transaction starts, so that no database lock is held while waiting.
+    """
+    if args.password is not None:
+        password = args.password
+    elif sys.stdin is not None and sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+        if prompt_twice and getpass.getpass("Repeat the password: ") != password:
+            raise AdminError("the passwords do not match")
+    else:
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+        password = line.rstrip("\r\n")
+    if not password:
+        raise AdminError("the password must not be empty")
+    return password
+
+
+def _database_url(args) -> str:
+    if args.database:
+        return args.database
+    if args.koha_conf:
+        from koha_gateway.config.errors import ConfigError
+        from koha_gateway.config.kohaconf import load_koha_conf
+
+        try:
+            return load_koha_conf(args.koha_conf).database_url
+        except ConfigError as exc:
+            raise AdminError(str(exc)) from None
+        except OSError as exc:
+            raise AdminError(f"{args.koha_conf}: {exc.strerror or exc}") from None
+    url = os.environ.get(ENV_DATABASE)
+    if url:
+        return url
+    raise AdminError(
+        f"no database: give --database URL or --koha-conf PATH (or set {ENV_DATABASE})"
+    )
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_init(txn, args, out) -> None:
+    before, after = schema.migrate(txn)
+    if before == after:
+        print(f"schema is up to date (version {after})", file=out)
+    else:
+        print(f"schema upgraded: version {before} -> {after}", file=out)
+
+
+def cmd_load_demo(txn, args, out) -> None:
+    before, after = schema.migrate(txn)
+    if before != after:
+        print(f"schema upgraded: version {before} -> {after}", file=out)
+    present = demo.conflicts(txn)
+    if present:
+        shown = ", ".join(present[:3]) + (
+            f" and {len(present) - 3} more" if len(present) > 3 else ""
+        )
+        print(f"demo data already present ({shown}); nothing loaded", file=out)
+        return
+    counts = demo.load(txn, _now())
+    print(
+        "demo data loaded: {branches} branches, {staff} staff users, {patrons} patrons, "
+        "{items} items, {loans} loans, {holds} holds, {fines} fines".format(**counts),
+        file=out,
+    )
+
+
+def cmd_add_branch(txn, args, out) -> None:
+    _require_schema(txn)
+    code = _code(args.code, "branch code")
+    if _exists(txn, "branches", "branchcode", code):
+        raise AdminError(f"branch {code} already exists")
+    txn.execute("INSERT INTO branches (branchcode, branchname) VALUES (?, ?)", (code, args.name))
+    print(f"branch {code} added: {args.name}", file=out)
+
+
+def cmd_add_category(txn, args, out) -> None:
+    _require_schema(txn)
+    code = _code(args.code, "category code")
+    if _exists(txn, "categories", "categorycode", code):
+        raise AdminError(f"patron category {code} already exists")
+    if args.noissuescharge is not None and args.noissuescharge < 0:
+        raise AdminError("--noissuescharge must not be negative")
+    txn.execute(
+        "INSERT INTO categories (categorycode, description, enrolmentperiod, noissuescharge, "
+        "category_type) VALUES (?, ?, ?, ?, ?)",
+        (
+            code,
+            args.description,
+            args.enrolmentperiod,
+            None if args.noissuescharge is None else round(args.noissuescharge, 2),
+            "S" if args.staff else "A",
+        ),
+    )
+    print(f"patron category {code} added: {args.description}", file=out)
+
+
+def cmd_add_itemtype(txn, args, out) -> None:
+    _require_schema(txn)
+    code = _code(args.code, "item type")
+    if _exists(txn, "itemtypes", "itemtype", code):
+        raise AdminError(f"item type {code} already exists")
+    if not re.fullmatch(r"\d{3}", args.media_type):
+        raise AdminError(f"--media-type {args.media_type!r} must be a 3-digit SIP2 media type")
+    txn.execute(
+        "INSERT INTO itemtypes (itemtype, description, notforloan, rentalcharge, sip_media_type, "
+        "sip_magnetic) VALUES (?, ?, ?, 0, ?, ?)",
+        (
+            code,
+            args.description,
+            1 if args.notforloan else 0,
+            args.media_type,
+            1 if args.magnetic else 0,
+        ),
+    )
+    print(f"item type {code} added: {args.description}", file=out)
+
+
+def cmd_add_patron(txn, args, out) -> None:
+    _require_schema(txn)
+    if not _exists(txn, "branches", "branchcode", args.branch):
+        raise AdminError(f"unknown branch {args.branch} (add it with '{PROG} add-branch')")
+    if not _exists(txn, "categories", "categorycode", args.category):
+        raise AdminError(
+            f"unknown patron category {args.category} (add it with '{PROG} add-category')"
+        )
+    expiry = _date(args.expiry, "--expiry")
+    if not args.cardnumber.strip() or not args.userid.strip():
+        raise AdminError("--cardnumber and --userid must not be empty")
+    if ils_patrons.find_patron(txn, args.cardnumber) is not None or _exists(
+        txn, "borrowers", "userid", args.cardnumber
+    ):
+        raise AdminError(f"a patron with cardnumber or userid {args.cardnumber} already exists")
+    if ils_patrons.find_patron(txn, args.userid) is not None:
+        raise AdminError(f"a patron with cardnumber or userid {args.userid} already exists")
+    password = args.password
+    flags = (schema.CIRCULATE if args.circulate else 0) | (
+        schema.SUPERLIBRARIAN if args.superlibrarian else 0
+    )
+    now = _now()
+    number = txn.insert(
+        "INSERT INTO borrowers (cardnumber, userid, password, surname, firstname, email, "
+        "branchcode, categorycode, dateenrolled, dateexpiry, flags, updated_on) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            args.cardnumber.strip(),
+            args.userid.strip(),
+            hash_password(password),
+            args.surname,
+            args.firstname,
+            args.email,
+            args.branch,
+            args.category,
+            now.date().isoformat(),
+            expiry,
+            flags,
+            now.strftime("%Y-%m-%d %H:%M:%S"),
+        ),
+        pk="borrowernumber",
+    )
+    rights = _permissions(flags)
+    print(
+        f"patron {args.cardnumber} ({args.userid}) added as borrowernumber {number}"
+        + (f" with {rights}" if rights != "none" else ""),
+        file=out,
+    )
+
+
+def cmd_set_password(txn, args, out) -> None:
+    _require_schema(txn)
+    patron = ils_patrons.find_patron(txn, args.patron, lock=True)
+    if patron is None:
+        raise AdminError(f"no patron with cardnumber or userid {args.patron}")
+    password = args.password
+    txn.execute(
+        "UPDATE borrowers SET password = ?, login_attempts = 0, updated_on = ? "
+        "WHERE borrowernumber = ?",
+        (hash_password(password), _now().strftime("%Y-%m-%d %H:%M:%S"), patron["borrowernumber"]),
+    )
+    print(f"password of {patron['userid'] or patron['cardnumber']} changed", file=out)
+
+
+def cmd_add_item(txn, args, out) -> None:
+    _require_schema(txn)
+    barcode = args.barcode.strip()
+    if not barcode:
+        raise AdminError("--barcode must not be empty")
+    if _exists(txn, "items", "barcode", barcode):
+        raise AdminError(f"an item with barcode {barcode} already exists")
+    if not _exists(txn, "branches", "branchcode", args.branch):
+        raise AdminError(f"unknown branch {args.branch} (add it with '{PROG} add-branch')")
+    if not _exists(txn, "itemtypes", "itemtype", args.itemtype):
+        raise AdminError(f"unknown item type {args.itemtype} (add it with '{PROG} add-itemtype')")
+    biblionumber = txn.insert(
+        "INSERT INTO biblio (title, author) VALUES (?, ?)",
+        (args.title, args.author),
+        pk="biblionumber",
+    )
+    itemnumber = txn.insert(
+        "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, itype, "
+        "itemcallnumber, datelastseen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            biblionumber,
+            barcode,
+            args.branch,
+            args.branch,
+            args.itemtype,
+            args.callnumber,
+            _now().strftime("%Y-%m-%d %H:%M:%S"),
+        ),
+        pk="itemnumber",
+    )
+    print(f"item {barcode} added as itemnumber {itemnumber}: {args.title}", file=out)
+
+
+def cmd_set_syspref(txn, args, out) -> None:
+    _require_schema(txn)
+    known = ils_sysprefs.load(txn)
+    ils_sysprefs.set_syspref(txn, args.name, args.value)
+    note = "" if any(n.lower() == args.name.lower() for n in known) else " (new preference)"
+    print(f"{args.name} = {args.value!r}{note}", file=out)
+
+
+def cmd_set_rule(txn, args, out) -> None:
+    _require_schema(txn)
+    for table, column, value, what in (
+        ("branches", "branchcode", args.branch, "branch"),
+        ("categories", "categorycode", args.category, "patron category"),
+        ("itemtypes", "itemtype", args.itemtype, "item type"),
+    ):
+        if value != ils_rules.ANY and not _exists(txn, table, column, value):
+            raise AdminError(f"unknown {what} {value}")
+    ils_rules.set_rule(
+        txn,
+        args.name,
+        args.value,
+        branchcode=args.branch,
+        categorycode=args.category,
+        itemtype=args.itemtype,
+    )
+    print(
+        f"rule {args.name} = {args.value!r} for branch {args.branch}, category "
+        f"{args.category}, item type {args.itemtype}",
+        file=out,
+    )
+
+
+def _permissions(flags: int) -> str:
+    names = []
+    if flags & schema.SUPERLIBRARIAN:
+        names.append("superlibrarian")
+    if flags & schema.CIRCULATE:
+        names.append("circulate")
+    return ", ".join(names) or "none"
+
+
+def cmd_show_patron(txn, args, out) -> None:
+    _require_schema(txn)
+    patron = ils_patrons.find_patron(txn, args.patron)
+    if patron is None:
+        raise AdminError(f"no patron with cardnumber or userid {args.patron}")
+    prefs = ils_sysprefs.Sysprefs(ils_sysprefs.load(txn))
+    ctx = RequestContext(account=None, institution=None, sysprefs=prefs, now=_now())
+    state = ils_patrons.patron_state(txn, patron, ctx)
+    number = patron["borrowernumber"]
+    loans = ils_patrons.current_loans(txn, number)
+    standing = []
+    if state.debarred:
+        standing.append(
+            "restricted" + (f" ({state.debarred_comment})" if state.debarred_comment else "")
+        )
+    if state.expired:
+        standing.append(f"expired on {state.dateexpiry}")
+    if state.fine_blocked:
+        standing.append("blocked by fines")
+    if state.card_lost:
+        standing.append("card lost or no valid address")
+    rows = [
+        ("borrowernumber", number),
+        ("cardnumber", patron["cardnumber"]),
+        ("userid", patron["userid"]),
+        ("name", " ".join(p for p in (patron["firstname"], patron["surname"]) if p)),
+        ("branch", patron["branchcode"]),
+        ("category", f"{patron['categorycode']} ({patron['category_description'] or ''})"),
+        ("expiry", patron["dateexpiry"] or ""),
+        ("permissions", _permissions(int(patron["flags"] or 0))),
+        ("password", "set" if patron["password"] else "not set"),
+        ("standing", "; ".join(standing) or "good"),
+        ("SIP2 status", repr(state.status_string)),
+        ("fines", f"{state.fines:.2f} (limit {state.fee_limit:.2f})"),
+        ("loans", f"{len(loans)} ({state.overdue_count} overdue)"),
+        ("holds waiting", len(ils_patrons.waiting_holds(txn, number))),
+        ("holds pending", len(ils_patrons.unavailable_holds(txn, number))),
+    ]
+    for label, value in rows:
+        print(f"{label + ':':16} {value}", file=out)
+    for loan in loans:
+        print(f"  {loan['barcode']}  due {loan['date_due']}  {loan['title'] or ''}", file=out)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Prepare and look after the koha-gateway ILS database.",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--database", metavar="URL", help="sqlite:///abs/path.sqlite or postgresql://..."
+    )
+    source.add_argument(
+        "--koha-conf", metavar="PATH", help="read the database from a Koha koha-conf.xml"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("init", help="create or upgrade the schema").set_defaults(run=cmd_init)
+    sub.add_parser("load-demo", help="load the demo data set").set_defaults(run=cmd_load_demo)
+
+    p = sub.add_parser("add-branch", help="add a library")
+    p.add_argument("code")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_add_branch)
+
+    p = sub.add_parser("add-category", help="add a patron category")
+    p.add_argument("code")
+    p.add_argument("description")
+    p.add_argument("--noissuescharge", type=float, help="fines that block circulation")
+    p.add_argument("--enrolmentperiod", type=int, default=None, help="months")
+    p.add_argument("--staff", action="store_true", help="a staff category (type S)")
+    p.set_defaults(run=cmd_add_category)
+
+    p = sub.add_parser("add-itemtype", help="add an item type")
+    p.add_argument("code")
+    p.add_argument("description")
+    p.add_argument("--notforloan", action="store_true")
+    p.add_argument("--media-type", default="001", help="SIP2 media type (001 = book)")
+    p.add_argument("--magnetic", action="store_true", help="magnetic media")
+    p.set_defaults(run=cmd_add_itemtype)
+
+    p = sub.add_parser("add-patron", help="add a patron or staff user")
+    p.add_argument("--cardnumber", required=True)
+    p.add_argument("--userid", required=True)
+    p.add_argument("--surname", required=True)
+    p.add_argument("--firstname", default=None)
+    p.add_argument("--email", default=None)
+    p.add_argument("--branch", required=True)
+    p.add_argument("--category", required=True)
+    p.add_argument("--password", default=None, help="asked for when not given")
+    p.add_argument("--expiry", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--circulate", action="store_true", help="grant the circulate permission")
+    p.add_argument("--superlibrarian", action="store_true")
+    p.set_defaults(run=cmd_add_patron)
+
+    p = sub.add_parser("set-password", help="change a password")
+    p.add_argument("patron", metavar="USERID_OR_CARDNUMBER")
+    p.add_argument("--password", default=None, help="asked for when not given")
+    p.set_defaults(run=cmd_set_password)
+
+    p = sub.add_parser("add-item", help="add a title with one item")
+    p.add_argument("--barcode", required=True)
+    p.add_argument("--title", required=True)
+    p.add_argument("--author", default=None)
+    p.add_argument("--branch", required=True)
+    p.add_argument("--itemtype", required=True)
+    p.add_argument("--callnumber", default=None)
+    p.set_defaults(run=cmd_add_item)
+
+    p = sub.add_parser("set-syspref", help="set a Koha system preference")
+    p.add_argument("name")
+    p.add_argument("value")
+    p.set_defaults(run=cmd_set_syspref)
+
+    p = sub.add_parser("set-rule", help="set a circulation rule")
+    p.add_argument("name", help="issuelength, renewalsallowed, maxissueqty, fine, ...")
+    p.add_argument("value")
+    p.add_argument("--branch", default="*")
+    p.add_argument("--category", default="*")
+    p.add_argument("--itemtype", default="*")
+    p.set_defaults(run=cmd_set_rule)
+
+    p = sub.add_parser("show-patron", help="show a patron's record and standing")
+    p.add_argument("patron", metavar="USERID_OR_CARDNUMBER")
+    p.set_defaults(run=cmd_show_patron)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 error, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    out = sys.stdout
+    db = None
+    try:
+        url = _database_url(args)
+        if args.command in _NEEDS_PASSWORD:
+            args.password = _read_password(args)
+        from koha_gateway.db.engine import Database, DatabaseError
+
+        try:
+            db = Database.from_url(url, min_connections=0, max_connections=1)
+            db.run_blocking(args.run, args, out)
+        except DatabaseError as exc:
+            raise AdminError(f"database error: {exc}") from None
+    except AdminError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except InvalidDatabaseURL as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 1
+    finally:
+        if db is not None:
+            db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
