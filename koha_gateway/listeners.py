@@ -264,7 +264,7 @@ class _ProxyProtocol(ProtocolWrapper):
         if self.factory.version == "v2":
             # Twisted's v2 parser needs the 16-byte fixed part in its first feed.
             if not buf.startswith(V2_SIGNATURE[: len(buf)]) or (
-                len(buf) > 12 and buf[12] & 0xF0 != 0x20
+                len(buf) > 12 and (buf[12] & 0xF0) != 0x20
             ):
                 self._refuse("expected a PROXY protocol v2 header")
                 return None

@@ -63,11 +63,10 @@ __all__ = [
 
 log = Logger(namespace="koha_gateway.tls")
 
-# TLS 1.2 suites with forward secrecy and AEAD first, then ECDHE with CBC for older kiosk
-# stunnels; never anonymous, export, RC4, 3DES or MD5. TLS 1.3 suites are OpenSSL's own.
+# TLS 1.2 suites: ECDHE (forward secrecy) with AEAD first, then ECDHE with AES-CBC for older
+# kiosk stunnels; never anonymous, export, RC4, 3DES or MD5. TLS 1.3 suites are OpenSSL's own.
 DEFAULT_CIPHERS = (
-    "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:ECDHE+AES"
-    ":!aNULL:!eNULL:!EXPORT:!DSS:!RC4:!3DES:!MD5:!PSK:!SRP"
+    "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:!aNULL:!eNULL:!EXPORT:!DSS:!RC4:!3DES:!MD5:!PSK:!SRP"
 )
 
 _MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
@@ -350,16 +349,12 @@ class ReloadableContextFactory:
     connection uses the context that was current when it was accepted.
     """
 
-    def __init__(self, settings: TLSSettings, *, name: str = "", clock: Callable | None = None):
+    def __init__(self, settings: TLSSettings, *, name: str = ""):
         self._name = name or settings.certificate
-        self._clock = clock
-        self._context, leaf = build_context(settings, now=self._now())
+        self._context, leaf = build_context(settings)
         self.settings = settings
         self.certificate = _subject(leaf)
         self._log_loaded(leaf, "loaded")
-
-    def _now(self) -> datetime.datetime | None:
-        return self._clock() if self._clock is not None else None
 
     def _log_loaded(self, leaf: crypto.X509, verb: str) -> None:
         not_after = _asn1_time(leaf.get_notAfter())
@@ -391,7 +386,7 @@ class ReloadableContextFactory:
 
         Raises :class:`TLSConfigError` (and changes nothing) when the files cannot be used.
         """
-        context, leaf = build_context(settings, now=self._now())
+        context, leaf = build_context(settings)
 
         def apply() -> None:
             self._context = context
