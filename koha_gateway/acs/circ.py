@@ -141,8 +141,10 @@ def _resolve_title(txn, ctx, text: str | None) -> tuple[dict | None, dict | None
 
 
 def _available(txn, ctx, biblionumber: int, item: dict | None, patron: dict) -> bool:
-    """The 16 "available" flag: the item (or, for a title, one of its items) is on the shelf
-    and can be lent: not on loan, lost, withdrawn, not for loan, nor held for someone else."""
+    """The 16 "available" flag (Koha's ``ILS::Item::available``): the item (or, for a title,
+    one of its items) is on the shelf and could be lent to this patron: not on loan, lost,
+    withdrawn or not for loan, and no hold of another patron is waiting for it or queued on it.
+    """
     if item is not None:
         candidates = [item]
     else:
@@ -162,8 +164,8 @@ def _available(txn, ctx, biblionumber: int, item: dict | None, patron: dict) -> 
             continue
         if int(candidate.get("notforloan") or 0) or int(candidate.get("itype_notforloan") or 0):
             continue
-        hold = ils_items.item_hold(txn, candidate["itemnumber"])
-        if hold is not None and hold["borrowernumber"] != patron["borrowernumber"]:
+        queue = ils_holds.holds_for_item(txn, candidate, ctx.today)
+        if any(hold["borrowernumber"] != patron["borrowernumber"] for hold in queue):
             continue
         return True
     return False
@@ -189,7 +191,7 @@ class CirculationHandlers:
         patron = ils_patrons.find_patron(txn, patron_id, lock=True)
         item = _item(txn, ctx, barcode, lock=True)
         if patron is None:
-            return self._checkout_failed(txn, ctx, msg, None, None, INVALID_PATRON)
+            return self._checkout_failed(txn, ctx, msg, None, item, INVALID_PATRON)
         if item is None:
             return self._checkout_failed(txn, ctx, msg, patron, None, INVALID_ITEM)
         if _wrong_password(ctx, msg):
