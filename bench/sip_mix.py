@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Benchmark: the same SIP2 message mix against a gateway on SQLite and on PostgreSQL.
+
+For each engine a fresh database gets the schema, the demo data set and one extra patron and
+item per simulated kiosk; a real ``twistd koha-gateway`` process serves it on 127.0.0.1, and
+``--clients`` kiosks (threads, one logged-in RAW connection each) loop over a kiosk-like session:
+
+    99 SC Status, 63 Patron Information, 23 Patron Status, 17 Item Information, 11 Checkout,
+    17 Item Information, 29 Renew, 09 Checkin, 35 End Patron Session
+
+Every kiosk works with its own patron and item, so the figures measure the request path (SIP
+parsing, one database transaction per request, the response), not lock contention. Each request
+waits for its answer before the next is sent, as a self-check machine does.
+
+Printed per engine: messages per second over all kiosks, p50 and p99 latency (client-side, from
+sending the request to reading the whole answer), per message type p50, and the number of
+answers that were not the expected success (must be 0).
+
+PostgreSQL is a throwaway cluster from ``tests/support/postgres.py`` (``fsync=off``: it measures
+the gateway, not the disk; SQLite runs in WAL mode with ``synchronous=NORMAL``, which does not
+wait for the disk on commit either), unless ``--postgresql URL`` names an empty database.
+
+    python bench/sip_mix.py [--clients 8] [--rounds 60] [--engines sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from koha_gateway import demo  # noqa: E402
+from koha_gateway.db import Database, schema  # noqa: E402
+from tests.gateway import GatewayProcess  # noqa: E402
+
+BLANK = " " * 18
+MESSAGES = ("99", "63", "23", "17", "11", "17b", "29", "09", "35")
+
+
+def bench_patron(n: int) -> str:
+    return f"2352990{n:07d}"
+
+
+def bench_item(n: int) -> str:
+    return f"3999990{n:07d}"
+
+
+def prepare(url: str, clients: int) -> None:
+    """Schema, demo data, and one patron and one item per kiosk."""
+    now = datetime.now().astimezone()
+    db = Database.from_url(url)
+    try:
+        db.run_blocking(schema.migrate)
+        db.run_blocking(demo.load, now)
+
+        def add_kiosk_data(txn):
+            today = now.date()
+            for n in range(clients):
+                txn.insert(
+                    "INSERT INTO borrowers (cardnumber, userid, surname, firstname, branchcode, "
+                    "categorycode, dateenrolled, dateexpiry) "
+                    "VALUES (?, ?, ?, ?, 'WEL', 'PT', ?, ?)",
+                    (
+                        bench_patron(n),
+                        f"bench{n}",
+                        "Kiosk",
+                        f"Patron {n}",
+                        today,
+                        today + timedelta(days=365),
+                    ),
+                    pk="borrowernumber",
+                )
+                biblio = txn.insert(
+                    "INSERT INTO biblio (title, author) VALUES (?, ?)",
+                    (f"Benchmark title {n}", "Bench, Mark"),
+                    pk="biblionumber",
+                )
+                txn.insert(
+                    "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, itype, "
+                    "itemcallnumber, price, replacementprice) "
+                    "VALUES (?, ?, 'WEL', 'WEL', 'BK', 'BENCH', 10, 10)",
+                    (biblio, bench_item(n)),
+                    pk="itemnumber",
+                )
+
+        db.run_blocking(add_kiosk_data)
+    finally:
+        db.close()
+
+
+def stamp() -> str:
+    return datetime.now().strftime("%Y%m%d    %H%M%S")
+
+
+def session_requests(n: int) -> list[tuple[str, str, str]]:
+    """(kind, request, expected answer prefix) for one kiosk session."""
+    patron, item = bench_patron(n), bench_item(n)
+    now = stamp()
+    return [
+        ("99", "9900302.00", "98"),
+        ("63", f"63001{now}          AOWEL|AA{patron}|", "64"),
+        ("23", f"23001{now}AOWEL|AA{patron}|AC|", "24"),
+        ("17", f"17{now}AOWEL|AB{item}|", "18"),
+        ("11", f"11YN{now}{BLANK}AOWEL|AA{patron}|AB{item}|AC|", "121"),
+        ("17b", f"17{now}AOWEL|AB{item}|", "18"),
+        ("29", f"29NN{now}{BLANK}AOWEL|AA{patron}|AB{item}|AC|", "301"),
+        ("09", f"09N{now}{now}AOWEL|AB{item}|AC|", "101"),
+        ("35", f"35{now}AOWEL|AA{patron}|", "36"),
+    ]
+
+
+def kiosk(gateway, n: int, rounds: int, start: threading.Barrier, out: dict) -> None:
+    latencies: dict[str, list[float]] = {kind: [] for kind in MESSAGES}
+    failures: list[str] = []
+    with gateway.logged_in() as client:
+        for _kind, request, _expect in session_requests(n):  # warm-up round, not measured
+            client.request(request)
+        start.wait(60)
+        for _ in range(rounds):
+            for kind, request, expect in session_requests(n):
+                began = time.perf_counter()
+                answer = client.request(request)
+                latencies[kind].append(time.perf_counter() - began)
+                if not answer.startswith(expect):
+                    failures.append(f"{kind}: {answer[:60]}")
+    out[n] = (latencies, failures)
+
+
+def run_engine(name: str, url: str, clients: int, rounds: int, workdir: Path) -> dict:
+    prepare(url, clients)
+    gateway = GatewayProcess(workdir, url, extra_args=["--log-level", "info"])
+    gateway.start()
+    try:
+        results: dict = {}
+        barrier = threading.Barrier(clients + 1)
+        threads = [
+            threading.Thread(target=kiosk, args=(gateway, n, rounds, barrier, results))
+            for n in range(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        barrier.wait(120)
+        began = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - began
+    finally:
+        gateway.stop()
+    if len(results) != clients:
+        raise RuntimeError(f"{name}: {clients - len(results)} kiosks failed; see {gateway.log}")
+    every: list[float] = []
+    per_kind: dict[str, list[float]] = {kind: [] for kind in MESSAGES}
+    failures: list[str] = []
+    for latencies, kiosk_failures in results.values():
+        failures += kiosk_failures
+        for kind, values in latencies.items():
+            per_kind[kind] += values
+            every += values
+    return {
+        "engine": name,
+        "messages": len(every),
+        "seconds": elapsed,
+        "rate": len(every) / elapsed,
+        "p50": percentile(every, 50),
+        "p99": percentile(every, 99),
+        "per_kind": {kind: percentile(v, 50) for kind, v in per_kind.items()},
+        "failures": failures,
+    }
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+def report(results: list[dict], clients: int, rounds: int) -> None:
+    print(
+        f"\nSIP message mix: {clients} kiosks x {rounds} sessions x {len(MESSAGES)} messages "
+        f"({', '.join(MESSAGES)})\n"
+    )
+    print(f"{'engine':<12}{'messages':>10}{'seconds':>9}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in results:
+        print(
+            f"{r['engine']:<12}{r['messages']:>10}{r['seconds']:>9.2f}{r['rate']:>9.0f}"
+            f"{r['p50'] * 1000:>9.2f}{r['p99'] * 1000:>9.2f}"
+        )
+    print("\np50 per message type (ms):")
+    print(f"{'engine':<12}" + "".join(f"{kind:>7}" for kind in MESSAGES))
+    for r in results:
+        print(f"{r['engine']:<12}" + "".join(f"{r['per_kind'][k] * 1000:>7.2f}" for k in MESSAGES))
+    for r in results:
+        if r["failures"]:
+            print(f"\n{r['engine']}: {len(r['failures'])} unexpected answers, first ones:")
+            for line in r["failures"][:5]:
+                print(f"  {line}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="simulated kiosks (default 8)")
+    parser.add_argument("--rounds", type=int, default=60, help="sessions per kiosk (default 60)")
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database to use")
+    args = parser.parse_args(argv)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    results = []
+    cluster = None
+    with tempfile.TemporaryDirectory(prefix="kgw-bench-") as tmp:
+        try:
+            for name in engines:
+                workdir = Path(tmp) / name
+                workdir.mkdir()
+                if name == "sqlite":
+                    url = f"sqlite://{workdir / 'bench.sqlite'}"
+                elif name == "postgresql":
+                    if args.postgresql:
+                        url = args.postgresql
+                    else:
+                        from tests.support.postgres import PostgresCluster
+
+                        cluster = PostgresCluster()
+                        cluster.start()
+                        url = cluster.create_database("bench")
+                else:
+                    parser.error(f"unknown engine {name!r}")
+                print(f"running {name} ...", flush=True)
+                results.append(run_engine(name, url, args.clients, args.rounds, workdir))
+        finally:
+            if cluster is not None:
+                cluster.destroy()
+    report(results, args.clients, args.rounds)
+    return 1 if any(r["failures"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
