@@ -320,6 +320,7 @@ def tools():
         exchange=exchange,
         who=who,
         wait_for=wait_for,
+        fail_or_skip=_fail_or_skip,
     )
 
 

@@ -5,6 +5,7 @@ Clients: Python's ssl module and Debian's ``openssl s_client``.
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 import pytest
@@ -15,25 +16,22 @@ def test_tls12_and_tls13_accepted(echo_server, tls_service_for, pki, tools):
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         ctx = tools.client_context(pki.ca, minimum=version, maximum=version)
         with tools.connect(server.port, ctx) as sock:
-            assert (
-                sock.version()
-                == {"TLSv1.2": "TLSv1.2", "TLSv1.3": "TLSv1.3"}[
-                    "TLSv1.2" if version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3"
-                ]
-            )
+            assert sock.version() == ("TLSv1.2" if version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3")
             assert tools.exchange(sock, "hello") == "ECHO hello"
             info = tools.who(sock)
             assert info["identity"] is None  # no client certificates on this listener
 
 
-@pytest.mark.parametrize("old", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+@pytest.mark.parametrize(
+    "old", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["TLSv1.0", "TLSv1.1"]
+)
 def test_tls10_and_tls11_refused(echo_server, tls_service_for, pki, tools, old):
     server = echo_server(tls_service_for())
     ctx = tools.client_context(pki.ca, minimum=old, maximum=old)
-    with pytest.raises(ssl.SSLError) as info:
+    with pytest.raises(ssl.SSLError, match="(?i)protocol.version"):
         tools.connect(server.port, ctx)
-    # The server answers with a protocol_version alert (or the client cannot even offer it).
-    assert "VERSION" in str(info.value).upper() or "NO_PROTOCOLS" in str(info.value).upper()
+    # The client did offer the old version: the server refused it.
+    assert tools.wait_for(lambda: "failed: unsupported protocol" in server.log())
 
 
 def test_min_version_13_refuses_tls12(echo_server, tls_service_for, pki, tools):
@@ -122,11 +120,11 @@ def test_chain_served_to_client_trusting_root(echo_server, pki, tools):
 
 def test_ipv6_listener(echo_server, tls_service_for, pki, tools):
     try:
-        probe = __import__("socket").socket(__import__("socket").AF_INET6)
+        probe = socket.socket(socket.AF_INET6)
         probe.bind(("::1", 0))
         probe.close()
     except OSError:
-        pytest.skip("no IPv6 loopback on this machine")
+        tools.fail_or_skip("no IPv6 loopback on this machine")
     server = echo_server(
         tls_service_for(
             address={"host": "::1", "port": 0, "family": "IPv6", "spec": "[::1]:0/tcp/IPv6"}
