@@ -202,3 +202,21 @@ def test_keepalive_with_proxy_and_tls(echo_server, tls_service_for, pki, tools):
         info = tools.who(sock)
     assert info["peer"] == "198.51.100.20:1000"
     assert info["keepalive"][:2] == [1, 300]
+
+
+def test_reload_plain_listener_to_tls_and_proxy(echo_server, tls_service_for, pki, tools):
+    server = echo_server({})
+    plain = tools.connect(server.port, None)
+    try:
+        assert tools.exchange(plain, "a") == "ECHO a"
+        server.write_config(tls_service_for(proxy_protocol="v1"))
+        assert server.reload() == "RELOADED"
+        assert "now RAW, TLS 1.2+, PROXY v1 (was RAW)" in server.log()
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        raw.sendall(b"PROXY TCP4 198.51.100.8 192.0.2.1 1234 6443\r\n")
+        with tools.client_context(pki.ca).wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tools.who(tls)["peer"] == "198.51.100.8:1234"
+        # The plain connection accepted before the reload is still served as it was.
+        assert tools.exchange(plain, "b") == "ECHO b"
+    finally:
+        plain.close()
