@@ -75,12 +75,16 @@ sip_probe() {
     ok "SIP2 93 -> 941 and 63 -> 64 for $patron ($*)"
 }
 file_mode_owner() { stat -c '%a %U' -- "$1"; }
+# contains TEXT PATTERN: TEXT contains PATTERN (no pipe into "grep -q": with
+# pipefail, a writer cut off by grep's early exit would fail the check).
+contains() { [[ "$1" == *"$2"* ]]; }
+installed() { contains "$(dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null || true)" "ok installed"; }
 
 created_instance=no
 cleanup() {
     local rc=$?
     set +e
-    if dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null | grep -q "ok installed"; then
+    if installed; then
         koha-sip --quiet --stop "$instance" >/dev/null 2>&1
         apt-get purge -y -q koha-gateway >/dev/null 2>&1
     fi
@@ -94,7 +98,7 @@ cleanup() {
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (it installs and purges a package)"
 [ -f "$deb" ] || fail "no such package: $deb"
-if dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null | grep -q "ok installed"; then
+if installed; then
     fail "koha-gateway is already installed; purge it before running the package test"
 fi
 [ ! -e "$site" ] || fail "$site exists; the test needs a machine without the $instance instance"
@@ -104,12 +108,11 @@ started=$(date +%s)
 
 step "Install $(basename -- "$deb") with its dependencies"
 apt-get install -y -q --no-install-recommends "$deb"
-dpkg-query -W -f='${Status}\n' koha-gateway | grep -q "install ok installed" ||
-    fail "koha-gateway is not installed"
+installed || fail "koha-gateway is not installed"
 ok "installed $(dpkg-query -W -f='${Version}' koha-gateway)"
 for cmd in koha-sip koha-enable-sip koha-start-sip koha-stop-sip; do
     [ -x "/usr/sbin/$cmd" ] || fail "/usr/sbin/$cmd missing"
-    dpkg-divert --list "/usr/sbin/$cmd" | grep -q "by koha-gateway" ||
+    contains "$(dpkg-divert --list "/usr/sbin/$cmd")" "by koha-gateway" ||
         fail "no diversion of Koha's /usr/sbin/$cmd"
 done
 ok "koha-sip and the older commands installed; Koha's versions diverted"
@@ -117,7 +120,7 @@ getent passwd koha-gateway >/dev/null || fail "system user koha-gateway missing"
 ok "system user koha-gateway"
 [ -f /etc/koha/SIPconfig.xml ] || fail "template /etc/koha/SIPconfig.xml missing"
 ok "template /etc/koha/SIPconfig.xml"
-twistd3 --help | grep -q "koha-gateway" || fail "twistd3 does not list the koha-gateway plugin"
+contains "$(twistd3 --help)" "koha-gateway" || fail "twistd3 does not list the koha-gateway plugin"
 grep -q "koha_gateway_plugin" /usr/lib/python3/dist-packages/twisted/plugins/dropin.cache ||
     fail "the twisted plugin cache does not contain koha_gateway_plugin"
 ok "twistd3 lists the koha-gateway plugin (plugin cache refreshed by the trigger)"
@@ -125,7 +128,7 @@ if command -v systemd-analyze >/dev/null; then
     unit_copy=$(mktemp -d)/koha-gateway@$instance.service
     cp /lib/systemd/system/koha-gateway@.service "$unit_copy"
     verify=$(systemd-analyze verify "$unit_copy" 2>&1 || true)
-    if printf '%s\n' "$verify" | grep -v "Command 'man " | grep -q .; then
+    if [ -n "$(printf '%s\n' "$verify" | grep -v "Command 'man " || true)" ]; then
         printf '%s\n' "$verify" >&2
         fail "systemd-analyze verify reported problems with koha-gateway@.service"
     fi
@@ -147,7 +150,7 @@ grep -q "<db_scheme>sqlite</db_scheme>" "$kohaconf" || fail "$kohaconf does not 
 [ -e "/var/lib/koha/$instance/sip.enabled" ] || fail "sip.enabled flag missing"
 ok "SIP-only instance: koha-conf.xml, initialised SQLite database, sip.enabled"
 out=$(koha-sip --enable "$instance" 2>&1) || fail "a second --enable failed"
-printf '%s\n' "$out" | grep -q "SIP already enabled for $instance" || fail "second --enable: $out"
+contains "$out" "SIP already enabled for $instance" || fail "second --enable: $out"
 ok "a second --enable keeps the configuration"
 expect_rc 1 koha-sip --start no-such-instance
 expect_rc 1 koha-sip --enable "bad/name"
@@ -258,13 +261,12 @@ sip_probe "before purge"
 
 step "Purge the package with the server running"
 apt-get purge -y -q koha-gateway
-dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null | grep -q "ok installed" &&
-    fail "koha-gateway is still installed"
+installed && fail "koha-gateway is still installed"
 sleep 1
 [ -z "$(server_pids)" ] || fail "a server still runs after the purge: $(server_pids)"
 [ ! -e "$pidfile" ] || fail "$pidfile left after the purge"
 ok "nothing left running"
-if dpkg-divert --list | grep -q "by koha-gateway"; then
+if contains "$(dpkg-divert --list)" "by koha-gateway"; then
     fail "diversions left: $(dpkg-divert --list | grep 'by koha-gateway')"
 fi
 for path in /usr/sbin/koha-sip /usr/share/koha-gateway /lib/systemd/system/koha-gateway@.service \
