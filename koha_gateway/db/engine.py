@@ -218,8 +218,9 @@ class Engine:
 
     Each engine also provides, for :class:`Database` and :class:`Txn` only:
     ``connect_args()`` (arguments of the DB-API ``connect``), ``on_connect(conn)``,
-    ``begin(conn, readonly)``, ``is_dead(conn)``, ``wrap(exc, stale=, commit=)`` (driver
-    exception to :class:`DatabaseError`) and ``last_id(...)`` (the key of an ``insert``).
+    ``begin(conn, readonly)``, ``end(conn, readonly)``, ``is_dead(conn)``,
+    ``wrap(exc, stale=, commit=)`` (driver exception to :class:`DatabaseError`) and
+    ``last_id(...)`` (the key of an ``insert``).
     """
 
     name: str = ""
@@ -281,6 +282,9 @@ class Engine:
         """True when ``conn`` is known to be broken and must be dropped from the pool."""
         return False
 
+    def end(self, conn, readonly: bool) -> None:
+        """Called after every commit or rollback of a transaction that :meth:`begin` opened."""
+
     def column_names(self, description) -> list[str]:
         return [d[0] for d in description]
 
@@ -333,6 +337,7 @@ class SQLiteEngine(Engine):
         self.path = url.database
         self.busy_timeout_ms = int(url.option("busy_timeout", "10000"))
         self.synchronous = (url.option("synchronous", "normal") or "normal").upper()
+        self._write_lock = threading.Lock()
 
     def connect_args(self) -> tuple[tuple, dict]:
         return (self.path,), {
@@ -361,10 +366,26 @@ class SQLiteEngine(Engine):
     def begin(self, conn, readonly: bool) -> None:
         # 3M SIP2 transactions are short; the write lock is taken before the first read so that
         # two writers never both read and then both try to upgrade (SQLITE_BUSY deadlock).
-        if readonly != conn.query_only:
-            conn.execute(f"PRAGMA query_only = {1 if readonly else 0}")
-            conn.query_only = readonly
-        conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        # Writers of this process first queue on a lock: they are woken as soon as the previous
+        # one commits, instead of polling in SQLite's busy handler (which sleeps up to 100 ms
+        # between tries). Other processes are still kept out by BEGIN IMMEDIATE.
+        if not readonly and not self._write_lock.acquire(timeout=self.busy_timeout_ms / 1000):
+            raise Unavailable(
+                f"SQLite {self.path}: database is locked (waited {self.busy_timeout_ms} ms)"
+            )
+        try:
+            if readonly != conn.query_only:
+                conn.execute(f"PRAGMA query_only = {1 if readonly else 0}")
+                conn.query_only = readonly
+            conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        except BaseException:
+            if not readonly:
+                self._write_lock.release()
+            raise
+
+    def end(self, conn, readonly: bool) -> None:
+        if not readonly:
+            self._write_lock.release()
 
     def column_names(self, description) -> list[str]:
         return [d[0].lower() for d in description]
@@ -811,6 +832,17 @@ class Database:
             cp_reactor=reactor,
             **kwargs,
         )
+        # run_blocking() before the reactor starts (start-up checks in twistd's main thread)
+        # leaves a connection keyed to what becomes the reactor thread, where run_blocking() is
+        # refused from then on: close it when the reactor starts.
+        self._startup_trigger = reactor.callWhenRunning(self._drop_reactor_thread_connection)
+
+    def _drop_reactor_thread_connection(self) -> None:
+        self._startup_trigger = None
+        pool = self._pool
+        conn = pool.connections.get(pool.threadID())
+        if conn is not None:
+            pool.disconnect(conn)
 
     @classmethod
     def from_url(
@@ -929,20 +961,23 @@ class Database:
             engine.begin(conn, readonly)
         except engine.driver_error as exc:
             raise engine.wrap(exc, stale=engine.is_dead(conn)) from None
-        txn = Txn(engine, conn, readonly)
         try:
-            result = fn(txn, *args, **kw)
-        except BaseException:
+            txn = Txn(engine, conn, readonly)
+            try:
+                result = fn(txn, *args, **kw)
+            except BaseException:
+                txn.close()
+                self._rollback(conn)
+                raise
             txn.close()
-            self._rollback(conn)
-            raise
-        txn.close()
-        try:
-            conn.commit()
-        except engine.driver_error as exc:
-            self._rollback(conn)
-            raise engine.wrap(exc, commit=True) from None
-        return result
+            try:
+                conn.commit()
+            except engine.driver_error as exc:
+                self._rollback(conn)
+                raise engine.wrap(exc, commit=True) from None
+            return result
+        finally:
+            engine.end(conn, readonly)
 
     def _rollback(self, conn) -> None:
         try:
@@ -984,6 +1019,9 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        if self._startup_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._startup_trigger)
+            self._startup_trigger = None
         pool = self._pool
         if pool.threadpool.joined:
             # The reactor's shutdown trigger already closed the pool; close what is left.
