@@ -504,12 +504,9 @@ def _checked_code(txn, key: str, values: dict, config: LdapConfig, table: str) -
     """Koha: a mapped category/branch that does not exist falls back to the mapping default."""
     found = _lookup_code(txn, table, key, values.get(key))
     if found is None and key in config.mapping:
-        default = config.mapping[key][1]
-        if key == "categorycode":
-            default = _map_category(default, config) if default else config.categorycode_default
-        found = _lookup_code(txn, table, key, default)
-        if found is None and key == "categorycode" and config.categorycode_default:
-            found = _lookup_code(txn, table, key, config.categorycode_default)
+        found = _lookup_code(txn, table, key, config.mapping[key][1])
+    if found is None and key == "categorycode":
+        found = _lookup_code(txn, table, key, config.categorycode_default)
     return found
 
 

@@ -150,6 +150,14 @@ def test_categorycode_mapping(db, slapd):
     assert borrower(db, borrowernumber=number)["categorycode"] == "S"
 
 
+def test_unknown_category_falls_back_to_the_mapping_default(db, slapd):
+    cfg, result = login(
+        slapd, "jdoe", categorycode_mapping={"student": "ST"}, categorycode_default="GONE"
+    )
+    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    assert borrower(db, borrowernumber=number)["categorycode"] == "PT"
+
+
 def test_update_syncs_changed_attributes(db, slapd):
     cfg, result = login(slapd, "asmith")
     number = db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg)
