@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from koha_gateway.ils import round_money
+from koha_gateway.ils.circulation import write_statistic
 
 __all__ = [
     "PaymentOutcome",
@@ -154,7 +155,8 @@ def pay(
     accountline ``fee_id`` (CG) only when given, else to the debts oldest first. With
     ``disallow_overpayment`` a payment larger than what it pays for is refused; otherwise the
     rest stays on the account as a credit (negative ``amountoutstanding``). A write-off only
-    cancels debts: it never leaves a credit.
+    cancels debts: it never leaves a credit. A ``payment`` (or ``writeoff``) row is added to
+    ``statistics``.
     """
     cents = _cents(amount)
     if cents <= 0:
@@ -229,6 +231,14 @@ def pay(
     txn.execute(
         "UPDATE accountlines SET amountoutstanding = ? WHERE accountlines_id = ?",
         (-remaining / 100, credit_id),
+    )
+    write_statistic(
+        txn,
+        now=now,
+        kind="writeoff" if writeoff else "payment",
+        branch=branchcode,
+        borrowernumber=borrowernumber,
+        value=cents / 100,
     )
     return PaymentOutcome(True, None, credit_id, applied, remaining / 100)
 

@@ -29,6 +29,7 @@ __all__ = [
     "fill_hold",
     "find_patron_hold",
     "holds_for_item",
+    "lock_title",
     "place_hold",
     "renumber_priorities",
 ]
@@ -127,6 +128,7 @@ def archive_hold(
     now: str | None = None,
 ) -> None:
     """Move ``hold`` from ``reserves`` to ``old_reserves`` and renumber the title's queue."""
+    lock_title(txn, hold["biblionumber"])
     txn.execute(
         "INSERT INTO old_reserves (reserve_id, borrowernumber, reservedate, biblionumber, "
         "itemnumber, item_level_hold, branchcode, priority, found, waitingdate, expirationdate, "
@@ -258,6 +260,14 @@ def find_patron_hold(
     return min(rows, key=lambda row: row["reserve_id"])
 
 
+def lock_title(txn, biblionumber: int) -> None:
+    """Serialise changes to one title's hold queue: lock its ``biblio`` row (PostgreSQL; a
+    SQLite write transaction already holds the database lock)."""
+    txn.one(
+        "SELECT biblionumber FROM biblio WHERE biblionumber = ?" + txn.for_update, (biblionumber,)
+    )
+
+
 def _branch_exists(txn, branchcode: str | None) -> bool:
     if not branchcode:
         return False
@@ -321,8 +331,9 @@ def place_hold(
         )
         if int(held or 0) >= allowed:
             return HoldOutcome(False, "Too many holds.")
-    # Lock the title's queue so two kiosks placing holds at once get distinct priorities.
-    queue = _reserve_rows(txn, "biblionumber = ?", (biblionumber,), lock=True)
+    # Lock the title so that two kiosks placing holds at once get distinct priorities.
+    lock_title(txn, biblionumber)
+    queue = _reserve_rows(txn, "biblionumber = ?", (biblionumber,), lock=False)
     priority = 1 + sum(1 for row in queue if not row.get("found"))
     reserve_id = txn.insert(
         "INSERT INTO reserves (borrowernumber, reservedate, biblionumber, itemnumber, "

@@ -497,3 +497,11 @@ def test_fines_paid_at_the_kiosk_unblock_checkout(db, ctx):
     assert field_values(call(db, ctx(), checkout(GRACE, BARCODE[1])), 22, "AH") == [
         "20260324    235900"
     ]
+
+
+def test_magnetic_media(db, ctx):
+    _execute(db, "UPDATE itemtypes SET sip_magnetic = 1 WHERE itemtype = 'BK'")
+    assert call(db, ctx(), checkout(ADA, BARCODE[1])).startswith("121NYN")
+    # A magnetic item is not resensitized and always raises the alert (Koha).
+    assert call(db, ctx(), checkin(BARCODE[7])).startswith("101NYY")
+    assert call(db, ctx(), renew(ADA, BARCODE[6])).startswith("301YYN")

@@ -170,3 +170,15 @@ def test_currency_isocode(db):
     assert db.run_blocking(ils_accounts.currency_isocode) == "NZD"
     db.run_blocking(lambda txn: txn.execute("UPDATE currency SET active = 0"))
     assert db.run_blocking(ils_accounts.currency_isocode) == "USD"
+
+
+def test_payments_are_journalled(db):
+    _pay(db, 2.0)
+    _pay(db, 1.0, writeoff=True)
+    rows = db.run_blocking(
+        lambda txn: txn.query("SELECT type, value, branch FROM statistics ORDER BY id")
+    )
+    assert rows == [
+        {"type": "payment", "value": 2.0, "branch": "WEL"},
+        {"type": "writeoff", "value": 1.0, "branch": "WEL"},
+    ]

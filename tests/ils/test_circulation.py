@@ -429,3 +429,8 @@ def test_norenewalbefore(db, ctx):
     outcome = _renew(db, ctx(), ADA, BARCODE[6])
     assert (outcome.ok, outcome.message) == (False, "too_soon")
     assert _renew(db, ctx(), ADA, BARCODE[7]).ok
+
+
+def test_overdues_block_circulation(db, ctx):
+    outcome = _checkout(db, ctx(sysprefs={"OverduesBlockCirc": "block"}), ADA, BARCODE[1])
+    assert (outcome.ok, outcome.message) == (False, "Patron blocked")
