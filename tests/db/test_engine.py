@@ -365,8 +365,11 @@ def test_sqlite_connection_settings(tmp_path):
         db.close()
 
 
-def test_sqlite_begin_immediate_serialises_writers(tmp_path):
-    db = Database.from_url(f"sqlite://{tmp_path / 'w.sqlite'}")
+@pytest.mark.parametrize("pools", ["one pool", "two pools (as two processes)"])
+def test_sqlite_begin_immediate_serialises_writers(tmp_path, pools):
+    url = f"sqlite://{tmp_path / 'w.sqlite'}"
+    db = Database.from_url(url)
+    other = Database.from_url(url) if pools.startswith("two") else db
     create_table(db)
     holding = threading.Event()
     release = threading.Event()
@@ -390,7 +393,7 @@ def test_sqlite_begin_immediate_serialises_writers(tmp_path):
         a = threading.Thread(target=db.run_blocking, args=(first,))
         a.start()
         assert holding.wait(10)
-        b = threading.Thread(target=db.run_blocking, args=(second,))
+        b = threading.Thread(target=other.run_blocking, args=(second,))
         b.start()
         time.sleep(0.3)
         assert events == []  # the second writer waits in BEGIN IMMEDIATE
@@ -404,6 +407,7 @@ def test_sqlite_begin_immediate_serialises_writers(tmp_path):
     finally:
         release.set()
         db.close()
+        other.close()
 
 
 def test_sqlite_busy_beyond_timeout_is_unavailable(tmp_path):
