@@ -16,6 +16,9 @@ Transactions
     foreign keys on, and a busy timeout. Every read-write transaction starts with
     ``BEGIN IMMEDIATE``, which takes the write lock up front: writers queue instead of
     deadlocking on a lock upgrade, and a read-modify-write inside one transaction is exact.
+    Writers of one process queue on a lock before that (woken as soon as the previous writer
+    finishes, rather than polling in SQLite's busy handler); other processes wait up to the busy
+    timeout (URL option ``busy_timeout``, default 10 s), then get :class:`Unavailable`.
     Python's ``sqlite3`` runs with ``isolation_level=None`` so that it never opens or commits a
     transaction behind our back. ``run(..., readonly=True)`` starts a deferred transaction
     instead (readers run concurrently in WAL mode) with ``PRAGMA query_only`` set, so that a
@@ -24,7 +27,12 @@ Transactions
     PostgreSQL (psycopg2): ``READ COMMITTED``; rows that a transaction reads and then changes are
     locked with ``txn.for_update`` (``" FOR UPDATE"``; ``""`` on SQLite, where the transaction
     already holds the write lock). A row lock waits at most ``lock_timeout`` (URL option,
-    default 10 s). ``readonly=True`` starts ``BEGIN READ ONLY``.
+    default 10 s). ``readonly=True`` starts ``BEGIN READ ONLY``. Sessions run with
+    ``TimeZone = UTC`` and ``DateStyle = ISO, YMD``.
+
+    The pool is adbapi's (``runInteraction`` in its threads, one connection per thread), but
+    begin, commit, rollback and dropping dead connections are done here rather than by adbapi's
+    ``cp_reconnect``, which neither retries nor tells a dead connection from a failed statement.
 
 Errors
     Driver exceptions are translated, for both engines, into :class:`DatabaseError` and its
@@ -57,7 +65,8 @@ Types (both engines return the same Python values)
     Python and pass them as parameters (``datetime``/``date`` parameters are formatted to these
     strings; ``bool`` parameters are sent as 1/0). PostgreSQL ``DATE``/``TIMESTAMP`` values that
     an expression produces (``CURRENT_DATE``) come back as the same ISO strings, truncated to
-    whole seconds.
+    whole seconds. Do not store ``CURRENT_TIMESTAMP`` into a column: it is UTC on both engines
+    and PostgreSQL writes it into a text column with fractions and an offset.
 """
 
 from __future__ import annotations
