@@ -706,7 +706,9 @@ class Txn:
         SQLite: the ``lastrowid``. PostgreSQL: ``RETURNING <pk>`` is appended; ``pk`` names the
         key column (``pk="borrowernumber"``); without it the table's primary key is looked up
         once in the catalogue. ``None`` when no row was inserted (``ON CONFLICT DO NOTHING``).
-        Meant for tables whose key is ``{pk}``.
+        Meant for tables whose key is ``{pk}``, and plain inserts: after ``ON CONFLICT DO
+        UPDATE`` changed an existing row, SQLite's ``lastrowid`` does not name it (use
+        :meth:`upsert`, then select the key).
         """
         engine = self.engine
         if isinstance(engine, PostgreSQLEngine):
