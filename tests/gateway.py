@@ -7,12 +7,15 @@ real sockets with :class:`koha_gateway.client.SIPClient`.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +25,16 @@ from koha_gateway.client import SIPClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SIPCONFIG = ROOT / "conf" / "SIPconfig.xml"
+
+
+@functools.lru_cache(maxsize=1)
+def shared_pki():
+    """One test CA with a server certificate and kiosks ``kiosk-01`` and ``kiosk-02``."""
+    from koha_gateway.certs import ensure_pki
+
+    directory = Path(tempfile.mkdtemp(prefix="koha-gateway-pki-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return ensure_pki(directory, ["kiosk-01", "kiosk-02"])
 
 
 def free_port() -> int:
@@ -58,8 +71,12 @@ class GatewayProcess:
         self.extra_args = list(extra_args)
         self.ports: dict[str, int] = {}
         tree = sipconfig_tree()
+        self.pki = None
         for service in elements(tree, "service"):
             if service.get("tls_certificate"):
+                self.pki = shared_pki()
+                service.set("tls_certificate", str(self.pki.server_cert))
+                service.set("tls_private_key", str(self.pki.server_key))
                 kind = "tls" if "tls" not in self.ports else f"tls{len(self.ports)}"
             else:
                 kind = "telnet" if service.get("transport", "").lower() == "telnet" else "raw"

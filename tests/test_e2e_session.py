@@ -219,3 +219,14 @@ def test_client_error_raises_on_closed_connection(gateway):
     client.send_raw(b"2300020261129    120000AOWEL|AA1|\r")
     with pytest.raises(SIPError):
         client.read_line()
+
+
+def test_sip_over_tls_with_the_shipped_listener(gateway):
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(gateway.pki.ca_cert))
+    with gateway.client("tls", ssl_context=context, server_hostname="localhost") as client:
+        assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
+        assert client.login("joe", "joes") == "941"
+        answer = client.request("6300020261129    120000          AOWEL|AA23529000000001|AD1234|")
+        assert answer.startswith("64") and "CQY|" in answer
