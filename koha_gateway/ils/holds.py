@@ -179,7 +179,7 @@ def capture_hold(
     (``'T'``) and a ``branchtransfers`` row with reason ``Reserve`` is started. Returns the
     new ``found`` value. A hold that is already attached is left as it is (a waiting item
     returned again stays waiting; an item in transit that arrives at its pickup library
-    becomes waiting and the transfer is completed).
+    becomes waiting and the transfer is completed; any other open transfer is cancelled).
     """
     if hold.get("found") == "W":
         return "W"
@@ -190,8 +190,14 @@ def capture_hold(
             "expirationdate = ?, timestamp = ? WHERE reserve_id = ?",
             (item["itemnumber"], today, waiting_until, now, hold["reserve_id"]),
         )
+        # A transfer to this library has arrived; one to elsewhere is no longer wanted.
         txn.execute(
-            "UPDATE branchtransfers SET datearrived = ? WHERE itemnumber = ? "
+            "UPDATE branchtransfers SET datearrived = ? WHERE itemnumber = ? AND tobranch = ? "
+            "AND datearrived IS NULL AND datecancelled IS NULL",
+            (now, item["itemnumber"], branch),
+        )
+        txn.execute(
+            "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
             "AND datearrived IS NULL AND datecancelled IS NULL",
             (now, item["itemnumber"]),
         )

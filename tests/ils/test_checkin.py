@@ -372,3 +372,34 @@ def test_checkin_reports_the_sort_bin(db, ctx):
     outcome = _checkin(db, pref, BARCODE[6])
     assert outcome.sort_bin is None
     assert outcome.warnings == ["Malformed preference line found: 'WEL:A:B'"]
+
+
+def test_hold_captured_at_pickup_cancels_the_transfer_home(db, ctx):
+    assert _checkin(db, ctx(), BARCODE[9]).alert_type == "04"  # ReturnToHome WEL -> KIL
+    _execute(
+        db,
+        "INSERT INTO reserves (borrowernumber, reservedate, biblionumber, branchcode, priority) "
+        "SELECT b.borrowernumber, '2026-03-10', i.biblionumber, 'WEL', 1 FROM borrowers b, "
+        "items i WHERE b.cardnumber = ? AND i.barcode = ?",
+        (ADA, BARCODE[9]),
+    )
+    outcome = _checkin(db, ctx(), BARCODE[9])
+    assert (outcome.alert_type, outcome.destination) == ("01", "WEL")
+    transfer = _one(db, "SELECT reason, datearrived, datecancelled FROM branchtransfers")
+    assert transfer == {
+        "reason": "ReturnToHome",
+        "datearrived": None,
+        "datecancelled": "2026-03-10 14:30:00",
+    }
+
+
+def test_transfer_arrives_and_wrong_transfer(db, ctx):
+    assert _checkin(db, ctx(), BARCODE[9]).alert_type == "04"
+    # Back at WEL again: it still has to go to KIL.
+    again = _checkin(db, ctx(), BARCODE[9])
+    assert (again.alert_type, again.destination) == ("04", "KIL")
+    arrived = _checkin(db, ctx("kilsc"), BARCODE[9])
+    assert arrived.alert_type is None and "TransferArrived" in arrived.messages
+    assert _one(db, "SELECT datearrived FROM branchtransfers") == {
+        "datearrived": "2026-03-10 14:30:00"
+    }
