@@ -13,11 +13,14 @@
 #      23529000000001; logrotate, --status, --reload, --restart, a reinstall
 #      (the upgrade path restarts the server), --stop, --disable and the
 #      older koha-enable-sip / koha-start-sip / koha-stop-sip;
-#   5. purges the package with a server running and checks that nothing is
-#      left running and that Koha's command names are released.
+#   5. a Koha-style instance (its own <i>-koha user, as koha-create makes):
+#      --enable and --start use that user;
+#   6. purges the package with both servers running and checks that nothing
+#      is left running and that Koha's command names are released.
 #
 # Exits 0 when every check passed. Leaves the machine as it found it: the
-# demo instance it created is removed at the end.
+# instances and the kgwtest-koha user it created are removed at the end
+# (the koha-gateway system user stays, as after any purge).
 
 set -euo pipefail
 
@@ -81,6 +84,8 @@ contains() { [[ "$1" == *"$2"* ]]; }
 installed() { contains "$(dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null || true)" "ok installed"; }
 
 created_instance=no
+created_koha_instance=no
+koha_instance=kgwtest
 cleanup() {
     local rc=$?
     set +e
@@ -89,6 +94,12 @@ cleanup() {
         apt-get purge -y -q koha-gateway >/dev/null 2>&1
     fi
     for pid in $(server_pids); do kill "$pid" 2>/dev/null; done
+    if [ "$created_koha_instance" = yes ]; then
+        rm -rf -- "/etc/koha/sites/$koha_instance" "/var/lib/koha/$koha_instance" \
+            "/var/log/koha/$koha_instance" "/var/run/koha/$koha_instance"
+        userdel "$koha_instance-koha" 2>/dev/null
+        groupdel "$koha_instance-koha" 2>/dev/null
+    fi
     if [ "$created_instance" = yes ]; then
         rm -rf -- "$site" "/var/lib/koha/$instance" "$logdir" "/var/run/koha/$instance"
         rmdir /etc/koha/sites /etc/koha /var/lib/koha /var/log/koha /var/run/koha 2>/dev/null
@@ -102,6 +113,8 @@ if installed; then
     fail "koha-gateway is already installed; purge it before running the package test"
 fi
 [ ! -e "$site" ] || fail "$site exists; the test needs a machine without the $instance instance"
+[ ! -e "/etc/koha/sites/$koha_instance" ] && ! getent passwd "$koha_instance-koha" >/dev/null ||
+    fail "instance $koha_instance or user $koha_instance-koha exists already"
 [ -z "$(server_pids)" ] || fail "a koha-gateway server is already running"
 trap cleanup EXIT
 started=$(date +%s)
@@ -259,12 +272,48 @@ ok "--disable refuses --start; koha-enable-sip enables again"
 koha-sip --start "$instance"
 sip_probe "before purge"
 
-step "Purge the package with the server running"
+step "A Koha instance: the server runs as its <instance>-koha user"
+# What koha-create leaves behind, reduced to what the SIP server reads: the
+# instance user, /etc/koha/sites/<i>/koha-conf.xml (here on SQLite, as Koha's
+# MariaDB is not an option for koha-gateway) and /var/lib/koha/<i>/.
+created_koha_instance=yes
+kuser="$koha_instance-koha"
+adduser --system --group --quiet --no-create-home --home "/var/lib/koha/$koha_instance" "$kuser"
+install -d -m 0755 "/etc/koha/sites/$koha_instance"
+install -d -m 0755 -o "$kuser" -g "$kuser" "/var/lib/koha/$koha_instance" "/var/log/koha/$koha_instance"
+kconf="/etc/koha/sites/$koha_instance/koha-conf.xml"
+printf '<yazgfs><config><db_scheme>sqlite</db_scheme><database>%s</database></config></yazgfs>\n' \
+    "/var/lib/koha/$koha_instance/ils.sqlite3" >"$kconf"
+chown "root:$kuser" "$kconf"
+chmod 0640 "$kconf"
+runuser -u "$kuser" -- koha-gateway-admin --koha-conf "$kconf" load-demo
+koha-sip --enable "$koha_instance"
+ksip="/etc/koha/sites/$koha_instance/SIPconfig.xml"
+[ "$(file_mode_owner "$ksip")" = "600 $kuser" ] ||
+    fail "$ksip is $(file_mode_owner "$ksip"), expected mode 600 owned by $kuser"
+[ ! -e "/var/lib/koha/$koha_instance/koha-gateway.sqlite3" ] ||
+    fail "--enable created a SIP-only database in a Koha instance"
+# Other ports than the demo instance, which keeps running.
+sed -i -e 's|127.0.0.1:6001/tcp|127.0.0.1:6002/tcp|' -e 's|127.0.0.1:8023/tcp|127.0.0.1:8024/tcp|' "$ksip"
+koha-sip --start "$koha_instance" || fail "koha-sip --start $koha_instance"
+kpid=$(cat "/var/run/koha/$koha_instance/$koha_instance-koha-sip.pid")
+[ "$(ps -o user= -p "$kpid" | tr -d ' ')" = "$kuser" ] ||
+    fail "the server of $koha_instance runs as $(ps -o user= -p "$kpid"), not $kuser"
+[ "$(stat -c %U "/var/log/koha/$koha_instance/sip.log")" = "$kuser" ] ||
+    fail "sip.log of $koha_instance is not owned by $kuser"
+/usr/bin/python3 "$here/sip2_probe.py" --sip-config "$ksip" --patron "$patron" --timeout 15 ||
+    fail "SIP2 on the $koha_instance instance"
+koha-sip --status "$instance" "$koha_instance" >/dev/null || fail "--status of two instances"
+ok "$koha_instance: SIPconfig.xml and logs owned by $kuser, the server runs as $kuser, SIP2 works"
+
+step "Purge the package with the servers running"
 apt-get purge -y -q koha-gateway
 installed && fail "koha-gateway is still installed"
 sleep 1
 [ -z "$(server_pids)" ] || fail "a server still runs after the purge: $(server_pids)"
 [ ! -e "$pidfile" ] || fail "$pidfile left after the purge"
+[ ! -e "/var/run/koha/$koha_instance/$koha_instance-koha-sip.pid" ] ||
+    fail "the pid file of $koha_instance was left after the purge"
 ok "nothing left running"
 if contains "$(dpkg-divert --list)" "by koha-gateway"; then
     fail "diversions left: $(dpkg-divert --list | grep 'by koha-gateway')"
