@@ -39,6 +39,7 @@ from .tls import ReloadableContextFactory, TLSConfigError, TLSSettings, ssl_erro
 
 __all__ = [
     "PROXY_HEADER_TIMEOUT",
+    "TLS_HANDSHAKE_TIMEOUT",
     "KeepAliveFactory",
     "KeepAliveOptions",
     "Listener",
@@ -51,6 +52,8 @@ log = Logger(namespace="koha_gateway.listeners")
 
 # Seconds a PROXY-protocol listener waits for the header before dropping the connection.
 PROXY_HEADER_TIMEOUT = 10.0
+# Seconds a TLS listener waits for the end of the TLS handshake (stunnel's TIMEOUTbusy).
+TLS_HANDSHAKE_TIMEOUT = 30.0
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_SIGNATURE = b"PROXY "
@@ -332,11 +335,44 @@ class ProxyProtocolFactory(WrappingFactory):
 
 
 class _TLSServerProtocol(TLSMemoryBIOProtocol):
-    """Twisted's TLS protocol, logging why a handshake failed (wrong client certificate, old
-    TLS version, ...) so that a refused kiosk shows up in the SIP log."""
+    """Twisted's TLS protocol with a handshake deadline, logging why a handshake failed
+    (wrong client certificate, old TLS version, ...) so that a refused kiosk shows up in the
+    SIP log.
+
+    The deadline (:data:`TLS_HANDSHAKE_TIMEOUT`) closes connections that never finish the
+    handshake; without it, a connection whose SIP2 side already queued output (the telnet
+    ``login:`` prompt) would wait for the handshake forever.
+    """
+
+    _handshake_timer = None
+    _timed_out = False
+
+    def makeConnection(self, transport):  # noqa: N802
+        super().makeConnection(transport)
+        if not getattr(self, "_handshakeDone", True) and self.factory.reactor is not None:
+            self._handshake_timer = self.factory.reactor.callLater(
+                self.factory.handshake_timeout, self._handshake_timed_out
+            )
+
+    def _handshake_timed_out(self):
+        self._handshake_timer = None
+        if getattr(self, "_handshakeDone", True) or self.transport is None:
+            return
+        self._timed_out = True
+        address = self.getPeer()
+        log.info(
+            "TLS handshake with {address} not finished within {timeout:g} s: closing",
+            address=_format_address(address),
+            peer=getattr(address, "host", None),
+            timeout=self.factory.handshake_timeout,
+        )
+        self.transport.abortConnection()
 
     def connectionLost(self, reason):  # noqa: N802
-        if not getattr(self, "_handshakeDone", True):
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+        if not getattr(self, "_handshakeDone", True) and not self._timed_out:
             failure = getattr(self, "_reason", None) or reason
             address = self.getPeer()
             if failure.check(SSL.Error):
@@ -357,12 +393,23 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
 
 class TLSServerFactory(TLSMemoryBIOFactory):
     """Twisted's TLS wrapper (server side) that also lets the SIP factory refuse a connection
-    (``buildProtocol`` returning None) and logs failed handshakes."""
+    (``buildProtocol`` returning None), logs failed handshakes and closes connections whose
+    handshake is not finished within ``handshake_timeout`` seconds."""
 
     protocol = _TLSServerProtocol
 
-    def __init__(self, contextFactory, wrappedFactory):  # noqa: N803
+    def __init__(
+        self,
+        contextFactory,  # noqa: N803
+        wrappedFactory,  # noqa: N803
+        reactor=None,
+        handshake_timeout: float | None = None,
+    ):
         super().__init__(contextFactory, False, wrappedFactory)
+        self.reactor = reactor
+        self.handshake_timeout = (
+            TLS_HANDSHAKE_TIMEOUT if handshake_timeout is None else handshake_timeout
+        )
 
     def buildProtocol(self, addr):  # noqa: N802
         inner = self.wrappedFactory.buildProtocol(addr)
@@ -489,7 +536,9 @@ class Listener:
     def _build_chain(self, service, context_factory, keepalive: KeepAliveOptions):
         chain = self.sip_factory
         if context_factory is not None:
-            chain = TLSServerFactory(context_factory, chain)
+            chain = TLSServerFactory(
+                context_factory, chain, self.reactor, handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
         proxy = getattr(service, "proxy_protocol", None)
         if proxy:
             chain = ProxyProtocolFactory(

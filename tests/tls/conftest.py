@@ -184,7 +184,9 @@ class EchoServer:
 
     def start(self) -> str:
         """Start and wait for ``READY``; returns the first line (READY or START-FAILED ...)."""
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PROXY_HEADER_TIMEOUT="2")
+        env = dict(
+            os.environ, PYTHONPATH=str(ROOT), PROXY_HEADER_TIMEOUT="2", TLS_HANDSHAKE_TIMEOUT="3"
+        )
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, str(ECHO_SERVER), str(self.config)],

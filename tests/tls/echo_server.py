@@ -141,6 +141,8 @@ class EchoFactory(Factory):
 def main(config_path):
     if os.environ.get("PROXY_HEADER_TIMEOUT"):
         listeners.PROXY_HEADER_TIMEOUT = float(os.environ["PROXY_HEADER_TIMEOUT"])
+    if os.environ.get("TLS_HANDSHAKE_TIMEOUT"):
+        listeners.TLS_HANDSHAKE_TIMEOUT = float(os.environ["TLS_HANDSHAKE_TIMEOUT"])
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     service, params = load(config_path)
     listener = Listener(reactor, service, EchoFactory(), params)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -245,3 +246,20 @@ def test_failed_handshakes_are_logged(echo_server, tls_service_for, pki, tools):
     log = server.log()
     assert "certificate verify failed" in log
     assert "unsupported protocol" in log or "version" in log
+
+
+def test_unfinished_handshake_closed(echo_server, tls_service_for, pki, tools):
+    """The echo server runs with a 3 s handshake deadline (30 s in production)."""
+    server = echo_server(tls_service_for())
+    with tools.connect(server.port, None) as sock:
+        sock.settimeout(30)
+        sock.sendall(b"\x16\x03\x01\x00\xa5")  # the start of a ClientHello, then silence
+        try:
+            assert sock.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    assert "not finished within 3 s: closing" in server.log()
+    # A normal client is not affected by the deadline.
+    with tools.connect(server.port, tools.client_context(pki.ca)) as sock:
+        time.sleep(3.5)
+        assert tools.exchange(sock, "still here") == "ECHO still here"
