@@ -35,7 +35,7 @@ run: $(STAMP) $(DEMO_DB) var/tls/server.pem
 check-config: $(STAMP) $(DEMO_DB)
 	$(BIN)/twistd -n --pidfile= koha-gateway --sip-config conf/SIPconfig.xml --database $(DEMO_URL) --check-config
 
-test: $(STAMP)
+test: $(STAMP) var/tls/server.pem
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -29,7 +29,7 @@ from koha_gateway.config import (
 def test_shipped_demo_config_loads():
     config = load_sip_config(REPO / "conf" / "SIPconfig.xml")
     assert config.warnings == ()
-    raw, telnet = config.services
+    raw, telnet, tls = config.services
     assert (raw.address.host, raw.address.port, raw.address.family) == ("127.0.0.1", 6001, "IPv4")
     assert raw.address.spec == "127.0.0.1:6001/tcp/IPv4"
     assert (raw.transport, raw.timeout, raw.client_timeout) == ("RAW", 60, "600")
@@ -38,6 +38,12 @@ def test_shipped_demo_config_loads():
     assert (config.login_timeout(raw), config.idle_timeout(raw)) == (60, 600)
     assert (config.login_timeout(telnet), config.idle_timeout(telnet)) == (60, 60)
     assert not raw.tls and not telnet.tls
+    assert tls.tls and (tls.address.port, tls.transport, tls.tls_min_version) == (
+        6443,
+        "RAW",
+        "1.2",
+    )
+    assert tls.tls_certificate == str(REPO / "var" / "tls" / "server.pem")
 
     assert set(config.accounts) == {"joe", "kilsc", "nocirc"}
     joe = config.accounts["joe"]
