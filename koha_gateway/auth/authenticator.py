@@ -104,7 +104,11 @@ class Authenticator:
         self._inflight: dict[tuple, defer.Deferred] = {}
         self._throttle = _Throttle(reactor)
         self._bcrypt_pool = ThreadPool(1, bcrypt_threads, name="koha-gateway-bcrypt")
-        self._ldap_pool = ThreadPool(1, 8, name="koha-gateway-ldap") if ldap else None
+        self._ldap_pool = (
+            ThreadPool(1, getattr(ldap_config, "pool_size", None) or 8, name="koha-gateway-ldap")
+            if ldap
+            else None
+        )
         self._ldap_cache_seconds = 60.0 * getattr(ldap_config, "cache_minutes", 0) or 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -276,7 +280,8 @@ class Authenticator:
                 borrower = yield self.db.run(_find_borrower_by_number, number)
             if borrower is None:
                 log.warn(
-                    "LDAP accepted {userid!r} but no borrower exists (replicate is off)",
+                    "LDAP accepted {userid!r} but there is no borrower for it "
+                    "(replicate is off, or the replicated row could not be created)",
                     userid=userid,
                 )
                 return False, None
