@@ -64,6 +64,9 @@ def unit_pg_template():
     from tests.support.postgres import cluster_or_skip
 
     cluster = cluster_or_skip()
+    # tests/acs/conftest.py registers these fixtures a second time in the same process and
+    # cluster: start from a clean template each time (both hold the same data).
+    cluster.drop_database(_PG_TEMPLATE)
     load_demo_database(cluster.create_database(_PG_TEMPLATE), NOW)
     return cluster
 
