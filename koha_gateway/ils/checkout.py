@@ -67,6 +67,10 @@ RENEWAL_MESSAGES = {
 FEE_TYPE_RENTAL = "06"
 
 
+class _LoanConflict(Exception):
+    """The UNIQUE key on ``issues.itemnumber`` refused the loan: undo the checkout's writes."""
+
+
 @dataclass
 class CheckoutOutcome:
     """What a checkout did (SIP2 12). ``due`` is the stored ``date_due``; ``renewal`` is true
@@ -430,9 +434,8 @@ def checkout(
             )
             if int(on_loan or 0) >= limit:
                 return CheckoutOutcome(False, "Issue failed : TOO_MANY")
-    if int(item.get("notforloan") or 0) > 0 or int(item.get("itype_notforloan") or 0):
-        return CheckoutOutcome(False, "Issue failed : NOT_FOR_LOAN")
-    if int(item.get("notforloan") or 0) < 0:
+    if int(item.get("notforloan") or 0) or int(item.get("itype_notforloan") or 0):
+        # Koha: any non-zero notforloan (on order, reference...) of the item or its type.
         return CheckoutOutcome(False, "Issue failed : NOT_FOR_LOAN")
     if int(item.get("withdrawn") or 0):
         return CheckoutOutcome(False, "Issue failed : WTHDRAWN")
@@ -449,10 +452,11 @@ def checkout(
                 return CheckoutOutcome(False, "Item is on hold for another patron.")
             if not (sysprefs is not None and sysprefs.flag("AllowItemsOnHoldCheckoutSIP")):
                 return CheckoutOutcome(False, "Item is reserved for another patron upon return.")
+        # AllFinesNeedOverride: any debt needs a librarian's override, which a kiosk cannot
+        # give (Koha refuses whatever AllowFineOverride says).
         if (
             sysprefs is not None
             and sysprefs.flag("AllFinesNeedOverride")
-            and not sysprefs.flag("AllowFineOverride")
             and round_money(state.fines) > 0
         ):
             return CheckoutOutcome(False, "Outstanding Fines block issue")
@@ -479,39 +483,55 @@ def checkout(
             fee_type=fee_type,
         )
 
-    if own_loan:
-        due = _renewal_due_date(
-            txn, patron=patron, item=item, loan=loan, branch=branch, today=today, sysprefs=sysprefs
-        )
-        _apply_renewal(
-            txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
-        )
-        issue_id = loan["issue_id"]
-    else:
-        if loan is not None:
-            # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
-            _return_loan(txn, loan, now_sql)
-        due = _due_date(
-            txn, patron=patron, item=item, branch=branch, today=today, sysprefs=sysprefs
-        )
-        issue_id = _insert_issue(
-            txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql
-        )
-        if issue_id is None:
-            return CheckoutOutcome(False, "Item checked out to another patron")
-        _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
-    fee_id = None
-    if fee_amount:
-        fee_id = _charge_rental(
-            txn,
-            patron=patron,
-            item=item,
-            amount=fee_amount,
-            renewal=own_loan,
-            branch=branch,
-            now_sql=now_sql,
-            issue_id=issue_id,
-        )
+    try:
+        with txn.savepoint():
+            if own_loan:
+                due = _renewal_due_date(
+                    txn,
+                    patron=patron,
+                    item=item,
+                    loan=loan,
+                    branch=branch,
+                    today=today,
+                    sysprefs=sysprefs,
+                )
+                _apply_renewal(
+                    txn,
+                    patron=patron,
+                    item=item,
+                    loan=loan,
+                    due=due,
+                    branch=branch,
+                    now_sql=now_sql,
+                )
+                issue_id = loan["issue_id"]
+            else:
+                if loan is not None:
+                    # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
+                    _return_loan(txn, loan, now_sql)
+                due = _due_date(
+                    txn, patron=patron, item=item, branch=branch, today=today, sysprefs=sysprefs
+                )
+                issue_id = _insert_issue(
+                    txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql
+                )
+                if issue_id is None:
+                    raise _LoanConflict
+                _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
+            fee_id = None
+            if fee_amount:
+                fee_id = _charge_rental(
+                    txn,
+                    patron=patron,
+                    item=item,
+                    amount=fee_amount,
+                    renewal=own_loan,
+                    branch=branch,
+                    now_sql=now_sql,
+                    issue_id=issue_id,
+                )
+    except _LoanConflict:
+        return CheckoutOutcome(False, "Item checked out to another patron")
     return CheckoutOutcome(
         True,
         " -- ".join(messages) if messages else None,
@@ -548,13 +568,19 @@ def _offline_checkout(
             txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
         )
         return CheckoutOutcome(True, None, renewal=True, due=due, issue_id=loan["issue_id"])
-    if loan is not None:
-        _return_loan(txn, loan, now_sql)
-    _revert_waiting_for_others(txn, item, patron["borrowernumber"], now_sql)
-    issue_id = _insert_issue(txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql)
-    if issue_id is None:
+    try:
+        with txn.savepoint():
+            if loan is not None:
+                _return_loan(txn, loan, now_sql)
+            _revert_waiting_for_others(txn, item, patron["borrowernumber"], now_sql)
+            issue_id = _insert_issue(
+                txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql
+            )
+            if issue_id is None:
+                raise _LoanConflict
+            _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
+    except _LoanConflict:
         return CheckoutOutcome(False, "Item checked out to another patron")
-    _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
     return CheckoutOutcome(True, None, due=due, issue_id=issue_id)
 
 

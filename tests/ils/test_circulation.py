@@ -288,6 +288,8 @@ def test_all_fines_need_override(db, ctx):
     )
     outcome = _checkout(db, ctx(), ADA, BARCODE[1])
     assert (outcome.ok, outcome.message) == (False, "Outstanding Fines block issue")
+    override = ctx(sysprefs={"AllowFineOverride": "1"})
+    assert _checkout(db, override, ADA, BARCODE[1]).message == "Outstanding Fines block issue"
     assert _checkout(db, ctx(sysprefs={"AllFinesNeedOverride": "0"}), ADA, BARCODE[1]).ok
 
 
