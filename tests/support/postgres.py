@@ -29,6 +29,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from urllib.parse import quote
@@ -40,6 +41,18 @@ __all__ = [
     "find_pg_bin",
     "shared_cluster",
 ]
+
+
+_WATCHDOG = """
+import ast, os, shutil, subprocess, sys
+pg_ctl, data, base, owner = sys.argv[1], sys.argv[2], sys.argv[3], ast.literal_eval(sys.argv[4])
+sys.stdin.read()
+if os.path.exists(os.path.join(data, "postmaster.pid")):
+    kw = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+    subprocess.run([pg_ctl, "-D", data, "-m", "immediate", "-w", "stop"], cwd=base,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+shutil.rmtree(base, ignore_errors=True)
+"""
 
 
 class PostgresUnavailable(RuntimeError):
@@ -97,6 +110,7 @@ class PostgresCluster:
         if self._run_as is not None:
             os.chown(self.base, self._run_as.pw_uid, self._run_as.pw_gid)
         self._initdb()
+        self._watchdog = self._start_watchdog()
 
     # -- process helpers ---------------------------------------------------------------------
 
@@ -187,6 +201,23 @@ class PostgresCluster:
         except OSError:
             return ""
 
+    def _start_watchdog(self) -> subprocess.Popen:
+        """A helper process that removes the cluster if this process dies without cleaning up.
+
+        It waits for end-of-file on a pipe that only this process holds open; a killed test run
+        (SIGKILL, an OOM kill, a CI timeout) closes it, and the watchdog stops the server and
+        deletes the directory. After a normal :meth:`destroy` it finds nothing left to do.
+        """
+        pg_ctl = os.path.join(self.bin_dir, "pg_ctl")
+        owner = (self._run_as.pw_uid, self._run_as.pw_gid) if self._run_as else None
+        return subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, pg_ctl, self.data, self.base, repr(owner)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
     def destroy(self) -> None:
         """Stop the server and remove the temporary directory. Safe to call twice."""
         if self.running:
@@ -195,6 +226,14 @@ class PostgresCluster:
             except (PostgresUnavailable, subprocess.SubprocessError, OSError):
                 pass
         shutil.rmtree(self.base, ignore_errors=True)
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.stdin.close()
+            try:
+                watchdog.wait(30)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
+            self._watchdog = None
 
     def __enter__(self) -> PostgresCluster:
         self.start()
