@@ -188,6 +188,9 @@ ok "pid file $pidfile; the server (pid $pid) runs as koha-gateway"
 out=$(koha-sip --start "$instance" 2>&1) || fail "a second --start failed: $out"
 [[ "$out" == *"already running"* ]] || fail "a second --start printed: $out"
 sip_probe "after --start"
+/usr/bin/python3 "$here/sip2_probe.py" --sip-config "$sipconfig" --patron "$patron" --telnet \
+    --timeout 15 || fail "telnet login and patron information"
+ok "telnet localhost 8023: login, password, Login OK, 63 -> 64"
 for f in sip.log sip-error.log sip-output.log; do
     [ -f "$logdir/$f" ] || fail "$logdir/$f missing"
 done

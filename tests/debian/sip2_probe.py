@@ -5,15 +5,17 @@ checks the installed server from the outside, the way a self-check machine does:
 
 * 3M SIP2 2.00, Login (93) -> Login Response (94): expects ``941``;
 * 3M SIP2 2.00, Patron Information (63) -> Patron Information Response (64);
-* 3M SIP2 2.00, "Error detection": every request carries AY (sequence) and AZ (checksum).
+* 3M SIP2 2.00, "Error detection": every request carries AY (sequence) and AZ (checksum);
+* with ``--telnet``: Koha's telnet transport instead (``login:`` / ``password:`` prompts,
+  ``Login OK.  Initiating SIP``), the Koha manual's ``telnet localhost 8023`` check.
 
-The account, its institution and the first RAW listener are read from the instance's
+The account, its institution and the first RAW (or telnet) listener are read from the instance's
 SIPconfig.xml (Koha's ``<acsconfig>`` format), so the probe follows whatever the template holds.
 
 Usage::
 
     python3 sip2_probe.py --sip-config /etc/koha/sites/demo/SIPconfig.xml \\
-        --patron 23529000000001 [--host 127.0.0.1] [--port N] [--timeout 10]
+        --patron 23529000000001 [--telnet] [--host 127.0.0.1] [--port N] [--timeout 10]
 
 Prints every request (passwords masked) and response; exits 0 when the login succeeded and the
 patron information response came back, 1 otherwise.
@@ -49,19 +51,19 @@ def find(element: ET.Element, tag: str) -> list[ET.Element]:
     return element.findall(f".//{NS}{tag}") + element.findall(f".//{tag}")
 
 
-def read_sipconfig(path: str) -> tuple[int, str, str, str, str]:
-    """(port, login id, password, institution, delimiter) of the first RAW service/account."""
+def read_sipconfig(path: str, transport: str = "RAW") -> tuple[int, str, str, str, str]:
+    """(port, login id, password, institution, delimiter): first service of that transport."""
     root = ET.parse(path).getroot()
     port = None
     for service in find(root, "service"):
-        if (service.get("transport") or "").upper() != "RAW":
+        if (service.get("transport") or "").upper() != transport.upper():
             continue
         match = re.match(r"^(?:.*:)?(\d+)(?:/.*)?$", service.get("port") or "")
         if match:
             port = int(match.group(1))
             break
     if port is None:
-        raise SystemExit(f"{path}: no RAW <service> with a port")
+        raise SystemExit(f"{path}: no {transport} <service> with a port")
     logins = find(root, "login")
     if not logins:
         raise SystemExit(f"{path}: no <login> account")
@@ -99,6 +101,20 @@ class Connection:
                 time.sleep(0.2)
         self.buffer = b""
 
+    def expect(self, text: bytes) -> None:
+        """Read until ``text`` arrived (telnet prompts end without a line terminator)."""
+        while text not in self.buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise SystemExit(f"connection closed while waiting for {text!r}")
+            self.buffer += chunk
+        self.buffer = self.buffer.split(text, 1)[1]
+        print(f"< {text.decode().strip()}")
+
+    def send_line(self, text: str, shown: str) -> None:
+        print(f"> {shown}")
+        self.sock.sendall(text.encode("utf-8") + b"\r\n")
+
     def request(self, message: str, delimiter: str) -> str:
         print(f"> {mask(message, delimiter)}")
         self.sock.sendall(message.encode("ascii") + b"\r")
@@ -123,17 +139,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--telnet", action="store_true", help="use the first telnet listener")
     args = parser.parse_args(argv)
 
-    port, userid, password, institution, delimiter = read_sipconfig(args.sip_config)
+    transport = "telnet" if args.telnet else "RAW"
+    port, userid, password, institution, delimiter = read_sipconfig(args.sip_config, transport)
     port = args.port or port
     d = delimiter
     conn = Connection(args.host, port, args.timeout)
     try:
-        login = conn.request(with_checksum(f"9300CN{userid}{d}CO{password}{d}CPkiosk{d}", 0), d)
-        if not login.startswith("941"):
-            print(f"login refused for account {userid!r}: {login!r}", file=sys.stderr)
-            return 1
+        if args.telnet:
+            conn.expect(b"login:")
+            conn.send_line(userid, userid)
+            conn.expect(b"password:")
+            conn.send_line(password, "***")
+            conn.expect(b"Login OK")
+            conn.expect(b"\n")
+        else:
+            login = conn.request(with_checksum(f"9300CN{userid}{d}CO{password}{d}CPkiosk{d}", 0), d)
+            if not login.startswith("941"):
+                print(f"login refused for account {userid!r}: {login!r}", file=sys.stderr)
+                return 1
         now = datetime.datetime.now().strftime("%Y%m%d    %H%M%S")
         info = conn.request(
             with_checksum(f"63001{now}{' ' * 10}AO{institution}{d}AA{args.patron}{d}", 1), d
@@ -146,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     finally:
         conn.close()
-    print("SIP2 login and patron information: OK")
+    print(f"SIP2 login ({transport}) and patron information: OK")
     return 0
 
 
