@@ -72,6 +72,7 @@ Types (both engines return the same Python values)
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 import sqlite3
 import threading
@@ -302,9 +303,22 @@ class Engine:
 
 
 class _SQLiteConnection(sqlite3.Connection):
-    """sqlite3 connection with room for the engine's per-connection state."""
+    """sqlite3 connection with room for the engine's per-connection state.
+
+    A database file that does not exist yet is created with mode 0640 (less the umask) rather
+    than SQLite's 0644: it holds password hashes. SQLite gives its -wal and -shm files the same
+    mode as the database file.
+    """
 
     query_only = False
+
+    def __init__(self, database, *args, **kwargs) -> None:
+        if isinstance(database, str) and not os.path.exists(database):
+            try:
+                os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640))
+            except OSError:
+                pass  # created meanwhile, or not creatable: sqlite3 reports the latter
+        super().__init__(database, *args, **kwargs)
 
 
 _SQLITE_UNAVAILABLE = {

@@ -365,6 +365,27 @@ def test_sqlite_connection_settings(tmp_path):
         db.close()
 
 
+def test_sqlite_new_database_file_is_not_world_readable(tmp_path):
+    path = tmp_path / "private.sqlite"
+    db = Database.from_url(f"sqlite://{path}")
+    try:
+        create_table(db)
+    finally:
+        db.close()
+    for name in ("private.sqlite", "private.sqlite-wal", "private.sqlite-shm"):
+        if (tmp_path / name).exists():
+            assert (tmp_path / name).stat().st_mode & 0o007 == 0, name
+
+
+def test_sqlite_missing_directory_is_unavailable(tmp_path):
+    db = Database.from_url(f"sqlite://{tmp_path / 'no' / 'such' / 'dir.sqlite'}")
+    try:
+        with pytest.raises(Unavailable, match="unable to open"):
+            db.run_blocking(lambda txn: txn.scalar("SELECT 1 AS one"))
+    finally:
+        db.close()
+
+
 @pytest.mark.parametrize("pools", ["one pool", "two pools (as two processes)"])
 def test_sqlite_begin_immediate_serialises_writers(tmp_path, pools):
     url = f"sqlite://{tmp_path / 'w.sqlite'}"
