@@ -35,7 +35,13 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import directlyProvides, providedBy
 
-from .tls import ReloadableContextFactory, TLSConfigError, TLSSettings, ssl_error_text
+from .tls import (
+    ReloadableContextFactory,
+    TLSConfigError,
+    TLSSettings,
+    peer_identity,
+    ssl_error_text,
+)
 
 __all__ = [
     "PROXY_HEADER_TIMEOUT",
@@ -346,6 +352,7 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
 
     _handshake_timer = None
     _timed_out = False
+    _announced = False
 
     def makeConnection(self, transport):  # noqa: N802
         super().makeConnection(transport)
@@ -353,6 +360,36 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
             self._handshake_timer = self.factory.reactor.callLater(
                 self.factory.handshake_timeout, self._handshake_timed_out
             )
+
+    def dataReceived(self, data):  # noqa: N802
+        super().dataReceived(data)
+        if self._announced or not getattr(self, "_handshakeDone", False):
+            return
+        self._announced = True
+        self._cancel_handshake_timer()
+        if self.wrappedProtocol is None:
+            return
+        address = self.getPeer()
+        try:
+            connection = self.getHandle()
+            version = connection.get_protocol_version_name()
+            cipher = connection.get_cipher_name()
+        except (AttributeError, SSL.Error):
+            version = cipher = "?"
+        identity = peer_identity(self)
+        log.info(
+            "TLS handshake with {address}: {version} {cipher}{client}",
+            address=_format_address(address),
+            peer=getattr(address, "host", None),
+            version=version,
+            cipher=cipher,
+            client=f", client certificate {identity}" if identity is not None else "",
+        )
+
+    def _cancel_handshake_timer(self):
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
 
     def _handshake_timed_out(self):
         self._handshake_timer = None
@@ -369,9 +406,7 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
         self.transport.abortConnection()
 
     def connectionLost(self, reason):  # noqa: N802
-        if self._handshake_timer is not None and self._handshake_timer.active():
-            self._handshake_timer.cancel()
-        self._handshake_timer = None
+        self._cancel_handshake_timer()
         if not getattr(self, "_handshakeDone", True) and not self._timed_out:
             failure = getattr(self, "_reason", None) or reason
             address = self.getPeer()

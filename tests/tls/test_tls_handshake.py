@@ -183,6 +183,9 @@ def test_kiosk_certificate_identity(echo_server, tls_service_for, pki, tools):
             assert tools.exchange(sock, "MATCH KIOSK-01") == "yes"
             assert tools.exchange(sock, "MATCH kiosk-02") == "no"
             assert tools.exchange(sock, "MATCH kiosk") == "no"
+    log = server.log()
+    assert "TLSv1.2 ECDHE-" in log and "TLSv1.3 TLS_" in log
+    assert log.count(", client certificate kiosk-01 (sha256 ") == 2
 
 
 def test_wildcard_and_cn_only_identities(echo_server, tls_service_for, pki, tools):
