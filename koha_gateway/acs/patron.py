@@ -140,7 +140,7 @@ class PatronHandlers:
         number = patron["borrowernumber"]
         state = ils_patrons.patron_state(txn, patron, ctx)
         loans = ils_patrons.current_loans(txn, number)
-        overdue = ils_patrons.overdue_loans(txn, number, ctx.now_sql)
+        overdue = [loan for loan in loans if ils_patrons.is_overdue(loan, ctx.now_sql)]
         waiting = ils_patrons.waiting_holds(txn, number)
         unavailable = ils_patrons.unavailable_holds(txn, number)
         fine_lines = ils_patrons.fine_lines(txn, number)

@@ -33,6 +33,7 @@ __all__ = [
     "fee_limit",
     "find_patron",
     "fine_lines",
+    "is_overdue",
     "lift_sip_restrictions",
     "outstanding",
     "overdue_loans",
@@ -77,7 +78,8 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
         row = txn.one(f"SELECT * FROM borrowers WHERE {column} = ?{suffix}", (ident,))
         if row is not None:
             break
-    if row is None:
+    # Only identifiers with letters can differ by case (most cardnumbers are digits only).
+    if row is None and ident.lower() != ident.upper():
         for column in ("cardnumber", "userid"):
             rows = txn.query(
                 f"SELECT borrowernumber FROM borrowers WHERE UPPER({column}) = UPPER(?)", (ident,)
@@ -250,10 +252,11 @@ def current_loans(txn, borrowernumber: int) -> list[dict]:
 
 def overdue_loans(txn, borrowernumber: int, now_sql: str) -> list[dict]:
     """The patron's checkouts whose due date is before ``now_sql`` (``YYYY-MM-DD HH:MM:SS``)."""
-    return [loan for loan in current_loans(txn, borrowernumber) if _is_overdue(loan, now_sql)]
+    return [loan for loan in current_loans(txn, borrowernumber) if is_overdue(loan, now_sql)]
 
 
-def _is_overdue(loan: dict, now_sql: str) -> bool:
+def is_overdue(loan: dict, now_sql: str) -> bool:
+    """Whether a loan (an ``issues`` row) is past its due date at ``now_sql``."""
     due = str(loan["date_due"])
     if len(due) == 10:
         due += " 23:59:00"
@@ -410,7 +413,7 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     fine_blocked = limit is not None and fines > limit
 
     loans = current_loans(txn, number)
-    overdue_count = sum(1 for loan in loans if _is_overdue(loan, now_sql))
+    overdue_count = sum(1 for loan in loans if is_overdue(loan, now_sql))
     overdues_setting = (sysprefs.get("OverduesBlockCirc") or "noblock") if sysprefs else "noblock"
     overdues_block = overdue_count > 0 and overdues_setting != "noblock"
 
