@@ -34,7 +34,7 @@ def _child(parent, name):
 def tls_gateway(
     make_gateway, pki, tmp_path, *, client_ca=True, proxy=None, bind=True, transport="RAW"
 ):
-    """Start a gateway with an extra TLS listener ("tls") using copies of the test
+    """Start a gateway with an extra TLS listener ("kiosk-tls") using copies of the test
     certificates (so a test may replace them), joe bound to kiosk-01, kilsc to kiosk-02."""
     cert, key = tmp_path / "sip.pem", tmp_path / "sip.key"
     if not cert.exists():
@@ -60,7 +60,7 @@ def tls_gateway(
             attributes["proxy_protocol"] = proxy
         for name, value in attributes.items():
             service.set(name, value)
-        process.ports["tls"] = port
+        process.ports["kiosk-tls"] = port
         if bind:
             for login in elements(tree, "login"):
                 if login.get("id") == "joe":
@@ -75,7 +75,7 @@ def tls_client(gateway, pki, tools, kiosk=None, **kw) -> SIPClient:
     cert, key = pki.kiosk(kiosk) if kiosk else (None, None)
     ctx = tools.client_context(pki.ca, cert=cert, key=key, **kw)
     return SIPClient(
-        "127.0.0.1", gateway.ports["tls"], ssl_context=ctx, server_hostname="localhost"
+        "127.0.0.1", gateway.ports["kiosk-tls"], ssl_context=ctx, server_hostname="localhost"
     )
 
 
@@ -126,9 +126,8 @@ def test_no_or_foreign_certificate_refused_by_gateway(make_gateway, pki, tmp_pat
         tools.client_context(pki.ca, cert=rogue_cert, key=rogue_key),
     ):
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            client = SIPClient(
-                "127.0.0.1", gateway.ports["tls"], ssl_context=ctx, server_hostname="localhost"
-            )
+            port = gateway.ports["kiosk-tls"]
+            client = SIPClient("127.0.0.1", port, ssl_context=ctx, server_hostname="localhost")
             with client:
                 answer = client.login("joe", "joes")
                 raise AssertionError(f"login answered without a valid certificate: {answer}")
@@ -149,8 +148,9 @@ def test_sighup_swaps_certificate_keeping_open_sessions(make_gateway, pki, tmp_p
         def served_cn():
             cert, key = pki.kiosk("kiosk-02")
             ctx = tools.client_context(pki.ca, cert=cert, key=key)
+            address = ("127.0.0.1", gateway.ports["kiosk-tls"])
             with (
-                socket.create_connection(("127.0.0.1", gateway.ports["tls"]), timeout=10) as raw,
+                socket.create_connection(address, timeout=10) as raw,
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls,
             ):
                 return dict(x[0] for x in tls.getpeercert()["subject"])["commonName"]
@@ -171,7 +171,7 @@ def test_sighup_swaps_certificate_keeping_open_sessions(make_gateway, pki, tmp_p
 
 def test_proxy_header_sets_logged_peer(make_gateway, pki, tmp_path, tools):
     gateway = tls_gateway(make_gateway, pki, tmp_path, proxy="v1")
-    raw = socket.create_connection(("127.0.0.1", gateway.ports["tls"]), timeout=10)
+    raw = socket.create_connection(("127.0.0.1", gateway.ports["kiosk-tls"]), timeout=10)
     raw.sendall(b"PROXY TCP4 198.51.100.7 192.0.2.10 40123 6443\r\n")
     cert, key = pki.kiosk("kiosk-01")
     with tools.client_context(pki.ca, cert=cert, key=key).wrap_socket(
@@ -202,7 +202,7 @@ def test_telnet_transport_over_tls_with_kiosk_certificate(make_gateway, pki, tmp
     gateway = tls_gateway(make_gateway, pki, tmp_path, transport="telnet")
     cert, key = pki.kiosk("kiosk-01")
     ctx = tools.client_context(pki.ca, cert=cert, key=key)
-    with tools.connect(gateway.ports["tls"], ctx) as sock:
+    with tools.connect(gateway.ports["kiosk-tls"], ctx) as sock:
         assert _read_until(sock, b"login: ").endswith(b"login: ")
         sock.sendall(b"joe\r\n")
         _read_until(sock, b"password: ")
@@ -212,7 +212,7 @@ def test_telnet_transport_over_tls_with_kiosk_certificate(make_gateway, pki, tmp
         assert _read_until(sock, b"\r\n").startswith(b"64")
     cert, key = pki.kiosk("kiosk-02")
     ctx = tools.client_context(pki.ca, cert=cert, key=key)
-    with tools.connect(gateway.ports["tls"], ctx) as sock:
+    with tools.connect(gateway.ports["kiosk-tls"], ctx) as sock:
         _read_until(sock, b"login: ")
         sock.sendall(b"joe\r\n")
         _read_until(sock, b"password: ")
