@@ -315,9 +315,10 @@ def checkin(
     loan = current_loan(txn, item["itemnumber"])
     borrower = None
     if loan is not None:
+        # Not locked: checkouts lock the patron before the item, so locking the patron after
+        # the item here could deadlock with them; the fine is a new row in any case.
         borrower = txn.one(
-            "SELECT * FROM borrowers WHERE borrowernumber = ?" + txn.for_update,
-            (loan["borrowernumber"],),
+            "SELECT * FROM borrowers WHERE borrowernumber = ?", (loan["borrowernumber"],)
         )
 
     def refused(message: str | None, alert: str | None, destination: str | None = None):

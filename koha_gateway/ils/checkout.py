@@ -9,7 +9,9 @@ Concurrency: the caller looks the item and patron up with ``lock=True`` (``SELEC
 UPDATE`` on PostgreSQL; SQLite write transactions hold the database lock), and ``issues`` has a
 UNIQUE key on ``itemnumber``: when two kiosks check the same item out at the same moment, one
 insert fails, that checkout is answered "Item checked out to another patron" and nothing of it
-is written.
+is written. Every circulation request takes its row locks in the same order -- patron, item,
+the item's holds, its title -- so that concurrent requests wait for each other but never
+deadlock.
 
 Deliberate differences from Koha, each a fix of a Koha behaviour that loses data or lets a
 kiosk bypass a rule:

@@ -436,3 +436,34 @@ def test_norenewalbefore(db, ctx):
 def test_overdues_block_circulation(db, ctx):
     outcome = _checkout(db, ctx(sysprefs={"OverduesBlockCirc": "block"}), ADA, BARCODE[1])
     assert (outcome.ok, outcome.message) == (False, "Patron blocked")
+
+
+def test_concurrent_checkouts_and_checkins_of_one_item_never_deadlock(db, ctx):
+    context = ctx()
+    out = f"11YN20260310    143000{' ' * 18}AOWEL|AA{ADA}|AB{BARCODE[3]}|AC|"
+    back = f"09N20260310    143000{' ' * 18}APWEL|AOWEL|AB{BARCODE[3]}|AC|"
+    errors: list[BaseException] = []
+    answers: list[str] = []
+
+    def kiosk(raw):
+        try:
+            for _ in range(15):
+                answers.append(call(db, context, raw))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=kiosk, args=(raw,)) for raw in (out, back)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(answers) == 30
+    assert all(text[:2] in ("12", "10") for text in answers)
+    loans = _one(
+        db,
+        "SELECT COUNT(*) AS n FROM issues WHERE itemnumber = (SELECT itemnumber "
+        "FROM items WHERE barcode = ?)",
+        (BARCODE[3],),
+    )["n"]
+    assert loans in (0, 1)
