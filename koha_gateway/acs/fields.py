@@ -34,6 +34,7 @@ __all__ = [
     "due_date",
     "hold_patron_name",
     "language",
+    "now_timestamp",
     "patron_address",
     "patron_name",
     "permanent_location",

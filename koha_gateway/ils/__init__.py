@@ -5,9 +5,9 @@ Every function in this package takes one open transaction (``txn``, see
 the caller passes ``now`` / ``today`` (or a ``RequestContext`` whose ``now`` was fixed when the
 request arrived), so a whole request is judged at one instant and tests are repeatable.
 
-The two helpers below read ``<login>`` options of SIPconfig.xml the way Koha does (Perl
+The helpers below read ``<login>`` options of SIPconfig.xml the way Koha does (Perl
 truthiness), whatever shape the configuration layer gives them (``str``, ``bool``, ``int`` or
-``None``).
+``None``), and round money to cents as Koha shows it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from koha_gateway.acs.patron import summary_range
 from koha_gateway.demo import RESTRICTION_COMMENT
 from tests.ils.conftest import ADA, ALAN, BARCODE, EDSGER, GRACE, TS, call, field_values
 
@@ -382,3 +385,23 @@ def test_35(db, ctx):
 
 def test_35_unknown_patron_still_ends(db, ctx):
     assert call(db, ctx("kilsc"), f"35{TS}AAnobody|") == f"36Y{TS}AOKIL|AAnobody|AFThank you!|"
+
+
+# -- BP/BQ as a property ---------------------------------------------------------------------
+
+
+@given(
+    st.lists(st.integers(), max_size=30),
+    st.one_of(st.none(), st.integers(-3, 40).map(str), st.text(max_size=3)),
+    st.one_of(st.none(), st.integers(-3, 40).map(str), st.text(max_size=3)),
+)
+def test_summary_range_is_a_clamped_inclusive_slice(items, start, end):
+    chosen = summary_range(items, start, end)
+
+    def number(text, default):
+        text = (text or "").strip()
+        return int(text) if text.isdigit() and int(text) > 0 else default
+
+    first, last = number(start, 1), min(number(end, len(items)), len(items))
+    assert chosen == items[first - 1 : last] if first <= last else chosen == []
+    assert len(chosen) <= len(items)
