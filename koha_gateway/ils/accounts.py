@@ -23,7 +23,6 @@ __all__ = [
     "PaymentOutcome",
     "add_debit",
     "balance",
-    "currency_isocode",
     "outstanding_debits",
     "parse_amount",
     "pay",
@@ -55,14 +54,6 @@ def parse_amount(text: str | None) -> float | None:
     if amount <= 0:
         return None
     return float(amount)
-
-
-def currency_isocode(txn) -> str:
-    """The ISO 4217 code of the active currency (BH in 12 and 30), ``USD`` when none is set."""
-    row = txn.one("SELECT currency, isocode FROM currency WHERE active = 1", ())
-    if row is None:
-        return "USD"
-    return (row.get("isocode") or row.get("currency") or "USD")[:3]
 
 
 def balance(txn, borrowernumber: int) -> float:

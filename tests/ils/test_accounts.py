@@ -166,12 +166,6 @@ def test_parse_amount(text, amount):
     assert ils_accounts.parse_amount(text) == amount
 
 
-def test_currency_isocode(db):
-    assert db.run_blocking(ils_accounts.currency_isocode) == "NZD"
-    db.run_blocking(lambda txn: txn.execute("UPDATE currency SET active = 0"))
-    assert db.run_blocking(ils_accounts.currency_isocode) == "USD"
-
-
 def test_payments_are_journalled(db):
     _pay(db, 2.0)
     _pay(db, 1.0, writeoff=True)
