@@ -53,6 +53,7 @@ __all__ = [
     "CheckoutOutcome",
     "RenewOutcome",
     "checkout",
+    "items_denied_renewal",
     "renew",
     "renewal_refusal",
 ]
@@ -158,14 +159,40 @@ def _renewal_due_date(
     return format_sql_datetime(end_of_day(add_days(base, days)))
 
 
+def items_denied_renewal(item: dict, rules: str | None) -> bool:
+    """Koha's ItemsDeniedRenewal preference: YAML lines ``column: [value, ...]`` (or
+    ``column: value``); an item whose column holds one of the values cannot be renewed.
+    ``NULL`` (or an empty value) matches an empty column. Lines that are not of this shape are
+    ignored."""
+    for line in (rules or "").splitlines():
+        text = line.split("#", 1)[0].strip()
+        if ":" not in text:
+            continue
+        column, _, values = text.partition(":")
+        column = column.strip().strip("\"'")
+        values = values.strip()
+        if values.startswith("[") and values.endswith("]"):
+            values = values[1:-1]
+        wanted = {value.strip().strip("\"'") for value in values.split(",")}
+        current = item.get(column)
+        current_text = "" if current is None else str(current)
+        for value in wanted:
+            if value in ("NULL", "") and current_text == "":
+                return True
+            if value not in ("NULL", "") and value == current_text:
+                return True
+    return False
+
+
 def renewal_refusal(
     txn, *, patron: dict, item: dict, loan: dict, branch: str, now: datetime, sysprefs
 ) -> str | None:
     """Why Koha's ``CanBookBeRenewed`` refuses this renewal, as its error key, or ``None``.
 
     ``onsite_checkout`` (on-site loans are not renewed), ``too_many`` (``renewalsallowed``
-    reached), ``on_reserve`` (another patron's hold that this item could fill), ``too_soon``
-    (before ``norenewalbefore`` days ahead of the due date).
+    reached), ``on_reserve`` (another patron's hold that this item could fill),
+    ``item_denied_renewal`` (ItemsDeniedRenewal), ``too_soon`` (before ``norenewalbefore``
+    days ahead of the due date).
     """
     local, _now_sql, today = _now_parts(now)
     if int(loan.get("onsite_checkout") or 0):
@@ -182,6 +209,9 @@ def renewal_refusal(
     for hold in holds_for_item(txn, item, today):
         if hold["borrowernumber"] != patron["borrowernumber"]:
             return "on_reserve"
+    denied = sysprefs.get("ItemsDeniedRenewal", "") if sysprefs is not None else ""
+    if denied and items_denied_renewal(item, denied):
+        return "item_denied_renewal"
     before = rule_int(txn, "norenewalbefore", default=None, **dims)
     if before is not None:
         due = as_datetime(loan["date_due"])

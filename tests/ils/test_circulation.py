@@ -467,3 +467,30 @@ def test_concurrent_checkouts_and_checkins_of_one_item_never_deadlock(db, ctx):
         (BARCODE[3],),
     )["n"]
     assert loans in (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("rules", "denied"),
+    [
+        ("damaged: [1]", True),
+        ("damaged: [2, 3]", False),
+        ("itype: BK", True),
+        ("withdrawn: [1]\nitype: [DVD]", False),
+        ("ccode: [NULL]", True),
+        ("not yaml", False),
+        ("", False),
+    ],
+)
+def test_items_denied_renewal_rules(rules, denied):
+    item = {"damaged": 1, "itype": "BK", "withdrawn": 0, "ccode": None}
+    assert ils_checkout.items_denied_renewal(item, rules) is denied
+
+
+def test_items_denied_renewal_in_renew_all(db, ctx):
+    _execute(db, "UPDATE items SET damaged = 1 WHERE barcode = ?", (BARCODE[6],))
+    context = ctx(sysprefs={"ItemsDeniedRenewal": "damaged: [1]"})
+    refused = _renew(db, context, ADA, BARCODE[6])
+    assert (refused.ok, refused.message) == (False, "Item renewal is not allowed")
+    answer = call(db, context, f"6520260310    143000AOWEL|AA{ADA}|")
+    assert answer.endswith(f"AOWEL|BM{BARCODE[7]}|BN{BARCODE[6]}|")
+    assert "HASH(" not in answer
