@@ -37,10 +37,11 @@ RFC 6125, or the subject common name).
 from __future__ import annotations
 
 import datetime
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -144,9 +145,16 @@ def _service_name(service) -> str:
 # -- reading the files ------------------------------------------------------------------------
 
 
+# PEM bundles are a few kilobytes; a CA bundle of the whole web is about 250 KiB.
+MAX_PEM_SIZE = 4 * 1024 * 1024
+
+
 def _read(attribute: str, path: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise TLSConfigError(f"{attribute} {path}: not a regular file")
+            data = fh.read(MAX_PEM_SIZE + 1)
     except FileNotFoundError:
         raise TLSConfigError(f"{attribute} {path}: file not found") from None
     except PermissionError:
@@ -157,6 +165,9 @@ def _read(attribute: str, path: str) -> bytes:
         raise TLSConfigError(f"{attribute} {path}: is a directory, not a PEM file") from None
     except OSError as exc:
         raise TLSConfigError(f"{attribute} {path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_PEM_SIZE:
+        raise TLSConfigError(f"{attribute} {path}: larger than 4 MiB, not a PEM file")
+    return data
 
 
 def _certificates(attribute: str, path: str, data: bytes) -> list[crypto.X509]:

@@ -53,6 +53,7 @@ def test_missing_files_named(pki, tmp_path):
     assert error_of(settings(pki, chain=missing)) == f"tls_chain {missing}: file not found"
     assert error_of(settings(pki, client_ca=missing)) == f"tls_client_ca {missing}: file not found"
     assert "is a directory" in error_of(settings(pki, certificate=tmp_path))
+    assert error_of(settings(pki, chain="/dev/zero")) == "tls_chain /dev/zero: not a regular file"
 
 
 def test_unreadable_key(pki):
