@@ -319,10 +319,36 @@ kg_is_running() {
     fi
 }
 
+# kg_systemd_start NAME: start the unit and wait until the server wrote its
+# pid file and still runs a second later; with Type=simple, "systemctl start"
+# returns before the configuration has been read.
+kg_systemd_start() {
+    local name="$1" unit pidfile waited=0 state
+    unit=$(kg_unit "$name")
+    pidfile=$(kg_pidfile "$name")
+    systemctl start "$unit" || return 1
+    while [ "$waited" -lt $((KG_START_TIMEOUT * 10)) ]; do
+        if [ -s "$pidfile" ] && systemctl is-active --quiet "$unit"; then
+            sleep 1
+            systemctl is-active --quiet "$unit" && return 0
+            break
+        fi
+        state=$(systemctl show --property=SubState --value "$unit" 2>/dev/null)
+        case "$state" in
+            failed | auto-restart | dead) break ;;
+        esac
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    kg_warn "the SIP server for $name did not start (systemctl status $unit); last lines of $(kg_output_log "$name"):"
+    tail -n 20 -- "$(kg_output_log "$name")" >&2 || true
+    return 1
+}
+
 kg_start() {
     kg_prepare_instance "$1"
     if kg_use_systemd; then
-        systemctl start "$(kg_unit "$1")"
+        kg_systemd_start "$1"
     else
         kg_sysv_start "$1"
     fi

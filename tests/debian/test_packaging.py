@@ -284,3 +284,29 @@ def test_logrotate_accepts_the_config(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert not re.search(r"^error:", result.stderr, re.M), result.stderr
+
+
+def test_debian_template_is_the_demo_config_without_the_demo_tls_listener():
+    """/etc/koha/SIPconfig.xml must start on a fresh machine: no TLS files to point at."""
+    import dataclasses
+
+    from koha_gateway.config import load_sip_config
+
+    template = load_sip_config(DEBIAN / "templates" / "SIPconfig.xml")
+    demo = load_sip_config(TOP / "conf" / "SIPconfig.xml")
+    assert [s.tls_certificate for s in template.services] == [None] * len(template.services)
+    assert {s.transport for s in template.services} == {"RAW", "telnet"}
+    assert [str(s.address) for s in template.services] == [
+        str(s.address) for s in demo.services if s.tls_certificate is None
+    ]
+
+    def without_lines(mapping):
+        return {
+            key: {k: v for k, v in dataclasses.asdict(value).items() if k != "line"}
+            for key, value in mapping.items()
+        }
+
+    # The demo data set (koha-gateway-admin load-demo) matches these accounts.
+    assert without_lines(template.accounts) == without_lines(demo.accounts)
+    assert without_lines(template.institutions) == without_lines(demo.institutions)
+    assert template.syspref_overrides == demo.syspref_overrides
