@@ -295,8 +295,13 @@ def ensure_pki(
     already in ``out``.
     """
     directory = Path(out)
+    if days < 1:
+        raise ValueError(f"days must be at least 1, not {days}")
     for name in kiosks:
         check_name(name)
+    for name in server_names:
+        if not _is_ip(name):
+            check_name(name)
     pki = PKI(directory, ())
     created: list[Path] = []
     directory.mkdir(parents=True, exist_ok=True)
@@ -378,9 +383,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--key-type", choices=("rsa", "ec"), default="rsa")
     args = parser.parse_args(argv)
     try:
-        for name in args.server_name:
-            if not _is_ip(name):
-                check_name(name)
         pki = ensure_pki(
             args.out,
             args.kiosk,

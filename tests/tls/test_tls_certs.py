@@ -87,4 +87,6 @@ def test_bad_names_refused(tmp_path, capsys):
         certs.ensure_pki(tmp_path, ["../evil"])
     assert certs.main(["--out", str(tmp_path), "--kiosk", "a b"]) == 1
     assert "invalid name" in capsys.readouterr().err
+    assert certs.main(["--out", str(tmp_path), "--server-name=bad name"]) == 1
+    assert certs.main(["--out", str(tmp_path), "--days", "0"]) == 1
     assert not (tmp_path / "ca.pem").exists()
