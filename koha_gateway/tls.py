@@ -12,8 +12,8 @@ The context is built with pyOpenSSL directly (the same code on Debian bookworm's
   the server's cipher order wins. ``tls_ciphers`` is an OpenSSL cipher string for TLS 1.2
   (like stunnel's ``ciphers``); TLS 1.3 always uses OpenSSL's default suites.
 * ``tls_certificate`` holds the server certificate first, optionally followed by its chain;
-  ``tls_chain`` may name a separate chain file; ``tls_private_key`` may be omitted when the key
-  is in the certificate file (as stunnel's ``key`` defaults to ``cert``).
+  ``tls_chain`` may name a separate chain file; ``tls_private_key`` may name the certificate file
+  itself when that file also holds the key (stunnel's ``key`` defaults to ``cert``).
 * ``tls_client_ca`` (a PEM bundle) makes a client certificate mandatory: it must chain to one
   of these CAs (RFC 5246 7.4.4 / RFC 8446 4.3.2 CertificateRequest) and the CA names are sent
   to the client so that it can pick the right certificate.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -266,3 +267,32 @@ def test_unfinished_handshake_closed(echo_server, tls_service_for, pki, tools):
     with tools.connect(server.port, tools.client_context(pki.ca)) as sock:
         time.sleep(3.5)
         assert tools.exchange(sock, "still here") == "ECHO still here"
+
+
+def test_docs_openssl_recipe_makes_a_working_kiosk_certificate(
+    echo_server, tls_service_for, pki, tools, openssl_bin, tmp_path
+):
+    """The 'Your own CA with openssl' commands of docs/tls.md, run as written."""
+    recipe = f"""
+set -e
+cd {tmp_path}
+{openssl_bin} req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Library kiosk CA" \\
+    -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \\
+    -addext "keyUsage=critical,keyCertSign,cRLSign" \\
+    -keyout kiosk-ca.key -out kiosk-ca.pem
+{openssl_bin} req -newkey rsa:2048 -nodes -subj "/CN=kiosk-01" \\
+    -keyout kiosk-01.key -out kiosk-01.csr
+{openssl_bin} x509 -req -in kiosk-01.csr -CA kiosk-ca.pem -CAkey kiosk-ca.key -CAcreateserial \\
+    -days 825 -out kiosk-01.pem -extfile <(printf '%s\\n' \\
+    "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \\
+    "extendedKeyUsage=clientAuth" "subjectAltName=DNS:kiosk-01")
+"""
+    done = subprocess.run(["bash", "-c", recipe], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    server = echo_server(tls_service_for(tls_client_ca=tmp_path / "kiosk-ca.pem"))
+    ctx = tools.client_context(
+        pki.ca, cert=tmp_path / "kiosk-01.pem", key=tmp_path / "kiosk-01.key"
+    )
+    with tools.connect(server.port, ctx) as sock:
+        assert tools.exchange(sock, "MATCH kiosk-01") == "yes"
+        assert tools.exchange(sock, "MATCH kiosk-02") == "no"
