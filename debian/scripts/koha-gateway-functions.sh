@@ -208,6 +208,29 @@ kg_twistd_args() {
         --error-log "$(kg_error_log "$name")"
 }
 
+# kg_log_size FILE: current size of FILE in bytes (0 when missing).
+kg_log_size() {
+    stat -c %s -- "$1" 2>/dev/null || echo 0
+}
+
+# kg_report_start_failure NAME OFFSET: show what the server wrote to
+# sip-output.log after OFFSET. A configuration error is reported by twistd
+# as one "twistd3 ...: file:line: message" line after its usage text: show
+# only that line then; otherwise the last 10 lines (a traceback).
+kg_report_start_failure() {
+    local name="$1" offset="$2" output new usage_error
+    output=$(kg_output_log "$name")
+    new=$(tail -c +"$((offset + 1))" -- "$output" 2>/dev/null)
+    kg_warn "the SIP server for $name did not start:"
+    usage_error=$(printf '%s\n' "$new" | grep -E '^/usr/bin/twistd3 [^:]*: ' | tail -n 1)
+    if [ -n "$usage_error" ]; then
+        printf '%s\n' "${usage_error#/usr/bin/twistd3 --nodaemon: }" >&2
+    elif [ -n "$new" ]; then
+        printf '%s\n' "$new" | tail -n 10 >&2
+    fi
+    kg_warn "see $output"
+}
+
 # --- start-stop-daemon backend (no systemd) -------------------------------
 
 # kg_sysv_status NAME: start-stop-daemon --status codes (0 running,
@@ -233,7 +256,7 @@ kg_server_processes() {
 }
 
 kg_sysv_start() {
-    local name="$1" user group pidfile output waited pid
+    local name="$1" user group pidfile output waited pid offset bounding
     local -a args setpriv_args
     user=$(kg_instance_user "$name")
     group=$(kg_instance_group "$name")
@@ -256,6 +279,8 @@ kg_sysv_start() {
     if kg_can_drop_bounding_set; then
         setpriv_args+=("--bounding-set=$bounding")
     fi
+
+    offset=$(kg_log_size "$output")
 
     # A pid file left behind by a crash would make twistd refuse to start.
     if [ -e "$pidfile" ] && ! kg_sysv_status "$name"; then
@@ -288,8 +313,7 @@ kg_sysv_start() {
         sleep 0.1
         waited=$((waited + 1))
     done
-    kg_warn "the SIP server for $name did not start; last lines of $output:"
-    tail -n 20 -- "$output" >&2 || true
+    kg_report_start_failure "$name" "$offset"
     for pid in $(kg_server_processes "$pidfile"); do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -323,9 +347,10 @@ kg_is_running() {
 # pid file and still runs a second later; with Type=simple, "systemctl start"
 # returns before the configuration has been read.
 kg_systemd_start() {
-    local name="$1" unit pidfile waited=0 state
+    local name="$1" unit pidfile waited=0 state offset
     unit=$(kg_unit "$name")
     pidfile=$(kg_pidfile "$name")
+    offset=$(kg_log_size "$(kg_output_log "$name")")
     systemctl start "$unit" || return 1
     while [ "$waited" -lt $((KG_START_TIMEOUT * 10)) ]; do
         if [ -s "$pidfile" ] && systemctl is-active --quiet "$unit"; then
@@ -340,8 +365,8 @@ kg_systemd_start() {
         sleep 0.1
         waited=$((waited + 1))
     done
-    kg_warn "the SIP server for $name did not start (systemctl status $unit); last lines of $(kg_output_log "$name"):"
-    tail -n 20 -- "$(kg_output_log "$name")" >&2 || true
+    kg_report_start_failure "$name" "$offset"
+    kg_warn "see also: systemctl status $unit"
     return 1
 }
 
