@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import datetime, timedelta
@@ -185,3 +186,57 @@ def test_fifty_kiosks_race_for_one_item_exactly_one_wins(demo_url, make_gateway)
         (barcode,),
     )
     assert [row["cardnumber"] for row in loans] == winners
+
+
+_TIMESTAMP = re.compile(r"\d{8} {4}\d{6}")
+
+
+def _script() -> list[str]:
+    """All 16 request/response pairs of 3M SIP2 2.00 (93 login is sent first)."""
+    ts = now()
+    grace = "23529000000002"
+    return [
+        "9900302.00",
+        f"63000{ts}  Y       AOWEL|AA{ADA}|AD1234|",
+        f"23000{ts}AOWEL|AA{ADA}|AC|AD1234|",
+        f"17{ts}AOWEL|AB{item(6)}|",
+        f"11YN{ts}{BLANK}AOWEL|AA{ADA}|AB{item(1)}|AC|",
+        f"29NN{ts}{BLANK}AOWEL|AA{ADA}|AB{item(1)}|AC|",
+        f"65{ts}AOWEL|AA{ADA}|AC|",
+        f"09N{ts}{ts}AOWEL|AB{item(1)}|AC|",
+        f"19{ts}AOWEL|AB{item(3)}|CHshelf 4B|",
+        f"15+{ts}AOWEL|AA{ADA}|AB{item(2)}|BSWEL|",
+        f"15-{ts}AOWEL|AA{ADA}|AB{item(2)}|",
+        f"37{ts}0100NZDBV12.00|AOWEL|AA{grace}|BKtx-1|",
+        f"01N{ts}AOWEL|ALcard left in machine|AA{ADA}|AC|",
+        f"25{ts}AOWEL|AA{ADA}|AD1234|",
+        f"35{ts}AOWEL|AA{ADA}|",
+        "97",
+    ]
+
+
+def test_the_same_sixteen_message_pairs_answer_the_same_on_both_engines(tmp_path):
+    """The issue's acceptance check: a demo gateway on PostgreSQL answers as one on SQLite."""
+    from tests.support.postgres import cluster_or_skip
+
+    sqlite_url = f"sqlite://{tmp_path / 'demo.sqlite'}"
+    load_demo(sqlite_url)
+    cluster = cluster_or_skip()
+    pg_url = cluster.create_database()
+    load_demo(pg_url)
+    transcripts = {}
+    for name, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        gateway = GatewayProcess(workdir, url).start()
+        try:
+            with gateway.client() as kiosk:
+                answers = [kiosk.login("joe", "joes")]
+                answers += [kiosk.request(request) for request in _script()]
+        finally:
+            gateway.stop()
+        transcripts[name] = [_TIMESTAMP.sub("<timestamp>", a) for a in answers]
+    cluster.drop_database(pg_url.rsplit("/", 1)[1])
+    assert transcripts["sqlite"][0] == "941"
+    for index, (lite, pg) in enumerate(zip(transcripts["sqlite"], transcripts["postgresql"])):
+        assert lite == pg, f"message {index}: sqlite {lite!r} != postgresql {pg!r}"
