@@ -73,8 +73,18 @@ class StatusHandlers:
         lists the supported messages. The SC's status code (0 ok, 1 out of paper, 2 shutting
         down) is recorded in ``ctx.log``; its maximum print width is kept in
         ``ctx.print_width`` (it limits AG, which 98 does not send).
+
+        The handler reads the SIP account's patron record, so that a database outage is
+        noticed by the kiosk's periodic 99 (the adapter then answers with on-line status N).
         """
         policy = ctx.institution.policy
+        # Reach the database: a 99 is the kiosk's health check, and the adapter answers an
+        # off-line 98 when this transaction fails. Koha dies when the SIP user has no
+        # borrowers row; here the request is answered and the problem logged.
+        userid = ctx.staff_userid or getattr(ctx.account, "id", None)
+        staff = txn.one("SELECT borrowernumber FROM borrowers WHERE userid = ?", (userid,))
+        if staff is None:
+            ctx.log.append(f"SIP account {userid!r} has no patron record with that userid")
         version = requested_version(msg.fixed.get("protocol_version"))
         ctx.protocol_version = version
         width = (msg.fixed.get("max_print_width") or "").strip()

@@ -51,3 +51,12 @@ def test_print_width_and_status_code_are_kept(db, ctx):
     call(db, context, "992   2.00")
     assert context.print_width is None
     assert context.log == ["SC status 2 (shutting down)"]
+
+
+def test_a_missing_staff_record_is_logged_not_fatal(db, ctx):
+    db.run_blocking(
+        lambda txn: txn.execute("UPDATE borrowers SET userid = 'someone' WHERE userid = 'joe'")
+    )
+    context = ctx()
+    assert call(db, context, "9900802.00").startswith("98YYYYYN")
+    assert context.log == ["SIP account 'joe' has no patron record with that userid"]
