@@ -4,8 +4,9 @@
 #
 # On a Debian bookworm machine, as root, with nothing else serving the demo
 # instance:
-#   1. installs DEB with its Debian dependencies (apt), checks the twistd
-#      plugin cache, the diversions of Koha's commands and the systemd unit;
+#   1. installs a stand-in koha-common holding Koha's four SIP commands, then
+#      DEB with its Debian dependencies (apt); checks the twistd plugin
+#      cache, the diversions of Koha's commands and the systemd unit;
 #   2. koha-sip --enable demo (SIP-only instance: koha-conf.xml, SQLite
 #      database, SIPconfig.xml mode 600 owned by the instance user);
 #   3. loads the demo data with koha-gateway-admin;
@@ -16,7 +17,7 @@
 #   5. a Koha-style instance (its own <i>-koha user, as koha-create makes):
 #      --enable and --start use that user;
 #   6. purges the package with both servers running and checks that nothing
-#      is left running and that Koha's command names are released.
+#      is left running and that Koha's commands are back in place.
 #
 # Exits 0 when every check passed. Leaves the machine as it found it: the
 # instances and the kgwtest-koha user it created are removed at the end
@@ -85,6 +86,8 @@ installed() { contains "$(dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null 
 
 created_instance=no
 created_koha_instance=no
+installed_koha_common=no
+kc_dir=""
 koha_instance=kgwtest
 cleanup() {
     local rc=$?
@@ -94,6 +97,10 @@ cleanup() {
         apt-get purge -y -q koha-gateway >/dev/null 2>&1
     fi
     for pid in $(server_pids); do kill "$pid" 2>/dev/null; done
+    if [ "$installed_koha_common" = yes ]; then
+        dpkg --purge koha-common >/dev/null 2>&1
+        rm -rf -- "$kc_dir"
+    fi
     if [ "$created_koha_instance" = yes ]; then
         rm -rf -- "/etc/koha/sites/$koha_instance" "/var/lib/koha/$koha_instance" \
             "/var/log/koha/$koha_instance" "/var/run/koha/$koha_instance"
@@ -109,6 +116,9 @@ cleanup() {
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (it installs and purges a package)"
 [ -f "$deb" ] || fail "no such package: $deb"
+if dpkg-query -W koha-common >/dev/null 2>&1; then
+    fail "koha-common is installed; run the package test on a machine without Koha"
+fi
 if installed; then
     fail "koha-gateway is already installed; purge it before running the package test"
 fi
@@ -119,6 +129,28 @@ fi
 trap cleanup EXIT
 started=$(date +%s)
 
+step "Koha's own SIP commands: a stand-in koha-common package"
+# Only Koha's four SIP commands, so that the diversions are tested against
+# files another package owns (the real koha-common needs Koha's whole stack).
+kc_dir=$(mktemp -d)
+mkdir -p "$kc_dir/root/DEBIAN" "$kc_dir/root/usr/sbin"
+for cmd in koha-sip koha-enable-sip koha-start-sip koha-stop-sip; do
+    printf '#!/bin/sh\necho "Koha %s"\n' "$cmd" >"$kc_dir/root/usr/sbin/$cmd"
+    chmod 0755 "$kc_dir/root/usr/sbin/$cmd"
+done
+cat >"$kc_dir/root/DEBIAN/control" <<'EOF_CONTROL'
+Package: koha-common
+Version: 0.0.0-kgwtest
+Architecture: all
+Maintainer: koha-gateway package test <root@localhost>
+Description: stand-in for Koha's koha-common, made by the koha-gateway package test
+EOF_CONTROL
+dpkg-deb --root-owner-group --build "$kc_dir/root" "$kc_dir/koha-common.deb" >/dev/null
+dpkg -i "$kc_dir/koha-common.deb" >/dev/null
+installed_koha_common=yes
+[ "$(/usr/sbin/koha-sip)" = "Koha koha-sip" ] || fail "stand-in koha-common not installed"
+ok "stand-in koha-common installed with /usr/sbin/koha-sip and the older commands"
+
 step "Install $(basename -- "$deb") with its dependencies"
 apt-get install -y -q --no-install-recommends "$deb"
 installed || fail "koha-gateway is not installed"
@@ -128,7 +160,10 @@ for cmd in koha-sip koha-enable-sip koha-start-sip koha-stop-sip; do
     contains "$(dpkg-divert --list "/usr/sbin/$cmd")" "by koha-gateway" ||
         fail "no diversion of Koha's /usr/sbin/$cmd"
 done
-ok "koha-sip and the older commands installed; Koha's versions diverted"
+for cmd in koha-sip koha-enable-sip koha-start-sip koha-stop-sip; do
+    [ "$("/usr/sbin/$cmd.koha-common")" = "Koha $cmd" ] || fail "Koha's $cmd was not kept"
+done
+ok "koha-sip and the older commands installed; Koha's versions diverted to <command>.koha-common"
 getent passwd koha-gateway >/dev/null || fail "system user koha-gateway missing"
 ok "system user koha-gateway"
 [ -f /etc/koha/SIPconfig.xml ] || fail "template /etc/koha/SIPconfig.xml missing"
@@ -321,14 +356,18 @@ ok "nothing left running"
 if contains "$(dpkg-divert --list)" "by koha-gateway"; then
     fail "diversions left: $(dpkg-divert --list | grep 'by koha-gateway')"
 fi
-for path in /usr/sbin/koha-sip /usr/share/koha-gateway /lib/systemd/system/koha-gateway@.service \
+for path in /usr/share/koha-gateway /lib/systemd/system/koha-gateway@.service \
     /etc/logrotate.d/00-koha-gateway /etc/koha/SIPconfig.xml; do
     [ ! -e "$path" ] || fail "$path left after the purge"
 done
 if grep -qs "koha_gateway_plugin" /usr/lib/python3/dist-packages/twisted/plugins/dropin.cache; then
     fail "the plugin cache still names koha_gateway_plugin"
 fi
-ok "files, template, diversions and plugin cache entry removed"
+for cmd in koha-sip koha-enable-sip koha-start-sip koha-stop-sip; do
+    [ "$("/usr/sbin/$cmd")" = "Koha $cmd" ] || fail "Koha's /usr/sbin/$cmd was not given back"
+    [ ! -e "/usr/sbin/$cmd.koha-common" ] || fail "/usr/sbin/$cmd.koha-common left"
+done
+ok "files, template, diversions and plugin cache entry removed; Koha's commands given back"
 [ -f "$sipconfig" ] || fail "the purge deleted the instance configuration"
 ok "instance configuration and data kept (the library's data)"
 
