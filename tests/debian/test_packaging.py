@@ -310,3 +310,21 @@ def test_debian_template_is_the_demo_config_without_the_demo_tls_listener():
     assert without_lines(template.accounts) == without_lines(demo.accounts)
     assert without_lines(template.institutions) == without_lines(demo.institutions)
     assert template.syspref_overrides == demo.syspref_overrides
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_unit_exposure_stays_low(tmp_path):
+    copy = tmp_path / "koha-gateway@lib1.service"
+    copy.write_text(UNIT.read_text())
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    if match is None and "Unknown command verb" in result.stderr + result.stdout:
+        pytest.skip("this systemd-analyze has no offline security check")
+    assert match, result.stdout + result.stderr
+    # 1.5 when written; "OK" ends at 4.9 on systemd's scale (10 is unprotected).
+    assert float(match.group(1)) <= 2.0
