@@ -323,7 +323,7 @@ def test_unit_exposure_stays_low(tmp_path):
         timeout=60,
     )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
-    if match is None and "Unknown command verb" in result.stderr + result.stdout:
+    if match is None and "unrecognized option" in result.stderr:
         pytest.skip("this systemd-analyze has no offline security check")
     assert match, result.stdout + result.stderr
     # 1.5 when written; "OK" ends at 4.9 on systemd's scale (10 is unprotected).
