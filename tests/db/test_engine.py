@@ -11,8 +11,6 @@ import time
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from koha_gateway.db import engine as engine_module
 from koha_gateway.db.engine import (
@@ -573,28 +571,3 @@ def test_module_exports_the_error_types():
     assert engine_module.IntegrityError.__mro__[1] is DatabaseError
     assert issubclass(engine_module.SerializationFailure, IntegrityError)
     assert issubclass(Unavailable, DatabaseError)
-
-
-# -- placeholder translation, property-based ------------------------------------------------
-
-
-def _literal(text: str) -> tuple[str, str]:
-    quoted = "'" + text.replace("'", "''") + "'"
-    return quoted, quoted.replace("%", "%%")
-
-
-_plain = st.text(alphabet="abcxyz0123456789 ,=()<>*._\n", max_size=8)
-_segment = st.one_of(
-    _plain.map(lambda t: (t, t)),
-    st.just(("?", "%s")),
-    st.just(("%", "%%")),
-    st.text(alphabet="ab?%' ", max_size=6).map(_literal),
-)
-
-
-@given(st.lists(_segment, max_size=12))
-@settings(max_examples=300, deadline=None)
-def test_qmark_translation_property(segments):
-    # (Adjacent literals read as one literal with a doubled quote: same translation.)
-    source = "".join(s for s, _ in segments)
-    assert qmark_to_pyformat(source) == "".join(t for _, t in segments)
