@@ -495,7 +495,8 @@ class PostgreSQLEngine(Engine):
             import psycopg2
             import psycopg2.extras
         except ImportError:
-            raise DatabaseError("PostgreSQL needs psycopg2 (Debian: python3-psycopg2)") from None
+            # The database cannot be reached from this process: report it as such.
+            raise Unavailable("PostgreSQL needs psycopg2 (Debian: python3-psycopg2)") from None
         self._psycopg2 = psycopg2
         self._extras = psycopg2.extras
         self.driver_error = psycopg2.Error
