@@ -202,14 +202,24 @@ class SIPProtocol(Protocol, TimeoutMixin):
     def _authenticate(self, userid: str, password: str, *, telnet: bool):
         """(ok, reason): the account exists in SIPconfig.xml and Koha lets the user circulate."""
         account = self.gateway.config.accounts.get(userid)
-        if account is not None and account.client_certificate:
+        identity = None
+        if self.service.tls:
             from koha_gateway.tls import identity_matches, peer_identity
 
             identity = peer_identity(self.transport)
-            if identity is None or not identity_matches(identity, account.client_certificate):
+            if (
+                account is not None
+                and account.client_certificate
+                and (identity is None or not identity_matches(identity, account.client_certificate))
+            ):
                 return False, (
                     f"account requires the client certificate {account.client_certificate!r}"
                 )
+        elif account is not None and account.client_certificate:
+            return (
+                False,
+                f"account requires TLS with the client certificate {account.client_certificate!r}",
+            )
         result = yield self.gateway.auth.login_staff(
             userid,
             password,
@@ -224,9 +234,10 @@ class SIPProtocol(Protocol, TimeoutMixin):
         self.setTimeout(self.gateway.config.idle_timeout(self.service))
         self._log(
             "info",
-            "Successful login/auth for {userid!r} of {institution!r}",
+            "Successful login/auth for {userid!r} of {institution!r}{certificate}",
             userid=userid,
             institution=account.institution,
+            certificate=f" with client certificate {identity}" if identity else "",
         )
         return True, "ok"
 

@@ -300,22 +300,21 @@ class GatewayService(MultiService):
             old_services[k].transport != new_services[k].transport for k in new_services
         ):
             log.warn("reload: listener addresses or transports changed; restart to apply them")
-        reloaded = []
+        # Check every listener's new settings before putting any of them in force.
+        appliers = []
         try:
             for spec, service_config in new_services.items():
                 listener = self.listeners.get(f"sip2:{spec}")
                 if listener is None or service_config.transport != old_services[spec].transport:
                     continue
-                listener.reload(service_config)
-                reloaded.append((listener, old_services[spec]))
+                apply = listener.prepare_reload(service_config, new.server_params)
+                appliers.append((listener, service_config, apply))
         except Exception as exc:
-            for listener, previous in reloaded:
-                listener.reload(previous)
             log.error("reload refused, keeping the running configuration: {error}", error=str(exc))
             return False
-        for listener, _ in reloaded:
-            spec = listener.sip_factory.service.address.spec
-            listener.sip_factory.service = new_services[spec]
+        for listener, service_config, apply in appliers:
+            apply()
+            listener.sip_factory.service = service_config
         try:
             version, prefs, warnings = yield self.gateway.db.run(_startup_checks, new)
         except Exception as exc:
