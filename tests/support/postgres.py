@@ -104,13 +104,26 @@ class PostgresCluster:
                 self._run_as = pwd.getpwnam("postgres")
             except KeyError as exc:
                 raise PostgresUnavailable("running as root and no 'postgres' user") from exc
-        self.base = tempfile.mkdtemp(prefix="kgw-pg-")
+        self.base = tempfile.mkdtemp(prefix="kgw-pg-", dir=self._temp_parent())
         self.data = os.path.join(self.base, "data")
         self.log_path = os.path.join(self.base, "server.log")
         if self._run_as is not None:
             os.chown(self.base, self._run_as.pw_uid, self._run_as.pw_gid)
         self._initdb()
         self._watchdog = self._start_watchdog()
+
+    def _temp_parent(self) -> str | None:
+        """The system temporary directory, or /tmp when the server user could not reach it."""
+        if self._run_as is None:
+            return None
+        path = os.path.realpath(tempfile.gettempdir())
+        while True:
+            if not os.stat(path).st_mode & 0o001:  # others may not traverse it
+                return "/tmp"
+            parent = os.path.dirname(path)
+            if parent == path:
+                return None
+            path = parent
 
     # -- process helpers ---------------------------------------------------------------------
 
