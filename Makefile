@@ -49,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sip_mix.py
 
 deb:
-	dpkg-buildpackage -us -uc -b
+	tests/debian/build-deb.sh dist
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache
+	rm -rf $(VENV) var build dist *.egg-info .pytest_cache
