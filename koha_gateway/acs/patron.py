@@ -40,7 +40,7 @@ def summary_range(items: list, start: str | None, end: str | None) -> list:
 
 def _positive(value: str | None) -> int | None:
     text = (value or "").strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         return None
     number = int(text)
     return number if number > 0 else None

@@ -88,7 +88,7 @@ class StatusHandlers:
         version = requested_version(msg.fixed.get("protocol_version"))
         ctx.protocol_version = version
         width = (msg.fixed.get("max_print_width") or "").strip()
-        if width.isdigit():
+        if width.isascii() and width.isdigit():
             ctx.print_width = int(width)
         status = (msg.fixed.get("status_code") or "0").strip() or "0"
         if status in ("1", "2"):

@@ -66,11 +66,11 @@ def barcodedecode(barcode: str | None, input_filter: str | None = None) -> str:
         if match and match.group(1) == "0":
             return text
         rest = text[2:] if match else text
-        if rest.isdigit():
+        if rest.isascii() and rest.isdigit():
             return f"T{int(rest):07d}"
         return text
     if mode == "EAN13":
-        if text.isdigit() and len(text) <= 13:
+        if text.isascii() and text.isdigit() and len(text) <= 13:
             padded = text.rjust(13, "0")
             if _ean13_valid(padded):
                 return padded

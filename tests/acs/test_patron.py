@@ -400,7 +400,8 @@ def test_summary_range_is_a_clamped_inclusive_slice(items, start, end):
 
     def number(text, default):
         text = (text or "").strip()
-        return int(text) if text.isdigit() and int(text) > 0 else default
+        ok = text.isascii() and text.isdigit()
+        return int(text) if ok and int(text) > 0 else default
 
     first, last = number(start, 1), min(number(end, len(items)), len(items))
     assert chosen == items[first - 1 : last] if first <= last else chosen == []

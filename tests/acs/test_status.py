@@ -48,7 +48,7 @@ def test_print_width_and_status_code_are_kept(db, ctx):
     assert context.print_width == 40
     assert context.log == ["SC status 1 (out of paper)"]
     context = ctx()
-    call(db, context, "992   2.00")
+    call(db, context, "992²  2.00")
     assert context.print_width is None
     assert context.log == ["SC status 2 (shutting down)"]
 
