@@ -40,6 +40,7 @@ __all__ = [
     "permanent_location",
     "render",
     "sip_datetime",
+    "template_patron",
 ]
 
 #: 3M SIP2 2.00 patron status of an unknown patron (Koha: every privilege denied).
@@ -65,6 +66,16 @@ def render(source: str | None, **context: Any) -> str | None:
     return template.render(**context)
 
 
+#: Columns never offered to SIPconfig templates (a template is configuration, not a way to
+#: read password hashes off the wire).
+_HIDDEN_PATRON_COLUMNS = frozenset({"password", "login_attempts"})
+
+
+def template_patron(patron: dict) -> dict:
+    """The patron as templates see it: the row without its password hash."""
+    return {key: value for key, value in patron.items() if key not in _HIDDEN_PATRON_COLUMNS}
+
+
 def patron_name(ctx: Any, patron: dict | None) -> str:
     """AE personal name: the account's ``ae_field_template`` or Koha's ``firstname surname``.
 
@@ -73,9 +84,10 @@ def patron_name(ctx: Any, patron: dict | None) -> str:
     if patron is None:
         return ""
     source = account_option(ctx.account, "ae_field_template") or AE_DEFAULT
-    text = render(source, patron=patron)
+    visible = template_patron(patron)
+    text = render(source, patron=visible)
     if text is None:
-        text = render(AE_DEFAULT, patron=patron) or ""
+        text = render(AE_DEFAULT, patron=visible) or ""
     return text.strip()
 
 
@@ -84,9 +96,10 @@ def hold_patron_name(ctx: Any, patron: dict | None) -> str:
     if patron is None:
         return ""
     source = account_option(ctx.account, "da_field_template") or DA_DEFAULT
-    text = render(source, patron=patron)
+    visible = template_patron(patron)
+    text = render(source, patron=visible)
     if text is None:
-        text = render(DA_DEFAULT, patron=patron) or ""
+        text = render(DA_DEFAULT, patron=visible) or ""
     return text.strip()
 
 
@@ -212,8 +225,9 @@ def add_patron_fields(txn, ctx: Any, response: Response, patron: dict) -> Respon
     patron attribute is sent as one field (several for a repeatable attribute).
     """
     account = ctx.account
+    visible = template_patron(patron)
     for fid, source in _pairs(account_option(account, "custom_patron_fields", ())):
-        response.maybe(fid, render(source, patron=patron))
+        response.maybe(fid, render(source, patron=visible))
     for fid, code in _pairs(account_option(account, "patron_attributes", ())):
         for value in patron_attributes(txn, patron["borrowernumber"], code):
             response.maybe(fid, value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.ils.conftest import BARCODE, TS, call, field_values
 
@@ -157,3 +159,23 @@ def test_19_refused_when_the_policy_says_no(db, ctx):
         f"200{TS}AB{BARCODE[3]}|AJThe Mythical Man-Month|AFItem status update is not allowed|"
     )
     assert item_row(db, BARCODE[3])["sip_item_properties"] is None
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    code=st.sampled_from(["17", "19"]),
+    barcode=st.one_of(
+        st.sampled_from(list(BARCODE.values())),
+        st.text(alphabet=st.characters(blacklist_characters="|\r\n"), max_size=20),
+    ),
+    props=st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_characters="|\r\n"))),
+    filter_=st.sampled_from(["", "whitespace", "T-prefix", "EAN13", "cuecat"]),
+)
+def test_item_messages_always_answer_well_formed(db, ctx, code, barcode, props, filter_):
+    raw = f"{code}{TS}AOWEL|AB{barcode}|" + (f"CH{props}|" if props is not None else "")
+    text = call(db, ctx(sysprefs={"itemBarcodeInputFilter": filter_}), raw)
+    assert text.startswith("18" if code == "17" else "20")

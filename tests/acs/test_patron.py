@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from koha_gateway.acs.patron import summary_range
@@ -406,3 +406,45 @@ def test_summary_range_is_a_clamped_inclusive_slice(items, start, end):
     first, last = number(start, 1), min(number(end, len(items)), len(items))
     assert chosen == items[first - 1 : last] if first <= last else chosen == []
     assert len(chosen) <= len(items)
+
+
+def test_templates_never_see_the_password_hash(db, ctx):
+    context = ctx(
+        ae_field_template="[% patron.surname %][% patron.password %]",
+        custom_patron_fields=(("ZP", "[% patron.password %]"), ("ZC", "[% patron.cardnumber %]")),
+    )
+    text = call(db, context, p23(ADA))
+    assert "$2" not in text
+    assert values(text, "AE") == ["Lovelace"]
+    assert values(text, "ZP") == []
+    assert values(text, "ZC") == [ADA]
+
+
+_FIELD_TEXT = st.text(
+    alphabet=st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",)), max_size=20
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    code=st.sampled_from(["23", "63", "01", "25", "35"]),
+    fixed=st.text(alphabet=st.characters(blacklist_characters="|\r\n"), min_size=31, max_size=31),
+    patron=st.one_of(st.sampled_from([ADA, GRACE, "joe", "edsger", ""]), _FIELD_TEXT),
+    extra=st.lists(
+        st.tuples(st.sampled_from(["AD", "AL", "BP", "BQ", "AO", "AC"]), _FIELD_TEXT), max_size=4
+    ),
+    password_ok=st.sampled_from([None, True, False]),
+)
+def test_patron_messages_always_answer_well_formed(
+    db, ctx, code, fixed, patron, extra, password_ok
+):
+    lengths = {"23": 21, "63": 31, "01": 19, "25": 18, "35": 18}
+    raw = code + fixed[: lengths[code]] + f"AA{patron}|" + "".join(f"{f}{v}|" for f, v in extra)
+    text = call(db, ctx(password_ok=password_ok), raw)
+    answer = {"23": "24", "63": "64", "01": "24", "25": "26", "35": "36"}[code]
+    assert text.startswith(answer)
+    assert "\r" not in text
