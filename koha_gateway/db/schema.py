@@ -21,6 +21,7 @@ unique key works on both engines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 SUPERLIBRARIAN = 1
 CIRCULATE = 2
@@ -371,9 +372,12 @@ def migrate(txn, target: int = LATEST) -> tuple[int, int]:
                     sorted(DEFAULT_SYSPREFS.items()),
                 )
             txn.execute(
-                "INSERT INTO schema_version (version, description, applied) "
-                "VALUES (?, ?, CURRENT_TIMESTAMP)",
-                (migration.version, migration.description),
+                "INSERT INTO schema_version (version, description, applied) VALUES (?, ?, ?)",
+                (
+                    migration.version,
+                    migration.description,
+                    datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+                ),
             )
     return start, max(start, min(target, LATEST))
 
