@@ -15,7 +15,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-__all__ = ["account_option", "perl_true", "round_money"]
+__all__ = ["account_option", "db_text", "perl_true", "round_money"]
 
 
 def perl_true(value: Any) -> bool:
@@ -52,3 +52,13 @@ def round_money(amount: float | int | str | None) -> float:
     if amount is None or amount == "":
         return 0.0
     return float(Decimal(str(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def db_text(value: str | None) -> str | None:
+    """Text from a request made safe to store or compare on every engine.
+
+    PostgreSQL text cannot hold NUL characters (a kiosk may still send one); they are removed.
+    """
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "")

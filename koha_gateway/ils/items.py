@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from koha_gateway.ils import account_option
+from koha_gateway.ils import account_option, db_text
 
 __all__ = [
     "barcodedecode",
@@ -91,7 +91,7 @@ def find_item(
     ``lock=True`` locks the ``items`` row for the rest of the transaction.
     """
     code = barcodedecode(barcode, input_filter)
-    if not code:
+    if not code or "\x00" in code:
         return None
     suffix = txn.for_update if lock else ""
     row = txn.one(f"SELECT * FROM items WHERE barcode = ?{suffix}", (code,))
@@ -233,5 +233,5 @@ def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
     """Store the item properties (CH) of a SIP2 Item Status Update (19)."""
     txn.execute(
         "UPDATE items SET sip_item_properties = ? WHERE itemnumber = ?",
-        (properties, itemnumber),
+        (db_text(properties), itemnumber),
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from koha_gateway.ils import account_option, perl_true, round_money
+from koha_gateway.ils import account_option, db_text, perl_true, round_money
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -70,7 +70,7 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
     if identifier is None:
         return None
     ident = identifier.strip()
-    if not ident:
+    if not ident or "\x00" in ident:
         return None
     suffix = txn.for_update if lock else ""
     row = None
@@ -204,7 +204,7 @@ def add_sip_restriction(txn, borrowernumber: int, comment: str | None, now_sql: 
     The comment is the blocked-card message (AL) sent by the self-check. Returns the new
     ``borrower_debarment_id``.
     """
-    text = (comment or "").strip() or "Blocked by self-check"
+    text = (db_text(comment) or "").strip() or "Blocked by self-check"
     new_id = txn.insert(
         "INSERT INTO borrower_debarments (borrowernumber, expiration, type, comment, created, "
         "updated) VALUES (?, NULL, ?, ?, ?, ?)",

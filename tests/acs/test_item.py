@@ -161,6 +161,10 @@ def test_19_refused_when_the_policy_says_no(db, ctx):
     assert item_row(db, BARCODE[3])["sip_item_properties"] is None
 
 
+# Characters a request can carry inside a field once decoded (no delimiter, CR, LF, surrogate).
+_WIRE_CHARS = st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",))
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -169,13 +173,18 @@ def test_19_refused_when_the_policy_says_no(db, ctx):
 @given(
     code=st.sampled_from(["17", "19"]),
     barcode=st.one_of(
-        st.sampled_from(list(BARCODE.values())),
-        st.text(alphabet=st.characters(blacklist_characters="|\r\n"), max_size=20),
+        st.sampled_from([*BARCODE.values(), "\x00", BARCODE[1] + "\x00"]),
+        st.text(alphabet=_WIRE_CHARS, max_size=20),
     ),
-    props=st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_characters="|\r\n"))),
+    props=st.one_of(st.none(), st.text(alphabet=_WIRE_CHARS)),
     filter_=st.sampled_from(["", "whitespace", "T-prefix", "EAN13", "cuecat"]),
 )
 def test_item_messages_always_answer_well_formed(db, ctx, code, barcode, props, filter_):
     raw = f"{code}{TS}AOWEL|AB{barcode}|" + (f"CH{props}|" if props is not None else "")
     text = call(db, ctx(sysprefs={"itemBarcodeInputFilter": filter_}), raw)
     assert text.startswith("18" if code == "17" else "20")
+
+
+def test_19_nul_characters_are_not_stored(db, ctx):
+    assert call(db, ctx(), i19(BARCODE[3], "a\x00b")).startswith("201")
+    assert item_row(db, BARCODE[3])["sip_item_properties"] == "ab"

@@ -420,6 +420,7 @@ def test_templates_never_see_the_password_hash(db, ctx):
     assert values(text, "ZC") == [ADA]
 
 
+_FIXED_CHARS = st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",))
 _FIELD_TEXT = st.text(
     alphabet=st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",)), max_size=20
 )
@@ -432,8 +433,10 @@ _FIELD_TEXT = st.text(
 )
 @given(
     code=st.sampled_from(["23", "63", "01", "25", "35"]),
-    fixed=st.text(alphabet=st.characters(blacklist_characters="|\r\n"), min_size=31, max_size=31),
-    patron=st.one_of(st.sampled_from([ADA, GRACE, "joe", "edsger", ""]), _FIELD_TEXT),
+    fixed=st.text(alphabet=_FIXED_CHARS, min_size=31, max_size=31),
+    patron=st.one_of(
+        st.sampled_from([ADA, GRACE, "joe", "edsger", "", "\x00", ADA + "\x00"]), _FIELD_TEXT
+    ),
     extra=st.lists(
         st.tuples(st.sampled_from(["AD", "AL", "BP", "BQ", "AO", "AC"]), _FIELD_TEXT), max_size=4
     ),
@@ -448,3 +451,12 @@ def test_patron_messages_always_answer_well_formed(
     answer = {"23": "24", "63": "64", "01": "24", "25": "26", "35": "36"}[code]
     assert text.startswith(answer)
     assert "\r" not in text
+
+
+def test_01_nul_characters_are_not_stored(db, ctx):
+    call(db, ctx(), f"01N{TS}AOWEL|ALcard\x00kept|AA{ADA}|")
+    row = db.run_blocking(
+        lambda txn: txn.one("SELECT comment FROM borrower_debarments WHERE type = 'SIP'")
+    )
+    assert row["comment"] == "cardkept"
+    assert "Invalid cardnumber" in call(db, ctx(), p23("\x00"))
