@@ -553,7 +553,14 @@ class PostgreSQLEngine(Engine):
         # which is what the doubled '%' of translate() expects.
         if not params:
             return ()
-        return super().adapt_params(params)
+        params = super().adapt_params(params)
+        # PostgreSQL text cannot hold NUL; SQLite can. Drop it, so that a NUL in a SIP field
+        # (never meaningful) finds nothing or is stored the same way on both engines.
+        if any(type(value) is str and "\x00" in value for value in params):
+            params = tuple(
+                value.replace("\x00", "") if type(value) is str else value for value in params
+            )
+        return params
 
     def begin(self, conn, readonly: bool) -> None:
         # psycopg2 opens the transaction with the first statement; READ ONLY is part of BEGIN.
