@@ -49,6 +49,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
         self.session: Session | None = None
         self.account = None
         self.peer = "-"
+        self.print_width: int | None = None
         self._queue: deque = deque()
         self._busy = False
         self._draining = False
@@ -258,6 +259,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
             return
         gateway = self.gateway
         ctx = gateway.context(self.account, self.session, self.peer)
+        ctx.print_width = self.print_width
         try:
             if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
                 ctx.password_ok = yield self._check_patron_password(msg)
@@ -265,6 +267,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
             if msg.code in MUTATING and msg.fixed.get("transaction_date", "").strip():
                 digest = hashlib.sha256(event.raw).hexdigest()
             response = yield gateway.apply(ctx, msg, digest)
+            self.print_width = ctx.print_width  # a 99 sets the SC's print width
         except Exception:
             failure = Failure()
             unavailable = gateway.is_unavailable(failure)
