@@ -30,6 +30,14 @@ _LEVELS = {
 }
 
 
+_message_logging = False
+
+
+def messages_logged() -> bool:
+    """Whether every SIP message is logged (``--log-level debug``): masking costs time."""
+    return _message_logging
+
+
 def format_koha(event: dict) -> str | None:
     """One event as a Koha log line (with a trailing newline), or None to skip it."""
     text = formatEvent(event)
@@ -53,6 +61,8 @@ def _file(path: str):
 
 def install(sip_log: str | None, error_log: str | None, level: str = "info") -> list:
     """Add the Koha-format observers to Twisted's global log publisher; returns them."""
+    global _message_logging
+    _message_logging = level == "debug"
     observers = []
     minimum = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn}[level]
     if sip_log:

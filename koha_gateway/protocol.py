@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from koha_gateway import logs
 from koha_gateway.acs.fallback import failure_response
 from koha_gateway.sip2.codec import Response
 from koha_gateway.sip2.output import OutputPolicy
@@ -133,7 +134,8 @@ class SIPProtocol(Protocol, TimeoutMixin):
                 elif isinstance(event, Credentials):
                     self._start(self._telnet_login(event))
                 elif isinstance(event, Request):
-                    self._log("debug", "INPUT MSG: '{text}'", text=self.session.mask(event.raw))
+                    if logs.messages_logged():
+                        self._log("debug", "INPUT MSG: '{text}'", text=self.session.mask(event.raw))
                     if event.message.code == "93":
                         self._start(self._login(event))
                     else:
@@ -163,7 +165,8 @@ class SIPProtocol(Protocol, TimeoutMixin):
         if self._closing:
             return
         data = self.session.respond(response, seq)
-        self._log("debug", "OUTPUT MSG: '{text}'", text=self.session.mask(data))
+        if logs.messages_logged():
+            self._log("debug", "OUTPUT MSG: '{text}'", text=self.session.mask(data))
         self.transport.write(data)
 
     # -- login -------------------------------------------------------------------------------
