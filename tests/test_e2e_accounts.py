@@ -292,7 +292,7 @@ def test_item_fields_due_dates_and_checkin_options(make_gateway):
         assert lost[2:4] == "13"  # lost_status_for_missing: itemlost 1 is "missing"
 
         out = client.request(f"11YN{NOW}{BLANK}AOWEL|AA{ADA}|AB{item(1)}|AC|")
-        assert out.startswith("121NN"), out  # BK is in-house: desensitize N
+        assert out.startswith("121NN") and out[5] == "N", out  # BK is in-house: desensitize N
         out_fields = fields(out)
         assert "/" in out_fields["AH"][0] and out_fields["ZY"] == ["GEN"]
         assert out_fields["IN"] == [f"#{item(1)}"]
@@ -328,19 +328,20 @@ def test_blocking_options_checkin_holds_alerts_and_item_types(make_gateway):
                 "id": "blk",
                 "holds_block_checkin": "1",
                 "cv_triggers_alert": "1",
-                "blocked_item_types": "REF|BK",
+                "blocked_item_types": "REF|DVD",
+                "inhouse_patron_categories": "PT",
             },
         )
     )
     with gateway.logged_in("blk", "joes") as client:
-        refused = client.request(f"11YN{NOW}{BLANK}AOWEL|AA{ADA}|AB{item(1)}|AC|")
+        # blocked_item_types is checked before "not for loan"
+        refused = client.request(f"11YN{NOW}{BLANK}AOWEL|AA{ADA}|AB{item(11)}|AC|")
         assert refused.startswith("120"), refused
         assert fields(refused)["AF"] == [
             "Item type cannot be checked out at this checkout location"
         ]
-        assert not gateway.query(
-            "SELECT 1 FROM issues JOIN items USING (itemnumber) WHERE barcode = ?", (item(1),)
-        )
+        out = client.request(f"11YN{NOW}{BLANK}AOWEL|AA{ADA}|AB{item(1)}|AC|")
+        assert out.startswith("121") and out[5] == "N", out  # inhouse_patron_categories
 
         blocked = client.request(f"09N{NOW}{NOW}AOWEL|APWEL|AB{item(12)}|AC|")
         assert blocked.startswith("100"), blocked
@@ -386,3 +387,59 @@ def test_fee_paid_writeoff_and_overpayment(make_gateway):
         paid = client.request(f"37{NOW}0100NZDBV15.00|AOWEL|AA{GRACE}|")
         assert paid.startswith("38Y"), paid
         assert float(gateway.query(owed, (GRACE,))[0]["owed"]) == -5.0
+
+
+def test_status_flags_screen_messages_and_hold_capture_options(make_gateway):
+    gateway = make_gateway(
+        customise=accounts(
+            {
+                "id": "more",
+                "show_checkin_message": "1",
+                "show_outstanding_amount": "1",
+                "holds_get_captured": "0",
+                "seen_on_item_information": "mark_found",
+                "overdues_block_checkout": "1",
+                "lost_block_checkout": "1",
+                "patron_restriction_blocks_inet": "0",
+                "children": [("syspref_overrides", {"OverduesBlockCirc": "block"})],
+            },
+        )
+    )
+    patron_info = f"63000{NOW}          AOWEL|AA{{}}|"
+    with gateway.logged_in() as client:  # joe: the defaults
+        ada = client.request(patron_info.format(ADA))
+        assert ada[2 + 6] == " " and ada[2 + 9] == " ", ada
+        assert fields(client.request(patron_info.format("23529000000004")))["PI"] == ["N"]
+    with gateway.logged_in("more", "joes") as client:
+        ada = client.request(patron_info.format(ADA))
+        assert ada[2 + 6] == "Y", ada  # overdues_block_checkout with OverduesBlockCirc=block
+        assert ada[2 + 9] == " ", ada
+        edsger = fields(client.request(patron_info.format("23529000000004")))
+        assert edsger["PI"] == ["Y"]  # patron_restriction_blocks_inet="0"
+
+        grace = client.request(f"11YN{NOW}{BLANK}AOWEL|AA{GRACE}|AB{item(2)}|AC|")
+        assert fields(grace)["AF"] == ["Patron has fines - You owe $12.00."], grace
+
+        execute(
+            gateway.database_url,
+            ("UPDATE items SET itemlost = 2 WHERE barcode = ?", (item(6),)),
+        )
+        assert client.request(patron_info.format(ADA))[2 + 9] == "Y"  # lost_block_checkout
+
+        back = client.request(f"09N{NOW}{NOW}AOWEL|APWEL|AB{item(7)}|AC|")
+        assert back.startswith("101"), back
+        assert fields(back)["AF"][0].startswith("Item checked-in: Wellington Central - GEN."), back
+        assert "You owe $2.50 for this item." in fields(back)["AF"][0], back
+
+        held = fields(client.request(f"09N{NOW}{NOW}AOWEL|APWEL|AB{item(12)}|AC|"))
+        assert held["CV"] == ["01"] and held["CY"] == [GRACE]
+        found = gateway.query(
+            "SELECT found FROM reserves JOIN borrowers USING (borrowernumber) WHERE cardnumber = ?",
+            (GRACE,),
+        )
+        assert found == [{"found": None}]  # holds_get_captured="0": alerted, not captured
+
+        # mark_found clears itemlost before the status is read, so the item is available
+        assert client.request(f"17{NOW}AOWEL|AB{item(10)}|")[2:4] == "03"
+        lost = gateway.query("SELECT itemlost FROM items WHERE barcode = ?", (item(10),))
+        assert lost == [{"itemlost": 0}]  # seen_on_item_information="mark_found"
