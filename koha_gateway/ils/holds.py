@@ -20,6 +20,7 @@ from koha_gateway.ils.circulation import add_days, as_date
 from koha_gateway.ils.rules import rule_int
 
 __all__ = [
+    "CANCEL_WITHOUT_HOLD",
     "FOUND_STATES",
     "HoldOutcome",
     "alter_hold",
@@ -362,6 +363,10 @@ def place_hold(
     return HoldOutcome(True, None, hold, priority)
 
 
+#: Koha's screen message when 15 ``-`` finds no hold of the patron (note the trailing space).
+CANCEL_WITHOUT_HOLD = "Error with transaction drop_hold: "
+
+
 def cancel_hold(
     txn,
     *,
@@ -374,12 +379,16 @@ def cancel_hold(
 ) -> HoldOutcome:
     """Cancel the patron's hold on the item or its title (3M SIP2 2.00, Hold (15) mode ``-``;
     Koha's ``Koha::Hold->cancel``). Waiting holds can be cancelled too. The hold moves to
-    ``old_reserves`` with ``cancellationdate`` and the title's queue is renumbered."""
+    ``old_reserves`` with ``cancellationdate`` and the title's queue is renumbered.
+
+    Without a hold to cancel the screen message is Koha's: its ``drop_hold`` leaves no reason,
+    so ``C4::SIP::ILS::cancel_hold`` sends "Error with transaction drop_hold: " and nothing
+    after it (koha-sip-and-ldap.md section 4.11)."""
     hold = find_patron_hold(
         txn, patron["borrowernumber"], item=item, biblionumber=biblionumber, lock=True
     )
     if hold is None:
-        return HoldOutcome(False, "No such outstanding hold.")
+        return HoldOutcome(False, CANCEL_WITHOUT_HOLD)
     archive_hold(
         txn,
         hold,

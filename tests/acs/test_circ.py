@@ -417,7 +417,7 @@ def test_hold_cancel_title_level_hold_by_item(db, ctx):
 
 def test_hold_cancel_without_hold(db, ctx):
     assert call(db, ctx(), hold("-", ADA, f"AB{BARCODE[3]}|")) == (
-        f"160Y{TS}AA{ADA}|AOWEL|AFNo such outstanding hold.|"
+        f"160Y{TS}AA{ADA}|AOWEL|AFError with transaction drop_hold: |"
     )
 
 

