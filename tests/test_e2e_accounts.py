@@ -94,13 +94,20 @@ def accounts(*specs: dict, top: list | None = None):
     return customise
 
 
-def raw_exchange(client, text: str, *, encoding: str, seq: int = 0) -> bytes:
-    """Send ``text`` with AY/AZ and return the raw response bytes including the terminator."""
+def raw_exchange(
+    client, text: str, *, encoding: str, seq: int = 0, terminator: bytes = b"\r\n"
+) -> bytes:
+    """Send ``text`` with AY/AZ and return the raw response bytes up to ``terminator``."""
     data = (text + f"AY{seq}AZ").encode(encoding)
     client.send_raw(data + checksum(data).encode() + b"\r")
+    return raw_exchange_bytes(client, terminator)
+
+
+def raw_exchange_bytes(client, terminator: bytes) -> bytes:
+    """The next response's raw bytes up to and including ``terminator``."""
     buffer = b""
-    while not buffer.endswith(b"\r") and not buffer.endswith(b"\r\n"):
-        chunk = client.sock.recv(65536)
+    while not buffer.endswith(terminator):
+        chunk = client.sock.recv(1)
         assert chunk, buffer
         buffer += chunk
     return buffer
@@ -142,16 +149,21 @@ def test_encodings_terminators_and_output_filters(make_gateway):
     request = f"63000{NOW}          AOWEL|AA{ADA}|AD1234|"
 
     with gateway.logged_in("cp", "joes") as client:
-        line = raw_exchange(client, request, encoding="cp850")
+        line = raw_exchange(client, request, encoding="cp850", terminator=b"\r")
         assert line.endswith(b"\r") and not line.endswith(b"\r\n")
         body = assert_checksum(line)
         assert "Lövelace&#124;Byron".encode("cp850") in body  # | inside a value is escaped
         assert b"\x94" in body  # o-umlaut in code page 850
+        # requests are read in the account's encoding too; the echo is the same bytes
+        echo = assert_checksum(
+            raw_exchange(
+                client, f"23000{NOW}AOWEL|AAnöbody|AC|", encoding="cp850", seq=1, terminator=b"\r"
+            )
+        )
+        assert b"|AAn\x94body|" in echo and echo.endswith(b"AY1" + echo[-6:])
 
     with gateway.logged_in("asc", "joes") as client:
-        line = raw_exchange(client, request, encoding="ascii")
-        assert line.endswith(b"\r\n")  # CRLF is the default
-        body = assert_checksum(line)
+        body = assert_checksum(raw_exchange(client, request, encoding="ascii"))  # CRLF default
         assert b"AEAda L?velace&#124;Byron|" in body
         assert {fid for fid, _ in parse(body.decode(), responses=True).fields} <= {
             "AA",
@@ -164,7 +176,10 @@ def test_encodings_terminators_and_output_filters(make_gateway):
         assert b"|BD" not in body and b"|AF" not in body
 
     with gateway.logged_in("lat", "joes") as client:
+        client.send_raw(b"9900302.00AY2AZ0000\r")  # wrong checksum on a CRLF account
+        assert raw_exchange_bytes(client, b"\r") == b"96AZFEF6\r"  # a bare CR, as Koha
         body = assert_checksum(raw_exchange(client, request, encoding="latin-1"))
+        assert body.startswith(b"64")  # nothing (no LF) was left over from the 96
         assert b"|AE" not in body and b"|BD" not in body and b"|AA" + ADA.encode() in body
         assert b"\xf6" not in body  # the only non-ASCII text was in the hidden AE
 
