@@ -458,3 +458,84 @@ def test_status_flags_screen_messages_and_hold_capture_options(make_gateway):
         assert client.request(f"17{NOW}AOWEL|AB{item(10)}|")[2:4] == "03"
         lost = gateway.query("SELECT itemlost FROM items WHERE barcode = ?", (item(10),))
         assert lost == [{"itemlost": 0}]  # seen_on_item_information="mark_found"
+
+
+def test_previous_checkout_materials_register_lost_and_sort_bin_options(make_gateway):
+    prefs = {"CheckPrevCheckout": "hardyes", "CircConfirmItemParts": "1"}
+    gateway = make_gateway(
+        customise=accounts(
+            {
+                "id": "prev",
+                "prevcheckout_block_checkout": "1",
+                "register_id": "3",
+                "lost_block_checkout": "1",
+                "lost_block_checkout_value": "2",
+                "seen_on_item_information": "keep_lost",
+                "children": [("syspref_overrides", prefs)],
+            },
+            {
+                "id": "mat",
+                "allow_additional_materials_checkout": "1",
+                "children": [
+                    ("sort_bin_mapping", {"mapping": "WEL:itype:eq:BK:9"}),
+                    ("syspref_overrides", {"CircConfirmItemParts": "1"}),
+                ],
+            },
+            {"id": "pw", "password": "not-joes"},
+            top=[("SIP2SortBinMapping", "KIL:itype:eq:BK:1\n# comment\nWEL:location:eq:GEN:3")],
+        )
+    )
+    execute(
+        gateway.database_url,
+        ("UPDATE items SET materials = 'CD-ROM' WHERE barcode = ?", (item(2),)),
+    )
+    checkout = f"11YN{NOW}{BLANK}AOWEL|AA{ADA}|AB{{}}|AC|"
+    checkin = f"09N{NOW}{NOW}AOWEL|APWEL|AB{{}}|AC|"
+    with gateway.logged_in("prev", "joes") as client:
+        assert client.request(checkout.format(item(1))).startswith("121")
+        back = fields(client.request(checkin.format(item(1))))
+        assert back["CL"] == ["3"]  # the global SIP2SortBinMapping override
+        # a new transaction date: the same bytes again would be a resend of the first
+        again = client.request(checkout.format(item(1)).replace(NOW, "20261129    120500"))
+        assert again.startswith("120"), again
+        assert fields(again)["AF"] == ["This item was previously checked out by you"]
+
+        parts = client.request(checkout.format(item(2)))
+        assert parts.startswith("120"), parts
+        assert fields(parts)["AF"] == ["Item must be checked out at a circulation desk"]
+
+        paid = client.request(f"37{NOW}0100NZDBV1.00|AOWEL|AA{GRACE}|")
+        assert paid.startswith("38Y"), paid
+        registers = gateway.query(
+            "SELECT register_id FROM accountlines WHERE credit_type_code = 'PAYMENT'"
+        )
+        assert [row["register_id"] for row in registers] == [3]
+
+        patron_info = f"63000{NOW}          AOWEL|AA{ADA}|"
+        execute(
+            gateway.database_url, ("UPDATE items SET itemlost = 1 WHERE barcode = ?", (item(6),))
+        )
+        assert client.request(patron_info)[2 + 9] == " "  # itemlost 1 < lost_block_checkout_value
+        execute(
+            gateway.database_url, ("UPDATE items SET itemlost = 2 WHERE barcode = ?", (item(6),))
+        )
+        assert client.request(patron_info)[2 + 9] == "Y"
+
+        before = gateway.query("SELECT datelastseen FROM items WHERE barcode = ?", (item(10),))
+        assert client.request(f"17{NOW}AOWEL|AB{item(10)}|")[2:4] == "12"
+        after = gateway.query(
+            "SELECT itemlost, datelastseen FROM items WHERE barcode = ?", (item(10),)
+        )
+        assert after[0]["itemlost"] == 1  # keep_lost
+        assert str(after[0]["datelastseen"]) > str(before[0]["datelastseen"])
+
+    with gateway.logged_in("mat", "joes") as client:
+        out = client.request(checkout.format(item(2)))
+        assert out.startswith("121"), out
+        assert fields(out)["AF"] == ["Item has additional materials: CD-ROM"]
+        back = fields(client.request(checkin.format(item(3))))
+        assert back.get("CL") == ["9"]  # the account mapping replaces the preference
+
+    with gateway.client() as client:  # a password in SIPconfig.xml must match as well
+        assert client.login("pw", "joes") == "940"
+        assert client.login("pw", "not-joes") == "940"
