@@ -127,7 +127,12 @@ def test_encodings_terminators_and_output_filters(make_gateway):
     gateway = make_gateway(
         customise=accounts(
             {"id": "cp", "encoding": "cp850", "terminator": "CR"},
-            {"id": "asc", "encoding": "ascii", "allow_fields": "AA,AE,BL,AO,AY,AZ"},
+            {
+                "id": "asc",
+                "encoding": "ascii",
+                "allow_fields": "AA,AE,BL,AO,AY,AZ",
+                "delimiter": "^",
+            },
             {"id": "lat", "encoding": "latin-1", "hide_fields": "AE,BD"},
             {
                 "id": "conv",
