@@ -544,3 +544,63 @@ def test_previous_checkout_materials_register_lost_and_sort_bin_options(make_gat
     with gateway.client() as client:  # a password in SIPconfig.xml must match as well
         assert client.login("pw", "joes") == "940"
         assert client.login("pw", "not-joes") == "940"
+
+
+# --- listener options that act on accounts: client_timeout, telnet ---------------------------
+
+
+def _read_until(sock, marker: bytes, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_idle_timeout_and_telnet_accounts(make_gateway):
+    import socket
+    import time
+
+    def customise(tree, gateway):
+        for service in tree.iter(f"{NS}service"):
+            if service.get("transport") == "RAW" and not service.get("tls_certificate"):
+                service.set("client_timeout", "1")
+        accounts({"id": "tcr", "terminator": "CR"}, {"id": "tpw", "password": "other"})(
+            tree, gateway
+        )
+
+    gateway = make_gateway(customise=customise)
+    with gateway.logged_in() as client:
+        assert client.request("9900302.00").startswith("98")
+        time.sleep(2.5)  # idle longer than client_timeout after login
+        client.sock.settimeout(5)
+        try:
+            assert client.sock.recv(1) == b""
+        except ConnectionResetError:
+            pass
+
+    sock = socket.create_connection(("127.0.0.1", gateway.ports["telnet"]))
+    try:
+        _read_until(sock, b"login: ")
+        sock.sendall(b"tcr\r\n")
+        _read_until(sock, b"password: ")
+        sock.sendall(b"joes\r\n")
+        assert b"Login OK.  Initiating SIP" in _read_until(sock, b"SIP")
+        sock.sendall(f"23000{NOW}AOWEL|AA{ADA}|AC|\r".encode())
+        answer = _read_until(sock, b"AOWEL|\r")
+        assert answer.endswith(b"AOWEL|\r"), answer  # terminator="CR" on telnet too
+    finally:
+        sock.close()
+
+    sock = socket.create_connection(("127.0.0.1", gateway.ports["telnet"]))
+    try:
+        _read_until(sock, b"login: ")
+        sock.sendall(b"tpw\r\n")
+        _read_until(sock, b"password: ")
+        sock.sendall(b"joes\r\n")  # the database password, not the one in SIPconfig.xml
+        assert b"Invalid login" in _read_until(sock, b"Invalid login")
+    finally:
+        sock.close()
