@@ -379,11 +379,21 @@ def test_blocking_options_checkin_holds_alerts_and_item_types(make_gateway):
 
 
 def test_fee_paid_writeoff_and_overpayment(make_gateway):
-    gateway = make_gateway(
-        customise=accounts(
-            {"id": "pay", "payment_type_writeoff": "06", "disallow_overpayment": "1"},
-        )
+    add_accounts = accounts(
+        {"id": "pay", "payment_type_writeoff": "06", "disallow_overpayment": "1"},
     )
+
+    def customise(tree, gateway):
+        add_accounts(tree, gateway)
+        institutions = next(tree.iter(f"{NS}institutions"))
+        etree.SubElement(institutions, f"{NS}institution", {"id": "XYZ"})
+        parent = next(tree.iter(f"{NS}accounts"))
+        etree.SubElement(parent, f"{NS}login", {"id": "ghost", "institution": "XYZ"})
+
+    gateway = make_gateway(customise=customise)
+    log = gateway.read_log()  # start-up warnings (not errors) of Koha 25.11
+    assert "institution 'XYZ' is not a branchcode in the database" in log
+    assert "account 'ghost' has no patron with that userid" in log
     owed = (
         "SELECT SUM(amountoutstanding) AS owed FROM accountlines JOIN borrowers USING "
         "(borrowernumber) WHERE cardnumber = ?"
