@@ -156,15 +156,30 @@ def accounts_customiser(accounts: list[tuple[str, str]]):
 
 
 class BenchGateway(GatewayProcess):
-    """A gateway process pinned to ``cpus`` (``taskset -c``) with ``nofile`` open files."""
+    """A gateway process pinned to ``cpus`` (``taskset -c``) with ``nofile`` open files.
 
-    def __init__(self, workdir: Path, url: str, *, cpus: str | None = "0", nofile=65536, **kw):
+    ``backlog`` is an experiment: the listen queue length the gateway's listeners get instead
+    of the one ``koha_gateway.listeners`` chooses (the process starts with that module's
+    ``_endpoint`` given another default), to measure what a different setting would change.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        url: str,
+        *,
+        cpus: str | None = "0",
+        nofile=65536,
+        backlog: int | None = None,
+        **kw,
+    ):
         extra = list(kw.pop("extra_args", ())) + ["--log-level", "info"]
         super().__init__(workdir, url, extra_args=extra, **kw)
         self.cpus = cpus if cpus and shutil.which("taskset") and (os.cpu_count() or 1) > 1 else None
         # Raising the hard limit needs CAP_SYS_RESOURCE: stay within this process's hard limit.
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         self.nofile = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)
+        self.backlog = backlog
 
     def command(self) -> list[str]:
         prefix = []
@@ -172,7 +187,15 @@ class BenchGateway(GatewayProcess):
             prefix += ["taskset", "-c", self.cpus]
         if self.nofile and shutil.which("prlimit"):
             prefix += ["prlimit", f"--nofile={self.nofile}:{self.nofile}"]
-        return prefix + super().command()
+        command = super().command()
+        if self.backlog is not None:
+            boot = (
+                "import functools, koha_gateway.listeners as listeners; "
+                "listeners._endpoint = functools.partial(listeners._endpoint, "
+                f"backlog={int(self.backlog)}); "
+            )
+            command[2] = boot + command[2]
+        return prefix + command
 
     @property
     def pid(self) -> int:
@@ -261,6 +284,33 @@ def _short_frame(frame: str) -> str:
     parts = Path(path).parts
     short = "/".join(parts[-2:]) if parts else path
     return f"{name} ({short})"
+
+
+def socket_count(pid: int) -> int:
+    """How many sockets process ``pid`` has open (its accepted connections and listeners)."""
+    count = 0
+    for fd in os.scandir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(fd.path).startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because an accept queue was full
+    (``TcpExt: ListenOverflows``, /proc/net/netstat); -1 when unavailable."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return -1
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(table.get("ListenOverflows", -1))
+    return -1
 
 
 def rss_kib(pid: int) -> int:
