@@ -139,7 +139,8 @@ def test_encodings_terminators_and_output_filters(make_gateway):
                 "convert_nonprinting_characters": " -- ",
                 "children": [
                     ("screen_msg_regex", {"find": "Greetings from Koha. ", "replace": ""}),
-                    ("screen_msg_regex", {"find": "(on) (file)", "replace": "$2 ${1}!"}),
+                    # Perl syntax: named groups and $+{name}
+                    ("screen_msg_regex", {"find": "(?<a>on) (?<b>file)", "replace": "$+{b} ${1}!"}),
                 ],
             },
         )

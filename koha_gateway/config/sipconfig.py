@@ -33,6 +33,7 @@ from koha_gateway.config.errors import (
     located,
     read_xml,
 )
+from koha_gateway.sip2.output import perl_pattern
 
 __all__ = [
     "DEFAULT_LOGIN_TIMEOUT",
@@ -1060,7 +1061,7 @@ class _Reader:
         if not find:
             raise self.error(element, "<screen_msg_regex> has no find")
         try:
-            re.compile(find)
+            re.compile(perl_pattern(find))
         except re.error as exc:
             raise self.error(
                 element, f"screen_msg_regex find={find!r} is not a valid regex: {exc}"

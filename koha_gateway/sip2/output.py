@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OutputPolicy", "DEFAULT_POLICY", "normalize_encoding", "perl_replacement"]
+__all__ = [
+    "OutputPolicy",
+    "DEFAULT_POLICY",
+    "normalize_encoding",
+    "perl_pattern",
+    "perl_replacement",
+]
 
 # Koha accepts Perl Encode names; map the spellings seen in SIPconfig.xml to Python codecs.
 _ENCODING_ALIASES = {
@@ -49,24 +55,98 @@ def normalize_encoding(name: str | None) -> str:
         raise ValueError(f"unknown encoding {name!r}") from None
 
 
-_PERL_GROUP = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(&))|\\(.)", re.DOTALL)
+_PERL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def perl_pattern(pattern: str) -> str:
+    """A Perl regular expression (Koha's ``<screen_msg_regex find=...>``) as Python ``re`` text.
+
+    The two dialects agree on everything SIPconfig.xml files use, except the spellings of
+    named groups and of the end of the string: ``(?<name>...)`` and ``(?'name'...)`` become
+    ``(?P<name>...)``, ``\\k<name>``, ``\\k{name}`` and ``\\k'name'`` become ``(?P=name)``,
+    ``\\z`` becomes ``\\Z``. Look-behinds ``(?<=`` / ``(?<!``, escapes and character classes
+    are copied unchanged; anything else Python does not know stays an error of ``re.compile``.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt == "z":
+                out.append("\\Z")
+                i += 2
+                continue
+            if nxt == "k" and i + 2 < n and pattern[i + 2] in "<{'":
+                close = {"<": ">", "{": "}", "'": "'"}[pattern[i + 2]]
+                end = pattern.find(close, i + 3)
+                name = pattern[i + 3 : end] if end > 0 else ""
+                if _PERL_NAME.fullmatch(name):
+                    out.append(f"(?P={name})")
+                    i = end + 1
+                    continue
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if ch == "[":
+            # copy a character class whole: a "]" right after "[" or "[^" is a member
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            out.append(pattern[i : j + 1])
+            i = j + 1
+            continue
+        if pattern.startswith("(?<", i) or pattern.startswith("(?'", i):
+            close = ">" if pattern[i + 2] == "<" else "'"
+            end = pattern.find(close, i + 3)
+            name = pattern[i + 3 : end] if end > 0 else ""
+            if _PERL_NAME.fullmatch(name):
+                out.append(f"(?P<{name}>")
+                i = end + 1
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+_PERL_GROUP = re.compile(
+    r"\$(?:(\d+)|\{(\d+)\}|(&)|\+\{([A-Za-z_][A-Za-z0-9_]*)\})|\\(.)", re.DOTALL
+)
+
+
+class _NamedGroup:
+    """``$+{name}`` in a replacement: the text of the named group."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 _BACKSLASH_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
 
 def perl_replacement(replacement: str) -> Callable[[re.Match[str]], str]:
     """Turn a Perl ``s///`` replacement string into a function for :func:`re.sub`.
 
-    ``$1``, ``${1}`` and ``$&`` refer to groups (a group that did not match, or does not
-    exist, gives an empty string, as in Perl); ``\\n``, ``\\t``, ``\\r`` are control
-    characters and any other backslash escapes the next character. Everything else is literal.
+    ``$1``, ``${1}``, ``$&`` and ``$+{name}`` refer to groups (a group that did not match, or
+    does not exist, gives an empty string, as in Perl); ``\\n``, ``\\t``, ``\\r`` are
+    control characters and any other backslash escapes the next character. Everything else is
+    literal.
     """
-    parts: list[str | int] = []
+    parts: list[str | int | _NamedGroup] = []
     pos = 0
     for m in _PERL_GROUP.finditer(replacement):
         if m.start() > pos:
             parts.append(replacement[pos : m.start()])
-        if m.group(4) is not None:
-            parts.append(_BACKSLASH_ESCAPES.get(m.group(4), m.group(4)))
+        if m.group(5) is not None:
+            parts.append(_BACKSLASH_ESCAPES.get(m.group(5), m.group(5)))
+        elif m.group(4) is not None:
+            parts.append(_NamedGroup(m.group(4)))
         elif m.group(3):
             parts.append(0)
         else:
@@ -86,7 +166,7 @@ def perl_replacement(replacement: str) -> Callable[[re.Match[str]], str]:
                 out.append(p)
             else:
                 try:
-                    out.append(m.group(p) or "")
+                    out.append(m.group(p.name if isinstance(p, _NamedGroup) else p) or "")
                 except IndexError:
                     pass
         return "".join(out)
@@ -162,7 +242,7 @@ class OutputPolicy:
         rules = []
         for find, replace in pairs:
             try:
-                pattern = re.compile(find)
+                pattern = re.compile(perl_pattern(find))
             except re.error as exc:
                 raise ValueError(f"screen_msg_regex find {find!r}: {exc}") from None
             rules.append((pattern, perl_replacement(replace)))

@@ -399,6 +399,13 @@ def test_bad_login_children(sip_file, child, message):
     assert message in caught.value.message
 
 
+def test_perl_named_groups_in_screen_msg_regex_load(sip_file):
+    child = r'<screen_msg_regex find="(?&lt;w&gt;\w+)\z" replace="[$+{w}]" />'
+    path, _ = sip_file(logins=f'<login id="joe" institution="CPL">\n{child}\n</login>')
+    account = load_sip_config(path).accounts["joe"]
+    assert account.screen_msg_regex == ((r"(?<w>\w+)\z", "[$+{w}]"),)
+
+
 # --------------------------------------------------------------------------------------------
 # Accounts: values, defaults, warnings
 # --------------------------------------------------------------------------------------------

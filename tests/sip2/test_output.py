@@ -181,3 +181,30 @@ def test_policy_is_frozen_and_hashable():
         policy.encoding = "ascii"
     assert policy == OutputPolicy(hide_fields=frozenset({"AE"}))
     assert hash(policy) == hash(OutputPolicy(hide_fields=frozenset({"AE"})))
+
+
+def test_perl_named_groups_and_end_of_string_in_screen_msg_regex():
+    # Koha's finds are Perl regexes: (?<name>...), \k<name>, $+{name} and \z must work too.
+    policy = OutputPolicy(
+        screen_msg_regex=(
+            (r"(?<word>\w+) \k<word>", r"$+{word}"),
+            (r"(?'n'\d+) items\z", r"${1} item(s)"),
+            (r"(?<=Patron )blocked", r"held"),
+        )
+    )
+    assert policy.screen_message("the the 3 items") == "the 3 item(s)"
+    assert policy.screen_message("Patron blocked") == "Patron held"
+    assert OutputPolicy(screen_msg_regex=((r"[(?<x>)]", "_"),)).screen_message("a(b)") == "a_b_"
+    assert policy.screen_message("3 items later") == "3 items later"  # \z: only at the end
+
+
+def test_perl_pattern_translation():
+    from koha_gateway.sip2.output import perl_pattern
+
+    assert perl_pattern(r"(?<a>x)\k{a}\k'a'") == r"(?P<a>x)(?P=a)(?P=a)"
+    assert perl_pattern(r"(?<!x)(?<=y)\(?<a>\z") == r"(?<!x)(?<=y)\(?<a>\Z"
+    assert perl_pattern(r"[\]z(?<a>]\\z") == r"[\]z(?<a>]\\z"
+    assert perl_pattern(r"[]a]") == r"[]a]"
+    assert perl_pattern("plain text.") == "plain text."
+    with pytest.raises(ValueError):
+        OutputPolicy(screen_msg_regex=((r"(?<1bad>x)", "y"),))
