@@ -211,7 +211,8 @@ def test_patron_fields_templates_and_branch_options(make_gateway):
                 "send_patron_home_library_in_af": "1",
                 "patron_branchcode_in_ao": "1",
                 "allow_empty_passwords": "1",
-                "ae_field_template": "[% patron.surname | upper %], [% patron.firstname %]",
+                "ae_field_template": "[% patron.get_column('surname') | upper %], "
+                "[% patron.firstname %]",
                 "av_field_template": "[% accountline.description %]="
                 "[% accountline.amountoutstanding | format('%.2f') %]",
                 "children": [
@@ -287,7 +288,9 @@ def test_item_fields_due_dates_and_checkin_options(make_gateway):
                 "ct_always_send": "1",
                 "lost_status_for_missing": "1",
                 "inhouse_item_types": "BK",
-                "da_field_template": "[% patron.surname %] ([% patron.cardnumber %])",
+                # Koha's example template, with IF
+                "da_field_template": "[% patron.surname %][% IF patron.firstname %], "
+                "[% patron.firstname %][% END %] ([% patron.cardnumber %])",
                 "children": [
                     ("item_field", {"field": "ZY", "code": "permanent_location"}),
                     ("custom_item_field", {"field": "IN", "template": "#[% item.barcode %]"}),
@@ -330,7 +333,7 @@ def test_item_fields_due_dates_and_checkin_options(make_gateway):
 
         held = fields(client.request(f"09N{NOW}{NOW}AOWEL|APWEL|AB{item(12)}|AC|"))
         assert held["CV"] == ["01"] and held["CY"] == [GRACE]
-        assert held["DA"] == [f"Hopper ({GRACE})"]
+        assert held["DA"] == [f"Hopper, Grace ({GRACE})"]
 
     with gateway.logged_in("plain", "joes") as client:
         info = fields(client.request(f"17{NOW}AOWEL|AB{item(6)}|"))

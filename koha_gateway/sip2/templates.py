@@ -15,10 +15,17 @@ Toolkit 2 syntax and nothing that can run code:
   ``truncate(n, '...')``, ``default('x')``;
 * whitespace chomping flags as in Template Toolkit: ``[%-`` / ``-%]`` remove the spaces and one
   newline next to the tag, ``~`` removes all whitespace, ``=`` collapses it to one space,
-  ``+`` keeps it.
+  ``+`` keeps it;
+* conditionals ``[% IF cond %]...[% ELSIF cond %]...[% ELSE %]...[% END %]`` and ``UNLESS``,
+  as in Koha's own example ``[% patron.surname %][% IF patron.firstname %], [% patron.firstname
+  %][% END %]``: a condition is a variable or literal (Perl truth: empty, ``0`` and missing are
+  false), compared with ``==``/``!=`` (as text) or ``<``, ``>``, ``<=``, ``>=`` (as numbers),
+  combined with ``NOT``/``!``, ``AND``/``&&``, ``OR``/``||`` and parentheses;
+* ``x.get_column('name')``, the Koha::Object accessor the Koha examples use, is read as
+  ``x.name`` (no method is ever called).
 
-Any other directive (``IF``, ``FOREACH``, ``SET``, ``INCLUDE``, ...) is a :class:`TemplateError`
-at compile time. Rendering never raises.
+Any other directive (``FOREACH``, ``SET``, ``INCLUDE``, ...) is a :class:`TemplateError` at
+compile time. Rendering never raises.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ _TOKEN = re.compile(
   | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<num>-?\d+(?:\.\d+)?)
   | (?P<path>[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|\d+))*)
+  | (?P<op>==|!=|<=|>=|&&|\|\||<|>|!)
   | (?P<punct>[|(),])
     """,
     re.VERBOSE | re.DOTALL,
@@ -263,6 +271,144 @@ def _literal(kind: str, text: str) -> Any:
     return int(text)
 
 
+def _operand(tokens: list[tuple[str, str]], i: int, where: str) -> tuple[Any, Any, int]:
+    """A variable (as a path tuple) or a literal at ``tokens[i]``: ``(literal, path, next)``.
+
+    ``x.get_column('name')`` is the path ``x.name``.
+    """
+    if i >= len(tokens):
+        raise TemplateError(f"{where}: expected a variable or a value")
+    kind, text = tokens[i]
+    if kind in ("str", "num"):
+        return _literal(kind, text), None, i + 1
+    if kind != "path":
+        raise TemplateError(f"{where}: expected a variable, got {text!r}")
+    if text.split(".")[0] in _KEYWORDS:
+        raise TemplateError(f"{where}: directive {text.split('.')[0]} is not supported")
+    path = tuple(text.split("."))
+    i += 1
+    if path[-1] == "get_column" and len(path) > 1:
+        if (
+            i + 2 < len(tokens)
+            and tokens[i] == ("punct", "(")
+            and tokens[i + 1][0] == "str"
+            and tokens[i + 2] == ("punct", ")")
+            and _NAME.fullmatch(_literal("str", tokens[i + 1][1]))
+        ):
+            path = (*path[:-1], _literal("str", tokens[i + 1][1]))
+            i += 3
+        else:
+            raise TemplateError(f"{where}: get_column() takes one column name")
+    if any(step.startswith("_") for step in path):
+        raise TemplateError(f"{where}: names starting with '_' are not allowed")
+    return None, path, i
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_NOT = frozenset({("path", "NOT"), ("op", "!")})
+_AND = frozenset({("path", "AND"), ("op", "&&")})
+_OR = frozenset({("path", "OR"), ("op", "||")})
+_COMPARISONS = frozenset({"==", "!=", "<", ">", "<=", ">="})
+
+
+def _truth(value: Any) -> bool:
+    """Perl truth: undefined, empty and ``"0"`` are false."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float, Decimal)):
+        return value != 0
+    text = _to_text(value)
+    return text not in ("", "0")
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if op in ("==", "!="):
+        return (_to_text(left) == _to_text(right)) == (op == "==")
+    a, b = _number(left), _number(right)
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+    else:
+        a, b = Decimal(a), Decimal(b)
+    return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
+
+
+class _Condition:
+    """A compiled IF/ELSIF/UNLESS condition; ``test(context)`` never raises."""
+
+    __slots__ = ("_evaluate",)
+
+    def __init__(self, tokens: list[tuple[str, str]], where: str) -> None:
+        evaluate, i = self._or(tokens, 0, where)
+        if i != len(tokens):
+            raise TemplateError(f"{where}: unexpected {tokens[i][1]!r} in condition")
+        self._evaluate = evaluate
+
+    def test(self, context: Mapping[str, Any]) -> bool:
+        try:
+            return bool(self._evaluate(context))
+        except Exception:  # a hostile object in the context must not break a SIP response
+            return False
+
+    def _or(self, tokens, i, where):
+        left, i = self._and(tokens, i, where)
+        while i < len(tokens) and tokens[i] in _OR:
+            right, i = self._and(tokens, i + 1, where)
+            left = (lambda a, b: lambda c: a(c) or b(c))(left, right)
+        return left, i
+
+    def _and(self, tokens, i, where):
+        left, i = self._not(tokens, i, where)
+        while i < len(tokens) and tokens[i] in _AND:
+            right, i = self._not(tokens, i + 1, where)
+            left = (lambda a, b: lambda c: a(c) and b(c))(left, right)
+        return left, i
+
+    def _not(self, tokens, i, where):
+        if i < len(tokens) and tokens[i] in _NOT:
+            inner, i = self._not(tokens, i + 1, where)
+            return (lambda a: lambda c: not a(c))(inner), i
+        return self._comparison(tokens, i, where)
+
+    def _comparison(self, tokens, i, where):
+        if i < len(tokens) and tokens[i] == ("punct", "("):
+            inner, i = self._or(tokens, i + 1, where)
+            if i >= len(tokens) or tokens[i] != ("punct", ")"):
+                raise TemplateError(f"{where}: missing ')' in condition")
+            return inner, i + 1
+        left, i = self._value(tokens, i, where)
+        if i < len(tokens) and tokens[i][0] == "op" and tokens[i][1] in _COMPARISONS:
+            op = tokens[i][1]
+            right, i = self._value(tokens, i + 1, where)
+            return (lambda a, b: lambda c: _compare(op, a(c), b(c)))(left, right), i
+        return (lambda a: lambda c: _truth(a(c)))(left), i
+
+    @staticmethod
+    def _value(tokens, i, where):
+        literal, path, i = _operand(tokens, i, where)
+        if path is None:
+            return (lambda v: lambda c: v)(literal), i
+        return (lambda p: lambda c: _resolve(c, p))(path), i
+
+
+#: Control directives of the conditional blocks.
+_CONTROL = ("IF", "ELSIF", "UNLESS", "ELSE", "END")
+
+
+def _parse_control(body: str, where: str) -> tuple[str, _Condition | None] | None:
+    """``(keyword, condition)`` for an IF/ELSIF/UNLESS/ELSE/END directive, else ``None``."""
+    tokens = _tokens(body, where)
+    if not tokens or tokens[0][0] != "path" or tokens[0][1] not in _CONTROL:
+        return None
+    keyword = tokens[0][1]
+    if keyword in ("ELSE", "END"):
+        if len(tokens) > 1:
+            raise TemplateError(f"{where}: {keyword} takes nothing after it")
+        return keyword, None
+    if len(tokens) == 1:
+        raise TemplateError(f"{where}: {keyword} needs a condition")
+    return keyword, _Condition(tokens[1:], where)
+
+
 def _parse_directive(body: str, where: str) -> _Expression | None:
     tokens = _tokens(body, where)
     if not tokens:
@@ -271,21 +417,8 @@ def _parse_directive(body: str, where: str) -> _Expression | None:
         tokens = tokens[1:]
         if not tokens:
             raise TemplateError(f"{where}: GET needs a variable")
-    kind, text = tokens[0]
-    path = None
-    literal = None
-    if kind == "path":
-        if text.split(".")[0] in _KEYWORDS:
-            raise TemplateError(f"{where}: directive {text.split('.')[0]} is not supported")
-        path = tuple(text.split("."))
-        if any(step.startswith("_") for step in path):
-            raise TemplateError(f"{where}: names starting with '_' are not allowed")
-    elif kind in ("str", "num"):
-        literal = _literal(kind, text)
-    else:
-        raise TemplateError(f"{where}: expected a variable, got {text!r}")
+    literal, path, i = _operand(tokens, 0, where)
     filters = []
-    i = 1
     while i < len(tokens):
         if tokens[i] != ("punct", "|"):
             raise TemplateError(f"{where}: expected '|' before {tokens[i][1]!r}")
@@ -340,6 +473,63 @@ def _find_close(source: str, start: int) -> int:
     return -1
 
 
+class _Branches:
+    """One IF/UNLESS block: ``(condition, negate, nodes)`` tried in order; ELSE has no
+    condition."""
+
+    __slots__ = ("branches",)
+
+    def __init__(self) -> None:
+        self.branches: list[tuple[_Condition | None, bool, list]] = []
+
+
+def _nest(parts: list[Any]) -> tuple:
+    """Turn the flat list of text, expressions and control directives into a tree."""
+    root: list = []
+    stack: list[tuple[_Branches, list, bool, str]] = []  # block, outer nodes, else seen, where
+    nodes = root
+    for part in parts:
+        if not isinstance(part, tuple):
+            nodes.append(part)
+            continue
+        keyword, condition, where = part
+        if keyword in ("IF", "UNLESS"):
+            block = _Branches()
+            nodes.append(block)
+            stack.append((block, nodes, False, where))
+            nodes = []
+            block.branches.append((condition, keyword == "UNLESS", nodes))
+            continue
+        if not stack:
+            raise TemplateError(f"{where}: {keyword} without IF")
+        block, outer, else_seen, opened = stack[-1]
+        if keyword == "END":
+            stack.pop()
+            nodes = outer
+            continue
+        if else_seen:
+            raise TemplateError(f"{where}: {keyword} after ELSE")
+        nodes = []
+        block.branches.append((condition, False, nodes))
+        stack[-1] = (block, outer, keyword == "ELSE", opened)
+    if stack:
+        raise TemplateError(f"{stack[-1][3]}: IF without END")
+    return tuple(root)
+
+
+def _render(nodes: Sequence[Any], context: Mapping[str, Any], out: list[str]) -> None:
+    for node in nodes:
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, _Branches):
+            for condition, negate, branch in node.branches:
+                if condition is None or condition.test(context) != negate:
+                    _render(branch, context, out)
+                    break
+        else:
+            out.append(node.render(context))
+
+
 class Template:
     """A compiled template; ``render(**context)`` returns the text."""
 
@@ -349,7 +539,7 @@ class Template:
         if not isinstance(source, str):
             raise TemplateError("template source must be a string")
         self.source = source
-        parts: list[str | _Expression] = []
+        parts: list[Any] = []
         pos = 0
         pending_post: str | None = None
         while True:
@@ -378,17 +568,20 @@ class Template:
                 body_end -= 1
             body = source[body_start:body_end]
             if not body.lstrip().startswith("#"):
-                expr = _parse_directive(body, where)
-                if expr is not None:
-                    parts.append(expr)
+                control = _parse_control(body, where)
+                if control is not None:
+                    parts.append((*control, where))
+                else:
+                    expr = _parse_directive(body, where)
+                    if expr is not None:
+                        parts.append(expr)
             pos = close + 2
-        self._parts = tuple(parts)
+        self._parts = _nest(parts)
 
     def render(self, **context: Any) -> str:
         """Render with the given variables; never raises."""
-        out = []
-        for part in self._parts:
-            out.append(part if isinstance(part, str) else part.render(context))
+        out: list[str] = []
+        _render(self._parts, context, out)
         return "".join(out)
 
     def __repr__(self) -> str:

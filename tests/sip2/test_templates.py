@@ -95,8 +95,22 @@ def test_chomping_like_template_toolkit():
     "source",
     [
         "[% x",
-        "[% IF x %]yes[% END %]",
         "[% FOREACH a IN b %]",
+        "[% IF %]x[% END %]",
+        "[% END %]",
+        "[% ELSE %]",
+        "[% IF x %]",
+        "[% IF x %]a[% ELSE %]b[% ELSE %]c[% END %]",
+        "[% IF x %]a[% ELSE %]b[% ELSIF y %]c[% END %]",
+        "[% IF x %]a[% END y %]",
+        "[% IF x == %]a[% END %]",
+        "[% IF (x %]a[% END %]",
+        "[% IF x y %]a[% END %]",
+        "[% IF x | upper %]a[% END %]",
+        "[% x.get_column(1) %]",
+        "[% x.get_column('a b') %]",
+        "[% x.get_column %]",
+        "[% IF x._secret %]a[% END %]",
         "[% SET x = 1 %]",
         "[% INCLUDE foo %]",
         "[% x | nosuchfilter %]",
@@ -131,3 +145,61 @@ def test_hostile_objects_do_not_break_rendering():
             raise RuntimeError("nope")
 
     assert Template("<[% b.name %]>").render(b=Boom()) == "<>"
+
+
+def test_koha_example_templates_with_if():
+    # The ae/da_field_template examples of Koha's etc/SIPconfig.xml.
+    ae = (
+        "[% patron.get_column('surname') %][% IF patron.get_column('firstname') %], "
+        "[% patron.get_column('firstname') %][% END %]"
+    )
+    da = "[% patron.surname %][% IF patron.firstname %], [% patron.firstname %][% END %]"
+    assert Template(ae).render(patron={"surname": "Lee", "firstname": "Ann"}) == "Lee, Ann"
+    assert Template(ae).render(patron={"surname": "Lee", "firstname": ""}) == "Lee"
+    assert Template(da).render(patron=Patron()) == "Lee, Ann"
+    assert Template(da).render(patron=Patron(firstname=None)) == "Lee"
+
+
+def test_elsif_else_unless_and_nesting():
+    source = (
+        "[% IF n > 10 %]many[% ELSIF n >= 1 %]some[% ELSE %]none[% END %]"
+        "[% UNLESS n %]![% END %]"
+        "[% IF n %]<[% IF n == 3 %]three[% ELSE %]other[% END %]>[% END %]"
+    )
+    assert Template(source).render(n=12) == "many<other>"
+    assert Template(source).render(n=3) == "some<three>"
+    assert Template(source).render(n=0) == "none!"
+    assert Template(source).render() == "none!"
+
+
+def test_condition_operators():
+    def check(condition, **context):
+        return Template(f"[% IF {condition} %]y[% ELSE %]n[% END %]").render(**context)
+
+    assert check("a == 'x'", a="x") == "y"
+    assert check("a != 'x'", a="x") == "n"
+    assert check("a == 2", a=Decimal("2")) == "y"  # text comparison, as TT's ==
+    assert check("a < 10", a="9.5") == "y" and check("a >= 10", a="9.5") == "n"
+    assert check("a <= b", a=2, b=2.0) == "y"
+    assert check("NOT a", a="0") == "y" and check("!a", a="x") == "n"
+    assert check("a AND b", a=1, b="") == "n" and check("a && b", a=1, b="z") == "y"
+    assert check("a OR b", a="", b="z") == "y" and check("a || b", a=0, b=None) == "n"
+    assert check("NOT (a OR b) AND c", a="", b="", c=1) == "y"
+    assert check("'0'") == "n" and check("'00'") == "y" and check("0.0") == "n"
+
+
+def test_conditions_never_raise_and_call_nothing():
+    class Boom:
+        @property
+        def name(self):
+            raise RuntimeError("nope")
+
+    assert Template("[% IF b.name %]y[% ELSE %]n[% END %]").render(b=Boom()) == "n"
+    assert Template("[% IF p.delete %]y[% ELSE %]n[% END %]").render(p=Patron()) == "n"
+    assert Template("[% IF a < 1 %]y[% ELSE %]n[% END %]").render(a=object()) == "y"
+
+
+def test_chomping_around_blocks():
+    source = "Hi\n[%- IF name -%]\n  [% name %]\n[%- END %]"
+    assert Template(source).render(name="Ann") == "Hi  Ann"
+    assert Template(source).render(name="") == "Hi"
