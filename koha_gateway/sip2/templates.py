@@ -2,8 +2,8 @@
 
 Koha renders ``ae_field_template``, ``da_field_template``, ``av_field_template`` and the
 ``custom_patron_field`` / ``custom_item_field`` templates with Template Toolkit. The templates
-people write there only print variables, so this module implements that subset of Template
-Toolkit 2 syntax and nothing that can run code:
+people write there print variables, sometimes inside an ``IF``, so this module implements that
+subset of Template Toolkit 2 syntax and nothing that can run code:
 
 * text, and directives ``[% patron.firstname %]`` whose dotted path walks dictionary keys or
   object attributes (a missing step gives an empty string; names starting with ``_`` and
