@@ -293,6 +293,7 @@ def test_item_fields_due_dates_and_checkin_options(make_gateway):
                 "[% patron.firstname %][% END %] ([% patron.cardnumber %])",
                 "children": [
                     ("item_field", {"field": "ZY", "code": "permanent_location"}),
+                    ("item_field", {"field": "ZT", "code": "effective_itemtype"}),
                     ("custom_item_field", {"field": "IN", "template": "#[% item.barcode %]"}),
                     ("sort_bin_mapping", {"mapping": "WEL:itype:eq:BK:7"}),
                     ("syspref_overrides", {"dateformat": "metric"}),
@@ -312,6 +313,7 @@ def test_item_fields_due_dates_and_checkin_options(make_gateway):
         assert info["AH"] == [f"{day}/{month}/{year} 23:59"]  # account dateformat wins
         assert info["CR"] == ["BK"]  # cr_item_field names an items column
         assert info["ZY"] == ["GEN"] and info["IN"] == [f"#{item(6)}"]
+        assert info["ZT"] == ["BK"]  # a Koha::Item accessor that is not an items column
         lost = client.request(f"17{NOW}AOWEL|AB{item(10)}|")
         assert lost[2:4] == "13"  # lost_status_for_missing: itemlost 1 is "missing"
 

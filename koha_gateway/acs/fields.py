@@ -17,6 +17,7 @@ import functools
 from typing import Any
 
 from koha_gateway.ils import account_option, perl_true
+from koha_gateway.ils.items import item_attribute
 from koha_gateway.ils.patrons import patron_attributes
 from koha_gateway.ils.sysprefs import format_date
 from koha_gateway.sip2.codec import Response
@@ -190,14 +191,11 @@ def permanent_location(ctx: Any, item: dict) -> str:
     return item.get("homebranch") or ""
 
 
-_CR_ALIASES = {"collection_code": "ccode", "shelving_location": "location"}
-
-
 def cr_value(ctx: Any, item: dict) -> str | None:
     """CR collection code: the column named by ``cr_item_field`` (default ``collection_code``,
     i.e. ``ccode``; ``shelving_location`` is ``location``; any items column may be named)."""
     name = account_option(ctx.account, "cr_item_field") or "collection_code"
-    value = item.get(_CR_ALIASES.get(name, name))
+    value = item_attribute(item, name)
     return None if value is None else str(value)
 
 
@@ -238,7 +236,7 @@ def add_item_fields(ctx: Any, response: Response, item: dict) -> Response:
     """Append the account's ``<item_field>`` then ``<custom_item_field>`` fields (10, 12, 18)."""
     account = ctx.account
     for fid, code in _pairs(account_option(account, "item_fields", ())):
-        value = item.get(_CR_ALIASES.get(code, code))
+        value = item_attribute(item, code)
         response.maybe(fid, None if value is None else str(value))
     for fid, source in _pairs(account_option(account, "custom_item_fields", ())):
         response.maybe(fid, render(source, item=item))

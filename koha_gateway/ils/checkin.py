@@ -37,7 +37,7 @@ from koha_gateway.ils.circulation import (
     write_statistic,
 )
 from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
-from koha_gateway.ils.items import current_loan, open_transfer
+from koha_gateway.ils.items import current_loan, item_attribute, open_transfer
 from koha_gateway.ils.rules import rule_float, rule_int
 from koha_gateway.ils.sysprefs import format_date
 
@@ -171,7 +171,6 @@ def _charge_overdue(
 # --- sort bins -------------------------------------------------------------------------------
 
 _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
-_ITEM_ALIASES = {"effective_itemtype": "itype", "itemtype": "itype"}
 
 
 def parse_sort_bin_rules(account_rules: Any, syspref_value: str | None) -> list[str]:
@@ -194,7 +193,7 @@ def parse_sort_bin_rules(account_rules: Any, syspref_value: str | None) -> list[
 
 
 def _item_value(item: dict, name: str) -> Any:
-    return item.get(_ITEM_ALIASES.get(name, name))
+    return item_attribute(item, name)
 
 
 def _number(value: Any) -> float | None:

@@ -21,12 +21,31 @@ __all__ = [
     "current_loan",
     "find_item",
     "holds_queue_length",
+    "item_attribute",
     "item_by_number",
     "item_hold",
     "mark_seen",
     "open_transfer",
     "set_item_properties",
 ]
+
+#: Names SIPconfig.xml uses for item values that are not ``items`` columns: Koha::Item
+#: accessors (``effective_itemtype``) and ILS::Item hash keys (``collection_code``,
+#: ``shelving_location``, the names of ``cr_item_field``).
+ITEM_ATTRIBUTE_ALIASES = {
+    "effective_itemtype": "itype",
+    "itemtype": "itype",
+    "collection_code": "ccode",
+    "shelving_location": "location",
+}
+
+
+def item_attribute(item: dict, name: str) -> Any:
+    """The value of item ``name`` as SIPconfig.xml names it: an ``items`` column or one of
+    :data:`ITEM_ATTRIBUTE_ALIASES`. Used by ``<item_field>``, ``cr_item_field`` and the sort
+    bin rules alike (koha-sip-and-ldap.md sections 1.5, 1.6 and 4.6)."""
+    return item.get(ITEM_ATTRIBUTE_ALIASES.get(name, name))
+
 
 CIRC_IN_TRANSIT = "10"
 CIRC_CLAIMED_RETURNED = "11"

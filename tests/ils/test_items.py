@@ -258,3 +258,14 @@ def test_set_item_properties(db):
     item = find(db, BARCODE[3])
     db.run_blocking(lambda txn: items.set_item_properties(txn, item["itemnumber"], "CD in sleeve"))
     assert find(db, BARCODE[3])["sip_item_properties"] == "CD in sleeve"
+
+
+def test_item_attribute_names_of_sipconfig():
+    # <item_field code=...>, cr_item_field and sort bin rules share these names.
+    row = {"itype": "BK", "ccode": "FIC", "location": "GEN", "itemnumber": 7}
+    assert items.item_attribute(row, "effective_itemtype") == "BK"
+    assert items.item_attribute(row, "itemtype") == "BK"
+    assert items.item_attribute(row, "collection_code") == "FIC"
+    assert items.item_attribute(row, "shelving_location") == "GEN"
+    assert items.item_attribute(row, "itemnumber") == 7
+    assert items.item_attribute(row, "nosuchcolumn") is None
