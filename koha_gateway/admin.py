@@ -22,7 +22,8 @@ Commands:
 ``add-item --barcode --title --branch --itemtype [--callnumber] [--author]``
     a title with one item.
 ``set-syspref NAME VALUE``, ``set-rule NAME VALUE [--branch] [--category] [--itemtype]``
-    Koha system preferences and circulation rules.
+    Koha system preferences and circulation rules. A running gateway reads the preferences
+    when it starts and on reload (SIGHUP); rules are read with each request.
 ``show-patron USERID_OR_CARDNUMBER``
     the patron's record and standing (never the password hash).
 
@@ -320,12 +321,19 @@ def cmd_add_item(txn, args, out) -> None:
     print(f"item {barcode} added as itemnumber {itemnumber}: {args.title}", file=out)
 
 
+#: Printed after set-syspref: the gateway keeps the preferences it read at start-up.
+SYSPREF_RELOAD_HINT = (
+    "a running gateway uses it after a reload (systemctl reload koha-gateway@INSTANCE, or SIGHUP)"
+)
+
+
 def cmd_set_syspref(txn, args, out) -> None:
     _require_schema(txn)
     known = ils_sysprefs.load(txn)
     ils_sysprefs.set_syspref(txn, args.name, args.value)
     note = "" if any(n.lower() == args.name.lower() for n in known) else " (new preference)"
     print(f"{args.name} = {args.value!r}{note}", file=out)
+    print(SYSPREF_RELOAD_HINT, file=out)
 
 
 def cmd_set_rule(txn, args, out) -> None:

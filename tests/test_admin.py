@@ -236,8 +236,16 @@ def test_branch_category_itemtype_errors(admin):
 
 def test_set_syspref_and_rule(admin, url):
     prepared(admin)
-    assert admin("set-syspref", "noissuescharge", "10") == (0, "noissuescharge = '10'\n", "")
-    assert admin("set-syspref", "MyPref", "x")[1] == "MyPref = 'x' (new preference)\n"
+    hint = (
+        "a running gateway uses it after a reload "
+        "(systemctl reload koha-gateway@INSTANCE, or SIGHUP)"
+    )
+    assert admin("set-syspref", "noissuescharge", "10") == (
+        0,
+        f"noissuescharge = '10'\n{hint}\n",
+        "",
+    )
+    assert admin("set-syspref", "MyPref", "x")[1] == f"MyPref = 'x' (new preference)\n{hint}\n"
     values = {
         r["variable"]: r["value"]
         for r in query(url, "SELECT variable, value FROM systempreferences")
