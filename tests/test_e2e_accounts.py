@@ -264,8 +264,11 @@ def test_patron_fields_templates_and_branch_options(make_gateway):
         assert fines["AV"] and all("=" in line for line in fines["AV"]), fines["AV"]
         assert sum(float(line.rsplit("=", 1)[1]) for line in fines["AV"]) == 12.0
 
-        enabled = fields(client.request(f"25{NOW}AOKIL|AA{ADA}|AD1234|"))
+        enabled = fields(client.request(f"25{NOW}AOWEL|AA{ADA}|AD1234|"))
         assert enabled["AE"] == ["LOVELACE, Ada"]
+        assert enabled["AO"] == ["KIL"]  # 26 and 36 send the account's institution
+        assert fields(client.request(f"35{NOW}AOWEL|AA{ADA}|"))["AO"] == ["KIL"]
+        assert fields(client.request(f"23000{NOW}AOWEL|AA{ADA}|AC|"))["AO"] == ["WEL"]  # echo
 
         unknown = client.request(f"63000{NOW}          AOKIL|AAnobody|AD|")
         assert unknown.startswith("64YYYY" + " " * 10 + "000"), unknown
