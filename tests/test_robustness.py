@@ -434,3 +434,87 @@ def test_concurrent_copies_of_one_request_apply_once(gateway):
         )
         == 1
     )
+
+
+# -- koha_gateway.workers (its own parts; --workers is not an option of the plugin yet) ----------
+
+
+def test_worker_arguments_replace_workers_with_the_listener_table():
+    import json
+    import socket
+
+    from koha_gateway.workers import ADOPT_OPTION, worker_arguments
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        args = worker_arguments(
+            [
+                "--sip-config",
+                "/etc/SIPconfig.xml",
+                "--workers",
+                "4",
+                "--workers=2",
+                "--sip-log",
+                "x",
+            ],
+            {"127.0.0.1:6001/tcp": sock},
+        )
+        assert args[:-2] == ["--sip-config", "/etc/SIPconfig.xml", "--sip-log", "x"]
+        assert args[-2] == f"--{ADOPT_OPTION}"
+        assert json.loads(args[-1]) == [
+            {"spec": "127.0.0.1:6001/tcp", "fd": sock.fileno(), "family": int(socket.AF_INET)}
+        ]
+
+
+def test_listening_sockets_are_adopted_and_serve(tmp_path):
+    """The master's sockets, adopted through the table a worker receives, accept connections."""
+    import os
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    from twisted.internet import reactor
+    from twisted.internet.protocol import Factory, Protocol
+
+    from koha_gateway.workers import adopt_listeners, listening_sockets, worker_arguments
+    from tests.gateway import free_port
+
+    port = free_port()
+    address = SimpleNamespace(host="127.0.0.1", port=port, family="IPv4", spec=f"127.0.0.1:{port}")
+    sockets = listening_sockets([SimpleNamespace(address=address)])
+    try:
+        sock = sockets[address.spec]
+        assert sock.getsockname() == ("127.0.0.1", port) and sock.get_inheritable()
+        table = worker_arguments([], {address.spec: sock})[-1]
+        # A worker gets its own descriptor; here a duplicate stands in for the inherited one.
+        table = table.replace(f'"fd":{sock.fileno()}', f'"fd":{os.dup(sock.fileno())}')
+        endpoint = adopt_listeners(reactor, table)[address.spec]
+        with pytest.raises(ValueError):
+            adopt_listeners(reactor, "not json")
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+    class Hello(Protocol):
+        def connectionMade(self):  # noqa: N802
+            self.transport.write(b"941\r")
+            self.transport.loseConnection()
+
+    listening = []
+    endpoint.listen(Factory.forProtocol(Hello)).addCallback(listening.append)
+    answers = []
+
+    def client():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            answers.append(conn.recv(16))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        reactor.iterate(0.01)
+    thread.join(1)
+    for port_ in listening:
+        port_.stopListening()
+    reactor.iterate(0)
+    assert answers == [b"941\r"]
