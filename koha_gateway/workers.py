@@ -165,11 +165,9 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         self.ended: defer.Deferred = defer.Deferred()
 
     def connectionMade(self):  # noqa: N802 (Twisted interface name)
+        # The pipe to the worker's standard input stays open and silent: the worker reads its
+        # end of file as "the master is gone" (watch_master).
         self.started = self.supervisor.reactor.seconds()
-        # Keep the pipe to the worker's standard input open and silent: the worker reads its
-        # end of file as "the master is gone".
-        self.transport.closeStdout()
-        self.transport.closeStderr()
 
     def processEnded(self, reason):  # noqa: N802
         self.supervisor._ended(self, reason)
