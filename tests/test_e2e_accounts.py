@@ -195,6 +195,8 @@ def test_encodings_terminators_and_output_filters(make_gateway):
         assert f["AF"] == ["Card -- file on! -- Patron has overdues"], f["AF"]
 
     with gateway.logged_in("joe", "joes", encoding="utf-8") as client:
+        body = assert_checksum(raw_exchange(client, request, encoding="utf-8"))
+        assert "AEAda Lövelace&#124;Byron|".encode() in body  # two bytes for the ö
         answer = client.request(f"23000{NOW}AOWEL|AA{ADA}|AC|")
         assert fields(answer)["AE"] == ["Ada Lövelace|Byron".replace("|", "&#124;")]
 
