@@ -23,6 +23,7 @@ What is decided here, in Koha's order:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -290,6 +291,15 @@ def _old_issue_clash(txn, loan: dict) -> bool:
     )
 
 
+def _future_holds_days(sysprefs: Any) -> int:
+    """ConfirmFutureHolds: how many days ahead a checkin looks for holds that start later
+    (0, the default, only counts holds that have started; at most about a century)."""
+    days = sysprefs.number("ConfirmFutureHolds", 0.0) if sysprefs is not None else 0.0
+    if not math.isfinite(days) or days <= 0:
+        return 0
+    return int(min(days, 36500))
+
+
 def checkin(
     txn,
     *,
@@ -331,8 +341,10 @@ def checkin(
 
     if loan is not None and _old_issue_clash(txn, loan):
         return refused("Checkin failed: data problem", ALERT_DATA_PROBLEM)
+    # Koha's AddReturn (and holds_block_checkin) look ConfirmFutureHolds days ahead.
+    lookahead = _future_holds_days(sysprefs)
     if perl_true(account_option(account, "holds_block_checkin")):
-        waiting = holds_for_item(txn, item, today)
+        waiting = holds_for_item(txn, item, today, lookahead_days=lookahead)
         if waiting:
             outcome = refused("Item is on hold, please return to circulation desk", ALERT_OTHER)
             outcome.hold = _hold_with_patron(txn, waiting[0])
@@ -420,7 +432,7 @@ def checkin(
     item = dict(item, onloan=None, holdingbranch=branch, itemlost=0, datelastseen=now_sql)
 
     # Holds.
-    holds = holds_for_item(txn, item, today, lock=True)
+    holds = holds_for_item(txn, item, today, lock=True, lookahead_days=lookahead)
     transfer = open_transfer(txn, item["itemnumber"])
     if holds:
         hold = holds[0]

@@ -69,23 +69,28 @@ def _hold_sort_key(hold: dict) -> tuple:
     return (hold.get("priority") or 0, hold.get("reserve_id") or 0)
 
 
-def _is_active(hold: dict, today: str) -> bool:
-    """A pending hold that can be filled today: not suspended, started, not expired."""
+def _is_active(hold: dict, today: str, lookahead_days: int = 0) -> bool:
+    """A pending hold that can be filled today: not suspended, not expired, and started (or
+    starting within ``lookahead_days``, Koha's ConfirmFutureHolds look-ahead at checkin)."""
     if hold.get("suspend"):
         return False
     start = as_date(hold.get("reservedate"))
-    if start is not None and start > as_date(today):
+    if start is not None and start > add_days(as_date(today), max(0, lookahead_days)):
         return False
     expiry = as_date(hold.get("expirationdate"))
     return expiry is None or expiry >= as_date(today)
 
 
-def holds_for_item(txn, item: dict, today: str, *, lock: bool = False) -> list[dict]:
+def holds_for_item(
+    txn, item: dict, today: str, *, lock: bool = False, lookahead_days: int = 0
+) -> list[dict]:
     """The holds ``item`` could satisfy, best first (Koha's ``CheckReserves`` order).
 
     First the holds already attached to this item (waiting, in transit, processing), then the
     active pending holds on its title that are either title-level or on this very item, by
-    priority. An item that is not for loan fills no pending hold.
+    priority. An item that is not for loan fills no pending hold. ``lookahead_days`` also
+    counts holds that start within that many days (checkin passes ConfirmFutureHolds, as
+    Koha's ``AddReturn`` does).
     """
     rows = _reserve_rows(
         txn,
@@ -101,7 +106,9 @@ def holds_for_item(txn, item: dict, today: str, *, lock: bool = False) -> list[d
     attached.sort(key=lambda row: ({"W": 0, "T": 1, "P": 2}[row["found"]], row["reserve_id"]))
     if item.get("notforloan"):
         return attached
-    pending = [row for row in rows if not row.get("found") and _is_active(row, today)]
+    pending = [
+        row for row in rows if not row.get("found") and _is_active(row, today, lookahead_days)
+    ]
     pending.sort(key=_hold_sort_key)
     return attached + pending
 

@@ -231,6 +231,26 @@ def test_holds_block_checkin(db, ctx):
     assert _one(db, "SELECT found FROM reserves WHERE priority = 1") == {"found": None}
 
 
+def test_confirm_future_holds_looks_ahead_at_checkin(db, ctx):
+    # Grace's title-level hold on item 12 starts in three days (NOW is 2026-03-10).
+    _execute(db, "UPDATE reserves SET reservedate = '2026-03-13' WHERE found IS NULL", ())
+    ignored = _checkin(db, ctx(), BARCODE[12])
+    assert ignored.alert_type is None and ignored.hold is None
+    assert _one(db, "SELECT found" + GRACE_HOLD) == {"found": None}
+    too_short = _checkin(db, ctx(sysprefs={"ConfirmFutureHolds": "2"}), BARCODE[12])
+    assert too_short.hold is None
+    blocked = _checkin(
+        db, ctx(holds_block_checkin=True, sysprefs={"ConfirmFutureHolds": "3"}), BARCODE[12]
+    )
+    assert blocked.alert_type == "99" and not blocked.returned
+    captured = _checkin(db, ctx(sysprefs={"ConfirmFutureHolds": "3"}), BARCODE[12])
+    assert captured.alert_type == "01" and captured.hold["cardnumber"] == GRACE
+    assert _one(db, "SELECT found" + GRACE_HOLD) == {"found": "W"}
+    for odd in ("-1", "inf", "nan", "x"):
+        _execute(db, "UPDATE reserves SET found = NULL, itemnumber = NULL, priority = 1", ())
+        assert _checkin(db, ctx(sysprefs={"ConfirmFutureHolds": odd}), BARCODE[12]).hold is None
+
+
 # --- transfers and refusals ----------------------------------------------------------------
 
 
