@@ -133,7 +133,12 @@ def test_encodings_terminators_and_output_filters(make_gateway):
                 "allow_fields": "AA,AE,BL,AO,AY,AZ",
                 "delimiter": "^",
             },
-            {"id": "lat", "encoding": "latin-1", "hide_fields": "AE,BD"},
+            {
+                "id": "lat",
+                "encoding": "latin-1",
+                "hide_fields": "AE,BD",
+                "allow_fields": "AA,AE,BD,AO",  # hide_fields wins over allow_fields
+            },
             {
                 "id": "conv",
                 "convert_nonprinting_characters": " -- ",
@@ -188,6 +193,7 @@ def test_encodings_terminators_and_output_filters(make_gateway):
         assert body.startswith(b"64")  # nothing (no LF) was left over from the 96
         assert b"|AE" not in body and b"|BD" not in body and b"|AA" + ADA.encode() in body
         assert b"\xf6" not in body  # the only non-ASCII text was in the hidden AE
+        assert b"|BL" not in body and b"|AF" not in body  # not in allow_fields
 
     with gateway.logged_in("conv", "joes") as client:
         answer = client.request(f"63000{NOW}          AOWEL|AA{ADA}|")
