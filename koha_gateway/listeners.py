@@ -472,7 +472,7 @@ def _is_ipv6(address) -> bool:
     return ":" in host
 
 
-def _endpoint(reactor, address, backlog: int = 50):
+def _endpoint(reactor, address, backlog: int = 1024):
     """TCP4/TCP6 server endpoint for a ``ListenAddress``; host "" (or "*") = all interfaces."""
     host = (getattr(address, "host", "") or "").strip("[]")
     if host == "*":

@@ -176,13 +176,15 @@ class Authenticator:
     @defer.inlineCallbacks
     def check_patron(self, identifier: str, password: str, peer: str = ""):
         """The patron password check behind CQ (cardnumber or userid, as Koha)."""
-        keys = (f"patron:{identifier}", f"peer:{peer}")
+        # Patron PINs count per patron only: a kiosk (or every kiosk behind one load balancer)
+        # must not slow down for the next patron after someone mistypes theirs.
+        keys = (f"patron:{identifier}",)
         wait = self._throttle.delay(*keys)
         if wait:
             yield task.deferLater(self._reactor, wait, lambda: None)
         ok, _ = yield self._check(identifier, password, by_userid=False)
         if ok:
-            self._throttle.succeeded(f"patron:{identifier}")
+            self._throttle.succeeded(*keys)
         else:
             self._throttle.failed(*keys)
         return ok

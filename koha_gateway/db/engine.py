@@ -1031,6 +1031,8 @@ class Database:
 
     def _note(self, error: DatabaseError | None) -> None:
         """Track availability; log only the transitions (not every failed request)."""
+        if error is None and self._available:
+            return  # the common case, without the lock
         if error is not None and not isinstance(error, Unavailable):
             return
         with self._state_lock:
