@@ -21,6 +21,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from koha_gateway import workers
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
 from koha_gateway.auth.authenticator import Authenticator
@@ -170,6 +171,8 @@ class GatewayService(MultiService):
         self.gateway = gateway
         self.options = options
         self.listeners: dict = {}
+        self.adopted: dict = {}  # worker: endpoints on the sockets inherited from the master
+        self.sockets: dict = {}  # master with --workers: the sockets it shares
         self._log_observers: list = []
         self._purge = None
 
@@ -202,8 +205,25 @@ class GatewayService(MultiService):
         gateway = Gateway(config, db, auth, prefs)
         service = cls(gateway, options)
         service.startup_warnings = list(config.warnings) + warnings
+        count = options.get("workers") or 1
+        try:
+            service.adopted = workers.adopt_listeners(reactor, options.get("adopt-listeners"))
+        except ValueError as exc:
+            raise StartupError(f"--adopt-listeners: {exc}") from None
+        if count > 1 and not service.adopted and not options.get("check-config"):
+            try:
+                service.sockets = workers.listening_sockets(config.services)
+            except OSError as exc:
+                raise StartupError(f"cannot listen: {exc}") from None
         for service_config in config.services:
             service.add_listener(reactor, service_config)
+        if service.sockets:
+            argv = getattr(options, "argv", [])
+            workers.spawn_workers(
+                count - 1, service.sockets, argv, reactor=reactor
+            ).setServiceParent(service)
+        elif service.adopted:
+            workers.watch_master(reactor)
         return service
 
     def add_listener(self, reactor, service_config):
@@ -215,7 +235,14 @@ class GatewayService(MultiService):
         except Exception as exc:
             raise StartupError(f"{self.gateway.config.path}:{service_config.line}: {exc}") from None
         listener.sip_factory = factory
-        child = StreamServerEndpointService(listener.endpoint, listener.factory)
+        spec = service_config.address.spec
+        endpoint = listener.endpoint
+        if spec in self.adopted:
+            endpoint = self.adopted[spec]
+        elif spec in self.sockets:
+            sock = self.sockets[spec]
+            endpoint = workers.adopted_endpoint(reactor, sock.fileno(), sock.family)
+        child = StreamServerEndpointService(endpoint, listener.factory)
         child._raiseSynchronously = True
         name = f"sip2:{service_config.address.spec}"
         child.setName(name)

@@ -7,6 +7,7 @@ stop start-up with a non-zero exit status.
 from __future__ import annotations
 
 import os
+import sys
 
 from twisted.python import usage
 
@@ -36,10 +37,17 @@ class Options(usage.Options):
         ["error-log", None, None, "Write warnings and errors in Koha's log format to this file."],
         ["db-pool-size", None, None, "Database connections in the pool (default per engine)."],
         ["log-level", None, "info", "Lowest level written to the SIP logs: debug, info, warn."],
+        ["workers", None, "1", "Processes serving the listeners, sharing their sockets."],
+        ["adopt-listeners", None, None, "Internal: listening sockets inherited from the master."],
     ]
     optFlags = [
         ["check-config", None, "Check the configuration files and the database, then exit."],
     ]
+
+    def parseOptions(self, options=None):
+        # Workers are started with the plugin's own command line.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_version(self):
         """Print the version and exit."""
@@ -70,6 +78,12 @@ class Options(usage.Options):
                 self["db-pool-size"] = int(self["db-pool-size"])
             except ValueError:
                 raise usage.UsageError("--db-pool-size takes a number") from None
+        try:
+            self["workers"] = int(self["workers"])
+        except ValueError:
+            raise usage.UsageError("--workers takes a number") from None
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers is at least 1")
         if self["log-level"] not in ("debug", "info", "warn"):
             raise usage.UsageError("--log-level is one of debug, info, warn")
 
