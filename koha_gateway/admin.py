@@ -23,7 +23,7 @@ Commands:
     a title with one item.
 ``set-syspref NAME VALUE``, ``set-rule NAME VALUE [--branch] [--category] [--itemtype]``
     Koha system preferences and circulation rules. A running gateway reads the preferences
-    when it starts and on reload (SIGHUP); rules are read with each request.
+    when it starts, every minute and on reload (SIGHUP); rules are read with each request.
 ``show-patron USERID_OR_CARDNUMBER``
     the patron's record and standing (never the password hash).
 
@@ -323,7 +323,7 @@ def cmd_add_item(txn, args, out) -> None:
 
 #: Printed after set-syspref: the gateway keeps the preferences it read at start-up.
 SYSPREF_RELOAD_HINT = (
-    "a running gateway uses it after a reload (systemctl reload koha-gateway@INSTANCE, or SIGHUP)"
+    "a running gateway uses it within a minute, or at once after a reload (koha-sip --reload)"
 )
 
 

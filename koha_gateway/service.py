@@ -35,6 +35,7 @@ from koha_gateway.sip2.codec import Response
 log = Logger(namespace="koha_gateway.service")
 
 JOURNAL_HOURS = 24
+SYSPREFS_SECONDS = 60
 
 
 class StartupError(Exception):
@@ -175,6 +176,7 @@ class GatewayService(MultiService):
         self.sockets: dict = {}  # master with --workers: the sockets it shares
         self._log_observers: list = []
         self._purge = None
+        self._prefs = None
 
     @classmethod
     def from_options(cls, options, reactor=None):
@@ -279,6 +281,10 @@ class GatewayService(MultiService):
         self.gateway.auth.start()
         self._purge = task.LoopingCall(self._purge_journal)
         self._purge.start(3600, now=True).addErrback(lambda f: log.failure("journal purge", f))
+        self._prefs = task.LoopingCall(self._refresh_sysprefs)
+        self._prefs.start(SYSPREFS_SECONDS, now=False).addErrback(
+            lambda f: log.failure("system preferences refresh", f)
+        )
         try:
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (embedded use)
@@ -290,14 +296,33 @@ class GatewayService(MultiService):
     @defer.inlineCallbacks
     def stopService(self):
         yield super().stopService()
-        if self._purge is not None and self._purge.running:
-            self._purge.stop()
+        for loop in (self._purge, self._prefs):
+            if loop is not None and loop.running:
+                loop.stop()
         self.gateway.auth.stop()
         self.gateway.db.close()
         from twisted.logger import globalLogPublisher
 
         for observer in self._log_observers:
             globalLogPublisher.removeObserver(observer)
+
+    def _refresh_sysprefs(self):
+        """Koha re-reads system preferences per connection; here every SYSPREFS_SECONDS."""
+
+        def apply(prefs):
+            if prefs != self.gateway._db_sysprefs:
+                self.gateway.set_config(self.gateway.config, prefs)
+                log.info("system preferences changed in the database; now in force")
+
+        return (
+            self.gateway.db.run(sysprefs_mod.load, retry=True, readonly=True)
+            .addCallback(apply)
+            .addErrback(
+                lambda f: log.warn(
+                    "system preferences not re-read: {error}", error=f.getErrorMessage()
+                )
+            )
+        )
 
     def _purge_journal(self):
         before = (datetime.now() - timedelta(hours=JOURNAL_HOURS)).strftime("%Y-%m-%d %H:%M:%S")

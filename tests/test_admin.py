@@ -237,8 +237,7 @@ def test_branch_category_itemtype_errors(admin):
 def test_set_syspref_and_rule(admin, url):
     prepared(admin)
     hint = (
-        "a running gateway uses it after a reload "
-        "(systemctl reload koha-gateway@INSTANCE, or SIGHUP)"
+        "a running gateway uses it within a minute, or at once after a reload (koha-sip --reload)"
     )
     assert admin("set-syspref", "noissuescharge", "10") == (
         0,
