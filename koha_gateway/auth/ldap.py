@@ -269,17 +269,9 @@ class LdapDirectory:
             reason = f"LDAP bind failed as ldapuser {who}: {_describe(conn)}"
             log.error("{reason}", reason=reason)
             return LdapResult(LdapOutcome.NOT_HANDLED, userid, reason=reason)
-        try:
-            entries = self._search(conn, userid)
-        except _SearchFailed as exc:
-            log.error("LDAP {reason}", reason=str(exc))
-            return LdapResult(LdapOutcome.REJECTED, userid, reason=str(exc))
-        if not entries:
-            return LdapResult(
-                LdapOutcome.NOT_HANDLED,
-                userid,
-                reason=f"LDAP Auth rejected: search for {userid!r} returns no hit",
-            )
+        entries, refusal = self._lookup(conn, userid)
+        if refusal is not None:
+            return refusal
         for dn, attributes in entries:
             if self._bind(conn, dn, password):
                 return LdapResult(LdapOutcome.OK, userid, attributes, "LDAP bind succeeded", dn)
@@ -288,6 +280,18 @@ class LdapDirectory:
             userid,
             reason=f"LDAP Auth rejected: invalid password for user {userid!r}",
         )
+
+    def _lookup(self, conn: Connection, userid: str):
+        """``(entries, None)``, or ``(None, result)`` when the search fails or finds nobody."""
+        try:
+            entries = self._search(conn, userid)
+        except _SearchFailed as exc:
+            log.error("LDAP {reason}", reason=str(exc))
+            return None, LdapResult(LdapOutcome.REJECTED, userid, reason=str(exc))
+        if not entries:
+            reason = f"LDAP Auth rejected: search for {userid!r} returns no hit"
+            return None, LdapResult(LdapOutcome.NOT_HANDLED, userid, reason=reason)
+        return entries, None
 
     def _principal(self, userid: str) -> str:
         fmt = self.config.principal_name
@@ -305,17 +309,9 @@ class LdapDirectory:
                 reason = f"Anonymous LDAP bind failed: {_describe(conn)}"
                 log.error("{reason}", reason=reason)
                 return LdapResult(LdapOutcome.NOT_HANDLED, userid, reason=reason)
-            try:
-                entries = self._search(conn, userid)
-            except _SearchFailed as exc:
-                log.error("LDAP {reason}", reason=str(exc))
-                return LdapResult(LdapOutcome.REJECTED, userid, reason=str(exc))
-            if not entries:
-                return LdapResult(
-                    LdapOutcome.NOT_HANDLED,
-                    userid,
-                    reason=f"LDAP Auth rejected: search for {userid!r} returns no hit",
-                )
+            entries, refusal = self._lookup(conn, userid)
+            if refusal is not None:
+                return refusal
             entry = entries[0]
             dn = entry[0]
         else:
