@@ -35,6 +35,7 @@ from koha_gateway.ils.circulation import (
     as_datetime,
     circ_control_branch,
     format_sql_datetime,
+    mark_issue_returned,
     write_statistic,
 )
 from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
@@ -365,24 +366,7 @@ def checkin(
 
     # The return itself.
     if loan is not None:
-        txn.execute(
-            "INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, date_due, branchcode, "
-            "issuedate, returndate, lastreneweddate, renewals_count, onsite_checkout) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                loan["issue_id"],
-                loan["borrowernumber"],
-                loan["itemnumber"],
-                loan["date_due"],
-                loan.get("branchcode"),
-                loan["issuedate"],
-                format_sql_datetime(returned_at),
-                loan.get("lastreneweddate"),
-                loan.get("renewals_count") or 0,
-                loan.get("onsite_checkout") or 0,
-            ),
-        )
-        txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
+        mark_issue_returned(txn, loan, format_sql_datetime(returned_at))
         outcome.returned = True
         if (sysprefs.get("finesMode", "production") if sysprefs is not None else "") == (
             "production"

@@ -40,6 +40,7 @@ from koha_gateway.ils.circulation import (
     end_of_day,
     format_sql_datetime,
     loan_period_days,
+    mark_issue_returned,
     renewal_period_days,
     write_statistic,
 )
@@ -255,29 +256,6 @@ def _fill_own_hold(txn, item: dict, borrowernumber: int, today: str, now_sql: st
             return
     # A title-level hold of this patron that is not yet active (future date) or that another
     # item is already attached to is left alone, as Koha does.
-
-
-def _return_loan(txn, loan: dict, now_sql: str) -> None:
-    """Close a loan without fines (offline checkout or an allowed checkout of an item on loan
-    to someone else, Koha's ``MarkIssueReturned``)."""
-    txn.execute(
-        "INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, date_due, branchcode, "
-        "issuedate, returndate, lastreneweddate, renewals_count, onsite_checkout) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            loan["issue_id"],
-            loan["borrowernumber"],
-            loan["itemnumber"],
-            loan["date_due"],
-            loan.get("branchcode"),
-            loan["issuedate"],
-            now_sql,
-            loan.get("lastreneweddate"),
-            loan.get("renewals_count") or 0,
-            loan.get("onsite_checkout") or 0,
-        ),
-    )
-    txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
 
 
 def _apply_renewal(
@@ -540,7 +518,7 @@ def checkout(
             else:
                 if loan is not None:
                     # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
-                    _return_loan(txn, loan, now_sql)
+                    mark_issue_returned(txn, loan, now_sql)
                 due = _due_date(
                     txn, patron=patron, item=item, branch=branch, today=today, sysprefs=sysprefs
                 )
@@ -603,7 +581,7 @@ def _offline_checkout(
     try:
         with txn.savepoint():
             if loan is not None:
-                _return_loan(txn, loan, now_sql)
+                mark_issue_returned(txn, loan, now_sql)
             _revert_waiting_for_others(txn, item, patron["borrowernumber"], now_sql)
             issue_id = _insert_issue(
                 txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql

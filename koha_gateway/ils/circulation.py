@@ -164,3 +164,25 @@ def patron_display_name(patron: dict | None) -> str:
 def add_days(day: date, days: int) -> date:
     """``day`` plus ``days`` calendar days."""
     return day + timedelta(days=days)
+
+
+def mark_issue_returned(txn, loan: dict, returned_sql: str) -> None:
+    """Move a loan from ``issues`` to ``old_issues`` (Koha's ``MarkIssueReturned``); no fines."""
+    txn.execute(
+        "INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, date_due, branchcode, "
+        "issuedate, returndate, lastreneweddate, renewals_count, onsite_checkout) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            loan["issue_id"],
+            loan["borrowernumber"],
+            loan["itemnumber"],
+            loan["date_due"],
+            loan.get("branchcode"),
+            loan["issuedate"],
+            returned_sql,
+            loan.get("lastreneweddate"),
+            loan.get("renewals_count") or 0,
+            loan.get("onsite_checkout") or 0,
+        ),
+    )
+    txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
