@@ -28,7 +28,7 @@ def test_reload_applies_new_accounts_and_policies_and_keeps_connections(gateway)
     )
     gateway.sipconfig.write_text(text)
     gateway.signal(signal.SIGHUP)
-    _wait_for(gateway, "reloaded")
+    _wait_for(gateway, f"reloaded {gateway.sipconfig}")
     # the open connection keeps working and sees the new policy
     assert old.request("9900302.00")[2:8] == "YYYNYN"
     assert "account 'joe2' has no patron" in gateway.read_log()
