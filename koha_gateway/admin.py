@@ -7,10 +7,13 @@
 Commands:
 
 ``init``
-    create the schema, or upgrade an older one in place; prints ``from -> to``.
+    create the schema, or upgrade an older one in place; prints ``from -> to``. On a Koha
+    database (MariaDB/MySQL) only the gateway's own ``kgw_`` tables are created: Koha's tables
+    are Koha's.
 ``load-demo``
     load the demo data set (creates the schema first when needed); does nothing, with a
-    message, when any of it is already there.
+    message, when any of it is already there. On a Koha database only into an empty one (no
+    patrons): it is meant for tests and trials, never for a library's live data.
 ``add-branch CODE NAME``, ``add-category CODE DESCRIPTION``, ``add-itemtype CODE DESCRIPTION``
     libraries, patron categories and item types.
 ``add-patron --cardnumber --userid --surname --firstname --branch --category --password
@@ -45,7 +48,7 @@ from datetime import date, datetime
 from koha_gateway import demo
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.auth.passwords import hash_password
-from koha_gateway.db import schema
+from koha_gateway.db import koha, schema
 from koha_gateway.db.url import InvalidDatabaseURL
 from koha_gateway.ils import patrons as ils_patrons
 from koha_gateway.ils import rules as ils_rules
@@ -148,6 +151,13 @@ def _database_url(args) -> str:
 
 def cmd_init(txn, args, out) -> None:
     before, after = schema.migrate(txn)
+    if koha.is_koha_database(txn):
+        version = koha.KohaSchema(koha.koha_version(txn)).version_text or "unknown"
+        print(
+            f"Koha database (Koha version {version}): only the gateway's kgw_ tables are "
+            "created or upgraded",
+            file=out,
+        )
     if before == after:
         print(f"schema is up to date (version {after})", file=out)
     else:
@@ -155,6 +165,13 @@ def cmd_init(txn, args, out) -> None:
 
 
 def cmd_load_demo(txn, args, out) -> None:
+    if koha.is_koha_database(txn) and koha.has_table(txn, "borrowers"):
+        patrons = int(txn.scalar("SELECT COUNT(*) AS n FROM borrowers") or 0)
+        if patrons:
+            raise AdminError(
+                f"this Koha database already has {patrons} patrons: load-demo only fills an "
+                "empty Koha database (for tests and trials), never a library's own"
+            )
     before, after = schema.migrate(txn)
     if before != after:
         print(f"schema upgraded: version {before} -> {after}", file=out)
@@ -189,16 +206,22 @@ def cmd_add_category(txn, args, out) -> None:
         raise AdminError(f"patron category {code} already exists")
     if args.noissuescharge is not None and args.noissuescharge < 0:
         raise AdminError("--noissuescharge must not be negative")
+    values = {
+        "categorycode": code,
+        "description": args.description,
+        "enrolmentperiod": args.enrolmentperiod,
+        "category_type": "S" if args.staff else "A",
+    }
+    if args.noissuescharge is not None:
+        if "noissuescharge" not in koha.columns(txn, "categories"):
+            raise AdminError(
+                "--noissuescharge needs categories.noissuescharge (Koha 24.05 and later); "
+                "this database has the noissuescharge system preference only"
+            )
+        values["noissuescharge"] = round(args.noissuescharge, 2)
     txn.execute(
-        "INSERT INTO categories (categorycode, description, enrolmentperiod, noissuescharge, "
-        "category_type) VALUES (?, ?, ?, ?, ?)",
-        (
-            code,
-            args.description,
-            args.enrolmentperiod,
-            None if args.noissuescharge is None else round(args.noissuescharge, 2),
-            "S" if args.staff else "A",
-        ),
+        f"INSERT INTO categories ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+        tuple(values.values()),
     )
     print(f"patron category {code} added: {args.description}", file=out)
 
@@ -211,16 +234,14 @@ def cmd_add_itemtype(txn, args, out) -> None:
     if not re.fullmatch(r"\d{3}", args.media_type):
         raise AdminError(f"--media-type {args.media_type!r} must be a 3-digit SIP2 media type")
     txn.execute(
-        "INSERT INTO itemtypes (itemtype, description, notforloan, rentalcharge, sip_media_type, "
-        "sip_magnetic) VALUES (?, ?, ?, 0, ?, ?)",
-        (
-            code,
-            args.description,
-            1 if args.notforloan else 0,
-            args.media_type,
-            1 if args.magnetic else 0,
-        ),
+        "INSERT INTO itemtypes (itemtype, description, notforloan, rentalcharge, sip_media_type) "
+        "VALUES (?, ?, ?, 0, ?)",
+        (code, args.description, 1 if args.notforloan else 0, args.media_type),
     )
+    if args.magnetic:
+        txn.execute(
+            "INSERT INTO kgw_itemtype_properties (itemtype, sip_magnetic) VALUES (?, 1)", (code,)
+        )
     print(f"item type {code} added: {args.description}", file=out)
 
 
@@ -299,22 +320,34 @@ def cmd_add_item(txn, args, out) -> None:
         raise AdminError(f"unknown branch {args.branch} (add it with '{PROG} add-branch')")
     if not _exists(txn, "itemtypes", "itemtype", args.itemtype):
         raise AdminError(f"unknown item type {args.itemtype} (add it with '{PROG} add-itemtype')")
+    now = _now()
+    today = now.date().isoformat()
+    # What Koha's AddBiblio and Koha::Item->store write: the title, its biblioitems row, and
+    # the item with its biblioitemnumber and accession date.
     biblionumber = txn.insert(
-        "INSERT INTO biblio (title, author) VALUES (?, ?)",
-        (args.title, args.author),
+        "INSERT INTO biblio (title, author, frameworkcode, datecreated) VALUES (?, ?, '', ?)",
+        (args.title, args.author, today),
         pk="biblionumber",
     )
+    biblioitemnumber = txn.insert(
+        "INSERT INTO biblioitems (biblionumber, itemtype) VALUES (?, ?)",
+        (biblionumber, args.itemtype),
+        pk="biblioitemnumber",
+    )
     itemnumber = txn.insert(
-        "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, itype, "
-        "itemcallnumber, datelastseen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO items (biblionumber, biblioitemnumber, barcode, dateaccessioned, "
+        "homebranch, holdingbranch, itype, itemcallnumber, issues, datelastseen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
         (
             biblionumber,
+            biblioitemnumber,
             barcode,
+            today,
             args.branch,
             args.branch,
             args.itemtype,
             args.callnumber,
-            _now().strftime("%Y-%m-%d %H:%M:%S"),
+            now.strftime("%Y-%m-%d %H:%M:%S"),
         ),
         pk="itemnumber",
     )
@@ -329,6 +362,8 @@ SYSPREF_RELOAD_HINT = (
 
 def cmd_set_syspref(txn, args, out) -> None:
     _require_schema(txn)
+    if args.name.lower() == "version":
+        raise AdminError("Version is Koha's own database version; it is not set here")
     known = ils_sysprefs.load(txn)
     ils_sysprefs.set_syspref(txn, args.name, args.value)
     note = "" if any(n.lower() == args.name.lower() for n in known) else " (new preference)"
@@ -343,7 +378,7 @@ def cmd_set_rule(txn, args, out) -> None:
         ("categories", "categorycode", args.category, "patron category"),
         ("itemtypes", "itemtype", args.itemtype, "item type"),
     ):
-        if value != ils_rules.ANY and not _exists(txn, table, column, value):
+        if value not in (None, ils_rules.ANY) and not _exists(txn, table, column, value):
             raise AdminError(f"unknown {what} {value}")
     ils_rules.set_rule(
         txn,
@@ -354,8 +389,8 @@ def cmd_set_rule(txn, args, out) -> None:
         itemtype=args.itemtype,
     )
     print(
-        f"rule {args.name} = {args.value!r} for branch {args.branch}, category "
-        f"{args.category}, item type {args.itemtype}",
+        f"rule {args.name} = {args.value!r} for branch {args.branch or 'any'}, category "
+        f"{args.category or 'any'}, item type {args.itemtype or 'any'}",
         file=out,
     )
 
@@ -490,9 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("set-rule", help="set a circulation rule")
     p.add_argument("name", help="issuelength, renewalsallowed, maxissueqty, fine, ...")
     p.add_argument("value")
-    p.add_argument("--branch", default="*")
-    p.add_argument("--category", default="*")
-    p.add_argument("--itemtype", default="*")
+    p.add_argument("--branch", default=None, help="a library (default: any)")
+    p.add_argument("--category", default=None, help="a patron category (default: any)")
+    p.add_argument("--itemtype", default=None, help="an item type (default: any)")
     p.set_defaults(run=cmd_set_rule)
 
     p = sub.add_parser("show-patron", help="show a patron's record and standing")

@@ -28,6 +28,13 @@ permission, ``nocirc`` / ``nocirc1`` (WEL) without it.
 
 Dates are relative to the ``now`` given to :func:`load`, so due dates and expiry stay
 meaningful whenever the data is loaded.
+
+The rows are what Koha itself would hold (and valid under Koha's foreign keys): every title has
+its ``biblioitems`` row and ``datecreated``, every item its ``biblioitemnumber`` and
+``dateaccessioned``, every charge its ``account_offsets`` row; the default circulation rules
+have NULL (any) library, category and item type. On a Koha database (MariaDB) the same data goes
+into Koha's own tables; ``categories.noissuescharge`` is only written where it exists (Koha
+24.05 and later).
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ import functools
 from datetime import datetime, timedelta
 
 from koha_gateway.auth.passwords import hash_password
-from koha_gateway.db.schema import CIRCULATE
+from koha_gateway.db import koha
+from koha_gateway.db.schema import CIRCULATE, RESTRICTION_TYPES
+from koha_gateway.ils.rules import set_rule
 
 __all__ = [
     "BARCODES",
@@ -83,7 +92,7 @@ ITEMTYPES = (
     ("REF", "Reference", 1, 0.00, "001", 0),
 )
 
-# Default circulation rules ('*' for every library, category and item type).
+# Default circulation rules (NULL: every library, category and item type).
 RULES = (
     ("issuelength", "14"),
     ("renewalsallowed", "2"),
@@ -195,11 +204,11 @@ ITEMS = (
 
 BARCODES = tuple("399990000000" + suffix for suffix, *_ in ITEMS)
 
-# Grace's debts: days ago, debit type, amount, description (12.00 in all).
+# Grace's debts: days ago, debit type, status, amount, description (12.00 in all).
 GRACE_FINES = (
-    (45, "OVERDUE", 2.50, "Overdue fine: The Mythical Man-Month"),
-    (30, "LOST", 8.00, "Lost item replaced: Cryptonomicon"),
-    (10, "NEW_CARD", 1.50, "Replacement library card"),
+    (45, "OVERDUE", None, 2.50, "Overdue fine: The Mythical Man-Month"),
+    (30, "LOST", None, 8.00, "Lost item replaced: Cryptonomicon"),
+    (10, "NEW_CARD", None, 1.50, "Replacement library card"),
 )
 
 RESTRICTION_COMMENT = "Restricted: please see the staff at the circulation desk"
@@ -258,30 +267,48 @@ def load(txn, now: datetime) -> dict[str, int]:
             "branchzip, branchemail, branchphone) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (code, name, address, city, zipcode, email, phone),
         )
+    with_charge = "noissuescharge" in koha.columns(txn, "categories")
     for code, description, months, charge, kind in CATEGORIES:
         if not txn.one("SELECT 1 FROM categories WHERE categorycode = ?", (code,)):
-            txn.execute(
-                "INSERT INTO categories (categorycode, description, enrolmentperiod, "
-                "noissuescharge, category_type) VALUES (?, ?, ?, ?, ?)",
-                (code, description, months, charge, kind),
-            )
+            if with_charge:
+                txn.execute(
+                    "INSERT INTO categories (categorycode, description, enrolmentperiod, "
+                    "noissuescharge, category_type) VALUES (?, ?, ?, ?, ?)",
+                    (code, description, months, charge, kind),
+                )
+            else:
+                txn.execute(
+                    "INSERT INTO categories (categorycode, description, enrolmentperiod, "
+                    "category_type) VALUES (?, ?, ?, ?)",
+                    (code, description, months, kind),
+                )
     for code, description, notforloan, rental, media, magnetic in ITEMTYPES:
         if not txn.one("SELECT 1 FROM itemtypes WHERE itemtype = ?", (code,)):
             txn.execute(
                 "INSERT INTO itemtypes (itemtype, description, notforloan, rentalcharge, "
-                "sip_media_type, sip_magnetic) VALUES (?, ?, ?, ?, ?, ?)",
-                (code, description, notforloan, rental, media, magnetic),
+                "sip_media_type) VALUES (?, ?, ?, ?, ?)",
+                (code, description, notforloan, rental, media),
             )
+            if magnetic:
+                txn.execute(
+                    "INSERT INTO kgw_itemtype_properties (itemtype, sip_magnetic) VALUES (?, 1)",
+                    (code,),
+                )
     for name, value in RULES:
         if not txn.one(
-            "SELECT 1 FROM circulation_rules WHERE branchcode = '*' AND categorycode = '*' "
-            "AND itemtype = '*' AND rule_name = ?",
+            "SELECT 1 FROM circulation_rules WHERE branchcode IS NULL AND categorycode IS NULL "
+            "AND itemtype IS NULL AND rule_name = ?",
             (name,),
         ):
+            set_rule(txn, name, value)
+    # Koha's installer adds its restriction types (patron_restrictions.yml); a database
+    # loaded from kohastructure.sql alone lacks them.
+    for code, text, is_system, is_default in RESTRICTION_TYPES:
+        if not txn.one("SELECT 1 FROM restriction_types WHERE code = ?", (code,)):
             txn.execute(
-                "INSERT INTO circulation_rules (branchcode, categorycode, itemtype, rule_name, "
-                "rule_value) VALUES ('*', '*', '*', ?, ?)",
-                (name, value),
+                "INSERT INTO restriction_types (code, display_text, is_system, is_default) "
+                "VALUES (?, ?, ?, ?)",
+                (code, text, is_system, is_default),
             )
     if not txn.one("SELECT 1 FROM currency WHERE currency = 'NZD'"):
         txn.execute("UPDATE currency SET active = 0")
@@ -355,18 +382,26 @@ def load(txn, now: datetime) -> dict[str, int]:
     items: dict[str, tuple[int, int]] = {}
     for suffix, title, author, callnumber, itype, home in ITEMS:
         biblionumber = txn.insert(
-            "INSERT INTO biblio (title, author) VALUES (?, ?)",
-            (title, author),
+            "INSERT INTO biblio (title, author, frameworkcode, datecreated) VALUES (?, ?, '', ?)",
+            (title, author, day(-60)),
             pk="biblionumber",
+        )
+        biblioitemnumber = txn.insert(
+            "INSERT INTO biblioitems (biblionumber, itemtype) VALUES (?, ?)",
+            (biblionumber, itype),
+            pk="biblioitemnumber",
         )
         barcode = "399990000000" + suffix
         itemnumber = txn.insert(
-            "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, itype, "
-            "itemcallnumber, location, permanent_location, notforloan, price, "
-            "replacementprice, datelastseen) VALUES (?, ?, ?, ?, ?, ?, 'GEN', 'GEN', ?, ?, ?, ?)",
+            "INSERT INTO items (biblionumber, biblioitemnumber, barcode, dateaccessioned, "
+            "homebranch, holdingbranch, itype, itemcallnumber, location, permanent_location, "
+            "notforloan, price, replacementprice, issues, datelastseen) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'GEN', 'GEN', ?, ?, ?, 0, ?)",
             (
                 biblionumber,
+                biblioitemnumber,
                 barcode,
+                day(-60),
                 home,
                 home,
                 itype,
@@ -389,9 +424,9 @@ def load(txn, now: datetime) -> dict[str, int]:
             pk="issue_id",
         )
         txn.execute(
-            "UPDATE items SET onloan = ?, holdingbranch = ?, issues = issues + 1, "
-            "datelastseen = ? WHERE itemnumber = ?",
-            (day(due), branch, at(issued), itemnumber),
+            "UPDATE items SET onloan = ?, holdingbranch = ?, issues = COALESCE(issues, 0) + 1, "
+            "datelastborrowed = ?, datelastseen = ? WHERE itemnumber = ?",
+            (day(due), branch, day(issued), at(issued), itemnumber),
         )
 
     lend("06", ada, "WEL", 0, 14)
@@ -421,13 +456,20 @@ def load(txn, now: datetime) -> dict[str, int]:
         (at(-30), lost_item),
     )
 
-    for days_ago, debit_type, amount, description in GRACE_FINES:
-        txn.insert(
+    for days_ago, debit_type, status, amount, description in GRACE_FINES:
+        debit = txn.insert(
             "INSERT INTO accountlines (borrowernumber, date, amount, amountoutstanding, "
             "description, debit_type_code, status, interface, branchcode) "
-            "VALUES (?, ?, ?, ?, ?, ?, NULL, 'intranet', 'WEL')",
-            (grace, at(-days_ago), amount, amount, description, debit_type),
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'intranet', 'WEL')",
+            (grace, at(-days_ago), amount, amount, description, debit_type, status),
             pk="accountlines_id",
+        )
+        # Koha::Account->add_debit records the creation of every debit.
+        txn.insert(
+            "INSERT INTO account_offsets (debit_id, type, amount, created_on) "
+            "VALUES (?, 'CREATE', ?, ?)",
+            (debit, amount, at(-days_ago)),
+            pk="id",
         )
 
     return {

@@ -26,7 +26,7 @@ from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
 from koha_gateway.auth.authenticator import Authenticator
 from koha_gateway.config import ConfigError, load_sip_config
-from koha_gateway.db import schema
+from koha_gateway.db import koha, schema
 from koha_gateway.db.engine import Database, IntegrityError, Unavailable
 from koha_gateway.ils import sysprefs as sysprefs_mod
 from koha_gateway.protocol import SIPFactory, now_local
@@ -53,6 +53,8 @@ class Gateway:
         self.connections: set = set()
         self._db_sysprefs = db_sysprefs
         self._sysprefs: dict[str, object] = {}
+        # What start-up found of Koha's schema (version, optional columns of newer Koha).
+        self.koha_schema: koha.KohaSchema = koha.DEFAULT_SCHEMA
 
     def set_config(self, config, db_sysprefs: dict[str, str] | None = None):
         self.config = config
@@ -140,8 +142,14 @@ def _purge_journal(txn, before: str) -> int:
 
 
 def _startup_checks(txn, config):
-    """Schema version, system preferences, and the warnings Koha 25.11 gives at start."""
+    """Schema version, Koha's tables and columns (a :class:`koha.KohaSchema`, or the
+    :class:`koha.SchemaError` naming what is missing), system preferences, and the warnings
+    Koha 25.11 gives at start."""
     version = schema.current_version(txn)
+    try:
+        koha_schema = koha.check(txn)
+    except koha.SchemaError as exc:
+        koha_schema = exc
     prefs = sysprefs_mod.load(txn) if version else {}
     branches = (
         {r["branchcode"] for r in txn.query("SELECT branchcode FROM branches")}
@@ -161,7 +169,7 @@ def _startup_checks(txn, config):
                 f"{config.path}:{account.line}: account {account.id!r} has no patron "
                 "with that userid in the database; it cannot log in"
             )
-    return version, prefs, warnings
+    return version, koha_schema, prefs, warnings
 
 
 class GatewayService(MultiService):
@@ -189,13 +197,18 @@ class GatewayService(MultiService):
         except (ValueError, Unavailable) as exc:
             raise StartupError(str(exc)) from None
         try:
-            version, prefs, warnings = db.run_blocking(_startup_checks, config)
+            version, koha_schema, prefs, warnings = db.run_blocking(_startup_checks, config)
         except Unavailable as exc:
             raise StartupError(f"cannot reach the database: {exc}") from None
         if version < schema.LATEST:
             raise StartupError(
                 f"the database schema is at version {version}, this gateway needs "
                 f"{schema.LATEST}: run 'koha-gateway-admin --database URL init'"
+            )
+        if isinstance(koha_schema, koha.SchemaError):
+            raise StartupError(
+                "the database lacks Koha tables or columns that koha-gateway uses (is it a "
+                "Koha database of a supported version?): " + ", ".join(koha_schema.missing)
             )
         ldap = ldap_config = None
         if koha_conf is not None and koha_conf.use_ldap and koha_conf.ldap is not None:
@@ -205,6 +218,7 @@ class GatewayService(MultiService):
             ldap = LdapDirectory(ldap_config)
         auth = Authenticator(db, reactor=reactor, ldap=ldap, ldap_config=ldap_config)
         gateway = Gateway(config, db, auth, prefs)
+        gateway.koha_schema = koha_schema
         service = cls(gateway, options)
         service.startup_warnings = list(config.warnings) + warnings
         count = options.get("workers") or 1
@@ -251,9 +265,22 @@ class GatewayService(MultiService):
         child.setServiceParent(self)
         self.listeners[name] = listener
 
+    def _database_line(self) -> str:
+        found = self.gateway.koha_schema
+        if found.koha_database:
+            what = f"Koha database, Koha version {found.version_text or 'unknown'}"
+        else:
+            what = "koha-gateway's own database"
+        optional = ", ".join(
+            f"{table}.{column} {'present' if getattr(found, attr) else 'absent'}"
+            for (table, column), attr in koha.OPTIONAL_COLUMNS.items()
+        )
+        return f"{self.gateway.db.url.redacted()}: {what}; {optional}"
+
     def report_check(self):
         for warning in self.startup_warnings:
             print(f"warning: {warning}")
+        print(self._database_line())
         config = self.gateway.config
         print(
             f"{config.path}: {len(config.services)} listeners, {len(config.accounts)} accounts, "
@@ -272,6 +299,7 @@ class GatewayService(MultiService):
         )
         for warning in self.startup_warnings:
             log.warn("{warning}", warning=warning)
+        log.info("database {line}", line=self._database_line())
         ignored = getattr(self.gateway.config.server_params, "ignored", {}) or {}
         if ignored:
             log.info(

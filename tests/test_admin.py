@@ -61,7 +61,7 @@ def prepared(admin):
 def test_init_creates_then_reports_up_to_date(admin, url):
     assert admin("init") == (0, f"schema upgraded: version 0 -> {schema.LATEST}\n", "")
     assert admin("init") == (0, f"schema is up to date (version {schema.LATEST})\n", "")
-    versions = [row["version"] for row in query(url, "SELECT version FROM schema_version")]
+    versions = [row["version"] for row in query(url, "SELECT version FROM kgw_schema_version")]
     assert max(versions) == schema.LATEST
 
 
@@ -252,12 +252,19 @@ def test_set_syspref_and_rule(admin, url):
     assert values["noissuescharge"] == "10" and values["MyPref"] == "x"
     status, out, _ = admin("set-rule", "issuelength", "21", "--itemtype", "BK")
     assert status == 0
-    assert out == "rule issuelength = '21' for branch *, category *, item type BK\n"
+    assert out == "rule issuelength = '21' for branch any, category any, item type BK\n"
     assert admin("set-rule", "issuelength", "7", "--branch", "NOPE")[2] == (
         "koha-gateway-admin: error: unknown branch NOPE\n"
     )
+    # Changing it again changes the row: "any" is NULL, as in Koha.
+    assert admin("set-rule", "issuelength", "28", "--itemtype", "BK")[0] == 0
     rows = query(url, "SELECT * FROM circulation_rules WHERE rule_name = 'issuelength'")
-    assert [(r["branchcode"], r["itemtype"], r["rule_value"]) for r in rows] == [("*", "BK", "21")]
+    assert [(r["branchcode"], r["categorycode"], r["itemtype"], r["rule_value"]) for r in rows] == [
+        (None, None, "BK", "28")
+    ]
+    assert admin("set-syspref", "Version", "1")[2] == (
+        "koha-gateway-admin: error: Version is Koha's own database version; it is not set here\n"
+    )
 
 
 def test_show_patron(admin):

@@ -56,8 +56,8 @@ def test_default_circulation_rules(db):
         r["rule_name"]: r["rule_value"]
         for r in rows(
             db,
-            "SELECT rule_name, rule_value FROM circulation_rules WHERE branchcode = '*' "
-            "AND categorycode = '*' AND itemtype = '*'",
+            "SELECT rule_name, rule_value FROM circulation_rules WHERE branchcode IS NULL "
+            "AND categorycode IS NULL AND itemtype IS NULL",
         )
     }
     assert found == {

@@ -163,7 +163,8 @@ class Authenticator:
         if not ok:
             self._throttle.failed(*keys)
             return LoginResult(False, "invalid user id or password")
-        if not borrower["flags"] & (CIRCULATE | SUPERLIBRARIAN):
+        # borrowers.flags is NULL for most of Koha's patrons: no permission at all.
+        if not int(borrower["flags"] or 0) & (CIRCULATE | SUPERLIBRARIAN):
             self._throttle.failed(*keys)
             return LoginResult(
                 False, "user lacks the circulate permission", borrower["borrowernumber"]

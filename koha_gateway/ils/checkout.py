@@ -275,7 +275,7 @@ def _apply_renewal(
         (due, now_sql, loan["issue_id"]),
     )
     txn.execute(
-        "UPDATE items SET onloan = ?, renewals = renewals + 1, datelastseen = ? "
+        "UPDATE items SET onloan = ?, renewals = COALESCE(renewals, 0) + 1, datelastseen = ? "
         "WHERE itemnumber = ?",
         (due[:10], now_sql, item["itemnumber"]),
     )

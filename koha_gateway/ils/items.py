@@ -5,7 +5,10 @@ and 5.3). An item row from :func:`find_item` is the ``items`` row plus:
 
 * ``title`` and ``author`` of its biblio;
 * of its item type: ``itype_notforloan``, ``rentalcharge``, ``sip_media_type``,
-  ``sip_magnetic`` and ``itype_description``.
+  ``itype_description``, and ``sip_magnetic`` (kept by the gateway in
+  ``kgw_itemtype_properties``: Koha has no such column);
+* ``sip_item_properties``: the item properties (CH) last stored by 19 Item Status Update
+  (``kgw_item_properties``).
 """
 
 from __future__ import annotations
@@ -134,8 +137,9 @@ def _complete(txn, row: dict) -> dict:
     item["title"] = biblio["title"] if biblio else None
     item["author"] = biblio["author"] if biblio else None
     itype = txn.one(
-        "SELECT description, notforloan, rentalcharge, sip_media_type, sip_magnetic "
-        "FROM itemtypes WHERE itemtype = ?",
+        "SELECT t.description, t.notforloan, t.rentalcharge, t.sip_media_type, p.sip_magnetic "
+        "FROM itemtypes t LEFT JOIN kgw_itemtype_properties p ON p.itemtype = t.itemtype "
+        "WHERE t.itemtype = ?",
         (item["itype"],),
     )
     item["itype_description"] = itype["description"] if itype else None
@@ -143,6 +147,10 @@ def _complete(txn, row: dict) -> dict:
     item["rentalcharge"] = float(itype["rentalcharge"] or 0) if itype else 0.0
     item["sip_media_type"] = itype["sip_media_type"] if itype else None
     item["sip_magnetic"] = int(itype["sip_magnetic"] or 0) if itype else 0
+    item["sip_item_properties"] = txn.scalar(
+        "SELECT sip_item_properties FROM kgw_item_properties WHERE itemnumber = ?",
+        (item["itemnumber"],),
+    )
     return item
 
 
@@ -249,8 +257,17 @@ def mark_seen(txn, item: dict, now_sql: str, *, clear_lost: bool) -> None:
 
 
 def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
-    """Store the item properties (CH) of a SIP2 Item Status Update (19)."""
-    txn.execute(
-        "UPDATE items SET sip_item_properties = ? WHERE itemnumber = ?",
-        (db_text(properties), itemnumber),
-    )
+    """Store the item properties (CH) of a SIP2 Item Status Update (19).
+
+    The item's row is locked first, so that two updates of one item never both insert.
+    """
+    txn.one(f"SELECT itemnumber FROM items WHERE itemnumber = ?{txn.for_update}", (itemnumber,))
+    value = db_text(properties)
+    if not txn.execute(
+        "UPDATE kgw_item_properties SET sip_item_properties = ? WHERE itemnumber = ?",
+        (value, itemnumber),
+    ):
+        txn.execute(
+            "INSERT INTO kgw_item_properties (itemnumber, sip_item_properties) VALUES (?, ?)",
+            (itemnumber, value),
+        )

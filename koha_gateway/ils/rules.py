@@ -1,24 +1,32 @@
-"""Circulation rules: branch x patron category x item type, with ``'*'`` defaults.
+"""Circulation rules: branch x patron category x item type, NULL meaning "any".
 
-This follows Koha's ``Koha::CirculationRules->get_effective_rule``: of all the rows whose
-branch, category and item type are either the asked value or ``'*'``, the most specific wins,
-where a specific branch matters most, then a specific category, then a specific item type.
-Rule names are Koha's (``issuelength``, ``renewalsallowed``, ``renewalperiod``, ``maxissueqty``,
-``fine``, ``chargeperiod``, ``overduefinescap``, ``reservesallowed``, ``norenewalbefore``, ...).
+This is Koha's ``Koha::CirculationRules->get_effective_rule``: of the rows whose branch,
+category and item type are each either the asked value or NULL ("any"), the most specific wins,
+where a specific branch matters most, then a specific category, then a specific item type
+(Koha orders by ``branchcode DESC, categorycode DESC, itemtype DESC``, which on MariaDB puts
+NULLs last; the ``CASE`` ordering here does the same on every engine). A dimension asked as
+``None`` (or Koha's ``'*'``) matches only the NULL rows. Rule names are Koha's
+(``issuelength``, ``renewalsallowed``, ``renewalperiod``, ``maxissueqty``, ``fine``,
+``chargeperiod``, ``overduefinescap``, ``reservesallowed``, ``norenewalbefore``, ...).
 
 An empty ``rule_value`` means "unlimited / not set" in Koha; :func:`rule_int` and
 :func:`rule_float` return ``default`` for it. Which branch to pass (the checkout library, the
 patron's or the item's home library) is the caller's decision (Koha's ``CircControl``).
 
 No cache: the rules are a handful of indexed rows read inside the request's transaction, so a
-change made with ``koha-gateway-admin`` is seen by the next request.
+change made with ``koha-gateway-admin`` or Koha's staff interface is seen by the next request.
 """
 
 from __future__ import annotations
 
-__all__ = ["get_rule", "rule_float", "rule_int", "set_rule"]
+__all__ = ["ANY", "get_rule", "rule_float", "rule_int", "set_rule"]
 
+#: How Koha's forms and ``koha-gateway-admin set-rule`` write "any"; stored as NULL.
 ANY = "*"
+
+
+def _key(value: str | None) -> str | None:
+    return None if value in (None, "", ANY) else value
 
 
 def get_rule(
@@ -29,35 +37,28 @@ def get_rule(
     categorycode: str | None,
     itemtype: str | None,
 ) -> str | None:
-    """The effective value of ``rule_name``, or ``None`` when no row applies.
-
-    ``None`` for a dimension means "not known": only the ``'*'`` rows of it match.
-    """
-    rows = txn.query(
-        "SELECT branchcode, categorycode, itemtype, rule_value FROM circulation_rules "
-        "WHERE rule_name = ? AND branchcode IN (?, ?) AND categorycode IN (?, ?) "
-        "AND itemtype IN (?, ?)",
-        (
-            rule_name,
-            branchcode or ANY,
-            ANY,
-            categorycode or ANY,
-            ANY,
-            itemtype or ANY,
-            ANY,
-        ),
+    """The effective value of ``rule_name``, or ``None`` when no row applies."""
+    conditions = ["rule_name = ?"]
+    params: list = [rule_name]
+    for column, value in (
+        ("branchcode", _key(branchcode)),
+        ("categorycode", _key(categorycode)),
+        ("itemtype", _key(itemtype)),
+    ):
+        if value is None:
+            conditions.append(f"{column} IS NULL")
+        else:
+            conditions.append(f"({column} = ? OR {column} IS NULL)")
+            params.append(value)
+    row = txn.one(
+        "SELECT rule_value FROM circulation_rules WHERE "
+        + " AND ".join(conditions)
+        + " ORDER BY CASE WHEN branchcode IS NULL THEN 1 ELSE 0 END, "
+        "CASE WHEN categorycode IS NULL THEN 1 ELSE 0 END, "
+        "CASE WHEN itemtype IS NULL THEN 1 ELSE 0 END LIMIT 1",
+        params,
     )
-    if not rows:
-        return None
-    best = min(
-        rows,
-        key=lambda row: (
-            row["branchcode"] == ANY,
-            row["categorycode"] == ANY,
-            row["itemtype"] == ANY,
-        ),
-    )
-    return best["rule_value"]
+    return None if row is None else row["rule_value"]
 
 
 def rule_int(
@@ -107,23 +108,41 @@ def set_rule(
     rule_name: str,
     value: str | int | float | None,
     *,
-    branchcode: str = ANY,
-    categorycode: str = ANY,
-    itemtype: str = ANY,
+    branchcode: str | None = None,
+    categorycode: str | None = None,
+    itemtype: str | None = None,
 ) -> None:
-    """Create or change one rule row (portable upsert)."""
-    text = None if value is None else str(value)
-    key = (branchcode or ANY, categorycode or ANY, itemtype or ANY, rule_name)
-    existing = txn.one(
-        "SELECT id FROM circulation_rules WHERE branchcode = ? AND categorycode = ? "
-        "AND itemtype = ? AND rule_name = ?",
-        key,
-    )
+    """Create or change one rule row; ``None`` (or ``'*'``) for a dimension is "any".
+
+    As Koha's ``set_rule``: a ``value`` of ``None`` deletes the rule, ``''`` stores
+    "unlimited". The existing row is looked up with ``IS NULL`` for "any", so a default rule is
+    changed rather than duplicated on every engine.
+    """
+    conditions = ["rule_name = ?"]
+    params: list = [rule_name]
+    keys = {
+        "branchcode": _key(branchcode),
+        "categorycode": _key(categorycode),
+        "itemtype": _key(itemtype),
+    }
+    for column, key in keys.items():
+        if key is None:
+            conditions.append(f"{column} IS NULL")
+        else:
+            conditions.append(f"{column} = ?")
+            params.append(key)
+    where = " AND ".join(conditions)
+    existing = txn.one(f"SELECT id FROM circulation_rules WHERE {where}{txn.for_update}", params)
+    if value is None:
+        if existing is not None:
+            txn.execute("DELETE FROM circulation_rules WHERE id = ?", (existing["id"],))
+        return
+    text = str(value)
     if existing is None:
         txn.execute(
             "INSERT INTO circulation_rules (branchcode, categorycode, itemtype, rule_name, "
             "rule_value) VALUES (?, ?, ?, ?, ?)",
-            (*key, text),
+            (keys["branchcode"], keys["categorycode"], keys["itemtype"], rule_name, text),
         )
     else:
         txn.execute(

@@ -122,9 +122,9 @@ def test_accruing_fine_is_finalised_not_charged_twice(db, ctx):
     _execute(
         db,
         "INSERT INTO accountlines (borrowernumber, itemnumber, issue_id, date, amount, "
-        "amountoutstanding, description, debit_type_code, status) "
+        "amountoutstanding, description, debit_type_code, status, interface) "
         "SELECT i.borrowernumber, i.itemnumber, i.issue_id, '2026-03-09 02:00:00', 2.25, 1.25, "
-        "'accruing', 'OVERDUE', 'UNRETURNED' FROM issues i JOIN items it "
+        "'accruing', 'OVERDUE', 'UNRETURNED', 'cron' FROM issues i JOIN items it "
         "ON it.itemnumber = i.itemnumber WHERE it.barcode = ?",
         (BARCODE[7],),
     )

@@ -282,7 +282,8 @@ def test_all_fines_need_override(db, ctx):
     _execute(
         db,
         "INSERT INTO accountlines (borrowernumber, date, amount, amountoutstanding, "
-        "debit_type_code) SELECT borrowernumber, '2026-03-01 10:00:00', 2, 2, 'MANUAL' "
+        "debit_type_code, interface) SELECT borrowernumber, '2026-03-01 10:00:00', 2, 2, "
+        "'MANUAL', 'intranet' "
         "FROM borrowers WHERE cardnumber = ?",
         (ADA,),
     )

@@ -187,7 +187,7 @@ def test_unapplied_credit_reduces_the_balance(db, ctx):
     db.run_blocking(
         lambda txn: txn.insert(
             "INSERT INTO accountlines (borrowernumber, date, amount, amountoutstanding, "
-            "credit_type_code) VALUES (?, ?, -8, -8, 'PAYMENT')",
+            "credit_type_code, interface) VALUES (?, ?, -8, -8, 'PAYMENT', 'intranet')",
             (grace, "2026-03-01 10:00:00"),
             pk="accountlines_id",
         )
