@@ -219,6 +219,7 @@ class GatewayService(MultiService):
         auth = Authenticator(db, reactor=reactor, ldap=ldap, ldap_config=ldap_config)
         gateway = Gateway(config, db, auth, prefs)
         gateway.koha_schema = koha_schema
+        koha.remember(db.engine, koha_schema)
         service = cls(gateway, options)
         service.startup_warnings = list(config.warnings) + warnings
         count = options.get("workers") or 1

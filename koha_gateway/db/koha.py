@@ -19,6 +19,8 @@ The catalogue queries here are the only engine-specific SQL of the module: ``sql
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 __all__ = [
@@ -28,6 +30,9 @@ __all__ = [
     "SchemaError",
     "check",
     "columns",
+    "detect",
+    "remember",
+    "schema_of",
     "has_table",
     "is_koha_database",
     "koha_version",
@@ -428,6 +433,39 @@ def is_koha_database(txn) -> bool:
     if txn.engine.name == "mysql":
         return True
     return koha_version(txn) is not None
+
+
+def detect(txn) -> KohaSchema:
+    """Koha's version and the optional columns present, without checking the required ones."""
+    detected = {}
+    found: dict[str, dict[str, bool]] = {}
+    for (table, column), attribute in OPTIONAL_COLUMNS.items():
+        if table not in found:
+            found[table] = columns(txn, table)
+        detected[attribute] = column in found[table]
+    return KohaSchema(version=koha_version(txn), koha_database=is_koha_database(txn), **detected)
+
+
+_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+
+
+def remember(engine, found: KohaSchema) -> None:
+    """Record what start-up found for the database of ``engine`` (``db.engine``)."""
+    with _known_lock:
+        _known[engine] = found
+
+
+def schema_of(txn) -> KohaSchema:
+    """What is known of the Koha schema behind ``txn``: what start-up found (:func:`remember`),
+    else detected once per database on first use. This is how ILS code asks whether an
+    optional column exists: ``koha.schema_of(txn).has_category_noissuescharge``."""
+    with _known_lock:
+        found = _known.get(txn.engine)
+    if found is None:
+        found = detect(txn)
+        remember(txn.engine, found)
+    return found
 
 
 def check(txn) -> KohaSchema:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from koha_gateway.db import koha
 from koha_gateway.ils import account_option, db_text, perl_true, round_money
 from koha_gateway.ils.sysprefs import format_date
 
@@ -51,7 +52,7 @@ FOREVER = "9999-12-31"
 
 _CATEGORY_COLUMNS = (
     "description AS category_description, enrolmentperiod AS category_enrolmentperiod, "
-    "noissuescharge AS category_noissuescharge, category_type"
+    "category_type"
 )
 
 
@@ -92,8 +93,11 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
                 break
     if row is None:
         return None
+    # categories.noissuescharge exists from Koha 24.05 on: read only where start-up found it.
+    charge = "noissuescharge" if koha.schema_of(txn).has_category_noissuescharge else "NULL"
     category = txn.one(
-        f"SELECT {_CATEGORY_COLUMNS} FROM categories WHERE categorycode = ?",
+        f"SELECT {_CATEGORY_COLUMNS}, {charge} AS category_noissuescharge "
+        "FROM categories WHERE categorycode = ?",
         (row["categorycode"],),
     )
     patron = dict(row)

@@ -1,9 +1,10 @@
-"""Circulation rules: Koha's precedence branch > category > item type, '*' defaults."""
+"""Circulation rules: Koha's precedence branch > category > item type, NULL for "any"."""
 
 from __future__ import annotations
 
 import pytest
 
+from koha_gateway.db.engine import IntegrityError
 from koha_gateway.ils.rules import get_rule, rule_float, rule_int, set_rule
 
 
@@ -88,3 +89,58 @@ def test_numeric_helpers(db):
         )
 
     assert db.run_blocking(read) == (14, 0.25, -1.0, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # Rows as Koha's staff interface stores them: NULL is "any".
+        ([(None, None, "BK", "21")], "21"),
+        ([(None, None, "BK", "21"), (None, "PT", None, "7")], "7"),
+        ([(None, "PT", "BK", "9"), ("WEL", None, None, "3")], "3"),
+        ([("WEL", None, "BK", "5"), ("WEL", "PT", None, "6")], "6"),
+        ([("WEL", "PT", "BK", "8"), ("WEL", "PT", None, "6")], "8"),
+    ],
+)
+def test_kohas_null_rows(db, rows, expected):
+    def setup(txn):
+        for branch, category, itemtype, value in rows:
+            txn.execute(
+                "INSERT INTO circulation_rules (branchcode, categorycode, itemtype, rule_name, "
+                "rule_value) VALUES (?, ?, ?, 'issuelength', ?)",
+                (branch, category, itemtype, value),
+            )
+
+    db.run_blocking(setup)
+    assert rule(db, "issuelength") == expected
+
+
+def test_default_rule_is_stored_with_nulls_once(db):
+    def change(txn):
+        set_rule(txn, "issuelength", "21", branchcode="*", categorycode=None, itemtype="*")
+        set_rule(txn, "issuelength", "28")
+        return txn.query(
+            "SELECT branchcode, categorycode, itemtype, rule_value FROM circulation_rules "
+            "WHERE rule_name = 'issuelength'"
+        )
+
+    assert db.run_blocking(change) == [
+        {"branchcode": None, "categorycode": None, "itemtype": None, "rule_value": "28"}
+    ]
+
+    # The database itself keeps one default per rule name, whatever the engine.
+    def duplicate(txn):
+        txn.execute(
+            "INSERT INTO circulation_rules (branchcode, categorycode, itemtype, rule_name, "
+            "rule_value) VALUES (NULL, NULL, NULL, 'issuelength', '7')"
+        )
+
+    with pytest.raises(IntegrityError):
+        db.run_blocking(duplicate)
+
+
+def test_none_value_deletes_the_rule(db):
+    db.run_blocking(lambda txn: set_rule(txn, "issuelength", "3", branchcode="WEL"))
+    assert rule(db, "issuelength") == "3"
+    db.run_blocking(lambda txn: set_rule(txn, "issuelength", None, branchcode="WEL"))
+    assert rule(db, "issuelength") == "14"
