@@ -48,6 +48,8 @@ from twisted.logger import Logger
 
 from koha_gateway.auth.passwords import hash_password
 from koha_gateway.config.ldap import LdapConfig, LdapHost
+from koha_gateway.db import koha
+from koha_gateway.db.engine import IntegrityError
 
 __all__ = ["LdapDirectory", "LdapOutcome", "LdapResult", "sync_patron"]
 
@@ -434,19 +436,12 @@ def sync_patron(txn, result: LdapResult, password: str, config: LdapConfig) -> i
     return number
 
 
-_RACED = -1  # _replicate: a concurrent insert won (ON CONFLICT DO NOTHING inserted nothing)
+_RACED = -1  # _replicate: a concurrent insert of the same borrower won
 
 
 def _borrower_columns(txn) -> dict[str, bool]:
     """``borrowers`` column name -> whether it accepts NULL."""
-    if txn.engine.name == "sqlite":
-        rows = txn.query("SELECT name, \"notnull\" AS not_null FROM pragma_table_info('borrowers')")
-        return {r["name"]: not r["not_null"] for r in rows}
-    rows = txn.query(
-        "SELECT column_name AS name, is_nullable AS nullable FROM information_schema.columns "
-        "WHERE table_schema = current_schema() AND table_name = 'borrowers'"
-    )
-    return {r["name"]: r["nullable"] == "YES" for r in rows}
+    return koha.columns(txn, "borrowers", lower=False)
 
 
 def _mapped_values(result: LdapResult, config: LdapConfig) -> dict[str, str | None]:
@@ -645,13 +640,12 @@ def _replicate(txn, login: str, values, columns, password: str, config: LdapConf
         row["updated_on"] = _now_text()
     names = ", ".join(row)
     marks = ", ".join("?" for _ in row)
-    # ON CONFLICT DO NOTHING (PostgreSQL 9.5+, SQLite 3.24+): two first logins of the same user
-    # at once must not fail; the loser finds the winner's row instead.
-    inserted = txn.execute(
-        f"INSERT INTO borrowers ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-        tuple(row.values()),
-    )
-    if inserted != 1:
+    # Two first logins of the same user at once must not fail: the loser's insert breaks the
+    # unique userid (or cardnumber), is undone alone, and the loser finds the winner's row.
+    try:
+        with txn.savepoint():
+            txn.execute(f"INSERT INTO borrowers ({names}) VALUES ({marks})", tuple(row.values()))
+    except IntegrityError:
         return _RACED
     number = txn.scalar("SELECT borrowernumber FROM borrowers WHERE userid = ?", (row["userid"],))
     log.info(

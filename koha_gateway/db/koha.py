@@ -396,21 +396,26 @@ def has_table(txn, name: str) -> bool:
     return txn.one(sql, (name,)) is not None
 
 
-def columns(txn, table: str) -> dict[str, bool]:
-    """Lower-case column name -> whether it accepts NULL, for ``table`` (empty: no table)."""
+def columns(txn, table: str, *, lower: bool = True) -> dict[str, bool]:
+    """Column name -> whether it accepts NULL, for ``table`` (empty: no table).
+
+    Names are lower-cased unless ``lower=False`` (then as the catalogue spells them: Koha's
+    ``B_address`` on MariaDB, folded to lower case by PostgreSQL).
+    """
     engine = txn.engine.name
+    case = str.lower if lower else str
     if engine == "sqlite":
         rows = txn.query(
             'SELECT name, "notnull" AS not_null, pk FROM pragma_table_info(?)', (table,)
         )
         # SQLite's INTEGER PRIMARY KEY is never NULL, whatever its declaration says.
-        return {str(r["name"]).lower(): not (r["not_null"] or r["pk"]) for r in rows}
+        return {case(r["name"]): not (r["not_null"] or r["pk"]) for r in rows}
     rows = txn.query(
         "SELECT column_name AS name, is_nullable AS nullable FROM information_schema.columns "
         f"WHERE table_schema = {_schema_expression(engine)} AND table_name = ?",
         (table,),
     )
-    return {str(r["name"]).lower(): str(r["nullable"]).upper() == "YES" for r in rows}
+    return {case(r["name"]): str(r["nullable"]).upper() == "YES" for r in rows}
 
 
 def _schema_expression(engine: str) -> str:
