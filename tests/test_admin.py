@@ -213,6 +213,17 @@ def test_add_item(admin, url):
         "FIC ELI",
     )
     assert (row["homebranch"], row["holdingbranch"], row["itype"]) == ("WEL", "WEL", "BK")
+    # What Koha requires of a title and its item.
+    biblioitem = query(
+        url,
+        "SELECT biblionumber, itemtype FROM biblioitems WHERE biblioitemnumber = ?",
+        (row["biblioitemnumber"],),
+    )
+    assert biblioitem == [{"biblionumber": row["biblionumber"], "itemtype": "BK"}]
+    number = row["biblionumber"]
+    created = query(url, "SELECT datecreated FROM biblio WHERE biblionumber = ?", (number,))
+    assert created[0]["datecreated"] == row["dateaccessioned"] and row["dateaccessioned"]
+    assert (row["issues"], row["renewals"]) == (0, None)
     status, _, err = admin(
         "add-item", "--barcode", "3999", "--title", "x", "--branch", "WEL", "--itemtype", "BK"
     )
@@ -232,6 +243,14 @@ def test_branch_category_itemtype_errors(admin):
     assert "patron category S already exists" in admin("add-category", "S", "x")[2]
     assert "item type BK already exists" in admin("add-itemtype", "BK", "x")[2]
     assert "3-digit SIP2 media type" in admin("add-itemtype", "DVD", "x", "--media-type", "9")[2]
+
+
+def test_magnetic_item_type_is_a_gateway_property(admin, url):
+    prepared(admin)
+    assert admin("add-itemtype", "CD", "Discs", "--magnetic")[0] == 0
+    assert query(url, "SELECT itemtype, sip_magnetic FROM kgw_itemtype_properties") == [
+        {"itemtype": "CD", "sip_magnetic": 1}
+    ]
 
 
 def test_set_syspref_and_rule(admin, url):

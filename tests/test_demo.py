@@ -212,3 +212,43 @@ def test_conflicts_on_an_empty_schema(tmp_path):
         }
     finally:
         database.close()
+
+
+def test_rows_are_those_koha_requires(db):
+    """Every title has its biblioitems row and creation date, every item its biblioitem and
+    accession date, every charge its CREATE offset; no foreign key is broken."""
+    items = rows(
+        db,
+        "SELECT i.barcode, i.dateaccessioned, b.datecreated, bi.biblionumber AS bi_biblio "
+        "FROM items i JOIN biblio b ON b.biblionumber = i.biblionumber "
+        "LEFT JOIN biblioitems bi ON bi.biblioitemnumber = i.biblioitemnumber",
+    )
+    assert len(items) == 12
+    assert all(r["dateaccessioned"] and r["datecreated"] for r in items)
+    linked = rows(
+        db,
+        "SELECT COUNT(*) AS n FROM items i JOIN biblioitems bi "
+        "ON bi.biblioitemnumber = i.biblioitemnumber AND bi.biblionumber = i.biblionumber",
+    )
+    assert linked == [{"n": 12}]
+    debits = rows(
+        db,
+        "SELECT a.amount, o.type, o.amount AS offset FROM accountlines a "
+        "LEFT JOIN account_offsets o ON o.debit_id = a.accountlines_id",
+    )
+    assert sorted((r["amount"], r["type"], r["offset"]) for r in debits) == [
+        (1.5, "CREATE", 1.5),
+        (2.5, "CREATE", 2.5),
+        (8.0, "CREATE", 8.0),
+    ]
+    assert rows(db, "SELECT type FROM borrower_debarments") == [{"type": "MANUAL"}]
+    if db.engine.name == "sqlite":
+        # PostgreSQL (and MariaDB) check foreign keys on every statement; SQLite can be asked.
+        assert rows(db, "PRAGMA foreign_key_check") == []
+
+
+def test_staff_have_permissions_and_patrons_none(db):
+    flags = {r["userid"]: r["flags"] for r in rows(db, "SELECT userid, flags FROM borrowers")}
+    assert flags["joe"] == CIRCULATE and flags["nocirc"] == 0
+    # Koha's default for patrons: NULL, no permission at all.
+    assert flags["ada"] is None
