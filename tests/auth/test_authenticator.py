@@ -72,3 +72,14 @@ def test_failed_patron_password_counts_login_attempts(gateway):
         assert "CQN|" in answer
     rows = gateway.query("SELECT login_attempts FROM borrowers WHERE cardnumber = '23529000000001'")
     assert rows == [{"login_attempts": 1}]
+
+
+def test_null_flags_mean_no_permission(gateway):
+    """Koha leaves borrowers.flags NULL for patrons without permissions: the SIP login of such
+    a user is refused (940), the connection stays usable."""
+    gateway.query("UPDATE borrowers SET flags = NULL WHERE userid = 'nocirc'")
+    assert gateway.query("SELECT flags FROM borrowers WHERE userid = 'nocirc'") == [{"flags": None}]
+    with gateway.client() as client:
+        assert client.login("nocirc", "nocirc1") == "940"
+        assert client.login("joe", "joes") == "941"
+    assert "user lacks the circulate permission" in gateway.sip_log.read_text()
