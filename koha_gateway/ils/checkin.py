@@ -406,8 +406,9 @@ def checkin(
             write_statistic(txn, now=now_sql, kind="localuse", branch=branch, item=item)
             outcome.messages.append("LocalUse")
     txn.execute(
-        "UPDATE items SET onloan = NULL, holdingbranch = ?, datelastseen = ?, itemlost = 0, "
-        "itemlost_on = CASE WHEN itemlost = 0 THEN itemlost_on ELSE NULL END "
+        # itemlost_on before itemlost: MariaDB assigns left to right, reading the new values.
+        "UPDATE items SET onloan = NULL, holdingbranch = ?, datelastseen = ?, "
+        "itemlost_on = CASE WHEN itemlost = 0 THEN itemlost_on ELSE NULL END, itemlost = 0 "
         "WHERE itemnumber = ?",
         (branch, now_sql, item["itemnumber"]),
     )
