@@ -500,7 +500,7 @@ def test_fines_paid_at_the_kiosk_unblock_checkout(db, ctx):
 
 
 def test_magnetic_media(db, ctx):
-    _execute(db, "UPDATE itemtypes SET sip_magnetic = 1 WHERE itemtype = 'BK'")
+    _execute(db, "INSERT INTO kgw_itemtype_properties (itemtype, sip_magnetic) VALUES ('BK', 1)")
     assert call(db, ctx(), checkout(ADA, BARCODE[1])).startswith("121NYN")
     # A magnetic item is not resensitized and always raises the alert (Koha).
     assert call(db, ctx(), checkin(BARCODE[7])).startswith("101NYY")

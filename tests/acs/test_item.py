@@ -22,7 +22,10 @@ def sql(db, statement, params=()):
 
 
 def item_row(db, barcode):
-    return db.run_blocking(lambda txn: txn.one("SELECT * FROM items WHERE barcode = ?", (barcode,)))
+    """The item as the ILS reads it (its SIP item properties are in kgw_item_properties)."""
+    from koha_gateway.ils.items import find_item
+
+    return db.run_blocking(find_item, barcode)
 
 
 EXPECTED_18 = {
