@@ -160,7 +160,11 @@ def test_item_information_17(sc):
 def test_item_status_update_19_stores_properties(gateway, sc):
     answer = sc.request(f"19{NOW}AOWEL|AB{item(3)}|CHshelf 4B|")
     assert answer.startswith("201")
-    rows = gateway.query("SELECT sip_item_properties FROM items WHERE barcode = ?", (item(3),))
+    rows = gateway.query(
+        "SELECT p.sip_item_properties FROM kgw_item_properties p "
+        "JOIN items i ON i.itemnumber = p.itemnumber WHERE i.barcode = ?",
+        (item(3),),
+    )
     assert rows[0]["sip_item_properties"] == "shelf 4B"
     assert sc.request(f"19{NOW}AOWEL|ABnosuchitem|CHx|").startswith("200")
 

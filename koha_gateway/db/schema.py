@@ -574,7 +574,7 @@ _V3_DROP_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # The version 3 definition of every table whose constraints change (NULL-ability, defaults,
 # foreign keys), columns in their physical order (version 1 columns, then those added above).
-# SQLite gets this text in place of the old one (see _sqlite_replace_definition); PostgreSQL
+# SQLite gets this text in place of the old one (see _sqlite_replace_definitions); PostgreSQL
 # gets the equivalent ALTER TABLE statements of _V3_POSTGRESQL.
 _V3_DEFINITIONS: dict[str, str] = {
     "itemtypes": """CREATE TABLE itemtypes (
