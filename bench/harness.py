@@ -94,16 +94,16 @@ def add_kiosks(url: str, count: int) -> None:
                 "categorycode, dateenrolled, dateexpiry) VALUES (?, ?, ?, ?, 'WEL', 'PT', ?, ?)",
                 (kiosk_patron(n), f"kiosk{n}", "Kiosk", f"Patron {n}", today, today + _YEAR),
             )
-            biblio = txn.insert(
-                "INSERT INTO biblio (title, author) VALUES (?, ?)",
-                (f"Benchmark title {n}", "Bench, Mark"),
-                pk="biblionumber",
-            )
-            txn.execute(
-                "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, itype, "
-                "itemcallnumber, price, replacementprice) "
-                "VALUES (?, ?, 'WEL', 'WEL', 'BK', 'BENCH', 10, 10)",
-                (biblio, kiosk_item(n)),
+            demo.add_title_with_item(
+                txn,
+                title=f"Benchmark title {n}",
+                author="Bench, Mark",
+                barcode=kiosk_item(n),
+                branch="WEL",
+                itemtype="BK",
+                callnumber="BENCH",
+                price=10,
+                accessioned=str(today),
             )
 
     _run(url, add)

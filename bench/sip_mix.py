@@ -78,17 +78,16 @@ def prepare(url: str, clients: int) -> None:
                     ),
                     pk="borrowernumber",
                 )
-                biblio = txn.insert(
-                    "INSERT INTO biblio (title, author) VALUES (?, ?)",
-                    (f"Benchmark title {n}", "Bench, Mark"),
-                    pk="biblionumber",
-                )
-                txn.insert(
-                    "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, itype, "
-                    "itemcallnumber, price, replacementprice) "
-                    "VALUES (?, ?, 'WEL', 'WEL', 'BK', 'BENCH', 10, 10)",
-                    (biblio, bench_item(n)),
-                    pk="itemnumber",
+                demo.add_title_with_item(
+                    txn,
+                    title=f"Benchmark title {n}",
+                    author="Bench, Mark",
+                    barcode=bench_item(n),
+                    branch="WEL",
+                    itemtype="BK",
+                    callnumber="BENCH",
+                    price=10,
+                    accessioned=str(today),
                 )
 
         db.run_blocking(add_kiosk_data)

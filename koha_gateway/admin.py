@@ -321,35 +321,16 @@ def cmd_add_item(txn, args, out) -> None:
     if not _exists(txn, "itemtypes", "itemtype", args.itemtype):
         raise AdminError(f"unknown item type {args.itemtype} (add it with '{PROG} add-itemtype')")
     now = _now()
-    today = now.date().isoformat()
-    # What Koha's AddBiblio and Koha::Item->store write: the title, its biblioitems row, and
-    # the item with its biblioitemnumber and accession date.
-    biblionumber = txn.insert(
-        "INSERT INTO biblio (title, author, frameworkcode, datecreated) VALUES (?, ?, '', ?)",
-        (args.title, args.author, today),
-        pk="biblionumber",
-    )
-    biblioitemnumber = txn.insert(
-        "INSERT INTO biblioitems (biblionumber, itemtype) VALUES (?, ?)",
-        (biblionumber, args.itemtype),
-        pk="biblioitemnumber",
-    )
-    itemnumber = txn.insert(
-        "INSERT INTO items (biblionumber, biblioitemnumber, barcode, dateaccessioned, "
-        "homebranch, holdingbranch, itype, itemcallnumber, issues, datelastseen) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-        (
-            biblionumber,
-            biblioitemnumber,
-            barcode,
-            today,
-            args.branch,
-            args.branch,
-            args.itemtype,
-            args.callnumber,
-            now.strftime("%Y-%m-%d %H:%M:%S"),
-        ),
-        pk="itemnumber",
+    itemnumber, _ = demo.add_title_with_item(
+        txn,
+        title=args.title,
+        author=args.author,
+        barcode=barcode,
+        branch=args.branch,
+        itemtype=args.itemtype,
+        callnumber=args.callnumber,
+        accessioned=now.date().isoformat(),
+        seen=now.strftime("%Y-%m-%d %H:%M:%S"),
     )
     print(f"item {barcode} added as itemnumber {itemnumber}: {args.title}", file=out)
 

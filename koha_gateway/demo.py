@@ -52,6 +52,7 @@ __all__ = [
     "DEMO_PASSWORD",
     "PATRONS",
     "STAFF",
+    "add_title_with_item",
     "conflicts",
     "is_loaded",
     "load",
@@ -219,6 +220,61 @@ def _hash(password: str) -> str:
     return hash_password(password)
 
 
+def add_title_with_item(
+    txn,
+    *,
+    title: str,
+    barcode: str,
+    branch: str,
+    itemtype: str,
+    accessioned: str,
+    author: str | None = None,
+    callnumber: str | None = None,
+    location: str | None = None,
+    notforloan: int = 0,
+    price: float | None = None,
+    seen: str | None = None,
+) -> tuple[int, int]:
+    """A title with one item, as Koha's ``AddBiblio`` and ``Koha::Item->store`` write them:
+    the ``biblio`` (with ``datecreated``), its ``biblioitems`` row, and the item with its
+    ``biblioitemnumber``, accession date (``accessioned``, ``YYYY-MM-DD``), ``issues`` 0 and
+    ``permanent_location`` equal to ``location``. Returns ``(itemnumber, biblionumber)``."""
+    biblionumber = txn.insert(
+        "INSERT INTO biblio (title, author, frameworkcode, datecreated) VALUES (?, ?, '', ?)",
+        (title, author, accessioned),
+        pk="biblionumber",
+    )
+    biblioitemnumber = txn.insert(
+        "INSERT INTO biblioitems (biblionumber, itemtype) VALUES (?, ?)",
+        (biblionumber, itemtype),
+        pk="biblioitemnumber",
+    )
+    itemnumber = txn.insert(
+        "INSERT INTO items (biblionumber, biblioitemnumber, barcode, dateaccessioned, "
+        "homebranch, holdingbranch, itype, itemcallnumber, location, permanent_location, "
+        "notforloan, price, replacementprice, issues, datelastseen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        (
+            biblionumber,
+            biblioitemnumber,
+            barcode,
+            accessioned,
+            branch,
+            branch,
+            itemtype,
+            callnumber,
+            location,
+            location,
+            notforloan,
+            price,
+            price,
+            seen,
+        ),
+        pk="itemnumber",
+    )
+    return itemnumber, biblionumber
+
+
 def conflicts(txn) -> list[str]:
     """What of the demo data set already exists in the database (empty list: none)."""
     found: list[str] = []
@@ -381,39 +437,20 @@ def load(txn, now: datetime) -> dict[str, int]:
 
     items: dict[str, tuple[int, int]] = {}
     for suffix, title, author, callnumber, itype, home in ITEMS:
-        biblionumber = txn.insert(
-            "INSERT INTO biblio (title, author, frameworkcode, datecreated) VALUES (?, ?, '', ?)",
-            (title, author, day(-60)),
-            pk="biblionumber",
+        items[suffix] = add_title_with_item(
+            txn,
+            title=title,
+            author=author,
+            barcode="399990000000" + suffix,
+            branch=home,
+            itemtype=itype,
+            callnumber=callnumber,
+            location="GEN",
+            notforloan=1 if itype == "REF" else 0,
+            price=45.00,
+            accessioned=day(-60),
+            seen=at(-60),
         )
-        biblioitemnumber = txn.insert(
-            "INSERT INTO biblioitems (biblionumber, itemtype) VALUES (?, ?)",
-            (biblionumber, itype),
-            pk="biblioitemnumber",
-        )
-        barcode = "399990000000" + suffix
-        itemnumber = txn.insert(
-            "INSERT INTO items (biblionumber, biblioitemnumber, barcode, dateaccessioned, "
-            "homebranch, holdingbranch, itype, itemcallnumber, location, permanent_location, "
-            "notforloan, price, replacementprice, issues, datelastseen) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'GEN', 'GEN', ?, ?, ?, 0, ?)",
-            (
-                biblionumber,
-                biblioitemnumber,
-                barcode,
-                day(-60),
-                home,
-                home,
-                itype,
-                callnumber,
-                1 if itype == "REF" else 0,
-                45.00,
-                45.00,
-                at(-60),
-            ),
-            pk="itemnumber",
-        )
-        items[suffix] = (itemnumber, biblionumber)
 
     def lend(suffix: str, borrowernumber: int, branch: str, issued: int, due: int) -> None:
         itemnumber, _ = items[suffix]

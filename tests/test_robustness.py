@@ -27,6 +27,7 @@ import pytest
 
 from koha_gateway.client import SIPError
 from koha_gateway.db.engine import Database
+from koha_gateway.demo import add_title_with_item
 
 BLANK = " " * 18
 ADA = "23529000000001"
@@ -70,17 +71,16 @@ def add_kiosk_data(url: str, patrons: int, items_per_patron: int, prefix: str) -
             barcodes = plan[card] = []
             for k in range(items_per_patron):
                 barcode = f"{prefix}I{n:04d}-{k:04d}"
-                biblio = txn.insert(
-                    "INSERT INTO biblio (title, author) VALUES (?, ?)",
-                    (f"Durability title {n}/{k}", "Test, Robust"),
-                    pk="biblionumber",
-                )
-                txn.insert(
-                    "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, "
-                    "itype, itemcallnumber, price, replacementprice) "
-                    "VALUES (?, ?, 'WEL', 'WEL', 'BK', 'ROBUST', 10, 10)",
-                    (biblio, barcode),
-                    pk="itemnumber",
+                add_title_with_item(
+                    txn,
+                    title=f"Durability title {n}/{k}",
+                    author="Test, Robust",
+                    barcode=barcode,
+                    branch="WEL",
+                    itemtype="BK",
+                    callnumber="ROBUST",
+                    price=10,
+                    accessioned=str(today),
                 )
                 barcodes.append(barcode)
 
