@@ -370,9 +370,12 @@ _V2_JOURNAL = """CREATE TABLE sip_request_journal (
 def _v2_journal(txn, today: str) -> None:
     statement = _V2_JOURNAL
     if txn.engine.name == "mysql":
-        # MariaDB indexes no TEXT column without a prefix length.
-        statement = statement.replace("account {text}", "account VARCHAR(80)").replace(
-            "digest {text}", "digest VARCHAR(128)"
+        # MariaDB indexes no TEXT column without a prefix length; its DDL commits at once, so
+        # a run that failed half-way is completed by the next one.
+        statement = (
+            statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS")
+            .replace("account {text}", "account VARCHAR(80)")
+            .replace("digest {text}", "digest VARCHAR(128)")
         )
     txn.execute(txn.engine.ddl(statement))
 
@@ -816,13 +819,15 @@ def _v3_gateway(txn, today: str) -> None:
             "SELECT version, description, applied FROM schema_version"
         )
         txn.execute("DROP TABLE schema_version")
+    # IF NOT EXISTS: on MariaDB every DDL statement commits at once, so a run that failed
+    # half-way is completed by the next one.
     txn.execute(
-        "CREATE TABLE kgw_itemtype_properties (itemtype VARCHAR(10) PRIMARY KEY, "
+        "CREATE TABLE IF NOT EXISTS kgw_itemtype_properties (itemtype VARCHAR(10) PRIMARY KEY, "
         "sip_magnetic INTEGER NOT NULL DEFAULT 0)"
     )
     txn.execute(
         ddl(
-            "CREATE TABLE kgw_item_properties (itemnumber INTEGER PRIMARY KEY, "
+            "CREATE TABLE IF NOT EXISTS kgw_item_properties (itemnumber INTEGER PRIMARY KEY, "
             "sip_item_properties {text})"
         )
     )
