@@ -1,5 +1,5 @@
-"""The engine contract (koha_gateway.db.engine) on both engines: transactions, placeholders,
-types, errors, locking and concurrency."""
+"""The engine contract (koha_gateway.db.engine) on every engine (SQLite, PostgreSQL, MariaDB):
+transactions, placeholders, types, errors, locking and concurrency."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def count(db: Database) -> int:
 def test_engine_name_and_for_update(db, engine_name):
     assert db.engine.name == engine_name
     for_update = db.run_blocking(lambda txn: txn.for_update)
-    assert for_update == (" FOR UPDATE" if engine_name == "postgresql" else "")
+    assert for_update == ("" if engine_name == "sqlite" else " FOR UPDATE")
     assert db.engine.IntegrityError is IntegrityError
     assert db.engine.Unavailable is Unavailable
 
@@ -238,7 +238,7 @@ def test_types_round_trip_identically(db, engine_name):
     assert missing is None
 
 
-def test_iso_dates_sort_and_compare_chronologically(db):
+def test_iso_dates_sort_and_compare_chronologically(db, engine_name):
     create_table(db)
     stamps = ["2026-12-01 00:00:00", "2026-02-28 23:59:59", "2026-11-30 10:00:00", "2025-12-31"]
 
@@ -251,8 +251,10 @@ def test_iso_dates_sort_and_compare_chronologically(db):
         return ordered, [r["at"] for r in overdue]
 
     ordered, overdue = db.run_blocking(work)
+    if engine_name == "mysql":  # a real DATETIME column: a date is its midnight
+        stamps[-1] = "2025-12-31 00:00:00"
     assert ordered == sorted(stamps)
-    assert overdue == ["2025-12-31", "2026-02-28 23:59:59"]
+    assert overdue == [stamps[-1], "2026-02-28 23:59:59"]
 
 
 def test_column_names_are_lower_case_on_both_engines(db):
@@ -263,13 +265,17 @@ def test_column_names_are_lower_case_on_both_engines(db):
 # -- insert ----------------------------------------------------------------------------------
 
 
-def test_insert_returns_new_key_with_and_without_pk_name(db):
+def test_insert_returns_new_key_with_and_without_pk_name(db, engine_name):
     create_table(db)
+    if engine_name == "mysql":
+        nothing = "INSERT IGNORE INTO t (code) VALUES (?)"
+    else:
+        nothing = "INSERT INTO t (code) VALUES (?) ON CONFLICT (code) DO NOTHING"
 
     def work(txn):
         a = txn.insert("INSERT INTO t (code) VALUES (?)", ("a",), pk="id")
         b = txn.insert("INSERT INTO t (code) VALUES (?)", ("b",))
-        c = txn.insert("INSERT INTO t (code) VALUES (?) ON CONFLICT (code) DO NOTHING", ("a",))
+        c = txn.insert(nothing, ("a",))
         return a, b, c, txn.scalar("SELECT id FROM t WHERE code = 'b'")
 
     a, b, c, b_id = db.run_blocking(work)
@@ -339,6 +345,10 @@ def test_ddl_tokens(db, engine_name):
     expanded = db.engine.ddl("CREATE TABLE x (a {pk}, b {money}, c {date}, d {datetime}, e {bool})")
     if engine_name == "sqlite":
         assert "INTEGER PRIMARY KEY AUTOINCREMENT" in expanded and "REAL" in expanded
+    elif engine_name == "mysql":
+        assert "INT(11) NOT NULL AUTO_INCREMENT PRIMARY KEY" in expanded
+        assert "DECIMAL(28,6)" in expanded and "c DATE," in expanded and "d DATETIME" in expanded
+        assert expanded.endswith("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
     else:
         assert "BIGSERIAL PRIMARY KEY" in expanded and "NUMERIC(28,6)" in expanded
     assert "{" not in expanded
