@@ -159,6 +159,8 @@ class DatabaseURL:
             auth += "@"
         if ":" in host:
             host = f"[{host}]"
+        else:
+            host = quote(host, safe="")
         port = f":{self.port}" if self.port is not None else ""
         scheme = "mysql" if self.engine == "mysql" else "postgresql"
         return f"{scheme}://{auth}{host}{port}/{quote(self.database, safe='')}{query}"
@@ -246,7 +248,7 @@ def _parse_postgresql(rest: str) -> DatabaseURL:
         password = unquote(raw_password) if colon else None
     host, port = _split_hostport(hostport)
     database = unquote(path)
-    if not database or "/" in database:
+    if not database or "/" in path:
         raise InvalidDatabaseURL("a PostgreSQL URL names the database: postgresql://.../dbname")
     options = []
     for key, value in pairs:
@@ -288,7 +290,7 @@ def _parse_mysql(rest: str) -> DatabaseURL:
         password = unquote(raw_password) if colon else None
     host, port = _split_hostport(hostport)
     database = unquote(path)
-    if not database or "/" in database:
+    if not database or "/" in path:
         raise InvalidDatabaseURL("a MariaDB/MySQL URL names the database: mysql://.../dbname")
     options = []
     for key, value in pairs:
