@@ -719,7 +719,6 @@ _INSERT_COLUMNS = re.compile(
     r"^\s*INSERT\s+INTO\s+[`\w.]+\s*\(([^)]*)\)\s*VALUES\s*\(([^)]*)\)\s*;?\s*$",
     re.IGNORECASE,
 )
-_DUPLICATES = re.compile(rb"Duplicates:\s*(\d+)")
 
 
 def _split_top_level(body: str) -> list[str]:
@@ -904,14 +903,29 @@ class MySQLEngine(Engine):
         args = getattr(exc, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
         message = str(args[1]) if len(args) > 1 else str(exc)
+        if code is None and isinstance(exc, MySQLdb.IntegrityError):
+            return IntegrityError(message)
+        # Used after close(): InterfaceError (0, '').
+        closed = isinstance(exc, MySQLdb.InterfaceError)
+        return self.error(code, message, closed=closed, stale=stale, commit=commit)
+
+    def error(
+        self,
+        code: int | None,
+        message: str,
+        *,
+        closed: bool = False,
+        stale: bool = False,
+        commit: bool = False,
+    ) -> DatabaseError:
+        """The engine's exception for a MariaDB error number and message."""
         if code in _MY_QUOTES_VALUES:
             message = _QUOTED_VALUE.sub("'...'", message)
         state = None if code is None else str(code)
         if code in _MY_SERIALIZATION:
             return SerializationFailure(message, sqlstate=state)
-        if code in _MY_INTEGRITY or (code is None and isinstance(exc, MySQLdb.IntegrityError)):
+        if code in _MY_INTEGRITY:
             return IntegrityError(message, sqlstate=state)
-        closed = isinstance(exc, MySQLdb.InterfaceError)  # used after close(): (0, '')
         if code in _MY_UNAVAILABLE or closed or (code is not None and 2000 <= code < 2100):
             where = self.url.host or self.url.option("unix_socket") or "localhost"
             return Unavailable(
@@ -983,29 +997,29 @@ class MySQLEngine(Engine):
                 return params[columns.index(pk.lower())]
         return None
 
-    def upsert_sql(self, table: str, keys: dict[str, Any], values: dict[str, Any]) -> str:
+    def upsert(self, txn: Txn, table: str, keys: dict[str, Any], values: dict[str, Any]) -> int:
         columns = [*keys, *values]
         marks = ", ".join("?" for _ in columns)
+        params = (*keys.values(), *values.values())
         if values:
             update = ", ".join(f"{c} = VALUES({c})" for c in values)
-        else:
-            first = next(iter(keys))
-            update = f"{first} = {first}"
-        # INSERT ... SELECT reports its duplicates (mysql_info), which tells "nothing written"
-        # from "inserted" for the DO NOTHING form.
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {marks} FROM DUAL "
-            f"ON DUPLICATE KEY UPDATE {update}"
-        )
-
-    def upsert_count(self, txn: Txn, cursor, values: dict[str, Any]) -> int:
-        if values:
+            txn._execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON DUPLICATE KEY UPDATE {update}",
+                params,
+            )
             return 1
-        info = txn._conn.info()
-        if isinstance(info, str):
-            info = info.encode()
-        found = _DUPLICATES.search(info or b"")
-        return 0 if found and int(found.group(1)) else 1
+        # INSERT IGNORE also turns other errors (a foreign key, bad data) into warnings:
+        # anything but the duplicate it is meant to skip is raised as the error it was.
+        cursor = txn._execute(
+            f"INSERT IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})", params
+        )
+        written = max(cursor.rowcount, 0)
+        if txn._conn.warning_count():
+            for row in txn.query("SHOW WARNINGS"):
+                if int(row["code"]) not in (1062, 1586):
+                    raise self.error(int(row["code"]), str(row["message"]))
+        return written
 
 
 # -- the transaction object ------------------------------------------------------------------
@@ -1136,9 +1150,7 @@ class Txn:
             raise ValueError("upsert needs at least one key column")
         engine = self.engine
         if isinstance(engine, MySQLEngine):
-            sql = engine.upsert_sql(table, keys, values)
-            cursor = self._execute(sql, (*keys.values(), *values.values()))
-            return engine.upsert_count(self, cursor, values)
+            return engine.upsert(self, table, keys, values)
         placeholders = ", ".join("?" for _ in columns)
         conflict = ", ".join(keys)
         if values:

@@ -257,6 +257,64 @@ def test_iso_dates_sort_and_compare_chronologically(db, engine_name):
     assert overdue == [stamps[-1], "2026-02-28 23:59:59"]
 
 
+def test_four_byte_text_round_trips_and_matches(db):
+    create_table(db)
+    text = "Ngā pukapuka 📚 — 𝔎𝔬𝔥𝔞 😀"
+
+    def work(txn):
+        txn.execute("INSERT INTO t (code, label) VALUES (?, ?)", ("e", text))
+        return (
+            txn.scalar("SELECT label FROM t WHERE code = ?", ("e",)),
+            txn.scalar("SELECT code FROM t WHERE label = ?", (text,)),
+            txn.scalar("SELECT LENGTH(?) AS n", ("📚",)) in (1, 4),
+        )
+
+    assert db.run_blocking(work) == (text, "e", True)
+
+
+def test_update_counts_matched_rows_even_when_nothing_changes(db):
+    create_table(db)
+
+    def work(txn):
+        txn.execute("INSERT INTO t (code, n) VALUES ('a', 1), ('b', 1)")
+        same = txn.execute("UPDATE t SET n = 1 WHERE code = 'a'")
+        both = txn.execute("UPDATE t SET n = 1")
+        none = txn.execute("UPDATE t SET n = 2 WHERE code = 'zz'")
+        return same, both, none
+
+    assert db.run_blocking(work) == (1, 2, 0)
+
+
+def test_upsert_reports_rows_written(db):
+    create_table(db)
+
+    def work(txn):
+        return (
+            txn.upsert("t", {"code": "k"}, {"n": 1}),  # inserted
+            txn.upsert("t", {"code": "k"}, {"n": 2}),  # updated
+            txn.upsert("t", {"code": "k"}, {"n": 2}),  # updated to the same value
+            txn.upsert("t", {"code": "k"}, {}),  # existed: nothing written
+            txn.upsert("t", {"code": "m"}, {}),  # inserted
+            txn.query("SELECT code, n FROM t ORDER BY code"),
+        )
+
+    *counts, rows = db.run_blocking(work)
+    assert counts == [1, 1, 1, 0, 1]
+    assert rows == [{"code": "k", "n": 2}, {"code": "m", "n": 0}]
+
+
+def test_insert_with_an_explicit_key_returns_it(db):
+    db.run_blocking(
+        lambda txn: txn.execute("CREATE TABLE old (issue_id INTEGER PRIMARY KEY, note TEXT)")
+    )
+    key = db.run_blocking(
+        lambda txn: txn.insert(
+            "INSERT INTO old (issue_id, note) VALUES (?, ?)", (4711, "x"), pk="issue_id"
+        )
+    )
+    assert key == 4711
+
+
 def test_column_names_are_lower_case_on_both_engines(db):
     row = db.run_blocking(lambda txn: txn.one("SELECT 1 AS MixedCase, 2 AS lower"))
     assert row == {"mixedcase": 1, "lower": 2}
@@ -555,7 +613,8 @@ def test_concurrent_runs_through_the_pool_are_exact(adb, reactor_thread):
 
 def test_unique_constraint_gives_exactly_one_winner_under_a_race(db):
     create_table(db)
-    barrier = threading.Barrier(12)
+    racers = 50
+    barrier = threading.Barrier(racers)
     outcomes: list[str] = []
 
     def claim(txn, who):
@@ -569,12 +628,13 @@ def test_unique_constraint_gives_exactly_one_winner_under_a_race(db):
         except IntegrityError:
             outcomes.append("lost")
 
-    threads = [threading.Thread(target=worker, args=(str(i),)) for i in range(12)]
+    threads = [threading.Thread(target=worker, args=(str(i),)) for i in range(racers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(outcomes) == ["lost"] * 11 + ["won"]
+    assert sorted(outcomes) == ["lost"] * (racers - 1) + ["won"]
+    assert count(db) == 1
 
 
 def test_module_exports_the_error_types():
