@@ -408,6 +408,7 @@ class MariaDBServer:
     def drop_database(self, name: str) -> None:
         """Drop a database, ending its remaining sessions first."""
         with self._lock:
+            self._templates.pop(name, None)
             if not self.running:
                 return
             for (ident,) in self.execute(
