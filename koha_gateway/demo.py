@@ -46,6 +46,7 @@ from koha_gateway.auth.passwords import hash_password
 from koha_gateway.db import koha
 from koha_gateway.db.schema import CIRCULATE, RESTRICTION_TYPES
 from koha_gateway.ils.rules import set_rule
+from koha_gateway.ils.sysprefs import set_syspref
 
 __all__ = [
     "BARCODES",
@@ -92,6 +93,10 @@ ITEMTYPES = (
     ("BK", "Book", 0, 0.00, "001", 0),
     ("REF", "Reference", 1, 0.00, "001", 0),
 )
+
+#: The demo library's preferences where they differ from Koha's defaults (on the gateway's own
+#: schema the migration already sets them; a fresh Koha database has Koha's defaults).
+DEMO_SYSPREFS = {"dateformat": "iso", "finesMode": "production"}
 
 # Default circulation rules (NULL: every library, category and item type).
 RULES = (
@@ -350,6 +355,8 @@ def load(txn, now: datetime) -> dict[str, int]:
                     "INSERT INTO kgw_itemtype_properties (itemtype, sip_magnetic) VALUES (?, 1)",
                     (code,),
                 )
+    for name, value in DEMO_SYSPREFS.items():
+        set_syspref(txn, name, value)
     for name, value in RULES:
         if not txn.one(
             "SELECT 1 FROM circulation_rules WHERE branchcode IS NULL AND categorycode IS NULL "

@@ -20,6 +20,7 @@ from tests.ils.conftest import (  # noqa: F401
     NOW,
     db,
     unit_demo_template,
+    unit_my_template,
     unit_pg_template,
 )
 
@@ -41,8 +42,9 @@ def test_branches(db):
 
 def test_categories_item_types_and_currency(db):
     categories = {r["categorycode"]: r for r in rows(db, "SELECT * FROM categories")}
-    assert categories["PT"]["noissuescharge"] == 5.0
-    assert categories["S"]["noissuescharge"] == 5.0
+    if "noissuescharge" in categories["PT"]:  # Koha 24.05 and later, and the gateway's schema
+        assert categories["PT"]["noissuescharge"] == 5.0
+        assert categories["S"]["noissuescharge"] == 5.0
     assert categories["S"]["category_type"] == "S"
     itemtypes = {r["itemtype"]: r for r in rows(db, "SELECT * FROM itemtypes")}
     assert itemtypes["BK"]["notforloan"] == 0
@@ -233,10 +235,10 @@ def test_rows_are_those_koha_requires(db):
     assert linked == [{"n": 12}]
     debits = rows(
         db,
-        "SELECT a.amount, o.type, o.amount AS offset FROM accountlines a "
+        "SELECT a.amount, o.type, o.amount AS created FROM accountlines a "
         "LEFT JOIN account_offsets o ON o.debit_id = a.accountlines_id",
     )
-    assert sorted((r["amount"], r["type"], r["offset"]) for r in debits) == [
+    assert sorted((r["amount"], r["type"], r["created"]) for r in debits) == [
         (1.5, "CREATE", 1.5),
         (2.5, "CREATE", 2.5),
         (8.0, "CREATE", 8.0),

@@ -15,6 +15,13 @@ from tests.conftest import load_demo_database
 from tests.gateway import ROOT, GatewayProcess
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_name(request) -> str:
+    """The engines whose Koha tables the gateway creates itself; the same checks on Koha's own
+    schema (MariaDB) are in tests/test_koha_database.py."""
+    return request.param
+
+
 def test_own_database_passes(db):
     db.run_blocking(schema.migrate)
     assert db.run_blocking(koha.check) == koha.KohaSchema(

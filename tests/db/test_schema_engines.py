@@ -14,6 +14,14 @@ from koha_gateway.db.engine import Database, IntegrityError
 TODAY = "2026-11-30"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_name(request) -> str:
+    """The engines whose schema the gateway creates itself. On MariaDB/MySQL the database is
+    Koha's own (tests/support/mariadb.py, ``KOHA_TEMPLATE``): the gateway creates only its
+    kgw_ tables there, which the Koha-schema tests cover."""
+    return request.param
+
+
 def test_migrate_fresh_database_to_latest(db):
     assert db.run_blocking(schema.migrate) == (0, schema.LATEST)
     versions = db.run_blocking(

