@@ -397,7 +397,7 @@ class GatewayService(MultiService):
             apply()
             listener.sip_factory.service = service_config
         try:
-            version, prefs, warnings = yield self.gateway.db.run(_startup_checks, new)
+            version, _schema, prefs, warnings = yield self.gateway.db.run(_startup_checks, new)
         except Exception as exc:
             log.warn("reload: database checks skipped: {error}", error=str(exc))
             prefs, warnings = None, []
