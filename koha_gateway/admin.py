@@ -34,7 +34,7 @@ Commands:
     Koha system preferences and circulation rules. A running gateway reads the preferences
     when it starts, every minute and on reload (SIGHUP); rules are read with each request.
 ``show-patron USERID_OR_CARDNUMBER``
-    the patron's record and standing (never the password hash).
+    the patron's record, the details that are set, and standing (never the password hash).
 
 The database is ``--database URL`` (``sqlite:///abs/path.sqlite`` or ``postgresql://...``), or
 the one a Koha ``koha-conf.xml`` names (``--koha-conf``), or ``$KOHA_GATEWAY_DATABASE``. Every
