@@ -476,7 +476,14 @@ class CirculationHandlers:
         mode = msg.fixed.get("hold_mode") or ""
         patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         if patron is None:
-            return self._hold_failed(ctx, msg, INVALID_PATRON_BARCODE)
+            # Koha's alter_hold names the barcode; add_hold and cancel_hold do not.
+            return self._hold_failed(
+                ctx,
+                msg,
+                f"Invalid patron barcode: '{msg.get('AA') or ''}'."
+                if mode == "*"
+                else INVALID_PATRON_BARCODE,
+            )
         if _wrong_password(ctx, msg):
             return self._hold_failed(ctx, msg, INVALID_PASSWORD)
         if mode not in ("+", "-", "*"):
@@ -492,7 +499,10 @@ class CirculationHandlers:
         else:
             item, biblio = _resolve_title(txn, ctx, msg.get("AJ"))
         if biblio is None:
-            return self._hold_failed(ctx, msg, NO_SUCH_ITEM)
+            # Koha's alter_hold looks for the item among the patron's holds only.
+            return self._hold_failed(
+                ctx, msg, "No such outstanding hold." if mode == "*" else NO_SUCH_ITEM
+            )
         # Koha builds the item, and with it the flag, before acting on the hold.
         available = ils_holds.available_to_patron(txn, item, patron, ctx.today)
 

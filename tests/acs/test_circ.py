@@ -508,6 +508,8 @@ def test_hold_alter(db, ctx):
     ("patron", "extra", "message"),
     [
         (ADA, f"BSKIL|AB{BARCODE[3]}|", "No such outstanding hold."),
+        (ADA, "BSKIL|ABnonexistent|", "No such outstanding hold."),
+        ("nobody", f"BSKIL|AB{BARCODE[12]}|", "Invalid patron barcode: 'nobody'."),
         (GRACE, f"BWsoon|AB{BARCODE[12]}|", "Invalid hold expiration date."),
         (GRACE, f"BW20260301    000000|AB{BARCODE[12]}|", "Hold expiration date is in the past."),
         (GRACE, f"BSNOWHERE|AB{BARCODE[12]}|", "Invalid pickup location."),
