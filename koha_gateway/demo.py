@@ -53,6 +53,7 @@ __all__ = [
     "DEMO_PASSWORD",
     "PATRONS",
     "STAFF",
+    "add_title",
     "add_title_with_item",
     "conflicts",
     "is_loaded",
@@ -225,6 +226,25 @@ def _hash(password: str) -> str:
     return hash_password(password)
 
 
+def add_title(
+    txn, *, title: str, author: str | None, itemtype: str | None, created: str
+) -> tuple[int, int]:
+    """A title as Koha's ``AddBiblio`` writes it: the ``biblio`` row with its ``datecreated``
+    (``created``, ``YYYY-MM-DD``) and its ``biblioitems`` row. Returns ``(biblionumber,
+    biblioitemnumber)``."""
+    biblionumber = txn.insert(
+        "INSERT INTO biblio (title, author, frameworkcode, datecreated) VALUES (?, ?, '', ?)",
+        (title, author, created),
+        pk="biblionumber",
+    )
+    biblioitemnumber = txn.insert(
+        "INSERT INTO biblioitems (biblionumber, itemtype) VALUES (?, ?)",
+        (biblionumber, itemtype),
+        pk="biblioitemnumber",
+    )
+    return biblionumber, biblioitemnumber
+
+
 def add_title_with_item(
     txn,
     *,
@@ -244,15 +264,8 @@ def add_title_with_item(
     the ``biblio`` (with ``datecreated``), its ``biblioitems`` row, and the item with its
     ``biblioitemnumber``, accession date (``accessioned``, ``YYYY-MM-DD``), ``issues`` 0 and
     ``permanent_location`` equal to ``location``. Returns ``(itemnumber, biblionumber)``."""
-    biblionumber = txn.insert(
-        "INSERT INTO biblio (title, author, frameworkcode, datecreated) VALUES (?, ?, '', ?)",
-        (title, author, accessioned),
-        pk="biblionumber",
-    )
-    biblioitemnumber = txn.insert(
-        "INSERT INTO biblioitems (biblionumber, itemtype) VALUES (?, ?)",
-        (biblionumber, itemtype),
-        pk="biblioitemnumber",
+    biblionumber, biblioitemnumber = add_title(
+        txn, title=title, author=author, itemtype=itemtype, created=accessioned
     )
     itemnumber = txn.insert(
         "INSERT INTO items (biblionumber, biblioitemnumber, barcode, dateaccessioned, "

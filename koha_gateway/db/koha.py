@@ -87,6 +87,7 @@ KOHA_COLUMNS: dict[str, tuple[str, ...]] = {
         "lastseen",
         "updated_on",
         "autorenew_checkouts",
+        "sex",
     ),
     "borrower_attribute_types": ("code", "description", "repeatable"),
     "borrower_attributes": ("id", "borrowernumber", "code", "attribute"),

@@ -1033,6 +1033,12 @@ _KGW_SCHEMA_VERSION = (
 )
 
 
+# Version 6 (numbers 4 and 5 are taken by other changes): Koha's ``borrowers.sex``
+# (varchar(1): F, M, O or N), set by ``koha-gateway-admin add-patron --sex``. Only a Koha
+# table changes (skipped on a Koha database, which has the column).
+_V6_KOHA_TABLES = ("ALTER TABLE borrowers ADD COLUMN sex {text}",)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -1052,6 +1058,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         koha=(_v3_koha,),
         gateway=(_v3_gateway,),
     ),
+    Migration(6, "borrowers.sex", koha=_V6_KOHA_TABLES),
 )
 
 LATEST = MIGRATIONS[-1].version

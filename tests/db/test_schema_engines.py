@@ -326,7 +326,7 @@ def test_upgrade_keeps_data_in_kohas_shape(db, previous):
         "properties": [{"itemnumber": cd, "sip_item_properties": "two discs"}]
         if previous == 2
         else [],
-        "versions": [1, 2, 3],
+        "versions": [m.version for m in schema.MIGRATIONS],
         "old version table": False,
         "restriction types": ["DISCHARGE", "MANUAL", "OVERDUES", "SUSPENSION"],
     }
