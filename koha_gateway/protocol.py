@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from datetime import datetime
 
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -318,7 +317,3 @@ class SIPFactory(ServerFactory):
         protocol.factory = self
         return protocol
 
-
-def now_local() -> datetime:
-    """The server's local time, aware (SIP2 timestamps are local time)."""
-    return datetime.now().astimezone()

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from koha_gateway import clock as clock_mod
 from koha_gateway import workers
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
@@ -29,7 +30,7 @@ from koha_gateway.config import ConfigError, load_sip_config
 from koha_gateway.db import schema
 from koha_gateway.db.engine import Database, IntegrityError, Unavailable
 from koha_gateway.ils import sysprefs as sysprefs_mod
-from koha_gateway.protocol import SIPFactory, now_local
+from koha_gateway.protocol import SIPFactory
 from koha_gateway.sip2.codec import Response
 
 log = Logger(namespace="koha_gateway.service")
@@ -45,8 +46,9 @@ class StartupError(Exception):
 class Gateway:
     """What every connection shares; swapped atomically on reload."""
 
-    def __init__(self, config, db, auth, db_sysprefs: dict[str, str]):
+    def __init__(self, config, db, auth, db_sysprefs: dict[str, str], clock=None):
         self.config = config
+        self.clock = clock if clock is not None else clock_mod.default()
         self.db = db
         self.auth = auth
         self.acs = ACS()
@@ -75,7 +77,7 @@ class Gateway:
             account=account,
             institution=self.config.institutions[account.institution],
             sysprefs=self.sysprefs_for(account),
-            now=now_local(),
+            now=self.clock.now(),
             protocol_version=session.protocol_version,
             staff_userid=account.id,
             peer=peer,
@@ -183,6 +185,10 @@ class GatewayService(MultiService):
         if reactor is None:
             from twisted.internet import reactor
         config = options["sip_config"]
+        try:
+            wall_clock = clock_mod.default()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         koha_conf = options.get("koha_conf")
         try:
             db = Database.from_url(options["database"], max_connections=options.get("db-pool-size"))
@@ -204,7 +210,7 @@ class GatewayService(MultiService):
             ldap_config = koha_conf.ldap
             ldap = LdapDirectory(ldap_config)
         auth = Authenticator(db, reactor=reactor, ldap=ldap, ldap_config=ldap_config)
-        gateway = Gateway(config, db, auth, prefs)
+        gateway = Gateway(config, db, auth, prefs, clock=wall_clock)
         service = cls(gateway, options)
         service.startup_warnings = list(config.warnings) + warnings
         count = options.get("workers") or 1
@@ -325,7 +331,9 @@ class GatewayService(MultiService):
         )
 
     def _purge_journal(self):
-        before = (datetime.now() - timedelta(hours=JOURNAL_HOURS)).strftime("%Y-%m-%d %H:%M:%S")
+        before = (self.gateway.clock.now() - timedelta(hours=JOURNAL_HOURS)).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
         return self.gateway.db.run(_purge_journal, before).addErrback(
             lambda f: log.warn("journal purge skipped: {error}", error=f.getErrorMessage())
         )

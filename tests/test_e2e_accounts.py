@@ -12,8 +12,9 @@ from lxml import etree
 
 from koha_gateway.sip2.checksum import checksum
 from koha_gateway.sip2.codec import parse
+from tests.gateway import sip_date
 
-NOW = "20261129    120000"
+NOW = sip_date()  # the pinned instant the test gateways run at
 BLANK = " " * 18
 ADA = "23529000000001"
 GRACE = "23529000000002"
@@ -528,7 +529,7 @@ def test_previous_checkout_materials_register_lost_and_sort_bin_options(make_gat
         back = fields(client.request(checkin.format(item(1))))
         assert back["CL"] == ["3"]  # the global SIP2SortBinMapping override
         # a new transaction date: the same bytes again would be a resend of the first
-        again = client.request(checkout.format(item(1)).replace(NOW, "20261129    120500"))
+        again = client.request(checkout.format(item(1)).replace(NOW, sip_date(minutes=5)))
         assert again.startswith("120"), again
         assert fields(again)["AF"] == ["This item was previously checked out by you"]
 

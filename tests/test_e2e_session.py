@@ -13,8 +13,9 @@ import pytest
 
 from koha_gateway.client import SIPClient, SIPError
 from koha_gateway.sip2.checksum import checksum, verify
+from tests.gateway import sip_date
 
-NOW = "20261129    120000"
+NOW = sip_date()  # the pinned instant the test gateways run at
 
 
 def read_until(sock: socket.socket, marker: bytes, timeout: float = 10.0) -> bytes:

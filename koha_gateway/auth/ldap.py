@@ -46,6 +46,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from twisted.logger import Logger
 
+from koha_gateway import clock
 from koha_gateway.auth.passwords import hash_password
 from koha_gateway.config.ldap import LdapConfig, LdapHost
 
@@ -544,7 +545,7 @@ def _add_months(day: _dt.date, months: int) -> _dt.date:
 
 
 def _now_text() -> str:
-    return _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    return clock.default().now().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _taken(txn, column: str, value: object, borrowernumber: int | None) -> bool:
@@ -626,7 +627,7 @@ def _replicate(txn, login: str, values, columns, password: str, config: LdapConf
                 value=row[column],
             )
             return None
-    today = _dt.date.today()
+    today = clock.default().now().date()
     if "dateenrolled" in columns:
         row.setdefault("dateenrolled", today.isoformat())
     if "dateexpiry" in columns and "dateexpiry" not in row:

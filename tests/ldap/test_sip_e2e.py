@@ -16,11 +16,11 @@ from lxml import etree
 
 from koha_gateway.db.engine import Database
 from koha_gateway.sip2.codec import parse
-from tests.gateway import elements
+from tests.gateway import elements, sip_date
 from tests.ldap.conftest import PASSWORDS, PEOPLE
 from tests.ldap.slapd import SUFFIX
 
-NOW = "20261129    120000"
+NOW = sip_date()  # the pinned instant the test gateways run at
 
 MAPPING = """
       <mapping>
