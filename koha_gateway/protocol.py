@@ -316,4 +316,3 @@ class SIPFactory(ServerFactory):
         protocol = self.protocol(self.gateway, self.service)
         protocol.factory = self
         return protocol
-
