@@ -15,7 +15,6 @@ reactor: database, bcrypt and LDAP work run in thread pools and come back as Def
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 
 from twisted.internet import defer
@@ -32,9 +31,6 @@ from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Sessio
 
 log = Logger(namespace="koha_gateway.protocol")
 
-# Requests that change the database: a resent copy of one of these is answered from the
-# request journal and never applied twice.
-MUTATING = frozenset({"11", "09", "29", "65", "15", "37", "01", "25", "19"})
 # Requests whose AD (patron password) is checked before the transaction.
 PATRON_PASSWORD = frozenset({"11", "15", "23", "25", "29", "35", "37", "63", "65"})
 _PAUSE_AT = 32
@@ -265,10 +261,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
         try:
             if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
                 ctx.password_ok = yield self._check_patron_password(msg)
-            digest = None
-            if msg.code in MUTATING and msg.fixed.get("transaction_date", "").strip():
-                digest = hashlib.sha256(event.raw).hexdigest()
-            response = yield gateway.apply(ctx, msg, digest)
+            response = yield gateway.apply(ctx, msg, event.raw)
             self.print_width = ctx.print_width  # a 99 sets the SC's print width
         except Exception:
             failure = Failure()

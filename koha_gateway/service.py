@@ -12,7 +12,6 @@ transports cannot change without a restart (a warning says so).
 
 from __future__ import annotations
 
-import json
 import signal
 from datetime import timedelta
 
@@ -28,15 +27,17 @@ from koha_gateway.acs.dispatch import ACS
 from koha_gateway.auth.authenticator import Authenticator
 from koha_gateway.config import ConfigError, load_sip_config
 from koha_gateway.db import schema
-from koha_gateway.db.engine import Database, IntegrityError, Unavailable
+from koha_gateway.db.engine import Database, SerializationFailure, Unavailable
+from koha_gateway.ils import journal
 from koha_gateway.ils import sysprefs as sysprefs_mod
 from koha_gateway.protocol import SIPFactory
-from koha_gateway.sip2.codec import Response
 
 log = Logger(namespace="koha_gateway.service")
 
 JOURNAL_HOURS = 24
 SYSPREFS_SECONDS = 60
+#: How often a request that lost a race (see Gateway.apply) is run again.
+RACE_RETRIES = 3
 
 
 class StartupError(Exception):
@@ -83,62 +84,24 @@ class Gateway:
             peer=peer,
         )
 
-    def apply(self, ctx: RequestContext, msg, digest: str | None) -> defer.Deferred:
-        """Run the ACS for ``msg`` in one transaction; resent requests come from the journal."""
-        d = self.db.run(_apply, self.acs, ctx, msg, digest)
+    def apply(self, ctx: RequestContext, msg, raw: bytes) -> defer.Deferred:
+        """Run the ACS for ``msg`` in one transaction; a resent request comes from the journal
+        (``ils.journal``). Only a lost race is run again: two copies of one request writing the
+        terminal's journal row at once, or a serialization failure (nothing was written)."""
 
-        def duplicate(failure):
-            # Two copies of one request raced; the loser reads the winner's answer.
-            failure.trap(IntegrityError)
-            if digest is None:
-                return failure
-            return self.db.run(_apply, self.acs, ctx, msg, digest)
+        def attempt(txn):
+            return journal.handle(txn, ctx, msg, raw, self.acs.handle)
 
-        return d.addErrback(duplicate)
+        def again(failure, left):
+            failure.trap(journal.JournalRace, SerializationFailure)
+            d = self.db.run(attempt)
+            return d.addErrback(again, left - 1) if left > 1 else d
+
+        return self.db.run(attempt).addErrback(again, RACE_RETRIES)
 
     @staticmethod
     def is_unavailable(failure) -> bool:
         return failure.check(Unavailable) is not None
-
-
-def _apply(txn, acs, ctx, msg, digest):
-    if digest is not None:
-        row = txn.one(
-            "SELECT response FROM sip_request_journal WHERE account = ? AND digest = ?",
-            (ctx.account.id, digest),
-        )
-        if row is not None:
-            return _restore(row["response"])
-    response = acs.handle(txn, ctx, msg)
-    if digest is not None:
-        txn.execute(
-            "INSERT INTO sip_request_journal (account, digest, response, created) "
-            "VALUES (?, ?, ?, ?)",
-            (ctx.account.id, digest, _store(response), ctx.now_sql),
-        )
-    return response
-
-
-def _store(response: Response) -> str:
-    return json.dumps(
-        {
-            "code": response.code,
-            "fixed": list(response.fixed_values),
-            "fields": [list(f) for f in response.fields],
-        }
-    )
-
-
-def _restore(text: str) -> Response:
-    data = json.loads(text)
-    response = Response(data["code"]).fixed(*data["fixed"])
-    for fid, value in data["fields"]:
-        response.add(fid, value)
-    return response
-
-
-def _purge_journal(txn, before: str) -> int:
-    return txn.execute("DELETE FROM sip_request_journal WHERE created < ?", (before,))
 
 
 def _startup_checks(txn, config):
@@ -334,7 +297,7 @@ class GatewayService(MultiService):
         before = (self.gateway.clock.now() - timedelta(hours=JOURNAL_HOURS)).strftime(
             "%Y-%m-%d %H:%M:%S"
         )
-        return self.gateway.db.run(_purge_journal, before).addErrback(
+        return self.gateway.db.run(journal.purge, before).addErrback(
             lambda f: log.warn("journal purge skipped: {error}", error=f.getErrorMessage())
         )
 
