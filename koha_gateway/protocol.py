@@ -263,6 +263,8 @@ class SIPProtocol(Protocol, TimeoutMixin):
                 ctx.password_ok = yield self._check_patron_password(msg)
             response = yield gateway.apply(ctx, msg, event.raw)
             self.print_width = ctx.print_width  # a 99 sets the SC's print width
+            for line in ctx.log:  # what the committed transaction did (no passwords in them)
+                self._log("info", "{audit}", audit=line)
         except Exception:
             failure = Failure()
             unavailable = gateway.is_unavailable(failure)

@@ -90,6 +90,7 @@ class Gateway:
         terminal's journal row at once, or a serialization failure (nothing was written)."""
 
         def attempt(txn):
+            del ctx.log[:]  # what a rolled-back attempt noted did not happen
             return journal.handle(txn, ctx, msg, raw, self.acs.handle)
 
         def again(failure, left):
@@ -172,7 +173,9 @@ class GatewayService(MultiService):
 
             ldap_config = koha_conf.ldap
             ldap = LdapDirectory(ldap_config)
-        auth = Authenticator(db, reactor=reactor, ldap=ldap, ldap_config=ldap_config)
+        auth = Authenticator(
+            db, reactor=reactor, clock=wall_clock, ldap=ldap, ldap_config=ldap_config
+        )
         gateway = Gateway(config, db, auth, prefs, clock=wall_clock)
         service = cls(gateway, options)
         service.startup_warnings = list(config.warnings) + warnings

@@ -180,6 +180,16 @@ def test_block_enable_block_leaves_the_patron_blocked(gateway):
         assert not restricted(gateway, ADA)
         assert kiosk.request(block).startswith("24")
     assert restricted(gateway, ADA)
+    # Each applied request is in the SIP log (the audit lines of the ACS).
+    blocked = f"joe@127.0.0.1: patron {ADA} blocked by the self-check"
+    enabled = f"joe@127.0.0.1: patron {ADA} enabled by the self-check"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = gateway.sip_log.read_text() if gateway.sip_log.exists() else ""
+        if text.count(blocked) == 2 and enabled in text:
+            break
+        time.sleep(0.05)
+    assert text.count(blocked) == 2 and text.count(enabled) == 1, text[-3000:]
 
 
 def test_concurrent_copies_from_one_terminal_apply_once(gateway):
