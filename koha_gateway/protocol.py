@@ -303,11 +303,14 @@ class SIPFactory(ServerFactory):
 
     protocol = SIPProtocol
 
-    def __init__(self, gateway, service):
+    def __init__(self, gateway, service, reactor=None):
         self.gateway = gateway
         self.service = service
+        self.reactor = reactor  # IReactorTime for the login and idle timeouts
 
     def buildProtocol(self, addr):
         protocol = self.protocol(self.gateway, self.service)
         protocol.factory = self
+        if self.reactor is not None:
+            protocol.callLater = self.reactor.callLater  # TimeoutMixin's timer
         return protocol

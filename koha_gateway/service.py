@@ -203,7 +203,7 @@ class GatewayService(MultiService):
     def add_listener(self, reactor, service_config):
         from koha_gateway.listeners import Listener
 
-        factory = SIPFactory(self.gateway, service_config)
+        factory = SIPFactory(self.gateway, service_config, reactor)
         try:
             listener = Listener(reactor, service_config, factory, self.gateway.config.server_params)
         except Exception as exc:

@@ -252,6 +252,7 @@ class Authenticator:
             waiters.append(waiter)
             return waiter
         waiters = self._inflight[key] = []
+        log.debug("password hash check started in the bcrypt pool")
         check = deferToThreadPool(
             self._reactor, self._bcrypt_pool, verify_password, password, stored
         )
