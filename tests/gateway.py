@@ -56,6 +56,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``condition()`` until it returns something true (returned) or ``timeout`` passes
+    (AssertionError). Tests wait for what they check, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
+
+
 def _local(tag) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
@@ -172,6 +185,15 @@ class GatewayProcess:
             if path.exists():
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
+
+    def wait_for_log(self, text: str, timeout: float = 10.0, count: int = 1) -> str:
+        """The logs once ``text`` appears in them (``count`` times); AssertionError otherwise."""
+
+        def found():
+            log = self.read_log()
+            return log if log.count(text) >= count else None
+
+        return wait_for(found, timeout, what=f"{text!r} in the gateway's log")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
