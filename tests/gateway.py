@@ -186,6 +186,10 @@ class GatewayProcess:
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
 
+    def sip_log_text(self) -> str:
+        """The SIP log (--sip-log) so far; empty before the gateway has written it."""
+        return self.sip_log.read_text(errors="replace") if self.sip_log.exists() else ""
+
     def wait_for_log(self, text: str, timeout: float = 10.0, count: int = 1) -> str:
         """The logs once ``text`` appears in them (``count`` times); AssertionError otherwise."""
 

@@ -9,9 +9,12 @@ connects from 127.0.0.2 (any 127/8 address reaches the loopback listener on Linu
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from datetime import timedelta
 
+from tests.gateway import NOW as NOW_INSTANT
 from tests.gateway import elements, sip_date
 
 BLANK = " " * 18
@@ -185,7 +188,7 @@ def test_block_enable_block_leaves_the_patron_blocked(gateway):
     enabled = f"joe@127.0.0.1: patron {ADA} enabled by the self-check"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        text = gateway.sip_log.read_text() if gateway.sip_log.exists() else ""
+        text = gateway.sip_log_text()
         if text.count(blocked) == 2 and enabled in text:
             break
         time.sleep(0.05)
@@ -214,4 +217,43 @@ def test_concurrent_copies_from_one_terminal_apply_once(gateway):
         kiosk.close()
     assert len(answers) == copies and len(set(answers)) == 1, answers
     assert answers[0].startswith("38Y"), answers
+    assert payments(gateway, GRACE) == before + 1
+
+
+def test_the_journal_survives_a_restart(make_gateway, demo_url):
+    pay = fee_paid(GRACE, "1.00")
+    first = make_gateway()
+    before = payments(first, GRACE)
+    with first.logged_in() as kiosk:
+        paid = kiosk.request(pay)
+    first.stop()
+    # Restarted half a minute later (the pinned clock of the new process starts there).
+    again = make_gateway(clock=NOW_INSTANT + timedelta(seconds=30))
+    with again.logged_in() as kiosk:
+        assert kiosk.request(pay) == paid
+    assert payments(again, GRACE) == before + 1
+
+
+def test_copies_on_several_worker_processes_apply_once(make_gateway):
+    gateway = make_gateway(extra_args=["--workers", "3"])
+    pay = fee_paid(GRACE, "1.00")
+    before = payments(gateway, GRACE)
+    answers: set[str] = set()
+
+    def serving() -> set[str]:
+        """The processes that received the payment (pids in the SIP log)."""
+        text = gateway.sip_log_text()
+        return set(re.findall(r"\] \[(\d+)\] \[DEBUG\] joe@[^:]+: INPUT MSG: '37", text))
+
+    deadline = time.monotonic() + 30
+    while len(serving()) < 2 and time.monotonic() < deadline:
+        # Connections open at once land on several processes (once the workers run).
+        kiosks = [gateway.logged_in() for _ in range(20)]
+        try:
+            answers |= {kiosk.request(pay) for kiosk in kiosks}
+        finally:
+            for kiosk in kiosks:
+                kiosk.close()
+    assert len(serving()) >= 2, "the copies all went to one process"
+    assert len(answers) == 1 and answers.pop().startswith("38Y")
     assert payments(gateway, GRACE) == before + 1

@@ -11,7 +11,7 @@ from tests.gateway import wait_for
 
 
 def _pids_in_log(gateway) -> set[str]:
-    return set(re.findall(r"\] \[(\d+)\] \[INFO\] joe@", gateway.sip_log.read_text()))
+    return set(re.findall(r"\] \[(\d+)\] \[INFO\] joe@", gateway.sip_log_text()))
 
 
 def test_three_processes_share_the_listeners(make_gateway):
@@ -33,7 +33,7 @@ def test_three_processes_share_the_listeners(make_gateway):
     gateway.signal(signal.SIGHUP)
     # The master and both workers re-read the file.
     wait_for(
-        lambda: gateway.sip_log.read_text().count(f"reloaded {gateway.sipconfig}") >= 3,
+        lambda: gateway.sip_log_text().count(f"reloaded {gateway.sipconfig}") >= 3,
         timeout=30,
         what="three processes reloaded",
     )
