@@ -79,3 +79,23 @@ def test_failed_patron_password_counts_login_attempts(gateway):
         assert "CQN|" in answer
     rows = gateway.query("SELECT login_attempts FROM borrowers WHERE cardnumber = '23529000000001'")
     assert rows == [{"login_attempts": 1}]
+
+
+def test_the_cache_and_the_throttle_run_on_the_injected_reactor_clock():
+    from twisted.internet import task
+
+    from koha_gateway.auth.authenticator import Authenticator
+
+    clock = task.Clock()
+    auth = Authenticator(None, reactor=clock)
+    key = ("ldap", "jdoe", b"mac")
+    auth._remember(key, 60)
+    clock.advance(59)
+    assert auth._known(key)
+    clock.advance(2)
+    assert not auth._known(key)
+    for _ in range(4):
+        auth._throttle.failed("joe")
+    assert auth._throttle.delay("joe") > 0
+    clock.advance(901)  # failures are forgotten after 15 minutes of the same clock
+    assert auth._throttle.delay("joe") == 0
