@@ -105,3 +105,54 @@ def test_purge_forgets_old_rows(db, ctx):
     send(db, ctx, CHECKOUT, Counting(), peer="10.0.0.1")
     later = (NOW + timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
     assert db.run_blocking(journal.purge, later) == 1
+
+
+def test_the_journal_on_koha_s_own_schema_in_mariadb(sipconfig):
+    """kgw_request_journal is the gateway's table on a Koha database: created there by
+    migration 5's gateway statements; the journal's SQL runs on Koha's tables."""
+    from koha_gateway.acs.context import RequestContext
+    from koha_gateway.db import schema
+    from koha_gateway.db.engine import Database
+    from koha_gateway.sip2.codec import Response
+    from tests.support.mariadb import KOHA_TEMPLATE, server_or_skip
+
+    server = server_or_skip()
+    url = server.create_database(template=KOHA_TEMPLATE)
+    db = Database.from_url(url)
+    try:
+        (migration,) = [m for m in schema.MIGRATIONS if m.version == 5]
+
+        def create(txn):
+            for statement in migration.gateway:
+                txn.execute(txn.engine.ddl(statement))
+
+        db.run_blocking(create)
+        account = sipconfig.accounts["joe"]
+        ctx = RequestContext(
+            account=account,
+            institution=sipconfig.institutions[account.institution],
+            sysprefs=None,
+            now=NOW,
+            peer="10.0.0.1",
+        )
+        applied = []
+
+        def apply(txn, ctx, msg):
+            applied.append(msg.code)
+            return Response("38").fixed("Y", STAMP)
+
+        raw = f"37{STAMP}0100NZDBV1.00|AOWEL|AA{ADA}|BKtxn|"
+        for _ in range(2):
+            db.run_blocking(journal.handle, ctx, parse(raw), raw.encode(), apply)
+        assert applied == ["37"]
+        state = db.run_blocking(journal._patron_state, 1)
+        assert state[0] is None and state[1:4] == [[], [], []]
+        with pytest.raises(journal.JournalRace):
+            db.run_blocking(
+                journal.record, "joe", "10.0.0.1", 7, key="k", state="s", response="{}", created="x"
+            )
+        later = (NOW + timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
+        assert db.run_blocking(journal.purge, later) == 1
+    finally:
+        db.close()
+        server.drop_database(url.rsplit("/", 1)[1])
