@@ -144,6 +144,14 @@ def test_the_same_bytes_from_another_terminal_are_applied(gateway):
     with gateway.logged_in("kilsc", "kilsc1") as other_account:
         assert other_account.request(pay).startswith("38Y")
     assert payments(gateway, GRACE) == before + 3
+    # A client with fixed transaction dates: the same checkout from another terminal is applied
+    # (a renewal of the patron's own loan, as Koha does), not answered from the journal.
+    request = checkout(ADA, AVAILABLE)
+    with gateway.logged_in() as kiosk:
+        assert kiosk.request(request).startswith("121")
+    with gateway.logged_in(source_address=("127.0.0.2", 0)) as other:
+        assert other.request(request).startswith("121")
+    assert loans(gateway, AVAILABLE) == [{"cardnumber": ADA, "renewals_count": 1}]
 
 
 def test_the_same_bytes_after_the_retry_window_are_applied(make_gateway):
@@ -154,9 +162,12 @@ def test_the_same_bytes_after_the_retry_window_are_applied(make_gateway):
         assert kiosk.request(pay).startswith("38Y")
         assert kiosk.request(pay).startswith("38Y")  # within the window: the resend
         assert payments(gateway, GRACE) == before + 1
+        assert kiosk.request(checkout(ADA, AVAILABLE)).startswith("121")
         time.sleep(3.2)  # the window is two seconds of the gateway's clock: let them pass
-        assert kiosk.request(pay).startswith("38Y")
+        assert kiosk.request(checkout(ADA, AVAILABLE)).startswith("121")  # a renewal
+        assert kiosk.request(pay).startswith("38Y")  # the checkout came between: new again
     assert payments(gateway, GRACE) == before + 2
+    assert loans(gateway, AVAILABLE) == [{"cardnumber": ADA, "renewals_count": 1}]
 
 
 def test_a_change_by_someone_else_makes_it_a_new_request(gateway):
