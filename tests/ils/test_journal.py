@@ -156,3 +156,48 @@ def test_the_journal_on_koha_s_own_schema_in_mariadb(sipconfig):
     finally:
         db.close()
         server.drop_database(url.rsplit("/", 1)[1])
+
+
+class _Blocking:
+    """The real database, its transactions run at once (Gateway.apply wants Deferreds)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def run(self, fn, *args, **kw):
+        from twisted.internet import defer
+
+        return defer.maybeDeferred(self.db.run_blocking, fn, *args, **kw)
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [("integrity", 1), ("serialization", 2), ("race", 2)],
+)
+def test_gateway_apply_runs_again_only_a_lost_race(db, ctx, sipconfig, error, attempts):
+    from koha_gateway.db.engine import IntegrityError, SerializationFailure
+    from koha_gateway.service import Gateway
+
+    exceptions = {
+        "integrity": IntegrityError("a constraint of the request itself"),
+        "serialization": SerializationFailure("deadlock"),
+        "race": journal.JournalRace("journal row written concurrently"),
+    }
+    calls = []
+
+    class Failing:
+        def handle(self, txn, ctx, msg):
+            calls.append(msg.code)
+            if len(calls) == 1:
+                raise exceptions[error]
+            return ACS().handle(txn, ctx, msg)
+
+    gateway = Gateway(sipconfig, _Blocking(db), None, {})
+    gateway.acs = Failing()
+    outcome = []
+    gateway.apply(ctx(peer="10.0.0.1"), parse(CHECKOUT), CHECKOUT.encode()).addBoth(outcome.append)
+    assert len(calls) == attempts
+    if attempts == 1:
+        assert outcome[0].check(IntegrityError) and not outcome[0].check(SerializationFailure)
+    else:
+        assert outcome[0].code == "12" and outcome[0].fixed_values[0] == "1"
