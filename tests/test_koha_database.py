@@ -53,7 +53,7 @@ def test_init_creates_only_kgw_tables(koha_database, admin):
         "kgw_schema_version",
         "kgw_itemtype_properties",
         "kgw_item_properties",
-        "sip_request_journal",
+        "kgw_request_journal",
     }
     # Not one Koha table or column changed.
     assert {name: after[name] for name in before} == before

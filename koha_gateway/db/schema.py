@@ -355,8 +355,10 @@ def _v1_sysprefs(txn, today: str) -> None:
     )
 
 
-# The gateway's own request journal: a resent request (same account, same sequence and same
-# bytes within a short window) is answered from here, never applied twice. Not a Koha table.
+# The gateway's first request journal: a resent request (same account, same sequence and same
+# bytes within a short window) is answered from here, never applied twice. Not a Koha table, but
+# only ever created in the gateway's own database (version 5 replaces it by
+# kgw_request_journal).
 _V2_JOURNAL = """CREATE TABLE sip_request_journal (
         id {pk},
         account {text} NOT NULL,
@@ -365,20 +367,6 @@ _V2_JOURNAL = """CREATE TABLE sip_request_journal (
         created {datetime} NOT NULL,
         UNIQUE (account, digest)
     )"""
-
-
-def _v2_journal(txn, today: str) -> None:
-    statement = _V2_JOURNAL
-    if txn.engine.name == "mysql":
-        # MariaDB indexes no TEXT column without a prefix length; its DDL commits at once, so
-        # a run that failed half-way is completed by the next one.
-        statement = (
-            statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS")
-            .replace("account {text}", "account VARCHAR(80)")
-            .replace("digest {text}", "digest VARCHAR(128)")
-        )
-    txn.execute(txn.engine.ddl(statement))
-
 
 # 19 Item Status Update stores the item properties (CH) sent by the SC (moved to
 # kgw_item_properties by version 3).
@@ -1033,6 +1021,24 @@ _KGW_SCHEMA_VERSION = (
 )
 
 
+# Version 5: the request journal keeps the last state-changing request of each terminal (account
+# and peer) with a fingerprint of what it touched (koha_gateway/ils/journal.py).
+_V5_GATEWAY = (
+    """CREATE TABLE kgw_request_journal (
+        id {pk},
+        account VARCHAR(80) NOT NULL,
+        peer VARCHAR(255) NOT NULL,
+        serial INTEGER NOT NULL,
+        digest VARCHAR(64) NOT NULL,
+        fingerprint VARCHAR(64) NOT NULL,
+        response {text} NOT NULL,
+        created {datetime} NOT NULL,
+        UNIQUE (account, peer)
+    )""",
+    "CREATE INDEX kgw_request_journal_created ON kgw_request_journal (created)",
+)
+_V5_KOHA = ("DROP TABLE IF EXISTS sip_request_journal",)
+
 # Version 6 (numbers 4 and 5 are taken by other changes): Koha's ``borrowers.sex``
 # (varchar(1): F, M, O or N), set by ``koha-gateway-admin add-patron --sex``. Only a Koha
 # table changes (skipped on a Koha database, which has the column).
@@ -1048,8 +1054,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
         "request journal and SIP item properties",
-        koha=_V2_KOHA,
-        gateway=(_v2_journal,),
+        koha=(_V2_JOURNAL, *_V2_KOHA),
     ),
     Migration(
         3,
@@ -1057,6 +1062,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "debit and credit types, action_logs, zebraqueue; kgw_ tables for the gateway's own data",
         koha=(_v3_koha,),
         gateway=(_v3_gateway,),
+    ),
+    # Version 4 is assigned to the calendar.
+    Migration(
+        5,
+        "kgw_request_journal: one row per terminal, replaces sip_request_journal",
+        koha=_V5_KOHA,
+        gateway=_V5_GATEWAY,
     ),
     Migration(6, "borrowers.sex", koha=_V6_KOHA_TABLES),
 )

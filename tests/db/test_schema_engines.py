@@ -84,7 +84,7 @@ def test_fresh_schema_tables_are_those_of_the_koha_list(db):
     db.run_blocking(schema.migrate)
 
     def koha_tables(txn):
-        names = koha.table_names(txn) - {"sqlite_sequence", "sip_request_journal"}
+        names = koha.table_names(txn) - {"sqlite_sequence"}
         return {name: set(koha.columns(txn, name)) for name in names if not name.startswith("kgw_")}
 
     expected = {table: set(columns) for table, columns in koha.KOHA_COLUMNS.items()}
@@ -332,6 +332,14 @@ def test_upgrade_keeps_data_in_kohas_shape(db, previous):
     }
     assert found["item"]["biblionumber"] == found["biblioitems"][0]["biblionumber"]
     db.run_blocking(koha.check)
+    # Version 5: the request journal is kgw_request_journal, the old table is gone.
+    journal_tables = db.run_blocking(
+        lambda txn: (
+            koha.has_table(txn, "kgw_request_journal"),
+            koha.has_table(txn, "sip_request_journal"),
+        )
+    )
+    assert journal_tables == (True, False)
 
     def after(txn):
         # New keys keep counting after the existing rows on both engines, NULL flags are
@@ -383,7 +391,7 @@ def test_koha_database_gets_only_kgw_tables(db):
         "kgw_schema_version",
         "kgw_itemtype_properties",
         "kgw_item_properties",
-        "sip_request_journal",
+        "kgw_request_journal",
     }
     assert db.run_blocking(koha.columns, "items") == {"itemnumber": False, "barcode": True}
     assert db.run_blocking(schema.current_version) == schema.LATEST
