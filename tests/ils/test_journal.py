@@ -90,7 +90,14 @@ def test_read_only_requests_are_neither_journalled_nor_in_between(db, ctx):
 def test_a_row_written_since_it_was_read_is_a_race(db):
     def write(txn, serial):
         journal.record(
-            txn, "joe", "10.0.0.1", serial, key="k", state="s", response="{}", created="2026-03-10 14:30:00"
+            txn,
+            "joe",
+            "10.0.0.1",
+            serial,
+            key="k",
+            state="s",
+            response="{}",
+            created="2026-03-10 14:30:00",
         )
 
     db.run_blocking(write, None)
