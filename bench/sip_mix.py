@@ -134,9 +134,18 @@ def kiosk(gateway, n: int, rounds: int, start: threading.Barrier, out: dict) -> 
     out[n] = (latencies, failures)
 
 
-def run_engine(name: str, url: str, clients: int, rounds: int, workdir: Path) -> dict:
+def run_engine(
+    name: str, url: str, clients: int, rounds: int, workdir: Path, metrics: bool = False
+) -> dict:
     prepare(url, clients)
-    gateway = GatewayProcess(workdir, url, extra_args=["--log-level", "info"])
+    extra = ["--log-level", "info"]
+    if metrics:
+        from tests.gateway import free_port
+
+        admin_port = free_port()
+        extra += ["--admin-port", str(admin_port)]
+        name += "+metrics"
+    gateway = GatewayProcess(workdir, url, extra_args=extra)
     gateway.start()
     try:
         results: dict = {}
@@ -152,6 +161,18 @@ def run_engine(name: str, url: str, clients: int, rounds: int, workdir: Path) ->
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - began
+        if metrics:
+            # The counters saw the run: the admin listener was live while it was measured.
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics") as answer:
+                text = answer.read().decode()
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("koha_gateway_messages_total{")
+            )
+            print(f"  /metrics counted {counted:.0f} messages", flush=True)
     finally:
         gateway.stop()
     if len(results) != clients:
@@ -212,30 +233,42 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=60, help="sessions per kiosk (default 60)")
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database to use")
+    parser.add_argument(
+        "--metrics",
+        choices=("off", "on", "both"),
+        default="off",
+        help="run with the admin listener (--admin-port) and its metrics; both: without, then with",
+    )
     args = parser.parse_args(argv)
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     results = []
     cluster = None
     with tempfile.TemporaryDirectory(prefix="kgw-bench-") as tmp:
         try:
             for name in engines:
-                workdir = Path(tmp) / name
-                workdir.mkdir()
-                if name == "sqlite":
-                    url = f"sqlite://{workdir / 'bench.sqlite'}"
-                elif name == "postgresql":
-                    if args.postgresql:
+                if name not in ("sqlite", "postgresql"):
+                    parser.error(f"unknown engine {name!r}")
+                if name == "postgresql" and args.postgresql and len(modes) > 1:
+                    parser.error("--metrics both needs a throwaway cluster, not --postgresql")
+                for metrics in modes:
+                    workdir = Path(tmp) / f"{name}-{'metrics' if metrics else 'plain'}"
+                    workdir.mkdir()
+                    if name == "sqlite":
+                        url = f"sqlite://{workdir / 'bench.sqlite'}"
+                    elif args.postgresql:
                         url = args.postgresql
                     else:
-                        from tests.support.postgres import PostgresCluster
+                        if cluster is None:
+                            from tests.support.postgres import PostgresCluster
 
-                        cluster = PostgresCluster()
-                        cluster.start()
-                        url = cluster.create_database("bench")
-                else:
-                    parser.error(f"unknown engine {name!r}")
-                print(f"running {name} ...", flush=True)
-                results.append(run_engine(name, url, args.clients, args.rounds, workdir))
+                            cluster = PostgresCluster()
+                            cluster.start()
+                        url = cluster.create_database(f"bench_{'m' if metrics else 'p'}")
+                    print(f"running {name}{' with metrics' if metrics else ''} ...", flush=True)
+                    results.append(
+                        run_engine(name, url, args.clients, args.rounds, workdir, metrics)
+                    )
         finally:
             if cluster is not None:
                 cluster.destroy()

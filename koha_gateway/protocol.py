@@ -16,6 +16,7 @@ reactor: database, bcrypt and LDAP work run in thread pools and come back as Def
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from koha_gateway import logs
+from koha_gateway import logs, metrics
 from koha_gateway.acs.fallback import failure_response
 from koha_gateway.sip2.codec import Response
 from koha_gateway.sip2.output import OutputPolicy
@@ -182,6 +183,9 @@ class SIPProtocol(Protocol, TimeoutMixin):
             ok = False
         else:
             ok, reason = yield self._authenticate(userid, password, telnet=False)
+        m = metrics.current
+        if m is not None:
+            (m.login_ok if ok else m.login_failed).inc()
         if ok:
             self._send(Response("94").fixed("1"), event.seq)
         else:
@@ -193,6 +197,9 @@ class SIPProtocol(Protocol, TimeoutMixin):
     def _telnet_login(self, event: Credentials):
         """Koha's telnet transport: ``login:`` / ``password:`` prompts, three attempts."""
         ok, reason = yield self._authenticate(event.userid, event.password, telnet=True)
+        m = metrics.current
+        if m is not None:
+            (m.login_ok if ok else m.login_failed).inc()
         if not ok:
             self._log(
                 "warn",
@@ -260,6 +267,9 @@ class SIPProtocol(Protocol, TimeoutMixin):
         if self.account is None:
             self._close(f"message {msg.code} before a successful login")
             return
+        started = time.perf_counter()
+        db_started = None
+        outcome = "ok"
         gateway = self.gateway
         ctx = gateway.context(self.account, self.session, self.peer)
         ctx.print_width = self.print_width
@@ -269,11 +279,13 @@ class SIPProtocol(Protocol, TimeoutMixin):
             digest = None
             if msg.code in MUTATING and msg.fixed.get("transaction_date", "").strip():
                 digest = hashlib.sha256(event.raw).hexdigest()
+            db_started = time.perf_counter()
             response = yield gateway.apply(ctx, msg, digest)
             self.print_width = ctx.print_width  # a 99 sets the SC's print width
         except Exception:
             failure = Failure()
             unavailable = gateway.is_unavailable(failure)
+            outcome = "unavailable" if unavailable else "error"
             if unavailable:
                 self._log(
                     "warn",
@@ -285,6 +297,11 @@ class SIPProtocol(Protocol, TimeoutMixin):
                 self._log_failure(f"handling message {msg.code} failed", failure)
             response = failure_response(ctx, msg, unavailable=unavailable)
         self._send(response, event.seq)
+        m = metrics.current
+        if m is not None:
+            now = time.perf_counter()
+            m.message(msg.code, outcome, now - started)
+            m.database(None if db_started is None else now - db_started, outcome)
 
     def _check_patron_password(self, msg):
         password = msg.get("AD")

@@ -57,6 +57,7 @@ class KohaConf:
     password: str = ""
     use_ldap: bool = False
     ldap: object | None = None
+    admin_port: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -189,6 +190,18 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
     # The password is taken exactly as written (Koha does not trim it either).
     password = text("pass") or ""
 
+    # The gateway's own element: the port of its HTTP admin listener (metrics, health).
+    admin_port: int | None = None
+    admin_port_raw = (text("admin_port") or "").strip()
+    if admin_port_raw:
+        if not _DIGITS.fullmatch(admin_port_raw) or not 1 <= int(admin_port_raw) <= 65535:
+            raise ConfigError(
+                f"bad admin_port {admin_port_raw!r}: must be 1..65535",
+                spath,
+                elements["admin_port"].sourceline,
+            )
+        admin_port = int(admin_port_raw)
+
     use_ldap_raw = (text("useldapserver") or "").strip()
     use_ldap = use_ldap_raw not in ("", "0")
 
@@ -206,6 +219,7 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
         password=password,
         use_ldap=use_ldap,
         ldap=ldap,
+        admin_port=admin_port,
     )
 
 

@@ -50,6 +50,7 @@ DEBIAN_DEPENDS = [
     "python3-openssl",
     "python3-service-identity",
     "python3-bcrypt",
+    "python3-prometheus-client",
 ]
 
 
