@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from koha_gateway.config import reference
 from koha_gateway.config.errors import ConfigError, local_name, read_xml
 
 __all__ = ["KohaConf", "load_koha_conf"]
@@ -136,7 +137,11 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
         if name is not None and name not in elements:
             elements[name] = child
 
+    known = reference.names("koha-conf")
+
     def text(name: str) -> str | None:
+        if name not in known:  # pragma: no cover - the table in reference.py lacks it
+            raise KeyError(f"<{name}> is read but not in koha_gateway/config/reference.py")
         element = elements.get(name)
         if element is None:
             return None
