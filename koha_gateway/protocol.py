@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 
 from koha_gateway import logs, metrics
 from koha_gateway.acs.fallback import failure_response
+from koha_gateway.db.engine import DatabaseError
 from koha_gateway.sip2.codec import Response
 from koha_gateway.sip2.output import OutputPolicy
 from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Session
@@ -268,8 +269,8 @@ class SIPProtocol(Protocol, TimeoutMixin):
             self._close(f"message {msg.code} before a successful login")
             return
         started = time.perf_counter()
-        db_started = None
-        outcome = "ok"
+        db_started = db_seconds = None
+        outcome = db_outcome = "ok"
         gateway = self.gateway
         ctx = gateway.context(self.account, self.session, self.peer)
         ctx.print_width = self.print_width
@@ -281,11 +282,18 @@ class SIPProtocol(Protocol, TimeoutMixin):
                 digest = hashlib.sha256(event.raw).hexdigest()
             db_started = time.perf_counter()
             response = yield gateway.apply(ctx, msg, digest)
+            db_seconds = time.perf_counter() - db_started
             self.print_width = ctx.print_width  # a 99 sets the SC's print width
         except Exception:
             failure = Failure()
             unavailable = gateway.is_unavailable(failure)
             outcome = "unavailable" if unavailable else "error"
+            if db_started is not None and db_seconds is None:
+                db_seconds = time.perf_counter() - db_started
+                if unavailable:
+                    db_outcome = "unavailable"
+                elif failure.check(DatabaseError):
+                    db_outcome = "error"
             if unavailable:
                 self._log(
                     "warn",
@@ -299,9 +307,8 @@ class SIPProtocol(Protocol, TimeoutMixin):
         self._send(response, event.seq)
         m = metrics.current
         if m is not None:
-            now = time.perf_counter()
-            m.message(msg.code, outcome, now - started)
-            m.database(None if db_started is None else now - db_started, outcome)
+            m.message(msg.code, outcome, time.perf_counter() - started)
+            m.database(db_seconds, db_outcome)
 
     def _check_patron_password(self, msg):
         password = msg.get("AD")

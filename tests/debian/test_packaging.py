@@ -216,13 +216,16 @@ def test_every_installed_command_has_a_man_page():
     names = {Path(page).name.rsplit(".", 1)[0] for page in pages}
     assert {Path(path).name for path in installed} <= names
     assert "koha-gateway-admin" in names
+    assert "koha-gateway-client" in names
     for page in pages:
         assert (TOP / page).is_file(), page
 
 
 @pytest.mark.skipif(not shutil.which("groff"), reason="groff not installed")
 @pytest.mark.parametrize(
-    "page", ["koha-sip.8", "koha-gateway.8", "koha-gateway-admin.8"], ids=lambda p: p
+    "page",
+    ["koha-sip.8", "koha-gateway.8", "koha-gateway-admin.8", "koha-gateway-client.1"],
+    ids=lambda p: p,
 )
 def test_man_pages_render_without_warnings(page):
     result = subprocess.run(
