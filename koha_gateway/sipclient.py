@@ -1,7 +1,7 @@
-r"""``koha-gateway-client``: a SIP2 client for people and scripts.
+r"""koha-gateway-client: a SIP2 client for people and scripts.
 
 Logs in as a SIP account, sends messages named on the command line and prints every field of each
-answer on its own line with its name and meaning (or ``--json``)::
+answer on its own line with its name and meaning (or --json):
 
     koha-gateway-client --port 6001 --login joe --password joes \
         patron-info --patron 23529000000001 --patron-password 1234 --summary hold,overdue \
@@ -9,8 +9,8 @@ answer on its own line with its name and meaning (or ``--json``)::
 
 Messages: sc-status, patron-status, patron-info, checkout, checkin, item-info, item-status-update,
 renew, renew-all, hold, fee-paid, block-patron, patron-enable, end-session, raw. Each takes its own
-options (``koha-gateway-client checkout --help``). Error detection (AY/AZ) is on unless
-``--no-error-detection``; a wrong checksum in an answer is reported.
+options ('koha-gateway-client checkout --help'). Error detection (AY/AZ) is on unless
+--no-error-detection; a wrong checksum in an answer is reported.
 
 Exit status: 0 when every message was answered, 1 on a connection or protocol problem (refused,
 closed, timeout, TLS, an answer that cannot be read, a wrong checksum, a 96), 2 on a usage error,
@@ -447,8 +447,8 @@ def _global_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="koha-gateway-client [options] MESSAGE [message options] [MESSAGE ...]",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=6001)
+    parser.add_argument("--host", default="127.0.0.1", help="server (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=6001, help="port (default 6001)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--cafile", help="CA certificates to verify the server's (with --tls)")
     parser.add_argument("--cert", help="client certificate PEM (with --tls)")
