@@ -8,8 +8,6 @@ import subprocess
 import sys
 from xml.sax.saxutils import escape
 
-import pytest
-
 from koha_gateway import admin
 from tests.gateway import ROOT
 from tests.ldap.conftest import PASSWORDS, PEOPLE, STAFF
@@ -191,7 +189,6 @@ def test_usage_errors(tmp_path, monkeypatch, capsys):
     assert status == 1 and "LDAP is not in use" in err
 
 
-@pytest.mark.timeout(120)
 def test_console_script(slapd, tmp_path):
     conf = write_conf(tmp_path, [slapd.url])
     result = subprocess.run(
