@@ -515,7 +515,9 @@ class Session:
                 " (give the CA that signed it with --cafile)"
             ) from None
         except ssl.SSLError as exc:
-            raise ClientError(f"TLS handshake with {a.host}:{a.port} failed: {exc}") from None
+            raise ClientError(
+                f"TLS handshake with {a.host}:{a.port} failed: {exc}{_tls_hint(exc)}"
+            ) from None
         except ConnectionRefusedError:
             raise ClientError(
                 f"cannot connect to {a.host}:{a.port}: connection refused "
@@ -581,7 +583,7 @@ class Session:
                 "(login timeout, bad message, shutdown)"
             ) from None
         except ssl.SSLError as exc:
-            raise ClientError(f"TLS error: {exc}") from None
+            raise ClientError(f"TLS error: {exc}{_tls_hint(exc)}") from None
         except OSError as exc:
             raise ClientError(f"connection error: {exc}") from None
 
@@ -620,6 +622,15 @@ class Session:
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
+
+
+def _tls_hint(exc: ssl.SSLError) -> str:
+    text = str(exc).lower()
+    if "certificate required" in text or "handshake failure" in text:
+        return " (the listener asks for a client certificate: give it with --cert and --key)"
+    if "unknown ca" in text or "bad certificate" in text:
+        return " (the listener does not accept this client certificate)"
+    return ""
 
 
 def _request_text(kind: MessageKind, options, session_args, now: str) -> str:

@@ -342,3 +342,31 @@ def test_console_script(gateway):
     )
     assert result.returncode == 0, result.stderr
     assert "98 ACSStatus" in result.stdout
+
+
+def test_client_certificate(make_gateway, capsys):
+    pki = shared_pki()
+
+    def require_client_certificates(tree, _process):
+        from tests.gateway import elements
+
+        for service in elements(tree, "service"):
+            if service.get("tls_certificate"):
+                service.set("tls_client_ca", str(pki.ca_cert))
+
+    gateway = make_gateway(customise=require_client_certificates)
+    argv = [*login(gateway, "tls"), "--tls", "--cafile", str(pki.ca_cert), "--host", "localhost"]
+    status, out, err = run(
+        capsys,
+        *argv,
+        "--cert",
+        str(pki.kiosk_cert("kiosk-01")),
+        "--key",
+        str(pki.kiosk_key("kiosk-01")),
+        "sc-status",
+    )
+    assert status == 0, out + err
+    assert "98 ACSStatus" in out
+    status, out, err = run(capsys, *argv, "sc-status")
+    assert status == 1
+    assert "TLS" in err and "give it with --cert and --key" in err, err
