@@ -3,10 +3,13 @@
 Metrics exist only when the admin listener is on (``--admin-port``): :data:`current` is then a
 :class:`Metrics`, otherwise ``None`` and the SIP path pays one attribute test per message.
 
-Kept cheap on the SIP path: every label combination a message can take is bound once, when the
-registry is made (``labels()`` is a dictionary lookup under a lock; the children here are plain
-attribute reads). Gauges that describe state (open connections per listener, certificate expiry)
-are computed when ``/metrics`` is read, so the SIP path does not touch them at all.
+Kept cheap on the SIP path: every counter and histogram a message can touch is a plain Python
+object bound in advance (a list of bucket counts, an integer), updated on the reactor thread with
+a few additions and one :func:`bisect.bisect_left`; prometheus-client turns them into metric
+families only when ``/metrics`` is read (a custom collector, also on the reactor thread). Its own
+``Counter`` and ``Histogram`` take a lock per update, which measured several times dearer on the
+SIP path. The LDAP figures are updated from the LDAP threads, under a lock. Gauges that describe
+state (open connections per listener, certificate expiry) are computed at scrape time too.
 
 No patron data is ever a label or a value: labels are listener addresses, message types,
 outcomes and error kinds.
@@ -17,20 +20,23 @@ Only APIs of prometheus-client 0.16 (Debian bookworm) are used.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from bisect import bisect_left
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from koha_gateway.sip2.spec import REQUESTS
 
-__all__ = ["Metrics", "current", "enable", "message_label"]
+__all__ = ["Metrics", "current", "disable", "enable", "message_label"]
 
 #: Message outcomes: answered by the ACS, database unavailable (the fallback answer was sent),
 #: an internal error (the fallback answer was sent).
 OUTCOMES = ("ok", "unavailable", "error")
 #: Latency buckets in seconds: a SIP answer normally takes milliseconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BUCKET_LABELS = tuple(repr(float(b)) for b in LATENCY_BUCKETS) + ("+Inf",)
 
 current: Metrics | None = None
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -44,8 +50,38 @@ def message_label(code: str) -> str:
     return _WORD_BOUNDARY.sub("_", spec.name).lower()
 
 
-class _StateCollector:
-    """Gauges read at scrape time from the running gateway (no cost on the SIP path)."""
+class _Histogram:
+    """Bucket counts (not cumulative) and the sum of the observations."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self):
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for label, n in zip(_BUCKET_LABELS, self.counts):
+            running += n
+            out.append((label, running))
+        return out
+
+
+class _Counts:
+    """Integer counters by outcome."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, outcomes):
+        self.values = dict.fromkeys(outcomes, 0)
+
+
+class _Collector:
+    """Everything in Prometheus form, built when ``/metrics`` is read."""
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
@@ -55,6 +91,69 @@ class _StateCollector:
 
     def collect(self):
         m = self.metrics
+        logins = CounterMetricFamily(
+            "koha_gateway_logins_total", "SIP logins (93 and telnet) by outcome", labels=["outcome"]
+        )
+        for outcome, n in m.logins.items():
+            logins.add_metric([outcome], n)
+        yield logins
+        messages = CounterMetricFamily(
+            "koha_gateway_messages_total",
+            "SIP requests answered, by message type and outcome",
+            labels=["message", "outcome"],
+        )
+        latency = HistogramMetricFamily(
+            "koha_gateway_message_seconds",
+            "Time from a request's arrival to its answer, by message type",
+            labels=["message"],
+        )
+        for code, (counts, histogram) in m._per_code.items():
+            name = "unknown" if code is None else message_label(code)
+            for outcome, n in counts.values.items():
+                messages.add_metric([name, outcome], n)
+            latency.add_metric([name], histogram.buckets(), histogram.total)
+        yield messages
+        yield latency
+        errors = CounterMetricFamily(
+            "koha_gateway_database_errors_total",
+            "Database transactions that failed, by kind (unavailable or error)",
+            labels=["kind"],
+        )
+        for kind, n in m.db_errors.items():
+            errors.add_metric([kind], n)
+        yield errors
+        db = HistogramMetricFamily(
+            "koha_gateway_database_seconds",
+            "Time of one request's database transaction, waiting for a connection included",
+        )
+        db.add_metric([], m.db_latency.buckets(), m.db_latency.total)
+        yield db
+        with m._ldap_lock:
+            ldap_buckets, ldap_total, ldap_errors = (
+                m.ldap_latency.buckets(),
+                m.ldap_latency.total,
+                m.ldap_errors,
+            )
+        yield CounterMetricFamily(
+            "koha_gateway_ldap_errors_total",
+            "LDAP checks that got no answer from any host",
+            value=ldap_errors,
+        )
+        ldap = HistogramMetricFamily(
+            "koha_gateway_ldap_seconds",
+            "Time of one LDAP password check (every host tried included)",
+        )
+        ldap.add_metric([], ldap_buckets, ldap_total)
+        yield ldap
+        tls = CounterMetricFamily(
+            "koha_gateway_tls_handshakes_total",
+            "TLS handshakes by listener and outcome (ok, failed)",
+            labels=["listener", "outcome"],
+        )
+        for listener, counts in sorted(m.tls.items()):
+            for outcome, n in counts.items():
+                tls.add_metric([listener, outcome], n)
+        yield tls
         open_ = GaugeMetricFamily(
             "koha_gateway_connections_open",
             "Connections open now, per listener",
@@ -84,103 +183,61 @@ class _StateCollector:
 
 
 class Metrics:
-    """The registry and the pre-bound children the SIP path updates."""
+    """The counters the SIP path updates and the collector that exports them."""
 
     def __init__(self, gateway=None, listeners=None):
         self.gateway = gateway
         self.listeners = listeners if listeners is not None else {}
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self._logins = Counter(
-            "koha_gateway_logins_total",
-            "SIP logins (93 and telnet) by outcome",
-            ["outcome"],
-            registry=r,
-        )
-        self.login_ok = self._logins.labels("ok")
-        self.login_failed = self._logins.labels("failed")
-        self._messages = Counter(
-            "koha_gateway_messages_total",
-            "SIP requests answered, by message type and outcome",
-            ["message", "outcome"],
-            registry=r,
-        )
-        self._latency = Histogram(
-            "koha_gateway_message_seconds",
-            "Time from a request's arrival to its answer, by message type",
-            ["message"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        # code -> (ok, unavailable, error counters, latency histogram)
-        self._per_code = {}
+        self.logins = {"ok": 0, "failed": 0}
+        # code -> (counts by outcome, latency histogram); None: an unknown code
+        self._per_code: dict = {}
         for code in REQUESTS:
             if code in ("93", "97"):
                 continue
-            name = message_label(code)
-            self._per_code[code] = (
-                {o: self._messages.labels(name, o) for o in OUTCOMES},
-                self._latency.labels(name),
-            )
-        self._per_code[None] = (
-            {o: self._messages.labels("unknown", o) for o in OUTCOMES},
-            self._latency.labels("unknown"),
-        )
-        self._db_errors = Counter(
-            "koha_gateway_database_errors_total",
-            "Database transactions that failed, by kind (unavailable or error)",
-            ["kind"],
-            registry=r,
-        )
-        self.db_unavailable = self._db_errors.labels("unavailable")
-        self.db_error = self._db_errors.labels("error")
-        self.db_latency = Histogram(
-            "koha_gateway_database_seconds",
-            "Time of one request's database transaction, waiting for a connection included",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self._ldap_errors = Counter(
-            "koha_gateway_ldap_errors_total",
-            "LDAP checks that got no answer from any host",
-            registry=r,
-        )
-        self.ldap_latency = Histogram(
-            "koha_gateway_ldap_seconds",
-            "Time of one LDAP password check (every host tried included)",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self._tls = Counter(
-            "koha_gateway_tls_handshakes_total",
-            "TLS handshakes by listener and outcome (ok, failed)",
-            ["listener", "outcome"],
-            registry=r,
-        )
-        self._tls_children: dict[str, tuple] = {}
-        r.register(_StateCollector(self))
+            self._per_code[code] = (_Counts(OUTCOMES), _Histogram())
+        self._per_code[None] = (_Counts(OUTCOMES), _Histogram())
+        self.db_errors = {"unavailable": 0, "error": 0}
+        self.db_latency = _Histogram()
+        self.tls: dict[str, dict[str, int]] = {}
+        self._ldap_lock = threading.Lock()
+        self.ldap_errors = 0
+        self.ldap_latency = _Histogram()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_Collector(self))
 
-    # -- the SIP path ----------------------------------------------------------------------
+    # -- the SIP path (reactor thread) ----------------------------------------------------------
+
+    def login(self, ok: bool) -> None:
+        self.logins["ok" if ok else "failed"] += 1
 
     def message(self, code: str, outcome: str, seconds: float) -> None:
-        counters, latency = self._per_code.get(code) or self._per_code[None]
-        counters[outcome].inc()
+        counts, latency = self._per_code.get(code) or self._per_code[None]
+        counts.values[outcome] += 1
         latency.observe(seconds)
 
     def database(self, seconds: float | None, outcome: str = "ok") -> None:
         if seconds is not None:
             self.db_latency.observe(seconds)
-        if outcome == "unavailable":
-            self.db_unavailable.inc()
-        elif outcome == "error":
-            self.db_error.inc()
+        if outcome != "ok":
+            self.db_errors[outcome] += 1
 
     def tls_handshake(self, listener: str, ok: bool) -> None:
-        children = self._tls_children.get(listener)
-        if children is None:
-            children = (self._tls.labels(listener, "ok"), self._tls.labels(listener, "failed"))
-            self._tls_children[listener] = children
-        children[0 if ok else 1].inc()
+        counts = self.tls.get(listener)
+        if counts is None:
+            counts = self.tls[listener] = {"ok": 0, "failed": 0}
+        counts["ok" if ok else "failed"] += 1
+
+    # -- LDAP (LDAP threads) ----------------------------------------------------------------------
+
+    def ldap(self, seconds: float, failed: bool) -> None:
+        with self._ldap_lock:
+            self.ldap_latency.observe(seconds)
+            if failed:
+                self.ldap_errors += 1
+
+    def instrument_ldap(self, directory):
+        """``directory`` with its blocking ``authenticate`` timed and its outages counted."""
+        return _TimedDirectory(directory, self)
 
     # -- state read at scrape time ------------------------------------------------------------
 
@@ -204,12 +261,6 @@ class Metrics:
         gateway = self.gateway
         return bool(gateway is None or getattr(gateway.db, "available", True))
 
-    # -- LDAP ------------------------------------------------------------------------------------
-
-    def instrument_ldap(self, directory):
-        """``directory`` with its blocking ``authenticate`` timed and its outages counted."""
-        return _TimedDirectory(directory, self)
-
 
 class _TimedDirectory:
     """An :class:`~koha_gateway.auth.ldap.LdapDirectory` whose ``authenticate`` is measured."""
@@ -223,12 +274,10 @@ class _TimedDirectory:
         try:
             result = self._directory.authenticate(userid, password)
         except Exception:
-            self._metrics._ldap_errors.inc()
+            self._metrics.ldap(time.perf_counter() - started, True)
             raise
-        finally:
-            self._metrics.ldap_latency.observe(time.perf_counter() - started)
-        if getattr(result, "unavailable", False):
-            self._metrics._ldap_errors.inc()
+        failed = bool(getattr(result, "unavailable", False))
+        self._metrics.ldap(time.perf_counter() - started, failed)
         return result
 
     def __getattr__(self, name):

@@ -186,7 +186,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
             ok, reason = yield self._authenticate(userid, password, telnet=False)
         m = metrics.current
         if m is not None:
-            (m.login_ok if ok else m.login_failed).inc()
+            m.login(ok)
         if ok:
             self._send(Response("94").fixed("1"), event.seq)
         else:
@@ -200,7 +200,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
         ok, reason = yield self._authenticate(event.userid, event.password, telnet=True)
         m = metrics.current
         if m is not None:
-            (m.login_ok if ok else m.login_failed).inc()
+            m.login(ok)
         if not ok:
             self._log(
                 "warn",

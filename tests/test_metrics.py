@@ -29,7 +29,7 @@ def test_counts_and_histograms():
     m.database(0.5, "unavailable")
     m.tls_handshake("0.0.0.0:6443/tcp", True)
     m.tls_handshake("0.0.0.0:6443/tcp", False)
-    m.login_ok.inc()
+    m.login(True)
     text = generate_latest(m.registry).decode()
     assert 'koha_gateway_messages_total{message="checkout",outcome="ok"} 1.0' in text
     assert 'koha_gateway_messages_total{message="checkout",outcome="unavailable"} 1.0' in text
