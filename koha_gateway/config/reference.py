@@ -400,8 +400,8 @@ KOHA_CONF: tuple[Setting, ...] = (
     S(
         "db_scheme",
         "yes",
-        "`Pg` or `sqlite` (MariaDB/MySQL, Koha's default, is refused)",
-        default="required",
+        "`mysql` (or empty: MariaDB/MySQL, Koha's database), `Pg`, or `sqlite` (not Koha's)",
+        default="`mysql`",
     ),
     S(
         "database",
@@ -409,10 +409,27 @@ KOHA_CONF: tuple[Setting, ...] = (
         "database name; for SQLite the file (relative to koha-conf.xml)",
         default="required",
     ),
-    S("hostname", "yes", "database host, or a socket directory", "hostname"),
-    S("port", "yes", "database port", "port", "the driver's"),
+    S(
+        "hostname",
+        "yes",
+        "database host; `localhost` means the Unix socket for MariaDB, a directory a socket "
+        "directory for PostgreSQL",
+        "hostname",
+    ),
+    S("port", "yes", "database port", "port", "the driver's (3306, 5432)"),
     S("user", "yes", "database user", "user", "none"),
     S("pass", "yes", "database password", "password", "none"),
+    S("tls", "yes", "`yes`: TLS to MariaDB/MySQL", "tls"),
+    S("ca", "yes", "CA file for `<tls>`", "ca", "none"),
+    S("cert", "yes", "client certificate for `<tls>`", "cert", "none"),
+    S("key", "yes", "client key for `<tls>`", "key", "none"),
+    S(
+        "timezone",
+        "yes",
+        "session time zone (MariaDB/MySQL); else `TZ`, else the server's",
+        "timezone",
+        "`TZ`, else the server's",
+    ),
     S("useldapserver", "yes", "`1`: check passwords in LDAP first", "use_ldap"),
     S("ldapserver", "yes", "the LDAP settings (below)", default="none"),
     S(
