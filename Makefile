@@ -64,7 +64,7 @@ DOCS_STAMP := $(VENV)/.docs-installed
 REFERENCE  := $(BIN)/python -c 'import sys; from koha_gateway.config.reference import main; sys.exit(main(sys.argv[1:]))'
 
 $(DOCS_STAMP): $(STAMP)
-	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test,docs]'
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test,mysql,docs]'
 	touch $@
 
 docs: $(DOCS_STAMP)
