@@ -24,8 +24,9 @@ from ldap3 import ANONYMOUS, BASE, NONE, SIMPLE, SUBTREE, SYNC, Connection, Serv
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
-from koha_gateway.auth.ldap import CIRCULATE, LdapDirectory, LdapOutcome
+from koha_gateway.auth.ldap import LdapDirectory, LdapOutcome
 from koha_gateway.config.ldap import LdapConfig, LdapHost
+from koha_gateway.ils.ldap_sync import CIRCULATE
 
 __all__ = ["Check", "CheckReport", "mapped_borrower", "run_check"]
 
@@ -295,7 +296,7 @@ def mapped_borrower(
 ) -> list[tuple[str, str, str]]:
     """``[(column, value, where it comes from)]``: what ``replicate``/``update`` would write.
 
-    The rules of Koha's ``ldap_entry_2_hash`` as :func:`koha_gateway.auth.ldap.sync_patron`
+    The rules of Koha's ``ldap_entry_2_hash`` as :func:`koha_gateway.ils.ldap_sync.sync_patron`
     applies them: a multi-valued attribute is joined with spaces, an absent one gives the
     mapping's default; ``categorycode`` goes through ``<categorycode_mapping>``. Category and
     branch are checked against the database when the patron is written.
