@@ -79,7 +79,7 @@ class ItemHandlers:
     def handle_ItemStatusUpdate(self, txn, ctx, msg: Message) -> Response:
         """3M SIP2 2.00, Item Status Update (19) -> Item Status Update Response (20).
 
-        Stores the item properties (CH) in ``items.sip_item_properties``, where 17 reads them
+        Stores the item properties (CH) in ``kgw_item_properties``, where 17 reads them
         back. ``1`` when stored; ``0`` with AF for an unknown item (Koha crashes there) or when
         the institution's policy has ``status_update`` off (advertised as N in 98 BX).
         """
