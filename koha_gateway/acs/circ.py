@@ -202,13 +202,10 @@ class CirculationHandlers:
             no_block_due = _local(ctx, parse_timestamp(msg.fixed.get("nb_due_date")))
         outcome = ils_checkout.checkout(
             txn,
+            ctx.circ(txn),
             patron=patron,
             state=state,
             item=item,
-            branch=ctx.branch,
-            now=ctx.now,
-            sysprefs=ctx.sysprefs,
-            account=ctx.account,
             fee_acknowledged=(msg.get("BO") or "").upper() == "Y",
             no_block_due=no_block_due,
         )
@@ -310,13 +307,7 @@ class CirculationHandlers:
         if return_date is not None and return_date > now_local:
             return_date = None
         outcome = ils_checkin.checkin(
-            txn,
-            item=item,
-            branch=branch,
-            now=ctx.now,
-            sysprefs=ctx.sysprefs,
-            account=ctx.account,
-            return_date=return_date,
+            txn, ctx.circ(txn), item=item, branch=branch, return_date=return_date
         )
         ctx.log.extend(outcome.warnings)
         checked_in_ok = bool(account_option(ctx.account, "checked_in_ok"))
@@ -385,12 +376,10 @@ class CirculationHandlers:
         state = ils_patrons.patron_state(txn, patron, ctx)
         outcome = ils_checkout.renew(
             txn,
+            ctx.circ(txn),
             patron=patron,
             state=state,
             item=item,
-            branch=ctx.branch,
-            now=ctx.now,
-            sysprefs=ctx.sysprefs,
             fee_acknowledged=(msg.get("BO") or "").upper() == "Y",
             renewals_allowed_by_policy=bool(getattr(ctx.institution.policy, "renewal", False)),
         )
@@ -463,12 +452,10 @@ class CirculationHandlers:
                 continue
             outcome = ils_checkout.renew(
                 txn,
+                ctx.circ(txn),
                 patron=patron,
                 state=state,
                 item=item,
-                branch=ctx.branch,
-                now=ctx.now,
-                sysprefs=ctx.sysprefs,
                 fee_acknowledged=fee_acknowledged,
                 check_patron=False,
             )
@@ -546,36 +533,29 @@ class CirculationHandlers:
                 rules_branch = item["homebranch"]
             outcome = ils_holds.place_hold(
                 txn,
+                ctx.circ(txn),
                 patron=patron,
                 biblionumber=biblio["biblionumber"],
                 item=item,
                 item_level=item_level,
                 pickup=msg.get("BS") or patron["branchcode"],
                 expiration=expiration,
-                today=ctx.today,
-                now=ctx.now_sql,
                 rules_branch=rules_branch,
                 itemtype=item.get("itype") if item else None,
             )
         elif mode == "-":
             outcome = ils_holds.cancel_hold(
-                txn,
-                patron=patron,
-                item=item,
-                biblionumber=biblio["biblionumber"],
-                today=ctx.today,
-                now=ctx.now_sql,
+                txn, ctx.circ(txn), patron=patron, item=item, biblionumber=biblio["biblionumber"]
             )
         else:
             outcome = ils_holds.alter_hold(
                 txn,
+                ctx.circ(txn),
                 patron=patron,
                 item=item,
                 biblionumber=biblio["biblionumber"],
                 pickup=msg.get("BS") or None,
                 expiration=expiration,
-                today=ctx.today,
-                now=ctx.now_sql,
             )
         available = _available(txn, ctx, biblio["biblionumber"], item, patron)
         if not outcome.ok:
@@ -638,20 +618,18 @@ class CirculationHandlers:
         if amount is None:
             return answer(False, "Invalid fee amount.")
         payment_type = msg.fixed.get("payment_type") or "00"
-        writeoff_code = account_option(ctx.account, "payment_type_writeoff")
-        register = account_option(ctx.account, "register_id")
-        writeoff = bool(writeoff_code) and payment_type == str(writeoff_code)
+        circ = ctx.circ(txn)
+        writeoff_code = circ.options.payment_type_writeoff
+        writeoff = bool(writeoff_code) and payment_type == writeoff_code
         outcome = ils_accounts.pay(
             txn,
+            circ,
             borrowernumber=patron["borrowernumber"],
             amount=amount,
             sip_payment_type=payment_type,
             writeoff=writeoff,
             fee_id=msg.get("CG"),
-            disallow_overpayment=bool(account_option(ctx.account, "disallow_overpayment")),
-            now=ctx.now_sql,
-            branchcode=ctx.branch,
-            register_id=None if register in (None, "") else int(register),
+            disallow_overpayment=circ.options.disallow_overpayment,
         )
         if outcome.ok:
             kind = "write-off" if writeoff else "payment"

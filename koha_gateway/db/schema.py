@@ -333,9 +333,73 @@ _V2 = (
     "ALTER TABLE items ADD COLUMN sip_item_properties {text}",
 )
 
+# What Koha's circulation code writes besides loans and holds (koha-circulation-writes.md):
+# the statistics columns, the circulation/holds/fines log, the search-index queues, and the
+# loan and item columns AddIssue, AddRenewal and MarkIssueReturned set. Columns and tables as in
+# Koha's kohastructure.sql. A separate step, to be folded into the Koha-conventions migration.
+# Every statement creates or changes a Koha table (none of them runs on a Koha database).
+_V3_WRITES_KOHA = (
+    "ALTER TABLE statistics ADD COLUMN other {text}",
+    "ALTER TABLE statistics ADD COLUMN location {text}",
+    "ALTER TABLE statistics ADD COLUMN ccode {text}",
+    "ALTER TABLE statistics ADD COLUMN categorycode {text}",
+    "ALTER TABLE items ADD COLUMN datelastborrowed {date}",
+    "ALTER TABLE issues ADD COLUMN issuer_id INTEGER",
+    "ALTER TABLE issues ADD COLUMN returndate {datetime}",
+    "ALTER TABLE issues ADD COLUMN auto_renew INTEGER DEFAULT 0",
+    "ALTER TABLE issues ADD COLUMN auto_renew_error {text}",
+    "ALTER TABLE issues ADD COLUMN notedate {datetime}",
+    "ALTER TABLE issues ADD COLUMN noteseen INTEGER",
+    "ALTER TABLE old_issues ADD COLUMN issuer_id INTEGER",
+    "ALTER TABLE old_issues ADD COLUMN unseen_renewals INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE old_issues ADD COLUMN auto_renew INTEGER DEFAULT 0",
+    "ALTER TABLE old_issues ADD COLUMN auto_renew_error {text}",
+    "ALTER TABLE old_issues ADD COLUMN note {text}",
+    "ALTER TABLE old_issues ADD COLUMN notedate {datetime}",
+    "ALTER TABLE old_issues ADD COLUMN noteseen INTEGER",
+    "ALTER TABLE old_reserves ADD COLUMN suspend INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE old_reserves ADD COLUMN reservenotes {text}",
+    # "user" is quoted: it is a reserved word on PostgreSQL.
+    """CREATE TABLE action_logs (
+        action_id {pk},
+        timestamp {datetime} NOT NULL,
+        "user" INTEGER NOT NULL DEFAULT 0,
+        module {text},
+        action {text},
+        object INTEGER,
+        info {text},
+        interface {text},
+        script {text},
+        trace {text}
+    )""",
+    """CREATE TABLE zebraqueue (
+        id {pk},
+        biblio_auth_number INTEGER NOT NULL DEFAULT 0,
+        operation {text} NOT NULL DEFAULT '',
+        server {text} NOT NULL DEFAULT '',
+        done INTEGER NOT NULL DEFAULT 0,
+        time {datetime}
+    )""",
+    """CREATE TABLE background_jobs (
+        id {pk},
+        status {text},
+        progress INTEGER,
+        size INTEGER,
+        borrowernumber INTEGER,
+        type {text},
+        queue {text} NOT NULL DEFAULT 'default',
+        data {text},
+        context {text},
+        enqueued_on {datetime},
+        started_on {datetime},
+        ended_on {datetime}
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Koha-shaped circulation tables and system preferences", _V1),
     Migration(2, "request journal and SIP item properties", _V2),
+    Migration(3, "what Koha's circulation writes: statistics, logs, index queues", _V3_WRITES_KOHA),
 )
 
 LATEST = MIGRATIONS[-1].version

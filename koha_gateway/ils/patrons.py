@@ -39,14 +39,15 @@ __all__ = [
     "overdue_loans",
     "patron_attributes",
     "patron_state",
-    "track_activity",
+    "update_lastseen",
     "unavailable_holds",
     "update_debarment_flags",
     "waiting_holds",
 ]
 
 DEFAULT_FEE_LIMIT = 5.0
-SIP_RESTRICTION = "SIP"
+#: The restriction type 01 Block Patron stores (Koha's ``restriction_types.code``).
+SIP_RESTRICTION = "MANUAL"
 FOREVER = "9999-12-31"
 
 _CATEGORY_COLUMNS = (
@@ -198,37 +199,37 @@ def update_debarment_flags(txn, borrowernumber: int) -> None:
     )
 
 
-def add_sip_restriction(txn, borrowernumber: int, comment: str | None, now_sql: str) -> int:
-    """Store the restriction of a SIP2 Block Patron (01): type ``SIP``, no expiration.
-
-    The comment is the blocked-card message (AL) sent by the self-check. Returns the new
-    ``borrower_debarment_id``.
-    """
+def add_sip_restriction(txn, ctx, borrowernumber: int, comment: str | None) -> int:
+    """Store the restriction of a SIP2 Block Patron (01) as a librarian's block would be
+    stored (Koha's ``AddDebarment``): type ``MANUAL`` (one of Koha's own restriction types),
+    no expiration, the blocked-card message (AL) as comment, ``manager_id`` the staff patron
+    of the session; then ``borrowers.debarred`` / ``debarredcomment`` are recomputed.
+    Returns the new ``borrower_debarment_id``."""
     text = (db_text(comment) or "").strip() or "Blocked by self-check"
     new_id = txn.insert(
-        "INSERT INTO borrower_debarments (borrowernumber, expiration, type, comment, created, "
-        "updated) VALUES (?, NULL, ?, ?, ?, ?)",
-        (borrowernumber, SIP_RESTRICTION, text, now_sql, now_sql),
+        "INSERT INTO borrower_debarments (borrowernumber, expiration, type, comment, "
+        "manager_id, created, updated) VALUES (?, NULL, ?, ?, ?, ?, ?)",
+        (borrowernumber, SIP_RESTRICTION, text, ctx.staff_borrowernumber, ctx.now_sql, None),
         pk="borrower_debarment_id",
     )
     update_debarment_flags(txn, borrowernumber)
     return new_id
 
 
-def lift_sip_restrictions(txn, borrowernumber: int) -> int:
-    """Remove the restrictions stored by 01 (type ``SIP``); other restrictions stay.
-
-    Returns how many were removed. This is what SIP2 Patron Enable (25) does here.
-    """
-    count = txn.scalar(
-        "SELECT COUNT(*) FROM borrower_debarments WHERE borrowernumber = ? AND type = ?",
-        (borrowernumber, SIP_RESTRICTION),
-    )
+def lift_sip_restrictions(txn, ctx, borrowernumber: int) -> int:
+    """Remove the restrictions 01 stored through this SIP login: ``MANUAL``, no expiration,
+    made by the session's staff patron. Other restrictions (a librarian's, a suspension)
+    stay. Returns how many were removed. This is what SIP2 Patron Enable (25) does here."""
+    if ctx.staff_borrowernumber is None:
+        where = "manager_id IS NULL"
+        params: tuple = (borrowernumber, SIP_RESTRICTION)
+    else:
+        where = "manager_id = ?"
+        params = (borrowernumber, SIP_RESTRICTION, ctx.staff_borrowernumber)
+    condition = f"borrowernumber = ? AND type = ? AND expiration IS NULL AND {where}"
+    count = txn.scalar(f"SELECT COUNT(*) FROM borrower_debarments WHERE {condition}", params)
     if count:
-        txn.execute(
-            "DELETE FROM borrower_debarments WHERE borrowernumber = ? AND type = ?",
-            (borrowernumber, SIP_RESTRICTION),
-        )
+        txn.execute(f"DELETE FROM borrower_debarments WHERE {condition}", params)
         update_debarment_flags(txn, borrowernumber)
     return int(count or 0)
 
@@ -318,19 +319,38 @@ def patron_attributes(txn, borrowernumber: int, code: str) -> list[str]:
     return [row["attribute"] for row in rows if row["attribute"] is not None]
 
 
-def track_activity(txn, patron: dict, sysprefs, now_sql: str) -> bool:
-    """Update ``borrowers.lastseen`` when TrackLastPatronActivityTriggers has ``connection``.
+def update_lastseen(txn, ctx, patron: dict, activity: str) -> bool:
+    """``borrowers.lastseen`` = now, as Koha records patron activity. Returns whether it wrote.
 
-    Koha records SIP patron lookups (23, 63) as a "connection". Returns whether it wrote.
+    Koha 23.11 and later (TrackLastPatronActivityTriggers, a comma list of ``connection``,
+    ``check_out``, ``check_in``, ``renewal``, ``hold``, ``login``...): once a day per patron,
+    for the listed activities (``Koha::Patron->update_lastseen``). Koha 23.05 and earlier
+    (TrackLastPatronActivity, used when the newer preference does not exist): every SIP
+    patron information request (``track_login``) and the first checkout of the day
+    (``track_login_daily``). ``activity`` ``patron_status`` is a 23 Patron Status request.
     """
-    triggers = (sysprefs.get("TrackLastPatronActivityTriggers") or "") if sysprefs else ""
-    names = {part.strip().lower() for part in triggers.replace("|", ",").split(",")}
-    if "connection" not in names:
+    today = ctx.today
+    seen = str(patron.get("lastseen") or "")[:10]
+    triggers = ctx.pref("TrackLastPatronActivityTriggers")
+    if triggers is not None:
+        names = {part.strip().lower() for part in triggers.replace("|", ",").split(",")}
+        # 23 Patron Status counts as a connection from Koha 24.11 (bug 38284) only.
+        trigger = "connection" if activity == "patron_status" else activity
+        if trigger not in names or seen == today:
+            return False
+    elif ctx.flag("TrackLastPatronActivity"):
+        if activity == "check_out":
+            if seen == today:
+                return False
+        elif activity != "connection":
+            return False
+    else:
         return False
     txn.execute(
         "UPDATE borrowers SET lastseen = ? WHERE borrowernumber = ?",
-        (now_sql, patron["borrowernumber"]),
+        (ctx.now_sql, patron["borrowernumber"]),
     )
+    patron["lastseen"] = ctx.now_sql
     return True
 
 

@@ -25,15 +25,7 @@ def _checkout(db, context, card, barcode, **kw):
         item = find_item(txn, barcode, lock=True)
         state = patron_state(txn, patron, context)
         return ils_checkout.checkout(
-            txn,
-            patron=patron,
-            state=state,
-            item=item,
-            branch=context.branch,
-            now=context.now,
-            sysprefs=context.sysprefs,
-            account=context.account,
-            **kw,
+            txn, context.circ(txn), patron=patron, state=state, item=item, **kw
         )
 
     return db.run_blocking(work)
@@ -45,14 +37,7 @@ def _renew(db, context, card, barcode, **kw):
         item = find_item(txn, barcode, lock=True)
         state = patron_state(txn, patron, context)
         return ils_checkout.renew(
-            txn,
-            patron=patron,
-            state=state,
-            item=item,
-            branch=context.branch,
-            now=context.now,
-            sysprefs=context.sysprefs,
-            **kw,
+            txn, context.circ(txn), patron=patron, state=state, item=item, **kw
         )
 
     return db.run_blocking(work)
@@ -368,16 +353,13 @@ def test_two_kiosks_checking_out_one_item_give_one_loan(db, ctx):
 def test_unique_loan_constraint_is_answered_not_raised(db, ctx):
     """The UNIQUE key on issues.itemnumber refuses a second loan; the transaction goes on."""
 
+    context = ctx()
+
     def work(txn):
         ada = find_patron(txn, ADA)
         item = find_item(txn, BARCODE[6])
         issue = ils_checkout._insert_issue(
-            txn,
-            patron=ada,
-            item=item,
-            due="2026-03-24 23:59:00",
-            branch="WEL",
-            now_sql="2026-03-10 14:30:00",
+            txn, context.circ(txn), patron=ada, item=item, due="2026-03-24 23:59:00"
         )
         return issue, txn.scalar("SELECT COUNT(*) AS n FROM issues")
 
