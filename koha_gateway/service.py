@@ -29,6 +29,8 @@ from koha_gateway.config import ConfigError, load_sip_config
 from koha_gateway.db import schema
 from koha_gateway.db.engine import Database, IntegrityError, Unavailable
 from koha_gateway.ils import sysprefs as sysprefs_mod
+from koha_gateway.ils.circulation import branch_codes
+from koha_gateway.ils.context import staff_borrowernumber
 from koha_gateway.protocol import SIPFactory, now_local
 from koha_gateway.sip2.codec import Response
 
@@ -143,11 +145,7 @@ def _startup_checks(txn, config):
     """Schema version, system preferences, and the warnings Koha 25.11 gives at start."""
     version = schema.current_version(txn)
     prefs = sysprefs_mod.load(txn) if version else {}
-    branches = (
-        {r["branchcode"] for r in txn.query("SELECT branchcode FROM branches")}
-        if version
-        else set()
-    )
+    branches = branch_codes(txn) if version else set()
     warnings = []
     for inst in config.institutions.values():
         if version and inst.id not in branches:
@@ -156,7 +154,7 @@ def _startup_checks(txn, config):
                 "branchcode in the database"
             )
     for account in config.accounts.values():
-        if version and txn.one("SELECT 1 FROM borrowers WHERE userid = ?", (account.id,)) is None:
+        if version and staff_borrowernumber(txn, account.id) is None:
             warnings.append(
                 f"{config.path}:{account.line}: account {account.id!r} has no patron "
                 "with that userid in the database; it cannot log in"

@@ -27,6 +27,7 @@ from koha_gateway.ils import checkout as ils_checkout
 from koha_gateway.ils import holds as ils_holds
 from koha_gateway.ils import items as ils_items
 from koha_gateway.ils import patrons as ils_patrons
+from koha_gateway.ils.circulation import branch_exists
 from koha_gateway.ils.sysprefs import format_date
 from koha_gateway.sip2.codec import Message, Response, count, money, parse_timestamp, sip_bool
 
@@ -100,12 +101,6 @@ def _add_fee_fields(txn, ctx, response: Response, amount, fee_type, fee_id) -> N
     response.maybe("BK", None if fee_id is None else str(fee_id))
 
 
-def _branch_exists(txn, code: str | None) -> bool:
-    if not code:
-        return False
-    return txn.one("SELECT branchcode FROM branches WHERE branchcode = ?", (code,)) is not None
-
-
 def _patron_refusal(ctx, state) -> str:
     if state.debarred:
         return "Patron debarred"
@@ -125,19 +120,7 @@ def _resolve_title(txn, ctx, text: str | None) -> tuple[dict | None, dict | None
     item = _item(txn, ctx, text)
     if item is not None:
         return item, {"biblionumber": item["biblionumber"], "title": item.get("title")}
-    value = text.strip()
-    if value.isdigit():
-        row = txn.one(
-            "SELECT biblionumber, title FROM biblio WHERE biblionumber = ?", (int(value),)
-        )
-        if row is not None:
-            return None, row
-    rows = txn.query(
-        "SELECT biblionumber, title FROM biblio WHERE LOWER(title) = LOWER(?)", (value,)
-    )
-    if len(rows) == 1:
-        return None, rows[0]
-    return None, None
+    return None, ils_items.find_biblio(txn, text)
 
 
 def _available(txn, ctx, biblionumber: int, item: dict | None, patron: dict) -> bool:
@@ -298,7 +281,7 @@ class CirculationHandlers:
         branch = ctx.branch
         current = msg.get("AP")
         if current and current != branch:
-            if _branch_exists(txn, current):
+            if branch_exists(txn, current):
                 branch = current
             else:
                 ctx.log.append(f"checkin AP {current!r} is not a library; using {branch}")

@@ -448,3 +448,11 @@ def fix_overdues_on_return(txn, loan: dict, status: str) -> None:
         "UPDATE accountlines SET status = ? WHERE accountlines_id = ?",
         (status, line["accountlines_id"]),
     )
+
+
+def active_currency(txn) -> dict | None:
+    """The active currency (``currency``, ``isocode``), or ``None`` when none is active."""
+    row = txn.one(
+        "SELECT currency, isocode FROM currency WHERE active = 1 ORDER BY currency LIMIT 1"
+    )
+    return None if row is None else dict(row)

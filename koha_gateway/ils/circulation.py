@@ -340,3 +340,17 @@ def mark_issue_returned(txn, loan: dict, returned_sql: str) -> None:
     )
     txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
     txn.execute("UPDATE items SET onloan = NULL WHERE itemnumber = ?", (loan["itemnumber"],))
+
+
+def branch_exists(txn, branchcode: str | None) -> bool:
+    """Whether ``branchcode`` is a library (``branches``)."""
+    if not branchcode:
+        return False
+    return (
+        txn.one("SELECT branchcode FROM branches WHERE branchcode = ?", (branchcode,)) is not None
+    )
+
+
+def branch_codes(txn) -> set[str]:
+    """Every library's code."""
+    return {row["branchcode"] for row in txn.query("SELECT branchcode FROM branches")}

@@ -254,3 +254,21 @@ def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
         "UPDATE items SET sip_item_properties = ? WHERE itemnumber = ?",
         (db_text(properties), itemnumber),
     )
+
+
+def find_biblio(txn, text: str | None) -> dict | None:
+    """The record (``biblionumber``, ``title``) that ``text`` names: a biblionumber, or an
+    exact title (case-insensitive) that only one record has; ``None`` otherwise."""
+    if not text or not text.strip():
+        return None
+    value = text.strip()
+    if value.isdigit():
+        row = txn.one(
+            "SELECT biblionumber, title FROM biblio WHERE biblionumber = ?", (int(value),)
+        )
+        if row is not None:
+            return dict(row)
+    rows = txn.query(
+        "SELECT biblionumber, title FROM biblio WHERE LOWER(title) = LOWER(?)", (value,)
+    )
+    return dict(rows[0]) if len(rows) == 1 else None
