@@ -387,6 +387,19 @@ def _insert_issue(txn, ctx: CircContext, *, patron: dict, item: dict, due: str) 
     return issue_id
 
 
+def _record_local_use(txn, ctx: CircContext, *, patron: dict, item: dict) -> None:
+    """Koha's ``CanBookBeIssued`` for a statistics patron (category type ``X``): a
+    ``localuse`` statistic, then ``ModDateLastSeen`` (seen now, found if it was lost, an index
+    request)."""
+    write_statistic(txn, ctx, "localuse", branch=ctx.branch, item=item, patron=patron, value=0)
+    found = ", itemlost = 0, itemlost_on = NULL" if int(item.get("itemlost") or 0) else ""
+    txn.execute(
+        f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
+        (ctx.now_sql, item["itemnumber"]),
+    )
+    index_biblio(txn, ctx, item.get("biblionumber"))
+
+
 def _previously_checked_out(txn, patron: dict, item: dict, sysprefs) -> bool:
     """Koha's ``CheckPrevCheckout`` (``hardyes``/``softyes`` check the patron's old loans of
     the same title; ``hardno``/``softno`` never)."""
@@ -442,6 +455,11 @@ def checkout(
 
     if item.get("itype") in ctx.options.blocked_item_types:
         return CheckoutOutcome(False, "Item type cannot be checked out at this checkout location")
+
+    if patron.get("category_type") == "X":
+        # A statistics patron: CanBookBeIssued records a local use and refuses the loan.
+        _record_local_use(txn, ctx, patron=patron, item=item)
+        return CheckoutOutcome(False, "Issue failed : STATS")
 
     # CanBookBeIssued: the impossible reasons.
     rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)

@@ -354,3 +354,33 @@ def test_lastseen_on_checkout_with_triggers(db, ctx):
     call(db, context, checkout(ADA, BARCODE[1]))
     seen = _one(db, "SELECT lastseen FROM borrowers WHERE cardnumber = ?", (ADA,))
     assert str(seen["lastseen"])[:19] == NOW_SQL
+
+
+def test_a_statistics_patron_records_a_local_use(db, ctx):
+    """CanBookBeIssued for a category of type X: a localuse statistic, the item seen, no loan."""
+
+    def setup(txn):
+        txn.execute(
+            "INSERT INTO categories (categorycode, description, category_type) "
+            "VALUES ('STATS', 'Statistics', 'X')"
+        )
+        txn.execute("UPDATE borrowers SET categorycode = 'STATS' WHERE cardnumber = ?", (ADA,))
+
+    db.run_blocking(setup)
+    answer = call(db, ctx(), checkout(ADA, BARCODE[1]))
+    assert answer.startswith("120") and "AFIssue failed : STATS|" in answer
+    item = _item(db, 1)
+    assert item["onloan"] is None and str(item["datelastseen"])[:19] == NOW_SQL
+    stats = _query(db, "SELECT type, branch, itemnumber, categorycode, value FROM statistics")
+    assert stats == [
+        {
+            "type": "localuse",
+            "branch": "WEL",
+            "itemnumber": item["itemnumber"],
+            "categorycode": "STATS",
+            "value": 0.0,
+        }
+    ]
+    assert (
+        _query(db, "SELECT issue_id FROM issues WHERE itemnumber = ?", (item["itemnumber"],)) == []
+    )
