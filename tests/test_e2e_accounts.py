@@ -8,12 +8,16 @@ with joe's password and permissions are added to the database before start) and 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from lxml import etree
 
 from koha_gateway.sip2.checksum import checksum
 from koha_gateway.sip2.codec import parse
 
-NOW = "20261129    120000"
+# Requests are dated by the same clock as the demo data the gateway starts with (its loans and
+# fines are relative to the day the test runs).
+NOW = datetime.now().astimezone().strftime("%Y%m%d    %H%M%S")
 BLANK = " " * 18
 ADA = "23529000000001"
 GRACE = "23529000000002"
