@@ -179,7 +179,7 @@ class CirculationHandlers:
             return self._checkout_failed(txn, ctx, msg, patron, None, INVALID_ITEM)
         if _wrong_password(ctx, msg):
             return self._checkout_failed(txn, ctx, msg, patron, item, INVALID_PASSWORD)
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         no_block_due = None
         if (msg.fixed.get("no_block") or "").upper() == "Y":
             no_block_due = _local(ctx, parse_timestamp(msg.fixed.get("nb_due_date")))
@@ -356,7 +356,7 @@ class CirculationHandlers:
             return self._renew_failed(ctx, msg, None, item, INVALID_PATRON_BARCODE)
         if _wrong_password(ctx, msg):
             return self._renew_failed(ctx, msg, patron, item, INVALID_PASSWORD)
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         outcome = ils_checkout.renew(
             txn,
             ctx.circ(txn),
@@ -422,7 +422,7 @@ class CirculationHandlers:
             return refused(INVALID_PATRON_BARCODE)
         if _wrong_password(ctx, msg):
             return refused(INVALID_PASSWORD)
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         if not getattr(ctx.institution.policy, "renewal", False) or not state.renew_ok:
             return refused(RENEWALS_NOT_ALLOWED)
         renewed: list[str] = []
@@ -500,7 +500,7 @@ class CirculationHandlers:
             expiration = when.strftime("%Y-%m-%d")
 
         if mode == "+":
-            state = ils_patrons.patron_state(txn, patron, ctx)
+            state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
             if not state.hold_ok:
                 return self._hold_failed(ctx, msg, _patron_refusal(ctx, state))
             maximum = ctx.sysprefs.get("maxoutstanding") if ctx.sysprefs else None

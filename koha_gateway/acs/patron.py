@@ -94,7 +94,7 @@ class PatronHandlers:
             response.add("AO", msg.get("AO") or "")
             return response
 
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         response.fixed(state.status_string, lang, timestamp(ctx.now))
         response.add("AE", fields.patron_name(ctx, patron))
         response.add("AA", patron["cardnumber"] or patron["userid"] or "")
@@ -138,7 +138,7 @@ class PatronHandlers:
 
         ils_patrons.update_lastseen(txn, ctx.circ(txn), patron, "connection")
         number = patron["borrowernumber"]
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         loans = ils_patrons.current_loans(txn, number)
         overdue = [loan for loan in loans if ils_patrons.is_overdue(loan, ctx.now_sql)]
         waiting = ils_patrons.waiting_holds(txn, number)
@@ -254,7 +254,7 @@ class PatronHandlers:
             if lifted:
                 ctx.log.append(f"patron {patron['cardnumber']} enabled by the self-check")
                 patron = ils_patrons.find_patron(txn, patron["cardnumber"] or patron["userid"])
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         response.fixed(state.status_string, "000", timestamp(ctx.now))
         response.add("AA", patron["cardnumber"] or patron["userid"] or "")
         response.add("AE", fields.patron_name(ctx, patron))

@@ -25,6 +25,17 @@ def _set_option(value: Any, separator: str) -> frozenset[str]:
     return frozenset(str(part).strip() for part in value if str(part).strip())
 
 
+def _int_option(value: Any, default: int) -> int:
+    if value is None or value is False or str(value).strip() == "":
+        return default
+    if value is True:
+        return 1
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return default
+
+
 @dataclass(frozen=True)
 class AccountOptions:
     """The ``<login>`` options of SIPconfig.xml that change what the ILS decides or writes,
@@ -42,6 +53,10 @@ class AccountOptions:
     disallow_overpayment: bool = False
     payment_type_writeoff: str | None = None
     register_id: int | None = None
+    patron_restriction_blocks_inet: bool = True
+    overdues_block_checkout: bool = False
+    lost_block_checkout: int = 0
+    lost_block_checkout_value: int = 1
 
     @classmethod
     def from_account(cls, account: Any) -> AccountOptions:
@@ -52,6 +67,10 @@ class AccountOptions:
         if isinstance(bins, str):
             bins = (bins,)
         register = account_option(account, "register_id", None)
+        blocks_inet = account_option(account, "patron_restriction_blocks_inet", None)
+        if not isinstance(blocks_inet, bool):
+            # Koha: any value but "0" (and no value at all) lets a restriction block PI.
+            blocks_inet = blocks_inet is None or str(blocks_inet).strip() != "0"
         writeoff = account_option(account, "payment_type_writeoff", None)
         return cls(
             blocked_item_types=_set_option(account_option(account, "blocked_item_types"), "|"),
@@ -70,6 +89,13 @@ class AccountOptions:
             disallow_overpayment=perl_true(account_option(account, "disallow_overpayment")),
             payment_type_writeoff=None if writeoff in (None, "") else str(writeoff),
             register_id=None if register in (None, "") else int(register),
+            patron_restriction_blocks_inet=blocks_inet,
+            overdues_block_checkout=perl_true(account_option(account, "overdues_block_checkout")),
+            lost_block_checkout=_int_option(account_option(account, "lost_block_checkout"), 0),
+            lost_block_checkout_value=_int_option(
+                account_option(account, "lost_block_checkout_value"), 1
+            )
+            or 1,
         )
 
 

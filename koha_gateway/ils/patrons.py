@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from koha_gateway.ils import account_option, db_text, perl_true, round_money
+from koha_gateway.ils import db_text, perl_true, round_money
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -390,7 +390,8 @@ class PatronState:
 
 
 def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
-    """Judge ``patron`` (a :func:`find_patron` row) at ``ctx.now`` for ``ctx.account``.
+    """Judge ``patron`` (a :func:`find_patron` row) at ``ctx.now`` with the account options of
+    ``ctx`` (a :class:`~koha_gateway.ils.context.CircContext`).
 
     3M SIP2 2.00 patron status (fixed field of 24 and 64) with Koha's rules:
 
@@ -402,7 +403,7 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
       ``patron_restriction_blocks_inet="0"``), not expired, not fine-blocked.
     """
     sysprefs = ctx.sysprefs
-    account = ctx.account
+    account = ctx.options
     today = ctx.now.strftime("%Y-%m-%d")
     now_sql = ctx.now.strftime("%Y-%m-%d %H:%M:%S")
     number = patron["borrowernumber"]
@@ -445,16 +446,10 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     charge_ok = basic_ok and not overdues_block
     renew_ok = hold_ok = recall_ok = basic_ok
 
-    blocks_inet = account_option(account, "patron_restriction_blocks_inet", None)
-    if isinstance(blocks_inet, bool):
-        restriction_counts = blocks_inet
-    else:
-        restriction_counts = blocks_inet is None or str(blocks_inet).strip() != "0"
+    restriction_counts = account.patron_restriction_blocks_inet
     inet_ok = not ((debarred and restriction_counts) or expired or fine_blocked or no_issues)
 
-    too_many_overdue = perl_true(account_option(account, "overdues_block_checkout")) and (
-        overdues_block
-    )
+    too_many_overdue = account.overdues_block_checkout and overdues_block
     too_many_lost = _too_many_lost(account, loans)
 
     status = [" "] * 14
@@ -516,20 +511,9 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
 
 def _too_many_lost(account: Any, loans: list[dict]) -> bool:
     """Position 9 of the patron status: ``lost_block_checkout`` / ``lost_block_checkout_value``."""
-    threshold = _int_option(account_option(account, "lost_block_checkout"), 0)
+    threshold = account.lost_block_checkout
     if threshold <= 0:
         return False
-    minimum = _int_option(account_option(account, "lost_block_checkout_value"), 1) or 1
+    minimum = account.lost_block_checkout_value
     lost = sum(1 for loan in loans if int(loan.get("itemlost") or 0) >= minimum)
     return lost >= threshold
-
-
-def _int_option(value: Any, default: int) -> int:
-    if value is None or value is False or str(value).strip() == "":
-        return default
-    if value is True:
-        return 1
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return default

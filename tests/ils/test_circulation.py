@@ -23,7 +23,7 @@ def _checkout(db, context, card, barcode, **kw):
     def work(txn):
         patron = find_patron(txn, card, lock=True)
         item = find_item(txn, barcode, lock=True)
-        state = patron_state(txn, patron, context)
+        state = patron_state(txn, patron, context.circ(txn))
         return ils_checkout.checkout(
             txn, context.circ(txn), patron=patron, state=state, item=item, **kw
         )
@@ -35,7 +35,7 @@ def _renew(db, context, card, barcode, **kw):
     def work(txn):
         patron = find_patron(txn, card, lock=True)
         item = find_item(txn, barcode, lock=True)
-        state = patron_state(txn, patron, context)
+        state = patron_state(txn, patron, context.circ(txn))
         return ils_checkout.renew(
             txn, context.circ(txn), patron=patron, state=state, item=item, **kw
         )

@@ -18,7 +18,7 @@ GOOD = " " * 14
 def state_of(db, context, identifier):
     def run(txn):
         patron = patrons.find_patron(txn, identifier)
-        return patrons.patron_state(txn, patron, context)
+        return patrons.patron_state(txn, patron, context.circ(txn))
 
     return db.run_blocking(run)
 
