@@ -57,6 +57,7 @@ class AccountOptions:
     overdues_block_checkout: bool = False
     lost_block_checkout: int = 0
     lost_block_checkout_value: int = 1
+    lost_status_for_missing: str | None = None
 
     @classmethod
     def from_account(cls, account: Any) -> AccountOptions:
@@ -67,6 +68,7 @@ class AccountOptions:
         if isinstance(bins, str):
             bins = (bins,)
         register = account_option(account, "register_id", None)
+        missing = account_option(account, "lost_status_for_missing", None)
         blocks_inet = account_option(account, "patron_restriction_blocks_inet", None)
         if not isinstance(blocks_inet, bool):
             # Koha: any value but "0" (and no value at all) lets a restriction block PI.
@@ -91,6 +93,7 @@ class AccountOptions:
             register_id=None if register in (None, "") else int(register),
             patron_restriction_blocks_inet=blocks_inet,
             overdues_block_checkout=perl_true(account_option(account, "overdues_block_checkout")),
+            lost_status_for_missing=(None if missing in (None, "") else str(missing).strip()),
             lost_block_checkout=_int_option(account_option(account, "lost_block_checkout"), 0),
             lost_block_checkout_value=_int_option(
                 account_option(account, "lost_block_checkout_value"), 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from koha_gateway.ils import account_option, db_text
+from koha_gateway.ils import db_text
 
 __all__ = [
     "barcodedecode",
@@ -193,13 +193,15 @@ def holds_queue_length(txn, biblionumber: int, today: str | None = None) -> int:
     return int(count or 0)
 
 
-def circulation_status(txn, item: dict, account: Any = None) -> str:
+def circulation_status(txn, item: dict, options: Any = None) -> str:
     """3M SIP2 2.00 circulation status (18), first match wins, as Koha decides it:
 
     ``10`` in transit; ``13`` lost with ``itemlost`` equal to the account's
-    ``lost_status_for_missing``; ``12`` lost; ``04`` checked out; ``08`` a hold waiting, in
-    transit or in processing is attached to the item; ``09`` location ``CART``; ``01`` damaged;
-    ``02`` ``notforloan`` below zero (on order); otherwise ``03`` available.
+    ``lost_status_for_missing`` (``options``, an
+    :class:`~koha_gateway.ils.context.AccountOptions`); ``12`` lost; ``04`` checked out; ``08``
+    a hold waiting, in transit or in processing is attached to the item; ``09`` location
+    ``CART``; ``01`` damaged; ``02`` ``notforloan`` below zero (on order); otherwise ``03``
+    available.
 
     Koha's ``11`` (claimed returned) needs return claims, which this ILS does not record, so
     it is never answered. A not-for-loan item (``notforloan`` > 0) is ``03``, as in Koha.
@@ -209,8 +211,8 @@ def circulation_status(txn, item: dict, account: Any = None) -> str:
         return CIRC_IN_TRANSIT
     lost = int(item.get("itemlost") or 0)
     if lost:
-        missing = account_option(account, "lost_status_for_missing")
-        if missing not in (None, "") and str(missing).strip() == str(lost):
+        missing = options.lost_status_for_missing if options is not None else None
+        if missing is not None and missing == str(lost):
             return CIRC_MISSING
         return CIRC_LOST
     if current_loan(txn, number) is not None:

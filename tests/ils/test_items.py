@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from koha_gateway.ils import items
+from koha_gateway.ils.context import AccountOptions
 from tests.ils.conftest import ADA, BARCODE, GRACE
 
 
@@ -14,7 +15,8 @@ def find(db, barcode, **kw):
 
 def status(db, barcode, account=None):
     def run(txn):
-        return items.circulation_status(txn, items.find_item(txn, barcode), account)
+        options = AccountOptions.from_account(account)
+        return items.circulation_status(txn, items.find_item(txn, barcode), options)
 
     return db.run_blocking(run)
 
