@@ -228,26 +228,27 @@ def circulation_status(txn, item: dict, options: Any = None) -> str:
     return CIRC_AVAILABLE
 
 
-def mark_seen(txn, item: dict, now_sql: str, *, clear_lost: bool) -> None:
-    """Record that the item was seen (``datelastseen``); ``clear_lost`` also marks it found.
+def mark_seen(txn, ctx, item: dict, *, clear_lost: bool) -> None:
+    """Record that the item was seen (``datelastseen`` = now); ``clear_lost`` also marks it
+    found (``itemlost`` 0, ``itemlost_on`` NULL when it was lost, as ``Koha::Item->store``).
+    Then an index request for the record.
 
     This is the ``seen_on_item_information`` account option of 17 (``keep_lost`` /
     ``mark_found``).
     """
-    if clear_lost:
-        txn.execute(
-            "UPDATE items SET datelastseen = ?, itemlost = 0, itemlost_on = NULL "
-            "WHERE itemnumber = ?",
-            (now_sql, item["itemnumber"]),
-        )
+    from koha_gateway.ils.circulation import index_biblio
+
+    found = ""
+    if clear_lost and int(item.get("itemlost") or 0):
+        found = ", itemlost = 0, itemlost_on = NULL"
         item["itemlost"] = 0
         item["itemlost_on"] = None
-    else:
-        txn.execute(
-            "UPDATE items SET datelastseen = ? WHERE itemnumber = ?",
-            (now_sql, item["itemnumber"]),
-        )
-    item["datelastseen"] = now_sql
+    txn.execute(
+        f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
+        (ctx.now_sql, item["itemnumber"]),
+    )
+    item["datelastseen"] = ctx.now_sql
+    index_biblio(txn, ctx, item.get("biblionumber"))
 
 
 def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
