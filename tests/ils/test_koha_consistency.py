@@ -127,7 +127,8 @@ def _session(db, context) -> dict:
 
 @pytest.fixture
 def session(db, ctx):
-    context = ctx()
+    # Koha's own default is finesMode "off" (a Koha database has it): fines need "production".
+    context = ctx(sysprefs={"finesMode": "production"})
     first = _snapshot(db)
     before = _session(db, context)
     return first, before, _snapshot(db)

@@ -68,6 +68,12 @@ def _fines(db, n):
     )
 
 
+def fining(ctx, **prefs):
+    """A request context with finesMode ``production`` (Koha's default, and a Koha database's,
+    is ``off``: no fines at all)."""
+    return ctx(sysprefs={"finesMode": "production", **prefs})
+
+
 def _logs(db, module=None):
     rows = _query(db, "SELECT * FROM action_logs ORDER BY action_id")
     return [row for row in rows if module is None or row["module"] == module]
@@ -210,7 +216,7 @@ def test_renewal_log_when_asked(db, ctx):
 def test_renewing_an_overdue_loan_charges_the_fine_so_far_as_renewed(db, ctx):
     """AddRenewal with CalculateFinesOnReturn: the fine up to now, then _FixOverduesOnReturn
     marks it RENEWED (Ada's item 07 is ten days late at 0.25 a day)."""
-    assert call(db, ctx(), renew(ADA, BARCODE[7])).startswith("301")
+    assert call(db, fining(ctx), renew(ADA, BARCODE[7])).startswith("301")
     (fine,) = _fines(db, 7)
     assert (fine["amount"], fine["amountoutstanding"], fine["status"]) == (2.5, 2.5, "RENEWED")
     assert (fine["manager_id"], fine["branchcode"], fine["interface"]) == (None, None, "sip")
@@ -257,7 +263,7 @@ def test_return_of_a_lost_loan_clears_itemlost_on_and_charges_no_fine(db, ctx):
         "UPDATE items SET itemlost = 2, itemlost_on = '2026-03-01 09:00:00' WHERE barcode = ?",
         (BARCODE[7],),
     )
-    assert call(db, ctx(), checkin(BARCODE[7], TS)).startswith("101")
+    assert call(db, fining(ctx), checkin(BARCODE[7], TS)).startswith("101")
     item = _item(db, 7)
     assert (item["itemlost"], item["itemlost_on"], item["onloan"]) == (0, None, None)
     assert _fines(db, 7) == []
@@ -290,7 +296,7 @@ def test_return_updates_an_accruing_fine_and_marks_it_returned(db, ctx):
         return line
 
     line = db.run_blocking(accrue)
-    assert call(db, ctx(), checkin(BARCODE[7], TS)).startswith("101")
+    assert call(db, fining(ctx), checkin(BARCODE[7], TS)).startswith("101")
     fines = _fines(db, 7)
     assert len(fines) == 1
     assert (fines[0]["amount"], fines[0]["amountoutstanding"], fines[0]["status"]) == (
@@ -309,7 +315,7 @@ def test_return_updates_an_accruing_fine_and_marks_it_returned(db, ctx):
 
 
 def test_fines_log_off_writes_no_fines_rows(db, ctx):
-    context = ctx(sysprefs={"FinesLog": "0"})
+    context = fining(ctx, FinesLog="0")
     assert call(db, context, checkin(BARCODE[7], TS)).startswith("101")
     assert _logs(db, "FINES") == []
     assert [r["action"] for r in _logs(db, "CIRCULATION")] == ["RETURN"]
@@ -384,3 +390,11 @@ def test_a_statistics_patron_records_a_local_use(db, ctx):
     assert (
         _query(db, "SELECT issue_id FROM issues WHERE itemnumber = ?", (item["itemnumber"],)) == []
     )
+
+
+def test_fines_mode_off_charges_nothing(db, ctx):
+    """Koha's default finesMode "off": a late return writes no account line."""
+    context = ctx(sysprefs={"finesMode": "off"})
+    assert call(db, context, checkin(BARCODE[7], TS)).startswith("101")
+    assert _fines(db, 7) == []
+    assert [r["action"] for r in _logs(db)] == ["RETURN"]
