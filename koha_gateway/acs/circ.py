@@ -266,7 +266,8 @@ class CirculationHandlers:
         institution = msg.get("AO")
         if institution is None:
             institution = ctx.branch
-        item = _item(txn, ctx, barcode, lock=True)
+        input_filter = ctx.sysprefs.get("itemBarcodeInputFilter") if ctx.sysprefs else None
+        item = ils_items.find_item_for_return(txn, barcode, input_filter=input_filter)
         if item is None:
             response = Response("10").fixed("0", "N", "U", "Y", _now(ctx))
             response.add("AO", institution)
