@@ -171,8 +171,9 @@ class CirculationHandlers:
         """
         patron_id = msg.get("AA")
         barcode = msg.get("AB")
-        patron = ils_patrons.find_patron(txn, patron_id, lock=True)
+        # Row locks: the item, then the patron (see koha_gateway.ils.checkout).
         item = _item(txn, ctx, barcode, lock=True)
+        patron = ils_patrons.find_patron(txn, patron_id, lock=True)
         if patron is None:
             return self._checkout_failed(txn, ctx, msg, None, item, INVALID_PATRON)
         if item is None:
@@ -266,8 +267,7 @@ class CirculationHandlers:
         institution = msg.get("AO")
         if institution is None:
             institution = ctx.branch
-        input_filter = ctx.sysprefs.get("itemBarcodeInputFilter") if ctx.sysprefs else None
-        item = ils_items.find_item_for_return(txn, barcode, input_filter=input_filter)
+        item = _item(txn, ctx, barcode, lock=True)
         if item is None:
             response = Response("10").fixed("0", "N", "U", "Y", _now(ctx))
             response.add("AO", institution)
@@ -351,8 +351,8 @@ class CirculationHandlers:
         patron may not renew, when the item is not on loan to the patron, and for Koha's
         renewal errors (maximum renewals, holds, too soon).
         """
-        patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         item = _item(txn, ctx, msg.get("AB"), lock=True)
+        patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         if patron is None:
             return self._renew_failed(ctx, msg, None, item, INVALID_PATRON_BARCODE)
         if _wrong_password(ctx, msg):
@@ -411,7 +411,13 @@ class CirculationHandlers:
         barcode, one BN per barcode not renewed, AF*. An unknown patron, a patron who may not
         renew, or an institution whose policy has ``renewal`` off: ok 0 and counts 0000.
         """
-        patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
+        patron = ils_patrons.find_patron(txn, msg.get("AA"))
+        if patron is not None:
+            # Row locks: the items (in itemnumber order), then the patron.
+            loans = ils_patrons.current_loans(txn, patron["borrowernumber"])
+            for number in sorted(loan["itemnumber"] for loan in loans):
+                ils_items.item_by_number(txn, number, lock=True)
+            patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
 
         def refused(text: str) -> Response:
             response = Response("66").fixed("0", count(0), count(0), _now(ctx))

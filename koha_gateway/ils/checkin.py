@@ -296,8 +296,8 @@ def checkin(
     loan = current_loan(txn, item["itemnumber"])
     borrower = None
     if loan is not None:
-        # Not locked: checkouts lock the patron before the item, so locking the patron after
-        # the item here could deadlock with them; the fine is a new row in any case.
+        # Not locked here: the foreign-key checks of old_issues and accountlines lock it
+        # (shared) after the item, the order every circulation request follows.
         borrower = txn.one(
             "SELECT * FROM borrowers WHERE borrowernumber = ?", (loan["borrowernumber"],)
         )

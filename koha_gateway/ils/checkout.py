@@ -6,12 +6,14 @@ decision order and screen messages of Koha's ``C4::SIP::ILS::Transaction::Checko
 ``Renew`` (koha-sip-and-ldap.md sections 4.5, 4.9, 4.10).
 
 Concurrency: the caller looks the item and patron up with ``lock=True`` (``SELECT ... FOR
-UPDATE`` on PostgreSQL; SQLite write transactions hold the database lock), and ``issues`` has a
-UNIQUE key on ``itemnumber``: when two kiosks check the same item out at the same moment, one
-insert fails, that checkout is answered "Item checked out to another patron" and nothing of it
-is written. Every circulation request takes its row locks in the same order -- patron, item,
-the item's holds, its title -- so that concurrent requests wait for each other but never
-deadlock.
+UPDATE`` on PostgreSQL and MariaDB; SQLite write transactions hold the database lock), and
+``issues`` has a UNIQUE key on ``itemnumber``: when two kiosks check the same item out at the
+same moment, one insert fails, that checkout is answered "Item checked out to another patron"
+and nothing of it is written. Every circulation request takes its row locks in the same order
+-- the item(s), the patron, the item's holds, its title -- so that concurrent requests wait for
+each other but never deadlock. The item comes first because a checkin cannot know the patron
+before it has the item, and its writes lock the borrower of the loan it closes (the foreign-key
+checks of ``old_issues`` and ``accountlines`` take a shared lock on the ``borrowers`` row).
 
 Deliberate differences from Koha, each a fix of a Koha behaviour that loses data or lets a
 kiosk bypass a rule:

@@ -21,7 +21,6 @@ __all__ = [
     "current_loan",
     "find_biblio",
     "find_item",
-    "find_item_for_return",
     "holds_queue_length",
     "item_attribute",
     "item_by_number",
@@ -277,35 +276,3 @@ def find_biblio(txn, text: str | None) -> dict | None:
         "SELECT biblionumber, title FROM biblio WHERE LOWER(title) = LOWER(?)", (value,)
     )
     return dict(rows[0]) if len(rows) == 1 else None
-
-
-def find_item_for_return(
-    txn, barcode: str | None, *, input_filter: str | None = None
-) -> dict | None:
-    """The item with this barcode, locked for a checkin, or ``None``.
-
-    Every circulation request takes its row locks in one order -- patron, item, the item's
-    holds, its title -- so that concurrent requests wait for each other but never deadlock. A
-    checkin writes rows that refer to the borrower of the loan it closes (``old_issues``,
-    a fine in ``accountlines``), and on MariaDB/MySQL InnoDB's foreign-key checks lock that
-    borrower's row: so the borrower is locked first, then the item, and if the item changed
-    hands in between, again.
-    """
-    for _attempt in range(5):
-        item = find_item(txn, barcode, input_filter=input_filter)
-        if item is None:
-            return None
-        loan = current_loan(txn, item["itemnumber"])
-        holder = loan["borrowernumber"] if loan is not None else None
-        if holder is not None:
-            txn.one(
-                "SELECT borrowernumber FROM borrowers WHERE borrowernumber = ?" + txn.for_update,
-                (holder,),
-            )
-        item = find_item(txn, barcode, lock=True, input_filter=input_filter)
-        if item is None:
-            return None
-        loan = current_loan(txn, item["itemnumber"])
-        if (loan["borrowernumber"] if loan is not None else None) in (holder, None):
-            return item
-    return item

@@ -21,8 +21,8 @@ STAFF_CARD = "y76t5r43"
 
 def _checkout(db, context, card, barcode, **kw):
     def work(txn):
-        patron = find_patron(txn, card, lock=True)
         item = find_item(txn, barcode, lock=True)
+        patron = find_patron(txn, card, lock=True)
         state = patron_state(txn, patron, context.circ(txn))
         return ils_checkout.checkout(
             txn, context.circ(txn), patron=patron, state=state, item=item, **kw
@@ -33,8 +33,8 @@ def _checkout(db, context, card, barcode, **kw):
 
 def _renew(db, context, card, barcode, **kw):
     def work(txn):
-        patron = find_patron(txn, card, lock=True)
         item = find_item(txn, barcode, lock=True)
+        patron = find_patron(txn, card, lock=True)
         state = patron_state(txn, patron, context.circ(txn))
         return ils_checkout.renew(
             txn, context.circ(txn), patron=patron, state=state, item=item, **kw
