@@ -4,8 +4,12 @@ Koha's ``accountlines`` model (``Koha::Account``): a debit has a ``debit_type_co
 (``OVERDUE``, ``RENT``, ``LOST``, ``MANUAL``...) and a positive ``amount``; a credit has a
 ``credit_type_code`` (``PAYMENT``, ``WRITEOFF``) and a negative ``amount``. ``amountoutstanding``
 is what is still owed on a debit, or what is still unspent on a credit (negative). The balance
-of a patron is the sum of ``amountoutstanding`` over all lines. ``account_offsets`` records how a
-credit was created (``CREATE``) and applied to debits (``APPLY``).
+of a patron is the sum of ``amountoutstanding`` over all lines. ``account_offsets`` records, as
+Koha 21.11 and later do, how every line was created (``CREATE``, +amount, for debits and credits
+alike), how a credit was applied to debits (``APPLY``, minus the amount cancelled) and how an
+accruing overdue fine changed (``OVERDUE_INCREASE`` / ``OVERDUE_DECREASE``, the signed
+difference). Applying a credit leaves the debit's ``status`` as it is. With FinesLog every new
+line and every fine update is logged (``action_logs`` module ``FINES``).
 
 Amounts are rounded to cents when written (``round_money``); comparisons are done in cents.
 """

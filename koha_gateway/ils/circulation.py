@@ -11,8 +11,11 @@ The transactions themselves live next to this module:
 
 This module holds what they share: date handling (dates are ISO strings in the server's local
 time, as Koha stores them; the clock is never read here), the due-date rule (Koha's
-``CalcDateDue`` with ``CircControl``) and the ``statistics`` journal.
-Every function takes the open transaction ``txn`` first and plain values after it.
+``CalcDateDue`` with ``CircControl``), closing a loan (``MarkIssueReturned``) and the rows Koha
+writes beside the circulation itself: ``statistics`` (``UpdateStats``), ``action_logs``
+(``logaction``) and search-index requests (``zebraqueue`` / the Elasticsearch job).
+Every function takes the open transaction ``txn`` first, then the
+:class:`~koha_gateway.ils.context.CircContext` where it writes, then plain values.
 """
 
 from __future__ import annotations
