@@ -83,7 +83,7 @@ def _seed(txn) -> dict:
     for name, value in (("fine", "0.25"), ("chargeperiod", "1"), ("issuelength", "14")):
         txn.execute(
             "INSERT INTO circulation_rules (branchcode, categorycode, itemtype, rule_name, "
-            "rule_value) VALUES (NULL, NULL, NULL, ?, ?)",
+            "rule_value) VALUES ('WEL', 'PT', 'BK', ?, ?)",
             (name, value),
         )
     return ids
