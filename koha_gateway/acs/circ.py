@@ -451,6 +451,9 @@ class CirculationHandlers:
         (:func:`~koha_gateway.ils.holds.available_to_patron`), N when no item was found.
         """
         mode = msg.fixed.get("hold_mode") or ""
+        if msg.get("AB"):
+            # Row locks: the item, then the patron (see koha_gateway.ils.checkout).
+            _item(txn, ctx, msg.get("AB"), lock=True)
         patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         if patron is None:
             # Koha's alter_hold names the barcode; add_hold and cancel_hold do not.
