@@ -60,13 +60,13 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from koha_gateway import clock, demo
-from koha_gateway.acs.context import RequestContext
 from koha_gateway.auth.passwords import hash_password
 from koha_gateway.db import koha, schema
 from koha_gateway.db.url import InvalidDatabaseURL
 from koha_gateway.ils import patrons as ils_patrons
 from koha_gateway.ils import rules as ils_rules
 from koha_gateway.ils import sysprefs as ils_sysprefs
+from koha_gateway.ils.context import CircContext
 
 __all__ = ["AdminError", "main"]
 
@@ -604,7 +604,7 @@ def cmd_show_patron(txn, args, out) -> None:
     if patron is None:
         raise AdminError(f"no patron with cardnumber or userid {args.patron}")
     prefs = ils_sysprefs.Sysprefs(ils_sysprefs.load(txn))
-    ctx = RequestContext(account=None, institution=None, sysprefs=prefs, now=_now())
+    ctx = CircContext(branch=patron["branchcode"], now=_now(), sysprefs=prefs)
     state = ils_patrons.patron_state(txn, patron, ctx)
     number = patron["borrowernumber"]
     loans = ils_patrons.current_loans(txn, number)

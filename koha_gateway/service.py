@@ -30,6 +30,8 @@ from koha_gateway.db import koha, schema
 from koha_gateway.db.engine import Database, SerializationFailure, Unavailable
 from koha_gateway.ils import journal
 from koha_gateway.ils import sysprefs as sysprefs_mod
+from koha_gateway.ils.circulation import branch_codes
+from koha_gateway.ils.context import staff_borrowernumber
 from koha_gateway.protocol import SIPFactory
 
 log = Logger(namespace="koha_gateway.service")
@@ -117,11 +119,7 @@ def _startup_checks(txn, config):
     except koha.SchemaError as exc:
         koha_schema = exc
     prefs = sysprefs_mod.load(txn) if version else {}
-    branches = (
-        {r["branchcode"] for r in txn.query("SELECT branchcode FROM branches")}
-        if version
-        else set()
-    )
+    branches = branch_codes(txn) if version else set()
     warnings = []
     for inst in config.institutions.values():
         if version and inst.id not in branches:
@@ -130,7 +128,7 @@ def _startup_checks(txn, config):
                 "branchcode in the database"
             )
     for account in config.accounts.values():
-        if version and txn.one("SELECT 1 FROM borrowers WHERE userid = ?", (account.id,)) is None:
+        if version and staff_borrowernumber(txn, account.id) is None:
             warnings.append(
                 f"{config.path}:{account.line}: account {account.id!r} has no patron "
                 "with that userid in the database; it cannot log in"

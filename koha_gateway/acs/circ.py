@@ -27,6 +27,7 @@ from koha_gateway.ils import checkout as ils_checkout
 from koha_gateway.ils import holds as ils_holds
 from koha_gateway.ils import items as ils_items
 from koha_gateway.ils import patrons as ils_patrons
+from koha_gateway.ils.circulation import branch_exists
 from koha_gateway.ils.sysprefs import format_date
 from koha_gateway.sip2.codec import Message, Response, count, money, parse_timestamp, sip_bool
 
@@ -100,12 +101,6 @@ def _add_fee_fields(txn, ctx, response: Response, amount, fee_type, fee_id) -> N
     response.maybe("BK", None if fee_id is None else str(fee_id))
 
 
-def _branch_exists(txn, code: str | None) -> bool:
-    if not code:
-        return False
-    return txn.one("SELECT branchcode FROM branches WHERE branchcode = ?", (code,)) is not None
-
-
 def _patron_refusal(ctx, state) -> str:
     if state.debarred:
         return "Patron debarred"
@@ -125,19 +120,7 @@ def _resolve_title(txn, ctx, text: str | None) -> tuple[dict | None, dict | None
     item = _item(txn, ctx, text)
     if item is not None:
         return item, {"biblionumber": item["biblionumber"], "title": item.get("title")}
-    value = text.strip()
-    if value.isdigit():
-        row = txn.one(
-            "SELECT biblionumber, title FROM biblio WHERE biblionumber = ?", (int(value),)
-        )
-        if row is not None:
-            return None, row
-    rows = txn.query(
-        "SELECT biblionumber, title FROM biblio WHERE LOWER(title) = LOWER(?)", (value,)
-    )
-    if len(rows) == 1:
-        return None, rows[0]
-    return None, None
+    return None, ils_items.find_biblio(txn, text)
 
 
 class CirculationHandlers:
@@ -157,27 +140,25 @@ class CirculationHandlers:
         """
         patron_id = msg.get("AA")
         barcode = msg.get("AB")
-        patron = ils_patrons.find_patron(txn, patron_id, lock=True)
+        # Row locks: the item, then the patron (see koha_gateway.ils.checkout).
         item = _item(txn, ctx, barcode, lock=True)
+        patron = ils_patrons.find_patron(txn, patron_id, lock=True)
         if patron is None:
             return self._checkout_failed(txn, ctx, msg, None, item, INVALID_PATRON)
         if item is None:
             return self._checkout_failed(txn, ctx, msg, patron, None, INVALID_ITEM)
         if _wrong_password(ctx, msg):
             return self._checkout_failed(txn, ctx, msg, patron, item, INVALID_PASSWORD)
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         no_block_due = None
         if (msg.fixed.get("no_block") or "").upper() == "Y":
             no_block_due = _local(ctx, parse_timestamp(msg.fixed.get("nb_due_date")))
         outcome = ils_checkout.checkout(
             txn,
+            ctx.circ(txn),
             patron=patron,
             state=state,
             item=item,
-            branch=ctx.branch,
-            now=ctx.now,
-            sysprefs=ctx.sysprefs,
-            account=ctx.account,
             fee_acknowledged=(msg.get("BO") or "").upper() == "Y",
             no_block_due=no_block_due,
         )
@@ -270,7 +251,7 @@ class CirculationHandlers:
         branch = ctx.branch
         current = msg.get("AP")
         if current and current != branch:
-            if _branch_exists(txn, current):
+            if branch_exists(txn, current):
                 branch = current
             else:
                 ctx.log.append(f"checkin AP {current!r} is not a library; using {branch}")
@@ -279,13 +260,7 @@ class CirculationHandlers:
         if return_date is not None and return_date > now_local:
             return_date = None
         outcome = ils_checkin.checkin(
-            txn,
-            item=item,
-            branch=branch,
-            now=ctx.now,
-            sysprefs=ctx.sysprefs,
-            account=ctx.account,
-            return_date=return_date,
+            txn, ctx.circ(txn), item=item, branch=branch, return_date=return_date
         )
         ctx.log.extend(outcome.warnings)
         checked_in_ok = bool(account_option(ctx.account, "checked_in_ok"))
@@ -345,21 +320,19 @@ class CirculationHandlers:
         patron may not renew, when the item is not on loan to the patron, and for Koha's
         renewal errors (maximum renewals, holds, too soon).
         """
-        patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         item = _item(txn, ctx, msg.get("AB"), lock=True)
+        patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         if patron is None:
             return self._renew_failed(ctx, msg, None, item, INVALID_PATRON_BARCODE)
         if _wrong_password(ctx, msg):
             return self._renew_failed(ctx, msg, patron, item, INVALID_PASSWORD)
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         outcome = ils_checkout.renew(
             txn,
+            ctx.circ(txn),
             patron=patron,
             state=state,
             item=item,
-            branch=ctx.branch,
-            now=ctx.now,
-            sysprefs=ctx.sysprefs,
             fee_acknowledged=(msg.get("BO") or "").upper() == "Y",
             renewals_allowed_by_policy=bool(getattr(ctx.institution.policy, "renewal", False)),
         )
@@ -407,7 +380,13 @@ class CirculationHandlers:
         barcode, one BN per barcode not renewed, AF*. An unknown patron, a patron who may not
         renew, or an institution whose policy has ``renewal`` off: ok 0 and counts 0000.
         """
-        patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
+        patron = ils_patrons.find_patron(txn, msg.get("AA"))
+        if patron is not None:
+            # Row locks: the items (in itemnumber order), then the patron.
+            loans = ils_patrons.current_loans(txn, patron["borrowernumber"])
+            for number in sorted(loan["itemnumber"] for loan in loans):
+                ils_items.item_by_number(txn, number, lock=True)
+            patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
 
         def refused(text: str) -> Response:
             response = Response("66").fixed("0", count(0), count(0), _now(ctx))
@@ -419,7 +398,7 @@ class CirculationHandlers:
             return refused(INVALID_PATRON_BARCODE)
         if _wrong_password(ctx, msg):
             return refused(INVALID_PASSWORD)
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         if not getattr(ctx.institution.policy, "renewal", False) or not state.renew_ok:
             return refused(RENEWALS_NOT_ALLOWED)
         renewed: list[str] = []
@@ -432,12 +411,10 @@ class CirculationHandlers:
                 continue
             outcome = ils_checkout.renew(
                 txn,
+                ctx.circ(txn),
                 patron=patron,
                 state=state,
                 item=item,
-                branch=ctx.branch,
-                now=ctx.now,
-                sysprefs=ctx.sysprefs,
                 fee_acknowledged=fee_acknowledged,
                 check_patron=False,
             )
@@ -474,6 +451,9 @@ class CirculationHandlers:
         (:func:`~koha_gateway.ils.holds.available_to_patron`), N when no item was found.
         """
         mode = msg.fixed.get("hold_mode") or ""
+        if msg.get("AB"):
+            # Row locks: the item, then the patron (see koha_gateway.ils.checkout).
+            _item(txn, ctx, msg.get("AB"), lock=True)
         patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         if patron is None:
             # Koha's alter_hold names the barcode; add_hold and cancel_hold do not.
@@ -507,7 +487,7 @@ class CirculationHandlers:
         available = ils_holds.available_to_patron(txn, item, patron, ctx.today)
 
         if mode == "+":
-            state = ils_patrons.patron_state(txn, patron, ctx)
+            state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
             if not state.hold_ok:
                 return self._hold_failed(ctx, msg, _patron_refusal(ctx, state), available=available)
             maximum = ctx.sysprefs.get("maxoutstanding") if ctx.sysprefs else None
@@ -524,25 +504,19 @@ class CirculationHandlers:
                 rules_branch = item["homebranch"]
             outcome = ils_holds.place_hold(
                 txn,
+                ctx.circ(txn),
                 patron=patron,
                 biblionumber=biblio["biblionumber"],
                 item=item,
                 item_level=False,
                 pickup=msg.get("BS") or patron["branchcode"],
                 expiration=None,
-                today=ctx.today,
-                now=ctx.now_sql,
                 rules_branch=rules_branch,
                 itemtype=item.get("itype") if item else None,
             )
         elif mode == "-":
             outcome = ils_holds.cancel_hold(
-                txn,
-                patron=patron,
-                item=item,
-                biblionumber=biblio["biblionumber"],
-                today=ctx.today,
-                now=ctx.now_sql,
+                txn, ctx.circ(txn), patron=patron, item=item, biblionumber=biblio["biblionumber"]
             )
         else:
             expiration = None
@@ -555,13 +529,12 @@ class CirculationHandlers:
                 expiration = when.strftime("%Y-%m-%d")
             outcome = ils_holds.alter_hold(
                 txn,
+                ctx.circ(txn),
                 patron=patron,
                 item=item,
                 biblionumber=biblio["biblionumber"],
                 pickup=msg.get("BS") or None,
                 expiration=expiration,
-                today=ctx.today,
-                now=ctx.now_sql,
             )
         if not outcome.ok:
             return self._hold_failed(ctx, msg, outcome.message, available=available)
@@ -624,20 +597,18 @@ class CirculationHandlers:
         if amount is None:
             return answer(False, "Invalid fee amount.")
         payment_type = msg.fixed.get("payment_type") or "00"
-        writeoff_code = account_option(ctx.account, "payment_type_writeoff")
-        register = account_option(ctx.account, "register_id")
-        writeoff = bool(writeoff_code) and payment_type == str(writeoff_code)
+        circ = ctx.circ(txn)
+        writeoff_code = circ.options.payment_type_writeoff
+        writeoff = bool(writeoff_code) and payment_type == writeoff_code
         outcome = ils_accounts.pay(
             txn,
+            circ,
             borrowernumber=patron["borrowernumber"],
             amount=amount,
             sip_payment_type=payment_type,
             writeoff=writeoff,
             fee_id=msg.get("CG"),
-            disallow_overpayment=bool(account_option(ctx.account, "disallow_overpayment")),
-            now=ctx.now_sql,
-            branchcode=ctx.branch,
-            register_id=None if register in (None, "") else int(register),
+            disallow_overpayment=circ.options.disallow_overpayment,
         )
         if outcome.ok:
             kind = "write-off" if writeoff else "payment"

@@ -35,6 +35,25 @@ class RequestContext:
     peer: str = ""
     print_width: int | None = None
     log: list[str] = field(default_factory=list)
+    _circ: Any = field(default=None, repr=False, compare=False)
+
+    def circ(self, txn, branch: str | None = None):
+        """The ILS context of this request (:class:`koha_gateway.ils.context.CircContext`):
+        the session's library (or ``branch``), the request's instant, the preferences, the
+        staff patron of the SIP login and the account's options."""
+        from koha_gateway.ils.context import AccountOptions, CircContext, staff_borrowernumber
+
+        if self._circ is None:
+            self._circ = CircContext(
+                branch=self.branch,
+                now=self.now,
+                sysprefs=self.sysprefs,
+                staff_borrowernumber=staff_borrowernumber(txn, self.staff_userid),
+                options=AccountOptions.from_account(self.account),
+            )
+        if branch is not None and branch != self._circ.branch:
+            return self._circ.replace(branch=branch)
+        return self._circ
 
     @property
     def branch(self) -> str:

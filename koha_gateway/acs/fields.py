@@ -17,6 +17,7 @@ import functools
 from typing import Any
 
 from koha_gateway.ils import account_option, perl_true
+from koha_gateway.ils.accounts import active_currency
 from koha_gateway.ils.items import item_attribute
 from koha_gateway.ils.patrons import patron_attributes
 from koha_gateway.ils.sysprefs import format_date
@@ -123,15 +124,13 @@ def language(value: str | None) -> str:
 
 def currency_code(txn) -> str | None:
     """BH of 24 and 64: the first three characters of the active currency's code."""
-    row = txn.one("SELECT currency FROM currency WHERE active = 1 ORDER BY currency LIMIT 1")
+    row = active_currency(txn)
     return row["currency"][:3] if row and row["currency"] else None
 
 
 def currency_isocode(txn) -> str:
     """BH of 12 and 30: the active currency's ISO code, ``USD`` when none is set (as Koha)."""
-    row = txn.one(
-        "SELECT isocode, currency FROM currency WHERE active = 1 ORDER BY currency LIMIT 1"
-    )
+    row = active_currency(txn)
     if row is None:
         return "USD"
     return (row["isocode"] or row["currency"] or "USD")[:3]

@@ -50,9 +50,9 @@ class ItemHandlers:
             return response
 
         if seen in ("mark_found", "keep_lost"):
-            ils_items.mark_seen(txn, item, ctx.now_sql, clear_lost=seen == "mark_found")
+            ils_items.mark_seen(txn, ctx.circ(txn), item, clear_lost=seen == "mark_found")
 
-        status = ils_items.circulation_status(txn, item, ctx.account)
+        status = ils_items.circulation_status(txn, item, ctx.circ(txn).options)
         response.fixed(status, SECURITY_MARKER_TATTLE_TAPE, FEE_TYPE_OTHER, timestamp(ctx.now))
         if status == ils_items.CIRC_OTHER:
             response.maybe("AF", "Item is damaged")

@@ -76,7 +76,7 @@ class PatronHandlers:
         """
         patron = ils_patrons.find_patron(txn, _patron_id(msg))
         if patron is not None:
-            ils_patrons.track_activity(txn, patron, ctx.sysprefs, ctx.now_sql)
+            ils_patrons.update_lastseen(txn, ctx.circ(txn), patron, "patron_status")
         return self._patron_status(
             txn, ctx, msg, patron, fields.language(msg.fixed.get("language"))
         )
@@ -94,7 +94,7 @@ class PatronHandlers:
             response.add("AO", msg.get("AO") or "")
             return response
 
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         response.fixed(state.status_string, lang, timestamp(ctx.now))
         response.add("AE", fields.patron_name(ctx, patron))
         response.add("AA", patron["cardnumber"] or patron["userid"] or "")
@@ -136,9 +136,9 @@ class PatronHandlers:
             response.maybe("AF", INVALID_CARD)
             return response
 
-        ils_patrons.track_activity(txn, patron, ctx.sysprefs, ctx.now_sql)
+        ils_patrons.update_lastseen(txn, ctx.circ(txn), patron, "connection")
         number = patron["borrowernumber"]
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         loans = ils_patrons.current_loans(txn, number)
         overdue = [loan for loan in loans if ils_patrons.is_overdue(loan, ctx.now_sql)]
         waiting = ils_patrons.waiting_holds(txn, number)
@@ -211,15 +211,16 @@ class PatronHandlers:
     def handle_BlockPatron(self, txn, ctx, msg: Message) -> Response:
         """3M SIP2 2.00, Block Patron (01) -> Patron Status Response (24).
 
-        Stores a restriction (``borrower_debarments`` type ``SIP``, no expiry, comment = the
-        AL blocked-card message) and sets ``borrowers.debarred``; the 24 shows the patron as
-        now restricted. An unknown patron gets a well-formed 24 with AF "Invalid cardnumber"
-        (Koha crashes). Language ``000``; AO echoed.
+        Stores a restriction (``borrower_debarments`` type ``MANUAL``, no expiry, comment = the
+        AL blocked-card message, made by the SIP login's staff patron) and sets
+        ``borrowers.debarred``; the 24 shows the patron as now restricted. An unknown patron
+        gets a well-formed 24 with AF "Invalid cardnumber" (Koha crashes).
+        Language ``000``; AO echoed.
         """
         patron = ils_patrons.find_patron(txn, _patron_id(msg), lock=True)
         if patron is not None:
             ils_patrons.add_sip_restriction(
-                txn, patron["borrowernumber"], msg.get("AL"), ctx.now_sql
+                txn, ctx.circ(txn), patron["borrowernumber"], msg.get("AL")
             )
             ctx.log.append(f"patron {patron['cardnumber']} blocked by the self-check")
             patron = ils_patrons.find_patron(txn, patron["cardnumber"] or patron["userid"])
@@ -249,11 +250,11 @@ class PatronHandlers:
 
         has_password = "AD" in msg
         if not has_password or ctx.password_ok is True:
-            lifted = ils_patrons.lift_sip_restrictions(txn, patron["borrowernumber"])
+            lifted = ils_patrons.lift_sip_restrictions(txn, ctx.circ(txn), patron["borrowernumber"])
             if lifted:
                 ctx.log.append(f"patron {patron['cardnumber']} enabled by the self-check")
                 patron = ils_patrons.find_patron(txn, patron["cardnumber"] or patron["userid"])
-        state = ils_patrons.patron_state(txn, patron, ctx)
+        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
         response.fixed(state.status_string, "000", timestamp(ctx.now))
         response.add("AA", patron["cardnumber"] or patron["userid"] or "")
         response.add("AE", fields.patron_name(ctx, patron))

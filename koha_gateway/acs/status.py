@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from koha_gateway.ils.context import staff_borrowernumber
 from koha_gateway.sip2.codec import Message, Response, sip_bool, timestamp
 
 __all__ = ["StatusHandlers", "supported_messages"]
@@ -82,8 +83,7 @@ class StatusHandlers:
         # off-line 98 when this transaction fails. Koha dies when the SIP user has no
         # borrowers row; here the request is answered and the problem logged.
         userid = ctx.staff_userid or getattr(ctx.account, "id", None)
-        staff = txn.one("SELECT borrowernumber FROM borrowers WHERE userid = ?", (userid,))
-        if staff is None:
+        if staff_borrowernumber(txn, userid) is None:
             ctx.log.append(f"SIP account {userid!r} has no patron record with that userid")
         version = requested_version(msg.fixed.get("protocol_version"))
         ctx.protocol_version = version

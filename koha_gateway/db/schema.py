@@ -491,6 +491,21 @@ _V3_NEW_TABLES = (
         time {datetime} NOT NULL
     )""",
     "CREATE INDEX zebraqueue_lookup ON zebraqueue (server, biblio_auth_number, operation, done)",
+    # Koha's task queue: an Elasticsearch index update is queued here when SearchEngine says so.
+    """CREATE TABLE background_jobs (
+        id {pk},
+        status {text},
+        progress INTEGER,
+        size INTEGER,
+        borrowernumber INTEGER,
+        type {text},
+        queue {text} NOT NULL DEFAULT 'default',
+        data {text},
+        context {text},
+        enqueued_on {datetime},
+        started_on {datetime},
+        ended_on {datetime}
+    )""",
 )
 
 # Columns of Koha that version 3 adds: ALTER TABLE ... ADD COLUMN on both engines.

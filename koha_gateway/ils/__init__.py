@@ -1,9 +1,11 @@
 """Koha's library rules over the Koha-shaped schema.
 
 Every function in this package takes one open transaction (``txn``, see
-:mod:`koha_gateway.db.engine`) and plain values. Nothing here imports Twisted or reads the clock:
-the caller passes ``now`` / ``today`` (or a ``RequestContext`` whose ``now`` was fixed when the
-request arrived), so a whole request is judged at one instant and tests are repeatable.
+:mod:`koha_gateway.db.engine`), and where it decides or writes circulation, a frozen
+:class:`~koha_gateway.ils.context.CircContext` (library, instant, preferences, staff patron,
+account options), then plain values. Nothing here imports Twisted, reads the clock or knows the
+ACS's request objects: the caller fixes ``now`` when the request arrives, so a whole request is
+judged at one instant and tests are repeatable.
 
 The helpers below read ``<login>`` options of SIPconfig.xml the way Koha does (Perl
 truthiness), whatever shape the configuration layer gives them (``str``, ``bool``, ``int`` or

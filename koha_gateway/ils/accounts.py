@@ -4,8 +4,12 @@ Koha's ``accountlines`` model (``Koha::Account``): a debit has a ``debit_type_co
 (``OVERDUE``, ``RENT``, ``LOST``, ``MANUAL``...) and a positive ``amount``; a credit has a
 ``credit_type_code`` (``PAYMENT``, ``WRITEOFF``) and a negative ``amount``. ``amountoutstanding``
 is what is still owed on a debit, or what is still unspent on a credit (negative). The balance
-of a patron is the sum of ``amountoutstanding`` over all lines. ``account_offsets`` records how a
-credit was created (``CREATE``) and applied to debits (``APPLY``).
+of a patron is the sum of ``amountoutstanding`` over all lines. ``account_offsets`` records, as
+Koha 21.11 and later do, how every line was created (``CREATE``, +amount, for debits and credits
+alike), how a credit was applied to debits (``APPLY``, minus the amount cancelled) and how an
+accruing overdue fine changed (``OVERDUE_INCREASE`` / ``OVERDUE_DECREASE``, the signed
+difference). Applying a credit leaves the debit's ``status`` as it is. With FinesLog every new
+line and every fine update is logged (``action_logs`` module ``FINES``).
 
 Amounts are rounded to cents when written (``round_money``); comparisons are done in cents.
 """
@@ -17,15 +21,20 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from koha_gateway.ils import round_money
-from koha_gateway.ils.circulation import write_statistic
+from koha_gateway.ils.circulation import log_action, perl_dump, wants_log, write_statistic
 
 __all__ = [
     "PaymentOutcome",
+    "add_credit",
     "add_debit",
+    "adjust_overdue",
+    "apply_credit",
     "balance",
+    "fix_overdues_on_return",
     "outstanding_debits",
     "parse_amount",
     "pay",
+    "update_fine",
 ]
 
 _AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?|[0-9]*\.[0-9]+")
@@ -70,48 +79,234 @@ def outstanding_debits(txn, borrowernumber: int, *, lock: bool = False) -> list[
     sql = (
         "SELECT accountlines_id, borrowernumber, itemnumber, date, amount, amountoutstanding, "
         "description, debit_type_code, status FROM accountlines WHERE borrowernumber = ? "
-        "AND debit_type_code IS NOT NULL AND amountoutstanding > 0 "
-        "ORDER BY date, accountlines_id"
+        "AND debit_type_code IS NOT NULL AND amount > 0 AND amountoutstanding > 0 "
+        "ORDER BY accountlines_id"
     )
     if lock:
         sql += txn.for_update
     return [dict(row) for row in txn.query(sql, (borrowernumber,))]
 
 
+def _offset(txn, ctx, *, credit_id, debit_id, kind: str, amount_cents: int) -> None:
+    txn.execute(
+        "INSERT INTO account_offsets (credit_id, debit_id, type, amount, created_on) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (credit_id, debit_id, kind, amount_cents / 100, ctx.now_sql),
+    )
+
+
 def add_debit(
     txn,
+    ctx,
     *,
     borrowernumber: int,
     amount: float,
     debit_type: str,
-    description: str,
-    now: str,
-    branchcode: str | None,
+    description: str = "",
+    note: str = "",
+    user_id: int | None = None,
+    library_id: str | None = None,
     itemnumber: int | None = None,
     issue_id: int | None = None,
-    status: str | None = None,
 ) -> int:
-    """Charge the patron (Koha's ``Koha::Account->add_debit``); returns the accountline id."""
-    amount = round_money(amount)
-    return txn.insert(
+    """Charge the patron (Koha's ``Koha::Account->add_debit``); returns the accountline id.
+
+    The line gets ``amount`` = ``amountoutstanding`` = +amount, ``status`` ``UNRETURNED`` for
+    an ``OVERDUE`` (NULL otherwise), ``interface`` the context's, ``manager_id`` ``user_id``
+    and ``branchcode`` ``library_id`` (Koha passes them for rental charges, not for overdue
+    fines); then a ``CREATE`` offset of +amount and, with FinesLog, a ``FINES``/``CREATE`` log.
+    """
+    cents = _cents(amount)
+    value = cents / 100
+    line_id = txn.insert(
         "INSERT INTO accountlines (borrowernumber, itemnumber, issue_id, date, amount, "
-        "amountoutstanding, description, debit_type_code, status, interface, branchcode) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "amountoutstanding, description, debit_type_code, status, interface, branchcode, "
+        "manager_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             borrowernumber,
             itemnumber,
             issue_id,
-            now,
-            amount,
-            amount,
-            description,
+            ctx.now_sql,
+            value,
+            value,
+            description or "",
             debit_type,
-            status,
-            "sip",
-            branchcode,
+            "UNRETURNED" if debit_type == "OVERDUE" else None,
+            ctx.interface,
+            library_id,
+            user_id,
+            note or "",
         ),
         pk="accountlines_id",
     )
+    _offset(txn, ctx, credit_id=None, debit_id=line_id, kind="CREATE", amount_cents=cents)
+    if wants_log(ctx, "FinesLog"):
+        info = {
+            "action": f"create_{debit_type}",
+            "borrowernumber": borrowernumber,
+            "amount": value,
+            "description": description or "",
+            "amountoutstanding": value,
+            "debit_type_code": debit_type,
+            "note": note or "",
+            "itemnumber": itemnumber,
+            "manager_id": user_id,
+        }
+        log_action(txn, ctx, "FINES", "CREATE", borrowernumber, perl_dump(info))
+    return line_id
+
+
+def add_credit(
+    txn,
+    ctx,
+    *,
+    borrowernumber: int,
+    amount: float,
+    credit_type: str,
+    payment_type: str | None = None,
+    description: str = "",
+    user_id: int | None = None,
+    library_id: str | None = None,
+    itemnumber: int | None = None,
+    register_id: int | None = None,
+) -> int:
+    """A credit (Koha's ``Koha::Account->add_credit``): ``amount`` = ``amountoutstanding`` =
+    -amount, a ``CREATE`` offset of +amount, a ``payment``/``writeoff`` statistics row with
+    the negative amount for those types, and the FinesLog row. Returns the line id."""
+    cents = _cents(amount)
+    line_id = txn.insert(
+        "INSERT INTO accountlines (borrowernumber, itemnumber, date, amount, "
+        "amountoutstanding, description, credit_type_code, payment_type, interface, "
+        "branchcode, register_id, manager_id, note) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            borrowernumber,
+            itemnumber,
+            ctx.now_sql,
+            -cents / 100,
+            -cents / 100,
+            description or "",
+            credit_type,
+            payment_type,
+            ctx.interface,
+            library_id,
+            register_id,
+            user_id,
+            "",
+        ),
+        pk="accountlines_id",
+    )
+    _offset(txn, ctx, credit_id=line_id, debit_id=None, kind="CREATE", amount_cents=cents)
+    if credit_type in ("PAYMENT", "WRITEOFF"):
+        write_statistic(
+            txn,
+            ctx,
+            credit_type.lower(),
+            branch=library_id,
+            patron={"borrowernumber": borrowernumber},
+            value=-cents / 100,
+        )
+    if wants_log(ctx, "FinesLog"):
+        info = {
+            "action": f"create_{credit_type}",
+            "borrowernumber": borrowernumber,
+            "amount": -cents / 100,
+            "description": description or "",
+            "amountoutstanding": -cents / 100,
+            "credit_type_code": credit_type,
+            "payment_type": payment_type,
+            "note": "",
+            "itemnumber": itemnumber,
+            "manager_id": user_id,
+            "branchcode": library_id,
+        }
+        log_action(txn, ctx, "FINES", "CREATE", borrowernumber, perl_dump(info))
+    return line_id
+
+
+def apply_credit(txn, ctx, credit_id: int, credit_cents: int, debits: list[dict]) -> int:
+    """Apply an unspent credit of ``credit_cents`` to ``debits`` in order (Koha's
+    ``Koha::Account::Line->apply``): each gets an ``APPLY`` offset of minus what it cancels
+    and its ``amountoutstanding`` goes down; the debit's ``status`` is left as it is. Returns
+    the cents left; the credit's ``amountoutstanding`` is updated."""
+    remaining = credit_cents
+    for debit in debits:
+        if remaining <= 0:
+            break
+        outstanding = _cents(debit["amountoutstanding"])
+        part = min(outstanding, remaining)
+        if part <= 0:
+            continue
+        remaining -= part
+        debit["amountoutstanding"] = (outstanding - part) / 100
+        txn.execute(
+            "UPDATE accountlines SET amountoutstanding = ? WHERE accountlines_id = ?",
+            ((outstanding - part) / 100, debit["accountlines_id"]),
+        )
+        _offset(
+            txn,
+            ctx,
+            credit_id=credit_id,
+            debit_id=debit["accountlines_id"],
+            kind="APPLY",
+            amount_cents=-part,
+        )
+    txn.execute(
+        "UPDATE accountlines SET amountoutstanding = ? WHERE accountlines_id = ?",
+        (-remaining / 100, credit_id),
+    )
+    return remaining
+
+
+def adjust_overdue(txn, ctx, line: dict, amount: float) -> None:
+    """Change the amount of an accruing (``UNRETURNED``) overdue fine (Koha's
+    ``Koha::Account::Line->adjust`` with type ``overdue_update``): an ``OVERDUE_INCREASE`` or
+    ``OVERDUE_DECREASE`` offset of the signed difference; what was paid beyond the new amount
+    becomes an ``OVERPAYMENT`` credit; FinesLog ``FINES``/``UPDATE``."""
+    old = _cents(line["amount"])
+    new = _cents(amount)
+    difference = new - old
+    if difference == 0:
+        return
+    outstanding = _cents(line["amountoutstanding"]) + difference
+    overpaid = 0
+    if outstanding < 0:
+        overpaid, outstanding = -outstanding, 0
+    txn.execute(
+        "UPDATE accountlines SET date = ?, amount = ?, amountoutstanding = ? "
+        "WHERE accountlines_id = ?",
+        (ctx.now_sql, new / 100, outstanding / 100, line["accountlines_id"]),
+    )
+    kind = "OVERDUE_INCREASE" if difference > 0 else "OVERDUE_DECREASE"
+    _offset(
+        txn,
+        ctx,
+        credit_id=None,
+        debit_id=line["accountlines_id"],
+        kind=kind,
+        amount_cents=difference,
+    )
+    if overpaid:
+        add_credit(
+            txn,
+            ctx,
+            borrowernumber=line["borrowernumber"],
+            amount=overpaid / 100,
+            credit_type="OVERPAYMENT",
+            itemnumber=line.get("itemnumber"),
+        )
+    if wants_log(ctx, "FinesLog"):
+        info = {
+            "action": "overdue_update",
+            "borrowernumber": line["borrowernumber"],
+            "amount": new / 100,
+            "amount_before": old / 100,
+            "amountoutstanding": outstanding / 100,
+            "accountlines_id": line["accountlines_id"],
+            "itemnumber": line.get("itemnumber"),
+            "manager_id": None,
+        }
+        log_action(txn, ctx, "FINES", "UPDATE", line["borrowernumber"], perl_dump(info))
 
 
 @dataclass
@@ -127,6 +322,7 @@ class PaymentOutcome:
 
 def pay(
     txn,
+    ctx,
     *,
     borrowernumber: int,
     amount: float,
@@ -134,111 +330,133 @@ def pay(
     writeoff: bool,
     fee_id: str | None,
     disallow_overpayment: bool,
-    now: str,
-    branchcode: str | None,
-    register_id: int | None = None,
 ) -> PaymentOutcome:
     """Record a payment or write-off (3M SIP2 2.00, Fee Paid (37); Koha's
-    ``Koha::Account->pay``).
+    ``Koha::Account->pay`` as ``C4::SIP::ILS::Transaction::FeePayment`` calls it).
 
     The credit line gets ``credit_type_code`` ``PAYMENT`` (or ``WRITEOFF``), ``payment_type``
-    ``SIP`` + the two-character SIP payment type and ``interface`` ``sip``. It is applied to the
-    accountline ``fee_id`` (CG) only when given, else to the debts oldest first. With
-    ``disallow_overpayment`` a payment larger than what it pays for is refused; otherwise the
-    rest stays on the account as a credit (negative ``amountoutstanding``). A write-off only
-    cancels debts: it never leaves a credit. A ``payment`` (or ``writeoff``) row is added to
-    ``statistics``.
+    ``SIP`` + the two-character SIP payment type, ``manager_id`` the staff patron,
+    ``branchcode`` NULL (Koha's SIP passes no library) and the account's ``register_id``
+    (:func:`add_credit`). It is applied to the accountline ``fee_id`` (CG) first when given,
+    then to every outstanding debit oldest first, as Koha's ``pay`` does. With
+    ``disallow_overpayment`` a payment larger than what the patron owes is refused; otherwise
+    the rest stays on the account as a credit (negative ``amountoutstanding``). A write-off
+    only cancels debts: it never leaves a credit (Koha would leave one).
     """
     cents = _cents(amount)
     if cents <= 0:
         return PaymentOutcome(False, "Invalid fee amount.")
+    debits = outstanding_debits(txn, borrowernumber, lock=True)
+    owed = _cents(balance(txn, borrowernumber))
     if fee_id is not None and fee_id.strip() != "":
         try:
             wanted = int(fee_id.strip())
         except ValueError:
             return PaymentOutcome(False, "Invalid fee identifier.")
-        debits = [
-            row
-            for row in outstanding_debits(txn, borrowernumber, lock=True)
-            if row["accountlines_id"] == wanted
-        ]
-        if not debits:
+        first = [row for row in debits if row["accountlines_id"] == wanted]
+        if not first:
             return PaymentOutcome(False, "Invalid fee identifier.")
-        owed = _cents(debits[0]["amountoutstanding"])
-    else:
-        debits = outstanding_debits(txn, borrowernumber, lock=True)
-        owed = _cents(balance(txn, borrowernumber))
+        debits = first + [row for row in debits if row["accountlines_id"] != wanted]
+        if writeoff:
+            owed = _cents(first[0]["amountoutstanding"])
     if (disallow_overpayment or writeoff) and cents > owed:
         message = "Write-off exceeds the amount owed." if writeoff else None
         return PaymentOutcome(False, message)
     credit_type = "WRITEOFF" if writeoff else "PAYMENT"
-    credit_id = txn.insert(
-        "INSERT INTO accountlines (borrowernumber, date, amount, amountoutstanding, "
-        "description, credit_type_code, payment_type, interface, branchcode, register_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            borrowernumber,
-            now,
-            -cents / 100,
-            -cents / 100,
-            "",
-            credit_type,
-            "SIP" + (sip_payment_type or "00"),
-            "sip",
-            branchcode,
-            register_id,
-        ),
-        pk="accountlines_id",
-    )
-    txn.execute(
-        "INSERT INTO account_offsets (credit_id, debit_id, type, amount, created_on) "
-        "VALUES (?, NULL, 'CREATE', ?, ?)",
-        (credit_id, -cents / 100, now),
-    )
-    remaining = cents
-    applied: list[tuple[int, float]] = []
-    for debit in debits:
-        if remaining <= 0:
-            break
-        outstanding = _cents(debit["amountoutstanding"])
-        part = min(outstanding, remaining)
-        if part <= 0:
-            continue
-        remaining -= part
-        txn.execute(
-            "UPDATE accountlines SET amountoutstanding = ?, status = ? WHERE accountlines_id = ?",
-            (
-                (outstanding - part) / 100,
-                _paid_status(debit, outstanding - part, writeoff),
-                debit["accountlines_id"],
-            ),
-        )
-        txn.execute(
-            "INSERT INTO account_offsets (credit_id, debit_id, type, amount, created_on) "
-            "VALUES (?, ?, 'APPLY', ?, ?)",
-            (credit_id, debit["accountlines_id"], -part / 100, now),
-        )
-        applied.append((debit["accountlines_id"], part / 100))
-    txn.execute(
-        "UPDATE accountlines SET amountoutstanding = ? WHERE accountlines_id = ?",
-        (-remaining / 100, credit_id),
-    )
-    write_statistic(
+    credit_id = add_credit(
         txn,
-        now=now,
-        kind="writeoff" if writeoff else "payment",
-        branch=branchcode,
+        ctx,
         borrowernumber=borrowernumber,
-        value=cents / 100,
+        amount=cents / 100,
+        credit_type=credit_type,
+        payment_type="SIP" + (sip_payment_type or "00"),
+        user_id=ctx.staff_borrowernumber,
+        library_id=None,
+        register_id=ctx.options.register_id,
     )
+    before = {row["accountlines_id"]: _cents(row["amountoutstanding"]) for row in debits}
+    remaining = apply_credit(txn, ctx, credit_id, cents, debits)
+    applied = []
+    for row in debits:
+        paid = before[row["accountlines_id"]] - _cents(row["amountoutstanding"])
+        if paid:
+            applied.append((row["accountlines_id"], paid / 100))
     return PaymentOutcome(True, None, credit_id, applied, remaining / 100)
 
 
-def _paid_status(debit: dict, left_cents: int, writeoff: bool) -> str | None:
-    """Koha marks a settled debit ``PAID`` (or ``WRITTENOFF``); an overdue fine that is still
-    accruing keeps its status until it is returned."""
-    if left_cents > 0:
-        return debit.get("status")
-    if debit.get("debit_type_code") == "OVERDUE" and debit.get("status") == "UNRETURNED":
-        return "UNRETURNED"
-    return "WRITTENOFF" if writeoff else "PAID"
+# --- overdue fines (C4::Overdues::UpdateFine, C4::Circulation::_FixOverduesOnReturn) --------
+
+
+def _accruing_fine(txn, loan: dict) -> dict | None:
+    return txn.one(
+        "SELECT accountlines_id, borrowernumber, itemnumber, amount, amountoutstanding "
+        "FROM accountlines WHERE borrowernumber = ? AND itemnumber = ? "
+        "AND debit_type_code = 'OVERDUE' AND status = 'UNRETURNED' "
+        "ORDER BY accountlines_id" + txn.for_update,
+        (loan["borrowernumber"], loan["itemnumber"]),
+    )
+
+
+def update_fine(
+    txn, ctx, *, loan: dict, item: dict, amount: float, backdated: bool, description: str = ""
+) -> float | None:
+    """Koha's ``UpdateFine`` for one loan: the accruing (``UNRETURNED``) ``OVERDUE`` line of
+    the loan is adjusted to ``amount`` (:func:`adjust_overdue`), or a new one is charged when
+    ``amount`` > 0 (:func:`add_debit`: no manager, no library, as Koha's fine code passes
+    none). ``amount`` 0 only adjusts an existing line, and only for a ``backdated`` return.
+    Returns what this added to the patron's debt (``None`` when nothing)."""
+    line = _accruing_fine(txn, loan)
+    if line is not None:
+        if amount <= 0 and not backdated:
+            return None
+        before = _cents(line["amount"])
+        adjust_overdue(txn, ctx, dict(line), amount)
+        added = _cents(amount) - before
+        return added / 100 if added > 0 else None
+    if amount <= 0:
+        return None
+    add_debit(
+        txn,
+        ctx,
+        borrowernumber=loan["borrowernumber"],
+        amount=amount,
+        debit_type="OVERDUE",
+        description=description,
+        itemnumber=item["itemnumber"],
+        issue_id=loan["issue_id"],
+    )
+    return round_money(amount)
+
+
+def fix_overdues_on_return(txn, loan: dict, status: str) -> None:
+    """Koha's ``_FixOverduesOnReturn``: the loan's accruing ``OVERDUE`` line gets ``status``
+    (``RETURNED`` on checkin, ``RENEWED`` on renewal), or is deleted with its offsets when its
+    amount is 0 and nothing was paid on it."""
+    line = _accruing_fine(txn, loan)
+    if line is None:
+        return
+    if _cents(line["amount"]) == 0:
+        paid = txn.scalar(
+            "SELECT COUNT(*) FROM account_offsets WHERE debit_id = ? AND type = 'APPLY'",
+            (line["accountlines_id"],),
+        )
+        if not int(paid or 0):
+            txn.execute(
+                "DELETE FROM account_offsets WHERE debit_id = ?", (line["accountlines_id"],)
+            )
+            txn.execute(
+                "DELETE FROM accountlines WHERE accountlines_id = ?", (line["accountlines_id"],)
+            )
+            return
+    txn.execute(
+        "UPDATE accountlines SET status = ? WHERE accountlines_id = ?",
+        (status, line["accountlines_id"]),
+    )
+
+
+def active_currency(txn) -> dict | None:
+    """The active currency (``currency``, ``isocode``), or ``None`` when none is active."""
+    row = txn.one(
+        "SELECT currency, isocode FROM currency WHERE active = 1 ORDER BY currency LIMIT 1"
+    )
+    return None if row is None else dict(row)

@@ -29,23 +29,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from koha_gateway.ils import account_option, perl_true, round_money
-from koha_gateway.ils.accounts import add_debit
+from koha_gateway.ils import round_money
+from koha_gateway.ils.accounts import fix_overdues_on_return, update_fine
 from koha_gateway.ils.circulation import (
     as_datetime,
     circ_control_branch,
     format_sql_datetime,
+    index_biblio,
+    log_action,
     mark_issue_returned,
+    wants_log,
     write_statistic,
 )
+from koha_gateway.ils.context import CircContext
 from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
 from koha_gateway.ils.items import current_loan, item_attribute, open_transfer
+from koha_gateway.ils.patrons import update_lastseen
 from koha_gateway.ils.rules import rule_float, rule_int
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
     "CheckinOutcome",
     "checkin",
+    "fine_rules_branch",
     "overdue_fine",
     "parse_sort_bin_rules",
     "sort_bin",
@@ -122,52 +128,11 @@ def overdue_fine(
     return round_money(amount)
 
 
-def _charge_overdue(
-    txn,
-    *,
-    loan: dict,
-    item: dict,
-    patron: dict,
-    amount: float,
-    now_sql: str,
-    branch: str,
-    dateformat: str,
-) -> float | None:
-    """Charge or finalise the overdue fine of ``loan``; returns what was newly charged."""
-    accruing = txn.one(
-        "SELECT accountlines_id, amount, amountoutstanding FROM accountlines "
-        "WHERE issue_id = ? AND debit_type_code = 'OVERDUE' AND status = 'UNRETURNED'"
-        + txn.for_update,
-        (loan["issue_id"],),
-    )
-    if accruing is not None:
-        old_amount = round_money(accruing["amount"])
-        new_amount = max(old_amount, amount)
-        outstanding = round_money(float(accruing["amountoutstanding"]) + new_amount - old_amount)
-        txn.execute(
-            "UPDATE accountlines SET amount = ?, amountoutstanding = ?, status = 'RETURNED' "
-            "WHERE accountlines_id = ?",
-            (new_amount, outstanding, accruing["accountlines_id"]),
-        )
-        return round_money(new_amount - old_amount) or None
-    if amount <= 0:
-        return None
+def _fine_description(item: dict, loan: dict, dateformat: str) -> str:
+    """The overdue fine's description (Koha's OVERDUE_FINE_DESC notice: title and due date)."""
     title = item.get("title") or ""
     due = as_datetime(loan["date_due"])
-    description = f"{title} {format_date(due, dateformat)} {due.strftime('%H:%M')}".strip()
-    add_debit(
-        txn,
-        borrowernumber=patron["borrowernumber"],
-        amount=amount,
-        debit_type="OVERDUE",
-        description=description,
-        now=now_sql,
-        branchcode=branch,
-        itemnumber=item["itemnumber"],
-        issue_id=loan["issue_id"],
-        status="RETURNED",
-    )
-    return amount
+    return f"{title} {format_date(due, dateformat)} {due.strftime('%H:%M')}".strip()
 
 
 # --- sort bins -------------------------------------------------------------------------------
@@ -303,30 +268,36 @@ def _future_holds_days(sysprefs: Any) -> int:
 
 def checkin(
     txn,
+    ctx: CircContext,
     *,
     item: dict,
-    branch: str,
-    now: datetime,
-    sysprefs: Any,
-    account: Any = None,
+    branch: str | None = None,
     return_date: datetime | None = None,
 ) -> CheckinOutcome:
     """Return ``item`` (the locked :func:`~koha_gateway.ils.items.find_item` row) at ``branch``
-    (3M SIP2 2.00, Checkin (09)); see the module docstring for the order of decisions.
+    (the session's library when not given) (3M SIP2 2.00, Checkin (09)); see the module
+    docstring for the order of decisions.
 
     ``return_date`` is the return-date fixed field when the SC sent one (the fine is computed
-    for that instant); ``now`` is the request's instant.
+    for that instant, and the return is stored with it); ``ctx.now`` is the request's instant.
+
+    Written as Koha's ``AddReturn`` writes it: the loan moves to ``old_issues`` (same
+    ``issue_id``, ``returndate``); the item is no longer on loan, is held here, seen now and
+    found if it was lost (``itemlost_on`` cleared); an overdue fine is charged or its
+    accruing line updated, then marked ``RETURNED``; a ``return`` statistic (``localuse``
+    with RecordLocalUseOnReturn for an item that was not on loan), the RETURN log (ReturnLog,
+    when there was a patron), ``lastseen`` (``check_in``) and one index request.
     """
-    local = now.replace(tzinfo=None, microsecond=0)
-    now_sql = format_sql_datetime(local)
-    today = local.strftime("%Y-%m-%d")
+    branch = branch or ctx.branch
+    sysprefs, account = ctx.sysprefs, ctx.options
+    local, now_sql, today = ctx.now, ctx.now_sql, ctx.today
     returned_at = (return_date or local).replace(tzinfo=None, microsecond=0)
     flag = sysprefs.flag if sysprefs is not None else (lambda _name: False)
     loan = current_loan(txn, item["itemnumber"])
     borrower = None
     if loan is not None:
-        # Not locked: checkouts lock the patron before the item, so locking the patron after
-        # the item here could deadlock with them; the fine is a new row in any case.
+        # Not locked here: the foreign-key checks of old_issues and accountlines lock it
+        # (shared) after the item, the order every circulation request follows.
         borrower = txn.one(
             "SELECT * FROM borrowers WHERE borrowernumber = ?", (loan["borrowernumber"],)
         )
@@ -344,7 +315,7 @@ def checkin(
         return refused("Checkin failed: data problem", ALERT_DATA_PROBLEM)
     # Koha's AddReturn (and holds_block_checkin) look ConfirmFutureHolds days ahead.
     lookahead = _future_holds_days(sysprefs)
-    if perl_true(account_option(account, "holds_block_checkin")):
+    if account.holds_block_checkin:
         waiting = holds_for_item(txn, item, today, lookahead_days=lookahead)
         if waiting:
             outcome = refused("Item is on hold, please return to circulation desk", ALERT_OTHER)
@@ -365,56 +336,65 @@ def checkin(
     dateformat = (sysprefs.get("dateformat", "iso") if sysprefs is not None else "iso") or "iso"
 
     # The return itself.
+    statistic = "return"
     if loan is not None:
         mark_issue_returned(txn, loan, format_sql_datetime(returned_at))
         outcome.returned = True
-        if (sysprefs.get("finesMode", "production") if sysprefs is not None else "") == (
-            "production"
-        ) and borrower is not None:
-            rules_branch = _fine_rules_branch(sysprefs, loan, borrower, item)
+        fines_on = (ctx.pref("finesMode", "production") or "") == "production" and (
+            ctx.flag("CalculateFinesOnReturn", True)
+            or (return_date is not None and ctx.flag("CalculateFinesOnBackdate", True))
+        )
+        if fines_on and borrower is not None and not was_lost:
             amount = overdue_fine(
                 txn,
                 loan=loan,
                 item=item,
                 patron=borrower,
                 returned_at=returned_at,
-                rules_branch=rules_branch,
+                rules_branch=fine_rules_branch(sysprefs, loan, borrower, item),
             )
-            outcome.fine = _charge_overdue(
+            outcome.fine = update_fine(
                 txn,
+                ctx,
                 loan=loan,
                 item=item,
-                patron=borrower,
                 amount=amount,
-                now_sql=now_sql,
-                branch=branch,
-                dateformat=dateformat,
+                backdated=return_date is not None,
+                description=_fine_description(item, loan, dateformat),
             )
-        write_statistic(
-            txn,
-            now=now_sql,
-            kind="return",
-            branch=branch,
-            item=item,
-            borrowernumber=loan["borrowernumber"],
-        )
     else:
         outcome.not_issued = True
         outcome.ok = False
         outcome.messages.append("NotIssued")
         if flag("RecordLocalUseOnReturn"):
-            write_statistic(txn, now=now_sql, kind="localuse", branch=branch, item=item)
+            statistic = "localuse"
             outcome.messages.append("LocalUse")
+    # Koha's Koha::Item->store clears itemlost_on only when itemlost changes to false: decided
+    # here from the locked row, so the statement does not depend on the engine's order of
+    # evaluating assignments (MariaDB's is left to right).
+    found = ", itemlost = 0, itemlost_on = NULL" if was_lost else ""
     txn.execute(
-        # itemlost_on before itemlost: MariaDB assigns left to right, reading the new values.
-        "UPDATE items SET onloan = NULL, holdingbranch = ?, datelastseen = ?, "
-        "itemlost_on = CASE WHEN itemlost = 0 THEN itemlost_on ELSE NULL END, itemlost = 0 "
+        f"UPDATE items SET onloan = NULL, holdingbranch = ?, datelastseen = ?{found} "
         "WHERE itemnumber = ?",
         (branch, now_sql, item["itemnumber"]),
     )
     if was_lost:
         outcome.messages.append("WasLost")
     item = dict(item, onloan=None, holdingbranch=branch, itemlost=0, datelastseen=now_sql)
+    if loan is not None:
+        fix_overdues_on_return(txn, loan, "RETURNED")
+    write_statistic(txn, ctx, statistic, branch=branch, item=item, patron=borrower, value=0)
+    if borrower is not None:
+        if wants_log(ctx, "ReturnLog"):
+            log_action(
+                txn,
+                ctx,
+                "CIRCULATION",
+                "RETURN",
+                borrower["borrowernumber"],
+                str(item["itemnumber"]),
+            )
+        update_lastseen(txn, ctx, borrower, "check_in")
 
     # Holds.
     holds = holds_for_item(txn, item, today, lock=True, lookahead_days=lookahead)
@@ -425,17 +405,9 @@ def checkin(
         outcome.alert_type = ALERT_HOLD_HERE if here else ALERT_HOLD_ELSEWHERE
         outcome.destination = hold["branchcode"]
         outcome.messages.append("ResFound")
-        if perl_true(account_option(account, "holds_get_captured", True)):
+        if account.holds_get_captured:
             delay = int(sysprefs.number("ReservesMaxPickUpDelay", 7)) if sysprefs else 7
-            found = capture_hold(
-                txn,
-                hold,
-                item,
-                branch=branch,
-                today=today,
-                now=now_sql,
-                pickup_delay_days=delay,
-            )
+            found = capture_hold(txn, ctx, hold, item, branch=branch, pickup_delay_days=delay)
             hold = dict(hold, found=found, itemnumber=item["itemnumber"])
         outcome.hold = _hold_with_patron(txn, hold)
     elif transfer is not None and transfer["tobranch"] == branch:
@@ -459,19 +431,21 @@ def checkin(
         if flag("AutomaticItemReturn"):
             start_transfer(
                 txn,
+                ctx,
                 item,
                 frombranch=branch,
                 tobranch=item["homebranch"],
                 reason="ReturnToHome",
-                now=now_sql,
             )
             outcome.messages.append("WasTransfered")
         else:
             outcome.messages.append("NeedsTransfer")
 
+    index_biblio(txn, ctx, item.get("biblionumber"))
+
     # Sort bin.
     rules = parse_sort_bin_rules(
-        account_option(account, "sort_bin_mappings", ()),
+        account.sort_bin_mappings,
         sysprefs.get("SIP2SortBinMapping", "") if sysprefs is not None else "",
     )
     if rules:
@@ -482,7 +456,7 @@ def checkin(
     if "NeedsTransfer" in outcome.messages:
         notices.append(f"This item must still be transferred to {item['homebranch']} branch.")
     if outcome.not_issued:
-        if not perl_true(account_option(account, "checked_in_ok")):
+        if not account.checked_in_ok:
             outcome.message = "Item not checked out"
     else:
         outcome.message = _success_message(txn, account, sysprefs, item, borrower)
@@ -491,7 +465,7 @@ def checkin(
     return outcome
 
 
-def _fine_rules_branch(sysprefs: Any, loan: dict, borrower: dict, item: dict) -> str:
+def fine_rules_branch(sysprefs: Any, loan: dict, borrower: dict, item: dict) -> str:
     """The branch whose fine rules apply: ``CircControl`` with the loan's library standing in
     for ``PickupLibrary`` (Koha's ``_CalculateAndUpdateFine``)."""
     return circ_control_branch(
@@ -505,7 +479,7 @@ def _fine_rules_branch(sysprefs: Any, loan: dict, borrower: dict, item: dict) ->
 def _success_message(txn, account: Any, sysprefs: Any, item: dict, borrower: dict | None):
     """``show_checkin_message`` and ``show_outstanding_amount`` texts of a successful return."""
     parts = []
-    if perl_true(account_option(account, "show_checkin_message")):
+    if account.show_checkin_message:
         if sysprefs is not None and sysprefs.flag("UseLocationAsAQInSIP"):
             where = item.get("permanent_location") or ""
         else:
@@ -517,7 +491,7 @@ def _success_message(txn, account: Any, sysprefs: Any, item: dict, borrower: dic
                 or ""
             )
         parts.append(f"Item checked-in: {where} - {item.get('location') or ''}.")
-    if borrower is not None and perl_true(account_option(account, "show_outstanding_amount")):
+    if borrower is not None and account.show_outstanding_amount:
         owed = txn.scalar(
             "SELECT SUM(amountoutstanding) AS owed FROM accountlines WHERE borrowernumber = ? "
             "AND itemnumber = ? AND debit_type_code = 'OVERDUE' AND amountoutstanding > 0",

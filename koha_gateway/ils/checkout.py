@@ -6,12 +6,14 @@ decision order and screen messages of Koha's ``C4::SIP::ILS::Transaction::Checko
 ``Renew`` (koha-sip-and-ldap.md sections 4.5, 4.9, 4.10).
 
 Concurrency: the caller looks the item and patron up with ``lock=True`` (``SELECT ... FOR
-UPDATE`` on PostgreSQL; SQLite write transactions hold the database lock), and ``issues`` has a
-UNIQUE key on ``itemnumber``: when two kiosks check the same item out at the same moment, one
-insert fails, that checkout is answered "Item checked out to another patron" and nothing of it
-is written. Every circulation request takes its row locks in the same order -- patron, item,
-the item's holds, its title -- so that concurrent requests wait for each other but never
-deadlock.
+UPDATE`` on PostgreSQL and MariaDB; SQLite write transactions hold the database lock), and
+``issues`` has a UNIQUE key on ``itemnumber``: when two kiosks check the same item out at the
+same moment, one insert fails, that checkout is answered "Item checked out to another patron"
+and nothing of it is written. Every circulation request takes its row locks in the same order
+-- the item(s), the patron, the item's holds, its title -- so that concurrent requests wait for
+each other but never deadlock. The item comes first because a checkin cannot know the patron
+before it has the item, and its writes lock the borrower of the loan it closes (the foreign-key
+checks of ``old_issues`` and ``accountlines`` take a shared lock on the ``borrowers`` row).
 
 Deliberate differences from Koha, each a fix of a Koha behaviour that loses data or lets a
 kiosk bypass a rule:
@@ -30,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from koha_gateway.ils import account_option, perl_true, round_money
-from koha_gateway.ils.accounts import add_debit
+from koha_gateway.ils import round_money
+from koha_gateway.ils.accounts import add_debit, fix_overdues_on_return, update_fine
 from koha_gateway.ils.circulation import (
     add_days,
     as_date,
@@ -39,13 +41,18 @@ from koha_gateway.ils.circulation import (
     circ_control_branch,
     end_of_day,
     format_sql_datetime,
+    index_biblio,
     loan_period_days,
+    log_action,
     mark_issue_returned,
     renewal_period_days,
+    wants_log,
     write_statistic,
 )
+from koha_gateway.ils.context import CircContext
 from koha_gateway.ils.holds import FOUND_STATES, fill_hold, holds_for_item, renumber_priorities
 from koha_gateway.ils.items import current_loan
+from koha_gateway.ils.patrons import update_lastseen
 from koha_gateway.ils.rules import rule_int
 from koha_gateway.ils.sysprefs import format_date
 
@@ -105,30 +112,16 @@ class RenewOutcome:
     reason: str | None = None
 
 
-def _now_parts(now: datetime) -> tuple[datetime, str, str]:
-    local = now.replace(tzinfo=None, microsecond=0)
-    return local, format_sql_datetime(local), local.strftime("%Y-%m-%d")
-
-
-def _blocked_item_types(account: Any) -> set[str]:
-    value = account_option(account, "blocked_item_types", None)
-    if not value:
-        return set()
-    if isinstance(value, str):
-        return {part.strip() for part in value.split("|") if part.strip()}
-    return {str(part).strip() for part in value if str(part).strip()}
-
-
-def _patron_block_message(state: Any, sysprefs: Any, account: Any) -> str:
+def _patron_block_message(state: Any, ctx: CircContext) -> str:
     """Koha's SIP screen message for a patron without charge privileges (section 4.5 step 4)."""
     if state.debarred:
         return "Patron debarred"
     if state.expired:
-        dateformat = (sysprefs.get("dateformat") if sysprefs is not None else None) or "iso"
+        dateformat = ctx.pref("dateformat") or "iso"
         return f"Patron expired on {format_date(state.dateexpiry, dateformat)}"
     if state.fine_blocked:
         text = "Patron has fines"
-        if perl_true(account_option(account, "show_outstanding_amount")):
+        if ctx.options.show_outstanding_amount:
             text += f" - You owe ${state.fines:.2f}."
         return text
     return "Patron blocked"
@@ -185,9 +178,7 @@ def items_denied_renewal(item: dict, rules: str | None) -> bool:
     return False
 
 
-def renewal_refusal(
-    txn, *, patron: dict, item: dict, loan: dict, branch: str, now: datetime, sysprefs
-) -> str | None:
+def renewal_refusal(txn, ctx: CircContext, *, patron: dict, item: dict, loan: dict) -> str | None:
     """Why Koha's ``CanBookBeRenewed`` refuses this renewal, as its error key, or ``None``.
 
     ``onsite_checkout`` (on-site loans are not renewed), ``too_many`` (``renewalsallowed``
@@ -195,10 +186,12 @@ def renewal_refusal(
     ``item_denied_renewal`` (ItemsDeniedRenewal), ``too_soon`` (before ``norenewalbefore``
     days ahead of the due date).
     """
-    local, _now_sql, today = _now_parts(now)
+    local, today, sysprefs = ctx.now, ctx.today, ctx.sysprefs
     if int(loan.get("onsite_checkout") or 0):
         return "onsite_checkout"
-    rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
+    rules_branch = circ_control_branch(
+        sysprefs, checkout_branch=ctx.branch, patron=patron, item=item
+    )
     dims = {
         "branchcode": rules_branch,
         "categorycode": patron.get("categorycode"),
@@ -248,45 +241,71 @@ def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: st
         )
 
 
-def _fill_own_hold(txn, item: dict, borrowernumber: int, today: str, now_sql: str) -> None:
+def _fill_own_hold(txn, ctx: CircContext, item: dict, borrowernumber: int) -> None:
     """Koha's ``MoveReserve``: the patron's own hold that this item satisfies is filled."""
-    for hold in holds_for_item(txn, item, today, lock=True):
+    for hold in holds_for_item(txn, item, ctx.today, lock=True):
         if hold["borrowernumber"] == borrowernumber:
-            fill_hold(txn, hold, item, now=now_sql)
+            fill_hold(txn, ctx, hold, item)
             return
     # A title-level hold of this patron that is not yet active (future date) or that another
     # item is already attached to is left alone, as Koha does.
 
 
+def _rules(ctx: CircContext, patron: dict, item: dict) -> dict:
+    return {
+        "branchcode": circ_control_branch(
+            ctx.sysprefs, checkout_branch=ctx.branch, patron=patron, item=item
+        ),
+        "categorycode": patron.get("categorycode"),
+        "itemtype": item.get("itype"),
+    }
+
+
+def _renewal_fine(txn, ctx: CircContext, *, patron: dict, item: dict, loan: dict) -> None:
+    """AddRenewal's first steps: with CalculateFinesOnReturn (and finesMode ``production``)
+    the overdue fine up to now is charged or updated, then ``_FixOverduesOnReturn`` marks the
+    accruing fine ``RENEWED``."""
+    from koha_gateway.ils.checkin import fine_rules_branch, overdue_fine
+
+    if (ctx.pref("finesMode", "production") or "") == "production" and ctx.flag(
+        "CalculateFinesOnReturn", True
+    ):
+        amount = overdue_fine(
+            txn,
+            loan=loan,
+            item=item,
+            patron=patron,
+            returned_at=ctx.now,
+            rules_branch=fine_rules_branch(ctx.sysprefs, loan, patron, item),
+        )
+        if amount > 0:
+            update_fine(txn, ctx, loan=loan, item=item, amount=amount, backdated=False)
+    fix_overdues_on_return(txn, loan, "RENEWED")
+
+
 def _apply_renewal(
-    txn,
-    *,
-    patron: dict,
-    item: dict,
-    loan: dict,
-    due: str,
-    branch: str,
-    now_sql: str,
+    txn, ctx: CircContext, *, patron: dict, item: dict, loan: dict, due: str
 ) -> None:
-    """Koha's ``AddRenewal``: new due date, one more renewal, statistics ``renew``."""
+    """Koha's ``AddRenewal``: the fine so far, the new due date, one more renewal on the loan
+    and the item (``items.renewals``, ``onloan``; ``datelastseen`` unchanged), the ``renew``
+    statistic, the RENEWAL log (RenewalLog), ``lastseen`` (``renewal``) and an index request."""
+    _renewal_fine(txn, ctx, patron=patron, item=item, loan=loan)
     txn.execute(
         "UPDATE issues SET date_due = ?, renewals_count = renewals_count + 1, "
         "lastreneweddate = ? WHERE issue_id = ?",
-        (due, now_sql, loan["issue_id"]),
+        (due, ctx.now_sql, loan["issue_id"]),
     )
     txn.execute(
-        "UPDATE items SET onloan = ?, renewals = COALESCE(renewals, 0) + 1, datelastseen = ? "
-        "WHERE itemnumber = ?",
-        (due[:10], now_sql, item["itemnumber"]),
+        "UPDATE items SET renewals = COALESCE(renewals, 0) + 1, onloan = ? WHERE itemnumber = ?",
+        (due[:10], item["itemnumber"]),
     )
-    write_statistic(
-        txn,
-        now=now_sql,
-        kind="renew",
-        branch=branch,
-        item=item,
-        borrowernumber=patron["borrowernumber"],
-    )
+    write_statistic(txn, ctx, "renew", branch=ctx.branch, item=item, patron=patron, value=0)
+    if wants_log(ctx, "RenewalLog"):
+        log_action(
+            txn, ctx, "CIRCULATION", "RENEWAL", patron["borrowernumber"], str(item["itemnumber"])
+        )
+    update_lastseen(txn, ctx, patron, "renewal")
+    index_biblio(txn, ctx, item.get("biblionumber"))
 
 
 def _rental_charge(item: dict) -> float:
@@ -294,59 +313,93 @@ def _rental_charge(item: dict) -> float:
 
 
 def _charge_rental(
-    txn,
-    *,
-    patron: dict,
-    item: dict,
-    amount: float,
-    renewal: bool,
-    branch: str,
-    now_sql: str,
-    issue_id: int | None,
+    txn, ctx: CircContext, *, patron: dict, item: dict, amount: float, renewal: bool, issue_id
 ) -> int:
+    """Koha's ``AddIssuingCharge``: a ``RENT`` (or ``RENT_RENEW``) debit by the staff patron
+    at the session's library, for the item and the loan, without description."""
     return add_debit(
         txn,
+        ctx,
         borrowernumber=patron["borrowernumber"],
         amount=amount,
         debit_type="RENT_RENEW" if renewal else "RENT",
-        description=f"Rental {item.get('title') or ''}".strip(),
-        now=now_sql,
-        branchcode=branch,
+        user_id=ctx.staff_borrowernumber,
+        library_id=ctx.branch,
         itemnumber=item["itemnumber"],
         issue_id=issue_id,
     )
 
 
-def _insert_issue(
-    txn, *, patron: dict, item: dict, due: str, branch: str, now_sql: str
-) -> int | None:
+def _insert_issue(txn, ctx: CircContext, *, patron: dict, item: dict, due: str) -> int | None:
     """Create the loan and update the item (Koha's ``AddIssue``). ``None`` when the UNIQUE
-    key on ``issues.itemnumber`` refused it: someone else checked the item out first."""
+    key on ``issues.itemnumber`` refused it: someone else checked the item out first.
+
+    ``issues``: the session's library, ``auto_renew`` from the circulation rule,
+    ``issuer_id`` with RecordStaffUserOnCheckout. ``items``: one more issue, held here,
+    found if it was lost (``itemlost_on`` cleared), ``onloan`` the due date,
+    ``datelastborrowed`` today, ``datelastseen`` now. Then the ``issue`` statistic (value:
+    the rental charge), the ISSUE log (IssueLog), ``lastseen`` (``check_out``) and an index
+    request for the record.
+    """
+    auto_renew = rule_int(txn, "auto_renew", default=0, **_rules(ctx, patron, item)) or 0
+    issuer = ctx.staff_borrowernumber if ctx.flag("RecordStaffUserOnCheckout") else None
     try:
         with txn.savepoint():
             issue_id = txn.insert(
                 "INSERT INTO issues (borrowernumber, itemnumber, date_due, branchcode, "
-                "issuedate, renewals_count, unseen_renewals, onsite_checkout) "
-                "VALUES (?, ?, ?, ?, ?, 0, 0, 0)",
-                (patron["borrowernumber"], item["itemnumber"], due, branch, now_sql),
+                "issuedate, renewals_count, unseen_renewals, onsite_checkout, auto_renew, "
+                "issuer_id) VALUES (?, ?, ?, ?, ?, 0, 0, 0, ?, ?)",
+                (
+                    patron["borrowernumber"],
+                    item["itemnumber"],
+                    due,
+                    ctx.branch,
+                    ctx.now_sql,
+                    1 if auto_renew else 0,
+                    issuer,
+                ),
                 pk="issue_id",
             )
     except txn.engine.IntegrityError:
         return None
+    # Koha's Koha::Item->store clears itemlost_on only when itemlost changes to false: decided
+    # here from the locked row, so the statement does not depend on the engine's order of
+    # evaluating assignments (MariaDB's is left to right).
+    found = ", itemlost_on = NULL" if int(item.get("itemlost") or 0) else ""
     txn.execute(
-        "UPDATE items SET onloan = ?, issues = issues + 1, holdingbranch = ?, datelastseen = ?, "
-        "itemlost = 0, itemlost_on = NULL WHERE itemnumber = ?",
-        (due[:10], branch, now_sql, item["itemnumber"]),
+        "UPDATE items SET issues = COALESCE(issues, 0) + 1, holdingbranch = ?, itemlost = 0, "
+        f"onloan = ?, datelastborrowed = ?, datelastseen = ?{found} WHERE itemnumber = ?",
+        (ctx.branch, due[:10], ctx.today, ctx.now_sql, item["itemnumber"]),
     )
     write_statistic(
         txn,
-        now=now_sql,
-        kind="issue",
-        branch=branch,
+        ctx,
+        "issue",
+        branch=ctx.branch,
         item=item,
-        borrowernumber=patron["borrowernumber"],
+        patron=patron,
+        value=_rental_charge(item),
     )
+    if wants_log(ctx, "IssueLog"):
+        log_action(
+            txn, ctx, "CIRCULATION", "ISSUE", patron["borrowernumber"], str(item["itemnumber"])
+        )
+    update_lastseen(txn, ctx, patron, "check_out")
+    index_biblio(txn, ctx, item.get("biblionumber"))
     return issue_id
+
+
+def _record_local_use(txn, ctx: CircContext, *, patron: dict, item: dict) -> None:
+    """Koha's ``CanBookBeIssued`` for a statistics patron (category type ``X``): a
+    ``localuse`` statistic, then ``ModDateLastSeen`` (seen now, found if it was lost, an index
+    request)."""
+    write_statistic(txn, ctx, "localuse", branch=ctx.branch, item=item, patron=patron, value=0)
+    found = ", itemlost = 0, itemlost_on = NULL" if int(item.get("itemlost") or 0) else ""
+    txn.execute(
+        f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
+        (ctx.now_sql, item["itemnumber"]),
+    )
+    index_biblio(txn, ctx, item.get("biblionumber"))
 
 
 def _previously_checked_out(txn, patron: dict, item: dict, sysprefs) -> bool:
@@ -365,14 +418,11 @@ def _previously_checked_out(txn, patron: dict, item: dict, sysprefs) -> bool:
 
 def checkout(
     txn,
+    ctx: CircContext,
     *,
     patron: dict,
     state: Any,
     item: dict,
-    branch: str,
-    now: datetime,
-    sysprefs: Any,
-    account: Any = None,
     fee_acknowledged: bool = False,
     no_block_due: datetime | None = None,
 ) -> CheckoutOutcome:
@@ -391,38 +441,32 @@ def checkout(
     with AllFinesNeedOverride, lost item, previous checkout, additional materials); then the
     rental charge, refused unless the fee is acknowledged (BO=Y).
     """
-    local, now_sql, today = _now_parts(now)
+    sysprefs, branch, today = ctx.sysprefs, ctx.branch, ctx.today
     loan = current_loan(txn, item["itemnumber"])
     own_loan = loan is not None and loan["borrowernumber"] == patron["borrowernumber"]
 
     if no_block_due is not None:
-        return _offline_checkout(
-            txn,
-            patron=patron,
-            item=item,
-            loan=loan,
-            branch=branch,
-            due_at=no_block_due,
-            now_sql=now_sql,
-            today=today,
-        )
+        return _offline_checkout(txn, ctx, patron=patron, item=item, loan=loan, due_at=no_block_due)
 
     if not state.charge_ok:
-        return CheckoutOutcome(False, _patron_block_message(state, sysprefs, account))
+        return CheckoutOutcome(False, _patron_block_message(state, ctx))
 
     allow_on_loan = sysprefs is not None and sysprefs.flag("AllowItemsOnLoanCheckoutSIP")
     if loan is not None and not own_loan and not allow_on_loan:
         return CheckoutOutcome(False, "Item checked out to another patron")
 
-    if item.get("itype") in _blocked_item_types(account):
+    if item.get("itype") in ctx.options.blocked_item_types:
         return CheckoutOutcome(False, "Item type cannot be checked out at this checkout location")
+
+    if patron.get("category_type") == "X":
+        # A statistics patron: CanBookBeIssued records a local use and refuses the loan.
+        _record_local_use(txn, ctx, patron=patron, item=item)
+        return CheckoutOutcome(False, "Issue failed : STATS")
 
     # CanBookBeIssued: the impossible reasons.
     rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
     if own_loan:
-        reason = renewal_refusal(
-            txn, patron=patron, item=item, loan=loan, branch=branch, now=local, sysprefs=sysprefs
-        )
+        reason = renewal_refusal(txn, ctx, patron=patron, item=item, loan=loan)
         if reason is not None:
             key = "NO_RENEWAL_FOR_ONSITE_CHECKOUTS" if reason == "onsite_checkout" else None
             return CheckoutOutcome(
@@ -474,11 +518,11 @@ def checkout(
             return CheckoutOutcome(False, "Item cannot be issued: ITEM_LOST")
         if _previously_checked_out(txn, patron, item, sysprefs):
             messages.append("This item was previously checked out by you")
-            if perl_true(account_option(account, "prevcheckout_block_checkout")):
+            if ctx.options.prevcheckout_block_checkout:
                 return CheckoutOutcome(False, messages[-1])
         materials = (item.get("materials") or "").strip()
         if materials and sysprefs is not None and sysprefs.flag("CircConfirmItemParts"):
-            if not perl_true(account_option(account, "allow_additional_materials_checkout")):
+            if not ctx.options.allow_additional_materials_checkout:
                 return CheckoutOutcome(False, "Item must be checked out at a circulation desk")
             messages.append(f"Item has additional materials: {materials}")
 
@@ -505,39 +549,28 @@ def checkout(
                     today=today,
                     sysprefs=sysprefs,
                 )
-                _apply_renewal(
-                    txn,
-                    patron=patron,
-                    item=item,
-                    loan=loan,
-                    due=due,
-                    branch=branch,
-                    now_sql=now_sql,
-                )
+                _apply_renewal(txn, ctx, patron=patron, item=item, loan=loan, due=due)
                 issue_id = loan["issue_id"]
             else:
                 if loan is not None:
                     # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
-                    mark_issue_returned(txn, loan, now_sql)
+                    mark_issue_returned(txn, loan, ctx.now_sql)
                 due = _due_date(
                     txn, patron=patron, item=item, branch=branch, today=today, sysprefs=sysprefs
                 )
-                issue_id = _insert_issue(
-                    txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql
-                )
+                _fill_own_hold(txn, ctx, item, patron["borrowernumber"])
+                issue_id = _insert_issue(txn, ctx, patron=patron, item=item, due=due)
                 if issue_id is None:
                     raise _LoanConflict
-                _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
             fee_id = None
             if fee_amount:
                 fee_id = _charge_rental(
                     txn,
+                    ctx,
                     patron=patron,
                     item=item,
                     amount=fee_amount,
                     renewal=own_loan,
-                    branch=branch,
-                    now_sql=now_sql,
                     issue_id=issue_id,
                 )
     except _LoanConflict:
@@ -556,15 +589,7 @@ def checkout(
 
 
 def _offline_checkout(
-    txn,
-    *,
-    patron: dict,
-    item: dict,
-    loan: dict | None,
-    branch: str,
-    due_at: datetime,
-    now_sql: str,
-    today: str,
+    txn, ctx: CircContext, *, patron: dict, item: dict, loan: dict | None, due_at: datetime
 ) -> CheckoutOutcome:
     """A no-block checkout with an nb due date, forced regardless of blocks (Koha's
     ``ProcessOfflineIssue``, bug 32934): a loan to the same patron is renewed to that date, a
@@ -574,21 +599,17 @@ def _offline_checkout(
         due_local = end_of_day(due_local.date())
     due = format_sql_datetime(due_local)
     if loan is not None and loan["borrowernumber"] == patron["borrowernumber"]:
-        _apply_renewal(
-            txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
-        )
+        _apply_renewal(txn, ctx, patron=patron, item=item, loan=loan, due=due)
         return CheckoutOutcome(True, None, renewal=True, due=due, issue_id=loan["issue_id"])
     try:
         with txn.savepoint():
             if loan is not None:
-                mark_issue_returned(txn, loan, now_sql)
-            _revert_waiting_for_others(txn, item, patron["borrowernumber"], now_sql)
-            issue_id = _insert_issue(
-                txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql
-            )
+                mark_issue_returned(txn, loan, ctx.now_sql)
+            _revert_waiting_for_others(txn, item, patron["borrowernumber"], ctx.now_sql)
+            _fill_own_hold(txn, ctx, item, patron["borrowernumber"])
+            issue_id = _insert_issue(txn, ctx, patron=patron, item=item, due=due)
             if issue_id is None:
                 raise _LoanConflict
-            _fill_own_hold(txn, item, patron["borrowernumber"], today, now_sql)
     except _LoanConflict:
         return CheckoutOutcome(False, "Item checked out to another patron")
     return CheckoutOutcome(True, None, due=due, issue_id=issue_id)
@@ -596,13 +617,11 @@ def _offline_checkout(
 
 def renew(
     txn,
+    ctx: CircContext,
     *,
     patron: dict,
     state: Any,
     item: dict | None,
-    branch: str,
-    now: datetime,
-    sysprefs: Any,
     fee_acknowledged: bool = False,
     renewals_allowed_by_policy: bool = True,
     check_patron: bool = True,
@@ -615,16 +634,13 @@ def renew(
     checked out to <name>"); ``CanBookBeRenewed`` (maximum renewals, holds, too soon); a rental
     charge without BO=Y. The new due date is ``max(today, old due date) + renewalperiod`` days.
     """
-    local, now_sql, today = _now_parts(now)
     if check_patron and (not renewals_allowed_by_policy or not state.renew_ok):
         return RenewOutcome(False, "Renewals not allowed.")
     loan = current_loan(txn, item["itemnumber"]) if item is not None else None
     if loan is None or loan["borrowernumber"] != patron["borrowernumber"]:
         name = f"{patron.get('firstname') or ''} {patron.get('surname') or ''}".strip()
         return RenewOutcome(False, f"Item not checked out to {name}")
-    reason = renewal_refusal(
-        txn, patron=patron, item=item, loan=loan, branch=branch, now=local, sysprefs=sysprefs
-    )
+    reason = renewal_refusal(txn, ctx, patron=patron, item=item, loan=loan)
     if reason is not None:
         return RenewOutcome(False, RENEWAL_MESSAGES.get(reason, reason), reason=reason)
     fee = _rental_charge(item)
@@ -639,21 +655,24 @@ def renew(
             reason="rental_charge",
         )
     due = _renewal_due_date(
-        txn, patron=patron, item=item, loan=loan, branch=branch, today=today, sysprefs=sysprefs
+        txn,
+        patron=patron,
+        item=item,
+        loan=loan,
+        branch=ctx.branch,
+        today=ctx.today,
+        sysprefs=ctx.sysprefs,
     )
-    _apply_renewal(
-        txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
-    )
+    _apply_renewal(txn, ctx, patron=patron, item=item, loan=loan, due=due)
     fee_id = None
     if fee_amount:
         fee_id = _charge_rental(
             txn,
+            ctx,
             patron=patron,
             item=item,
             amount=fee_amount,
             renewal=True,
-            branch=branch,
-            now_sql=now_sql,
             issue_id=loan["issue_id"],
         )
     return RenewOutcome(

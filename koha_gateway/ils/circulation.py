@@ -11,8 +11,11 @@ The transactions themselves live next to this module:
 
 This module holds what they share: date handling (dates are ISO strings in the server's local
 time, as Koha stores them; the clock is never read here), the due-date rule (Koha's
-``CalcDateDue`` with ``CircControl``) and the ``statistics`` journal.
-Every function takes the open transaction ``txn`` first and plain values after it.
+``CalcDateDue`` with ``CircControl``), closing a loan (``MarkIssueReturned``) and the rows Koha
+writes beside the circulation itself: ``statistics`` (``UpdateStats``), ``action_logs``
+(``logaction``) and search-index requests (``zebraqueue`` / the Elasticsearch job).
+Every function takes the open transaction ``txn`` first, then the
+:class:`~koha_gateway.ils.context.CircContext` where it writes, then plain values.
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ __all__ = [
     "format_sql_datetime",
     "loan_period_days",
     "patron_display_name",
+    "index_biblio",
+    "log_action",
+    "mark_issue_returned",
+    "perl_dump",
     "renewal_period_days",
+    "wants_log",
     "write_statistic",
 ]
 
@@ -124,32 +132,165 @@ def renewal_period_days(txn, *, branchcode: str, categorycode: str | None, itemt
     return max(0, value)
 
 
+#: ``statistics.type`` values of circulation rows (the others are account rows).
+CIRCULATION_STATISTICS = ("issue", "renew", "return", "localuse", "onsite_checkout", "recall")
+
+
 def write_statistic(
     txn,
-    *,
-    now: str,
+    ctx,
     kind: str,
+    *,
     branch: str | None,
     item: dict | None = None,
-    borrowernumber: int | None = None,
-    value: float | None = None,
+    patron: dict | None = None,
+    value: float | None = 0,
+    other: str = "",
 ) -> None:
-    """One row of Koha's ``statistics`` journal (types ``issue``, ``renew``, ``return``,
-    ``localuse``, ``payment``, ``writeoff``), with ``interface`` = ``sip``."""
+    """One row of Koha's ``statistics`` (``C4::Stats::UpdateStats`` / ``Koha::Statistic``).
+
+    Circulation types (``issue``, ``renew``, ``return``, ``localuse``) carry the item's
+    number, effective item type, location and collection code and the patron's number and
+    category (NULL when there is no patron, e.g. the return of an item that was not on loan);
+    account types (``payment``, ``writeoff``) carry the patron and the (negative) amount, with
+    ``itemtype`` and ``ccode`` empty as Koha leaves them. ``datetime`` is the request's
+    instant, ``other`` empty, ``interface`` the context's (``sip``).
+    """
+    circulation = kind in CIRCULATION_STATISTICS
+    item = item or {}
     txn.execute(
-        "INSERT INTO statistics (datetime, branch, value, type, itemnumber, itemtype, "
-        "borrowernumber, interface) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO statistics (datetime, branch, value, type, other, itemnumber, itemtype, "
+        "location, borrowernumber, ccode, categorycode, interface) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            now,
+            ctx.now_sql,
             branch,
             value,
             kind,
-            item.get("itemnumber") if item else None,
-            item.get("itype") if item else None,
-            borrowernumber,
-            "sip",
+            other,
+            item.get("itemnumber"),
+            item.get("itype") if circulation else "",
+            item.get("location"),
+            patron.get("borrowernumber") if patron else None,
+            item.get("ccode") if circulation else "",
+            patron.get("categorycode") if patron else None,
+            ctx.interface,
         ),
     )
+
+
+def _perl_scalar(value: Any) -> str:
+    if value is None:
+        return "undef"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def perl_dump(values: dict[str, Any]) -> str:
+    """``values`` the way Koha logs a hash (``Data::Dumper`` with sorted keys)."""
+    pad = " " * 10
+    lines = ["$VAR1 = {"]
+    keys = sorted(values)
+    for index, key in enumerate(keys):
+        comma = "," if index < len(keys) - 1 else ""
+        lines.append(f"{pad}'{key}' => {_perl_scalar(values[key])}{comma}")
+    lines.append(" " * 8 + "};")
+    return "\n".join(lines) + "\n"
+
+
+def _user_column(txn) -> str:
+    """``action_logs.user``, quoted for the engine (a reserved word on PostgreSQL)."""
+    name = txn.engine.name
+    if name == "postgresql":
+        return '"user"'
+    if name == "mysql":
+        return "`user`"
+    return "user"
+
+
+def log_action(txn, ctx, module: str, action: str, obj: int | None, info: str | None) -> None:
+    """One ``action_logs`` row (Koha's ``C4::Log::logaction``): ``user`` is the staff patron
+    of the session (0 without one), ``interface`` the context's; the caller checks the
+    preference that asks for it (IssueLog, ReturnLog, RenewalLog, HoldsLog, FinesLog)."""
+    txn.execute(
+        f"INSERT INTO action_logs (timestamp, {_user_column(txn)}, module, action, object, "
+        "info, interface) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            ctx.now_sql,
+            ctx.staff_borrowernumber or 0,
+            module,
+            action,
+            obj,
+            info,
+            ctx.interface,
+        ),
+    )
+
+
+#: Koha's defaults (sysprefs.sql) for the preferences that ask for log rows.
+LOG_PREFERENCE_DEFAULTS = {
+    "IssueLog": True,
+    "ReturnLog": True,
+    "RenewalLog": False,
+    "HoldsLog": False,
+    "FinesLog": True,
+    "CataloguingLog": True,
+}
+
+
+def wants_log(ctx, preference: str) -> bool:
+    """Whether the log preference is on (Koha's default when the preference is not set)."""
+    return ctx.flag(preference, LOG_PREFERENCE_DEFAULTS.get(preference, False))
+
+
+def index_biblio(txn, ctx, biblionumber: int | None) -> None:
+    """Queue a search-index update of the record, as ``Koha::SearchEngine::Indexer`` does
+    after an item changed (``index_records(biblionumber, 'specialUpdate', 'biblioserver')``).
+
+    ``zebraqueue``: one pending row per record, operation and server (``C4::Biblio::ModZebra``
+    adds none when one is already waiting). With SearchEngine ``Elasticsearch`` Koha also
+    enqueues an ``update_elastic_index`` background job (queue ``elastic_index``), one per
+    call, and still fills ``zebraqueue``.
+    """
+    if biblionumber is None:
+        return
+    engine = ctx.pref("SearchEngine", "Zebra") or "Zebra"
+    if engine == "Elasticsearch":
+        import json
+
+        txn.execute(
+            "INSERT INTO background_jobs (status, size, borrowernumber, type, queue, data, "
+            "context, enqueued_on) VALUES ('new', 1, ?, 'update_elastic_index', "
+            "'elastic_index', ?, ?, ?)",
+            (
+                ctx.staff_borrowernumber,
+                json.dumps({"record_server": "biblioserver", "record_ids": [biblionumber]}),
+                json.dumps(
+                    {
+                        "number": ctx.staff_borrowernumber,
+                        "branch": ctx.branch,
+                        "interface": ctx.interface,
+                    },
+                    sort_keys=True,
+                ),
+                ctx.now_sql,
+            ),
+        )
+    pending = txn.one(
+        "SELECT id FROM zebraqueue WHERE server = 'biblioserver' AND biblio_auth_number = ? "
+        "AND operation = 'specialUpdate' AND done = 0",
+        (biblionumber,),
+    )
+    if pending is None:
+        txn.execute(
+            "INSERT INTO zebraqueue (biblio_auth_number, operation, server, done, time) "
+            "VALUES (?, 'specialUpdate', 'biblioserver', 0, ?)",
+            (biblionumber, ctx.now_sql),
+        )
 
 
 def patron_display_name(patron: dict | None) -> str:
@@ -166,23 +307,53 @@ def add_days(day: date, days: int) -> date:
     return day + timedelta(days=days)
 
 
+#: The columns ``MarkIssueReturned`` copies from ``issues`` to ``old_issues``.
+LOAN_COLUMNS = (
+    "issue_id",
+    "borrowernumber",
+    "issuer_id",
+    "itemnumber",
+    "date_due",
+    "branchcode",
+    "returndate",
+    "lastreneweddate",
+    "renewals_count",
+    "unseen_renewals",
+    "auto_renew",
+    "auto_renew_error",
+    "issuedate",
+    "onsite_checkout",
+    "note",
+    "notedate",
+    "noteseen",
+)
+
+
 def mark_issue_returned(txn, loan: dict, returned_sql: str) -> None:
-    """Move a loan from ``issues`` to ``old_issues`` (Koha's ``MarkIssueReturned``); no fines."""
+    """Close a loan (Koha's ``MarkIssueReturned``): ``issues.returndate`` is set, the row is
+    copied to ``old_issues`` with the same ``issue_id`` and every column, then deleted, and
+    ``items.onloan`` becomes NULL. Fines and the rest of the return are the caller's."""
     txn.execute(
-        "INSERT INTO old_issues (issue_id, borrowernumber, itemnumber, date_due, branchcode, "
-        "issuedate, returndate, lastreneweddate, renewals_count, onsite_checkout) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            loan["issue_id"],
-            loan["borrowernumber"],
-            loan["itemnumber"],
-            loan["date_due"],
-            loan.get("branchcode"),
-            loan["issuedate"],
-            returned_sql,
-            loan.get("lastreneweddate"),
-            loan.get("renewals_count") or 0,
-            loan.get("onsite_checkout") or 0,
-        ),
+        "UPDATE issues SET returndate = ? WHERE issue_id = ?", (returned_sql, loan["issue_id"])
+    )
+    columns = ", ".join(LOAN_COLUMNS)
+    txn.execute(
+        f"INSERT INTO old_issues ({columns}) SELECT {columns} FROM issues WHERE issue_id = ?",
+        (loan["issue_id"],),
     )
     txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
+    txn.execute("UPDATE items SET onloan = NULL WHERE itemnumber = ?", (loan["itemnumber"],))
+
+
+def branch_exists(txn, branchcode: str | None) -> bool:
+    """Whether ``branchcode`` is a library (``branches``)."""
+    if not branchcode:
+        return False
+    return (
+        txn.one("SELECT branchcode FROM branches WHERE branchcode = ?", (branchcode,)) is not None
+    )
+
+
+def branch_codes(txn) -> set[str]:
+    """Every library's code."""
+    return {row["branchcode"] for row in txn.query("SELECT branchcode FROM branches")}

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from koha_gateway.ils.circulation import add_days, as_date
+from koha_gateway.ils.circulation import add_days, as_date, log_action, perl_dump, wants_log
+from koha_gateway.ils.patrons import update_lastseen
 from koha_gateway.ils.rules import rule_int
 
 __all__ = [
@@ -127,60 +128,98 @@ def renumber_priorities(txn, biblionumber: int) -> None:
             )
 
 
+#: ``reserves`` columns copied to ``old_reserves`` on every engine (Koha copies the whole row).
+_ARCHIVED_COLUMNS = (
+    "reserve_id",
+    "borrowernumber",
+    "reservedate",
+    "biblionumber",
+    "itemnumber",
+    "item_level_hold",
+    "branchcode",
+    "priority",
+    "found",
+    "waitingdate",
+    "expirationdate",
+    "suspend",
+    "reservenotes",
+    "timestamp",
+)
+
+#: The further columns the two tables share in Koha's own schema (a Koha database).
+_KOHA_ARCHIVED_COLUMNS = (
+    "item_group_id",
+    "desk_id",
+    "notificationdate",
+    "reminderdate",
+    "cancellationdate",
+    "cancellation_reason",
+    "patron_expiration_date",
+    "lowestPriority",
+    "suspend_until",
+    "itemtype",
+    "non_priority",
+)
+
+
+def _log_hold(txn, ctx, action: str, hold: dict) -> None:
+    if ctx is not None and wants_log(ctx, "HoldsLog"):
+        log_action(txn, ctx, "HOLDS", action, hold["reserve_id"], perl_dump(hold))
+
+
 def archive_hold(
     txn,
+    ctx,
     hold: dict,
     *,
     found: str | None,
     cancellationdate: str | None = None,
     cancellation_reason: str | None = None,
-    now: str | None = None,
+    itemnumber: int | None = None,
 ) -> None:
-    """Move ``hold`` from ``reserves`` to ``old_reserves`` and renumber the title's queue."""
+    """Move ``hold`` from ``reserves`` to ``old_reserves`` with the same ``reserve_id`` and
+    renumber the title's queue (Koha's ``Koha::Hold->fill`` / ``->cancel``): the row is
+    copied as it is, then gets priority 0, ``found`` (``'F'`` when filled), the item that
+    filled it, and the cancellation date and reason of a cancelled hold; HoldsLog ``FILL`` or
+    ``CANCEL``."""
     lock_title(txn, hold["biblionumber"])
+    columns = _ARCHIVED_COLUMNS
+    if txn.engine.name == "mysql":
+        columns = columns + _KOHA_ARCHIVED_COLUMNS
+    names = ", ".join(columns)
     txn.execute(
-        "INSERT INTO old_reserves (reserve_id, borrowernumber, reservedate, biblionumber, "
-        "itemnumber, item_level_hold, branchcode, priority, found, waitingdate, expirationdate, "
-        "cancellationdate, cancellation_reason, timestamp) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO old_reserves ({names}) SELECT {names} FROM reserves WHERE reserve_id = ?",
+        (hold["reserve_id"],),
+    )
+    txn.execute(
+        "UPDATE old_reserves SET priority = 0, found = ?, itemnumber = ?, "
+        "cancellationdate = ?, cancellation_reason = ? WHERE reserve_id = ?",
         (
-            hold["reserve_id"],
-            hold["borrowernumber"],
-            hold["reservedate"],
-            hold["biblionumber"],
-            hold.get("itemnumber"),
-            hold.get("item_level_hold") or 0,
-            hold["branchcode"],
-            0 if found == "F" else hold.get("priority"),
             found,
-            hold.get("waitingdate"),
-            hold.get("expirationdate"),
+            itemnumber if itemnumber is not None else hold.get("itemnumber"),
             cancellationdate,
             cancellation_reason,
-            now or hold.get("timestamp"),
+            hold["reserve_id"],
         ),
     )
     txn.execute("DELETE FROM reserves WHERE reserve_id = ?", (hold["reserve_id"],))
     renumber_priorities(txn, hold["biblionumber"])
+    archived = dict(hold, priority=0, found=found)
+    if found == "F":
+        archived["itemnumber"] = itemnumber
+        _log_hold(txn, ctx, "FILL", archived)
+    else:
+        archived.update(cancellationdate=cancellationdate, cancellation_reason=cancellation_reason)
+        _log_hold(txn, ctx, "CANCEL", archived)
 
 
-def fill_hold(txn, hold: dict, item: dict, *, now: str) -> None:
-    """The patron takes the item home: the hold is filled (Koha's ``MoveReserve`` /
-    ``ModReserveFill``) and leaves the queue with found ``'F'``."""
-    filled = dict(hold, itemnumber=item["itemnumber"])
-    archive_hold(txn, filled, found="F", now=now)
+def fill_hold(txn, ctx, hold: dict, item: dict) -> None:
+    """The patron takes the item home: the hold is filled (Koha's ``MoveReserve`` ->
+    ``Koha::Hold->fill``) and leaves the queue with found ``'F'``."""
+    archive_hold(txn, ctx, hold, found="F", itemnumber=item["itemnumber"])
 
 
-def capture_hold(
-    txn,
-    hold: dict,
-    item: dict,
-    *,
-    branch: str,
-    today: str,
-    now: str,
-    pickup_delay_days: int,
-) -> str:
+def capture_hold(txn, ctx, hold: dict, item: dict, *, branch: str, pickup_delay_days: int) -> str:
     """Attach ``hold`` to ``item`` returned at ``branch`` (Koha's ``ModReserveAffect``).
 
     At the pickup library the hold becomes waiting (``'W'``, ``waitingdate`` today,
@@ -189,7 +228,9 @@ def capture_hold(
     new ``found`` value. A hold that is already attached is left as it is (a waiting item
     returned again stays waiting; an item in transit that arrives at its pickup library
     becomes waiting and the transfer is completed; any other open transfer is cancelled).
+    HoldsLog: ``MODIFY``.
     """
+    today, now = ctx.today, ctx.now_sql
     if hold.get("found") == "W":
         return "W"
     if hold["branchcode"] == branch:
@@ -211,6 +252,19 @@ def capture_hold(
             (now, item["itemnumber"]),
         )
         renumber_priorities(txn, hold["biblionumber"])
+        _log_hold(
+            txn,
+            ctx,
+            "MODIFY",
+            dict(
+                hold,
+                found="W",
+                itemnumber=item["itemnumber"],
+                priority=0,
+                waitingdate=today,
+                expirationdate=waiting_until,
+            ),
+        )
         return "W"
     if hold.get("found") == "T":
         return "T"
@@ -219,16 +273,16 @@ def capture_hold(
         "WHERE reserve_id = ?",
         (item["itemnumber"], now, hold["reserve_id"]),
     )
-    start_transfer(
-        txn, item, frombranch=branch, tobranch=hold["branchcode"], reason="Reserve", now=now
-    )
+    start_transfer(txn, ctx, item, frombranch=branch, tobranch=hold["branchcode"], reason="Reserve")
     renumber_priorities(txn, hold["biblionumber"])
+    _log_hold(txn, ctx, "MODIFY", dict(hold, found="T", itemnumber=item["itemnumber"], priority=0))
     return "T"
 
 
-def start_transfer(txn, item: dict, *, frombranch: str, tobranch: str, reason: str, now: str):
+def start_transfer(txn, ctx, item: dict, *, frombranch: str, tobranch: str, reason: str):
     """Send ``item`` from ``frombranch`` to ``tobranch`` (Koha's ``ModItemTransfer``): open
     transfers of the item are cancelled first, so at most one is in progress."""
+    now = ctx.now_sql
     txn.execute(
         "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
         "AND datearrived IS NULL AND datecancelled IS NULL",
@@ -293,6 +347,7 @@ def _branch_exists(txn, branchcode: str | None) -> bool:
 
 def place_hold(
     txn,
+    ctx,
     *,
     patron: dict,
     biblionumber: int,
@@ -300,8 +355,6 @@ def place_hold(
     item_level: bool,
     pickup: str,
     expiration: str | None,
-    today: str,
-    now: str,
     rules_branch: str,
     itemtype: str | None,
 ) -> HoldOutcome:
@@ -311,7 +364,9 @@ def place_hold(
     Refusals: an unknown pickup library; the ``reservesallowed`` limit (0 means the item type
     cannot be held at all); a second hold on the same title; an item already on loan to the
     patron. The new hold gets the priority after every pending hold on the title.
+    HoldsLog: ``CREATE``; ``lastseen`` (``hold``).
     """
+    today, now = ctx.today, ctx.now_sql
     if not _branch_exists(txn, pickup):
         return HoldOutcome(False, "Invalid pickup location.")
     if expiration is not None and as_date(expiration) < as_date(today):
@@ -368,6 +423,8 @@ def place_hold(
         pk="reserve_id",
     )
     hold = _reserve_rows(txn, "reserve_id = ?", (reserve_id,), lock=False)[0]
+    _log_hold(txn, ctx, "CREATE", hold)
+    update_lastseen(txn, ctx, patron, "hold")
     return HoldOutcome(True, None, hold, priority)
 
 
@@ -377,13 +434,12 @@ CANCEL_WITHOUT_HOLD = "Error with transaction drop_hold: "
 
 def cancel_hold(
     txn,
+    ctx,
     *,
     patron: dict,
     item: dict | None,
     biblionumber: int | None,
-    today: str,
-    now: str,
-    reason: str = "Cancelled by SIP",
+    reason: str | None = None,
 ) -> HoldOutcome:
     """Cancel the patron's hold on the item or its title (3M SIP2 2.00, Hold (15) mode ``-``;
     Koha's ``Koha::Hold->cancel``). Waiting holds can be cancelled too. The hold moves to
@@ -399,25 +455,24 @@ def cancel_hold(
         return HoldOutcome(False, CANCEL_WITHOUT_HOLD)
     archive_hold(
         txn,
+        ctx,
         hold,
         found=hold.get("found"),
-        cancellationdate=today,
+        cancellationdate=ctx.today,
         cancellation_reason=reason,
-        now=now,
     )
     return HoldOutcome(True, "Hold Cancelled.", hold, None)
 
 
 def alter_hold(
     txn,
+    ctx,
     *,
     patron: dict,
     item: dict | None,
     biblionumber: int | None,
     pickup: str | None,
     expiration: str | None,
-    today: str,
-    now: str,
 ) -> HoldOutcome:
     """Change the pickup library and/or the expiry date of the patron's hold (3M SIP2 2.00,
     Hold (15) mode ``*``; Koha answers "No such outstanding hold." to every such request).
@@ -425,6 +480,7 @@ def alter_hold(
     The pickup library of a hold that is already waiting or in transit cannot change: the
     item is on its way to (or on the shelf of) the old one.
     """
+    today, now = ctx.today, ctx.now_sql
     hold = find_patron_hold(
         txn, patron["borrowernumber"], item=item, biblionumber=biblionumber, lock=True
     )

@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from koha_gateway.ils import account_option, db_text
+from koha_gateway.ils import db_text
 
 __all__ = [
     "barcodedecode",
     "circulation_status",
     "current_loan",
+    "find_biblio",
     "find_item",
     "holds_queue_length",
     "item_attribute",
@@ -201,13 +202,15 @@ def holds_queue_length(txn, biblionumber: int, today: str | None = None) -> int:
     return int(count or 0)
 
 
-def circulation_status(txn, item: dict, account: Any = None) -> str:
+def circulation_status(txn, item: dict, options: Any = None) -> str:
     """3M SIP2 2.00 circulation status (18), first match wins, as Koha decides it:
 
     ``10`` in transit; ``13`` lost with ``itemlost`` equal to the account's
-    ``lost_status_for_missing``; ``12`` lost; ``04`` checked out; ``08`` a hold waiting, in
-    transit or in processing is attached to the item; ``09`` location ``CART``; ``01`` damaged;
-    ``02`` ``notforloan`` below zero (on order); otherwise ``03`` available.
+    ``lost_status_for_missing`` (``options``, an
+    :class:`~koha_gateway.ils.context.AccountOptions`); ``12`` lost; ``04`` checked out; ``08``
+    a hold waiting, in transit or in processing is attached to the item; ``09`` location
+    ``CART``; ``01`` damaged; ``02`` ``notforloan`` below zero (on order); otherwise ``03``
+    available.
 
     Koha's ``11`` (claimed returned) needs return claims, which this ILS does not record, so
     it is never answered. A not-for-loan item (``notforloan`` > 0) is ``03``, as in Koha.
@@ -217,8 +220,8 @@ def circulation_status(txn, item: dict, account: Any = None) -> str:
         return CIRC_IN_TRANSIT
     lost = int(item.get("itemlost") or 0)
     if lost:
-        missing = account_option(account, "lost_status_for_missing")
-        if missing not in (None, "") and str(missing).strip() == str(lost):
+        missing = options.lost_status_for_missing if options is not None else None
+        if missing is not None and missing == str(lost):
             return CIRC_MISSING
         return CIRC_LOST
     if current_loan(txn, number) is not None:
@@ -234,26 +237,27 @@ def circulation_status(txn, item: dict, account: Any = None) -> str:
     return CIRC_AVAILABLE
 
 
-def mark_seen(txn, item: dict, now_sql: str, *, clear_lost: bool) -> None:
-    """Record that the item was seen (``datelastseen``); ``clear_lost`` also marks it found.
+def mark_seen(txn, ctx, item: dict, *, clear_lost: bool) -> None:
+    """Record that the item was seen (``datelastseen`` = now); ``clear_lost`` also marks it
+    found (``itemlost`` 0, ``itemlost_on`` NULL when it was lost, as ``Koha::Item->store``).
+    Then an index request for the record.
 
     This is the ``seen_on_item_information`` account option of 17 (``keep_lost`` /
     ``mark_found``).
     """
-    if clear_lost:
-        txn.execute(
-            "UPDATE items SET datelastseen = ?, itemlost = 0, itemlost_on = NULL "
-            "WHERE itemnumber = ?",
-            (now_sql, item["itemnumber"]),
-        )
+    from koha_gateway.ils.circulation import index_biblio
+
+    found = ""
+    if clear_lost and int(item.get("itemlost") or 0):
+        found = ", itemlost = 0, itemlost_on = NULL"
         item["itemlost"] = 0
         item["itemlost_on"] = None
-    else:
-        txn.execute(
-            "UPDATE items SET datelastseen = ? WHERE itemnumber = ?",
-            (now_sql, item["itemnumber"]),
-        )
-    item["datelastseen"] = now_sql
+    txn.execute(
+        f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
+        (ctx.now_sql, item["itemnumber"]),
+    )
+    item["datelastseen"] = ctx.now_sql
+    index_biblio(txn, ctx, item.get("biblionumber"))
 
 
 def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
@@ -271,3 +275,21 @@ def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
             "INSERT INTO kgw_item_properties (itemnumber, sip_item_properties) VALUES (?, ?)",
             (itemnumber, value),
         )
+
+
+def find_biblio(txn, text: str | None) -> dict | None:
+    """The record (``biblionumber``, ``title``) that ``text`` names: a biblionumber, or an
+    exact title (case-insensitive) that only one record has; ``None`` otherwise."""
+    if not text or not text.strip():
+        return None
+    value = text.strip()
+    if value.isdigit():
+        row = txn.one(
+            "SELECT biblionumber, title FROM biblio WHERE biblionumber = ?", (int(value),)
+        )
+        if row is not None:
+            return dict(row)
+    rows = txn.query(
+        "SELECT biblionumber, title FROM biblio WHERE LOWER(title) = LOWER(?)", (value,)
+    )
+    return dict(rows[0]) if len(rows) == 1 else None

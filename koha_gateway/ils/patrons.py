@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from koha_gateway.db import koha
-from koha_gateway.ils import account_option, db_text, perl_true, round_money
+from koha_gateway.ils import db_text, perl_true, round_money
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -40,14 +40,15 @@ __all__ = [
     "overdue_loans",
     "patron_attributes",
     "patron_state",
-    "track_activity",
+    "update_lastseen",
     "unavailable_holds",
     "update_debarment_flags",
     "waiting_holds",
 ]
 
 DEFAULT_FEE_LIMIT = 5.0
-SIP_RESTRICTION = "SIP"
+#: The restriction type 01 Block Patron stores (Koha's ``restriction_types.code``).
+SIP_RESTRICTION = "MANUAL"
 FOREVER = "9999-12-31"
 
 _CATEGORY_COLUMNS = (
@@ -202,37 +203,37 @@ def update_debarment_flags(txn, borrowernumber: int) -> None:
     )
 
 
-def add_sip_restriction(txn, borrowernumber: int, comment: str | None, now_sql: str) -> int:
-    """Store the restriction of a SIP2 Block Patron (01): type ``SIP``, no expiration.
-
-    The comment is the blocked-card message (AL) sent by the self-check. Returns the new
-    ``borrower_debarment_id``.
-    """
+def add_sip_restriction(txn, ctx, borrowernumber: int, comment: str | None) -> int:
+    """Store the restriction of a SIP2 Block Patron (01) as a librarian's block would be
+    stored (Koha's ``AddDebarment``): type ``MANUAL`` (one of Koha's own restriction types),
+    no expiration, the blocked-card message (AL) as comment, ``manager_id`` the staff patron
+    of the session; then ``borrowers.debarred`` / ``debarredcomment`` are recomputed.
+    Returns the new ``borrower_debarment_id``."""
     text = (db_text(comment) or "").strip() or "Blocked by self-check"
     new_id = txn.insert(
-        "INSERT INTO borrower_debarments (borrowernumber, expiration, type, comment, created, "
-        "updated) VALUES (?, NULL, ?, ?, ?, ?)",
-        (borrowernumber, SIP_RESTRICTION, text, now_sql, now_sql),
+        "INSERT INTO borrower_debarments (borrowernumber, expiration, type, comment, "
+        "manager_id, created, updated) VALUES (?, NULL, ?, ?, ?, ?, ?)",
+        (borrowernumber, SIP_RESTRICTION, text, ctx.staff_borrowernumber, ctx.now_sql, None),
         pk="borrower_debarment_id",
     )
     update_debarment_flags(txn, borrowernumber)
     return new_id
 
 
-def lift_sip_restrictions(txn, borrowernumber: int) -> int:
-    """Remove the restrictions stored by 01 (type ``SIP``); other restrictions stay.
-
-    Returns how many were removed. This is what SIP2 Patron Enable (25) does here.
-    """
-    count = txn.scalar(
-        "SELECT COUNT(*) FROM borrower_debarments WHERE borrowernumber = ? AND type = ?",
-        (borrowernumber, SIP_RESTRICTION),
-    )
+def lift_sip_restrictions(txn, ctx, borrowernumber: int) -> int:
+    """Remove the restrictions 01 stored through this SIP login: ``MANUAL``, no expiration,
+    made by the session's staff patron. Other restrictions (a librarian's, a suspension)
+    stay. Returns how many were removed. This is what SIP2 Patron Enable (25) does here."""
+    if ctx.staff_borrowernumber is None:
+        where = "manager_id IS NULL"
+        params: tuple = (borrowernumber, SIP_RESTRICTION)
+    else:
+        where = "manager_id = ?"
+        params = (borrowernumber, SIP_RESTRICTION, ctx.staff_borrowernumber)
+    condition = f"borrowernumber = ? AND type = ? AND expiration IS NULL AND {where}"
+    count = txn.scalar(f"SELECT COUNT(*) FROM borrower_debarments WHERE {condition}", params)
     if count:
-        txn.execute(
-            "DELETE FROM borrower_debarments WHERE borrowernumber = ? AND type = ?",
-            (borrowernumber, SIP_RESTRICTION),
-        )
+        txn.execute(f"DELETE FROM borrower_debarments WHERE {condition}", params)
         update_debarment_flags(txn, borrowernumber)
     return int(count or 0)
 
@@ -322,19 +323,38 @@ def patron_attributes(txn, borrowernumber: int, code: str) -> list[str]:
     return [row["attribute"] for row in rows if row["attribute"] is not None]
 
 
-def track_activity(txn, patron: dict, sysprefs, now_sql: str) -> bool:
-    """Update ``borrowers.lastseen`` when TrackLastPatronActivityTriggers has ``connection``.
+def update_lastseen(txn, ctx, patron: dict, activity: str) -> bool:
+    """``borrowers.lastseen`` = now, as Koha records patron activity. Returns whether it wrote.
 
-    Koha records SIP patron lookups (23, 63) as a "connection". Returns whether it wrote.
+    Koha 23.11 and later (TrackLastPatronActivityTriggers, a comma list of ``connection``,
+    ``check_out``, ``check_in``, ``renewal``, ``hold``, ``login``...): once a day per patron,
+    for the listed activities (``Koha::Patron->update_lastseen``). Koha 23.05 and earlier
+    (TrackLastPatronActivity, used when the newer preference does not exist): every SIP
+    patron information request (``track_login``) and the first checkout of the day
+    (``track_login_daily``). ``activity`` ``patron_status`` is a 23 Patron Status request.
     """
-    triggers = (sysprefs.get("TrackLastPatronActivityTriggers") or "") if sysprefs else ""
-    names = {part.strip().lower() for part in triggers.replace("|", ",").split(",")}
-    if "connection" not in names:
+    today = ctx.today
+    seen = str(patron.get("lastseen") or "")[:10]
+    triggers = ctx.pref("TrackLastPatronActivityTriggers")
+    if triggers is not None:
+        names = {part.strip().lower() for part in triggers.replace("|", ",").split(",")}
+        # 23 Patron Status counts as a connection from Koha 24.11 (bug 38284) only.
+        trigger = "connection" if activity == "patron_status" else activity
+        if trigger not in names or seen == today:
+            return False
+    elif ctx.flag("TrackLastPatronActivity"):
+        if activity == "check_out":
+            if seen == today:
+                return False
+        elif activity != "connection":
+            return False
+    else:
         return False
     txn.execute(
         "UPDATE borrowers SET lastseen = ? WHERE borrowernumber = ?",
-        (now_sql, patron["borrowernumber"]),
+        (ctx.now_sql, patron["borrowernumber"]),
     )
+    patron["lastseen"] = ctx.now_sql
     return True
 
 
@@ -374,7 +394,8 @@ class PatronState:
 
 
 def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
-    """Judge ``patron`` (a :func:`find_patron` row) at ``ctx.now`` for ``ctx.account``.
+    """Judge ``patron`` (a :func:`find_patron` row) at ``ctx.now`` with the account options of
+    ``ctx`` (a :class:`~koha_gateway.ils.context.CircContext`).
 
     3M SIP2 2.00 patron status (fixed field of 24 and 64) with Koha's rules:
 
@@ -386,7 +407,7 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
       ``patron_restriction_blocks_inet="0"``), not expired, not fine-blocked.
     """
     sysprefs = ctx.sysprefs
-    account = ctx.account
+    account = ctx.options
     today = ctx.now.strftime("%Y-%m-%d")
     now_sql = ctx.now.strftime("%Y-%m-%d %H:%M:%S")
     number = patron["borrowernumber"]
@@ -429,16 +450,10 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     charge_ok = basic_ok and not overdues_block
     renew_ok = hold_ok = recall_ok = basic_ok
 
-    blocks_inet = account_option(account, "patron_restriction_blocks_inet", None)
-    if isinstance(blocks_inet, bool):
-        restriction_counts = blocks_inet
-    else:
-        restriction_counts = blocks_inet is None or str(blocks_inet).strip() != "0"
+    restriction_counts = account.patron_restriction_blocks_inet
     inet_ok = not ((debarred and restriction_counts) or expired or fine_blocked or no_issues)
 
-    too_many_overdue = perl_true(account_option(account, "overdues_block_checkout")) and (
-        overdues_block
-    )
+    too_many_overdue = account.overdues_block_checkout and overdues_block
     too_many_lost = _too_many_lost(account, loans)
 
     status = [" "] * 14
@@ -500,20 +515,9 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
 
 def _too_many_lost(account: Any, loans: list[dict]) -> bool:
     """Position 9 of the patron status: ``lost_block_checkout`` / ``lost_block_checkout_value``."""
-    threshold = _int_option(account_option(account, "lost_block_checkout"), 0)
+    threshold = account.lost_block_checkout
     if threshold <= 0:
         return False
-    minimum = _int_option(account_option(account, "lost_block_checkout_value"), 1) or 1
+    minimum = account.lost_block_checkout_value
     lost = sum(1 for loan in loans if int(loan.get("itemlost") or 0) >= minimum)
     return lost >= threshold
-
-
-def _int_option(value: Any, default: int) -> int:
-    if value is None or value is False or str(value).strip() == "":
-        return default
-    if value is True:
-        return 1
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return default

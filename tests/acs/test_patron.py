@@ -311,7 +311,7 @@ def test_01_stores_a_restriction_and_answers_24(db, ctx):
         )
     )
     assert row == {
-        "type": "SIP",
+        "type": "MANUAL",
         "comment": "Card retained by machine 4",
         "expiration": None,
         "debarred": "9999-12-31",
@@ -339,10 +339,13 @@ def test_25_lifts_the_sip_block(db, ctx):
     text = call(db, ctx(), f"25{TS}AOWEL|AA{ADA}|")
     assert text == f"26{GOOD}000{TS}AA{ADA}|AEAda Lovelace|BLY|{ADA_AF}AOWEL|"
     assert call(db, ctx(), p23(ADA)).startswith(f"24{GOOD}000")
+    # Only the demo's librarian restriction (Edsger's) is left.
     count = db.run_blocking(
-        lambda txn: txn.scalar("SELECT COUNT(*) AS n FROM borrower_debarments WHERE type = 'SIP'")
+        lambda txn: txn.scalar(
+            "SELECT COUNT(*) AS n FROM borrower_debarments WHERE type = 'MANUAL'"
+        )
     )
-    assert count == 0
+    assert count == 1
 
 
 def test_25_with_correct_password(db, ctx):
@@ -456,7 +459,9 @@ def test_patron_messages_always_answer_well_formed(
 def test_01_nul_characters_are_not_stored(db, ctx):
     call(db, ctx(), f"01N{TS}AOWEL|ALcard\x00kept|AA{ADA}|")
     row = db.run_blocking(
-        lambda txn: txn.one("SELECT comment FROM borrower_debarments WHERE type = 'SIP'")
+        lambda txn: txn.one(
+            "SELECT comment FROM borrower_debarments WHERE type = 'MANUAL' AND manager_id > 0"
+        )
     )
     assert row["comment"] == "cardkept"
     assert "Invalid cardnumber" in call(db, ctx(), p23("\x00"))

@@ -45,6 +45,9 @@ BARCODE = {n: f"399990000000{n:02d}" for n in range(1, 13)}
 _PG_TEMPLATE = "koha_unit_demo_template"
 _MY_TEMPLATE = "kgw_koha_unit_demo_template"
 
+#: System preferences whose gateway default differs from Koha's (``DEFAULT_SYSPREFS``).
+GATEWAY_PREFS = {"dateformat": "iso", "finesMode": "production"}
+
 
 @pytest.fixture
 def now() -> datetime:
@@ -122,7 +125,9 @@ def ctx(db, sipconfig):
     def build(account_id: str = "joe", **overrides):
         account = sipconfig.accounts[account_id]
         institution = sipconfig.institutions[account.institution]
-        pref_overrides = overrides.pop("sysprefs", None) or {}
+        # The gateway's own defaults where Koha's differ, so that a test means the same on a
+        # Koha database (dateformat "us", finesMode "off") as on the gateway's.
+        pref_overrides = {**GATEWAY_PREFS, **(overrides.pop("sysprefs", None) or {})}
         policy_overrides = overrides.pop("policy", None) or {}
         context_values = {k: overrides.pop(k) for k in list(overrides) if k in context_fields}
         if overrides:

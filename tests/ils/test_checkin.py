@@ -16,13 +16,7 @@ def _checkin(db, context, barcode, *, branch=None, **kw):
     def work(txn):
         item = find_item(txn, barcode, lock=True)
         return ils_checkin.checkin(
-            txn,
-            item=item,
-            branch=branch or context.branch,
-            now=context.now,
-            sysprefs=context.sysprefs,
-            account=context.account,
-            **kw,
+            txn, context.circ(txn), item=item, branch=branch or context.branch, **kw
         )
 
     return db.run_blocking(work)

@@ -21,19 +21,11 @@ STAFF_CARD = "y76t5r43"
 
 def _checkout(db, context, card, barcode, **kw):
     def work(txn):
-        patron = find_patron(txn, card, lock=True)
         item = find_item(txn, barcode, lock=True)
-        state = patron_state(txn, patron, context)
+        patron = find_patron(txn, card, lock=True)
+        state = patron_state(txn, patron, context.circ(txn))
         return ils_checkout.checkout(
-            txn,
-            patron=patron,
-            state=state,
-            item=item,
-            branch=context.branch,
-            now=context.now,
-            sysprefs=context.sysprefs,
-            account=context.account,
-            **kw,
+            txn, context.circ(txn), patron=patron, state=state, item=item, **kw
         )
 
     return db.run_blocking(work)
@@ -41,18 +33,11 @@ def _checkout(db, context, card, barcode, **kw):
 
 def _renew(db, context, card, barcode, **kw):
     def work(txn):
-        patron = find_patron(txn, card, lock=True)
         item = find_item(txn, barcode, lock=True)
-        state = patron_state(txn, patron, context)
+        patron = find_patron(txn, card, lock=True)
+        state = patron_state(txn, patron, context.circ(txn))
         return ils_checkout.renew(
-            txn,
-            patron=patron,
-            state=state,
-            item=item,
-            branch=context.branch,
-            now=context.now,
-            sysprefs=context.sysprefs,
-            **kw,
+            txn, context.circ(txn), patron=patron, state=state, item=item, **kw
         )
 
     return db.run_blocking(work)
@@ -369,16 +354,13 @@ def test_two_kiosks_checking_out_one_item_give_one_loan(db, ctx):
 def test_unique_loan_constraint_is_answered_not_raised(db, ctx):
     """The UNIQUE key on issues.itemnumber refuses a second loan; the transaction goes on."""
 
+    context = ctx()
+
     def work(txn):
         ada = find_patron(txn, ADA)
         item = find_item(txn, BARCODE[6])
         issue = ils_checkout._insert_issue(
-            txn,
-            patron=ada,
-            item=item,
-            due="2026-03-24 23:59:00",
-            branch="WEL",
-            now_sql="2026-03-10 14:30:00",
+            txn, context.circ(txn), patron=ada, item=item, due="2026-03-24 23:59:00"
         )
         return issue, txn.scalar("SELECT COUNT(*) AS n FROM issues")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from koha_gateway.ils import holds as ils_holds
+from koha_gateway.ils.context import CircContext
 from koha_gateway.ils.items import find_item
 from koha_gateway.ils.patrons import find_patron
 from koha_gateway.ils.rules import set_rule
@@ -17,14 +18,13 @@ def _place(db, card, barcode, *, item_level=False, pickup="WEL", expiration=None
         item = find_item(txn, barcode, lock=True)
         return ils_holds.place_hold(
             txn,
+            CircContext(branch="WEL", now=NOW, sysprefs=None),
             patron=patron,
             biblionumber=item["biblionumber"],
             item=item,
             item_level=item_level,
             pickup=pickup,
             expiration=expiration,
-            today=TODAY,
-            now=NOW_SQL,
             rules_branch=item["homebranch"],
             itemtype=item["itype"],
         )
@@ -37,7 +37,11 @@ def _cancel(db, card, barcode):
         patron = find_patron(txn, card, lock=True)
         item = find_item(txn, barcode)
         return ils_holds.cancel_hold(
-            txn, patron=patron, item=item, biblionumber=None, today=TODAY, now=NOW_SQL
+            txn,
+            CircContext(branch="WEL", now=NOW, sysprefs=None),
+            patron=patron,
+            item=item,
+            biblionumber=None,
         )
 
     return db.run_blocking(work)
@@ -49,13 +53,12 @@ def _alter(db, card, barcode, *, pickup=None, expiration=None):
         item = find_item(txn, barcode)
         return ils_holds.alter_hold(
             txn,
+            CircContext(branch="WEL", now=NOW, sysprefs=None),
             patron=patron,
             item=item,
             biblionumber=None,
             pickup=pickup,
             expiration=expiration,
-            today=TODAY,
-            now=NOW_SQL,
         )
 
     return db.run_blocking(work)
@@ -129,7 +132,8 @@ def test_cancel_title_level_hold_renumbers_the_queue(db):
     old = db.run_blocking(
         lambda txn: txn.one("SELECT cancellationdate, cancellation_reason FROM old_reserves")
     )
-    assert old == {"cancellationdate": TODAY, "cancellation_reason": "Cancelled by SIP"}
+    # Koha's SIP cancels without a reason.
+    assert old == {"cancellationdate": TODAY, "cancellation_reason": None}
 
 
 def test_cancel_waiting_hold(db):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from koha_gateway.ils import items
-from tests.ils.conftest import ADA, BARCODE, GRACE
+from koha_gateway.ils.context import AccountOptions, CircContext
+from tests.ils.conftest import ADA, BARCODE, GRACE, NOW
 
 
 def find(db, barcode, **kw):
@@ -14,7 +15,8 @@ def find(db, barcode, **kw):
 
 def status(db, barcode, account=None):
     def run(txn):
-        return items.circulation_status(txn, items.find_item(txn, barcode), account)
+        options = AccountOptions.from_account(account)
+        return items.circulation_status(txn, items.find_item(txn, barcode), options)
 
     return db.run_blocking(run)
 
@@ -245,13 +247,18 @@ def test_status_order_cart_before_damaged_before_on_order(db):
 def test_mark_seen(db, clear, lost):
     def run(txn):
         item = items.find_item(txn, BARCODE[10])
-        items.mark_seen(txn, item, "2026-03-10 14:30:00", clear_lost=clear)
+        items.mark_seen(
+            txn, CircContext(branch="WEL", now=NOW, sysprefs=None), item, clear_lost=clear
+        )
         return item
 
     changed = db.run_blocking(run)
     stored = find(db, BARCODE[10])
     assert stored["datelastseen"] == changed["datelastseen"] == "2026-03-10 14:30:00"
     assert stored["itemlost"] == changed["itemlost"] == lost
+    assert (stored["itemlost_on"] is None) is clear
+    queued = db.run_blocking(lambda txn: txn.query("SELECT biblio_auth_number FROM zebraqueue"))
+    assert [row["biblio_auth_number"] for row in queued] == [stored["biblionumber"]]
 
 
 def test_set_item_properties(db):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from koha_gateway.db import koha
 from koha_gateway.demo import RESTRICTION_COMMENT
 from koha_gateway.ils import patrons
+from koha_gateway.ils.context import CircContext
+from koha_gateway.ils.sysprefs import Sysprefs
 from tests.ils.conftest import ADA, ALAN, BARCODE, EDSGER, GRACE, NOW
 
 GOOD = " " * 14
@@ -15,7 +19,7 @@ GOOD = " " * 14
 def state_of(db, context, identifier):
     def run(txn):
         patron = patrons.find_patron(txn, identifier)
-        return patrons.patron_state(txn, patron, context)
+        return patrons.patron_state(txn, patron, context.circ(txn))
 
     return db.run_blocking(run)
 
@@ -342,8 +346,11 @@ def test_legacy_debarred_column_alone_counts(db, ctx):
 
 def test_sip_restriction_is_stored_and_lifted(db, ctx):
     ada = number(db, ADA)
+    circ = ctx()
     new_id = db.run_blocking(
-        patrons.add_sip_restriction, ada, "Card retained by the self-check", NOW.strftime("%F %T")
+        lambda txn: patrons.add_sip_restriction(
+            txn, circ.circ(txn), ada, "Card retained by the self-check"
+        )
     )
     assert new_id
     row = find(db, ADA)
@@ -351,31 +358,37 @@ def test_sip_restriction_is_stored_and_lifted(db, ctx):
     assert row["debarredcomment"] == "Card retained by the self-check"
     stored = db.run_blocking(
         lambda txn: txn.one(
-            "SELECT type, comment, expiration, created FROM borrower_debarments "
+            "SELECT type, comment, expiration, created, manager_id FROM borrower_debarments "
             "WHERE borrower_debarment_id = ?",
             (new_id,),
         )
     )
     assert stored == {
-        "type": "SIP",
+        "type": "MANUAL",
         "comment": "Card retained by the self-check",
         "expiration": None,
         "created": "2026-03-10 14:30:00",
+        "manager_id": number(db, "y76t5r43"),
     }
     state = state_of(db, ctx(), ADA)
     assert state.debarred and state.status_string == "YYYY          "
-    assert db.run_blocking(patrons.lift_sip_restrictions, ada) == 1
+    lift = lambda txn: patrons.lift_sip_restrictions(txn, circ.circ(txn), ada)  # noqa: E731
+    assert db.run_blocking(lift) == 1
     assert find(db, ADA)["debarred"] is None
     assert state_of(db, ctx(), ADA).status_string == GOOD
-    assert db.run_blocking(patrons.lift_sip_restrictions, ada) == 0
+    assert db.run_blocking(lift) == 0
 
 
 def test_lifting_keeps_other_restrictions(db, ctx):
     edsger = number(db, EDSGER)
-    db.run_blocking(patrons.add_sip_restriction, edsger, "", "2026-03-10 14:30:00")
+    circ = ctx()
+    db.run_blocking(lambda txn: patrons.add_sip_restriction(txn, circ.circ(txn), edsger, ""))
     row = find(db, EDSGER)
     assert row["debarredcomment"] == RESTRICTION_COMMENT + "\nBlocked by self-check"
-    assert db.run_blocking(patrons.lift_sip_restrictions, edsger) == 1
+    # The librarian's MANUAL restriction (another manager) stays.
+    assert (
+        db.run_blocking(lambda txn: patrons.lift_sip_restrictions(txn, circ.circ(txn), edsger)) == 1
+    )
     row = find(db, EDSGER)
     assert row["debarred"] == "9999-12-31"
     assert row["debarredcomment"] == RESTRICTION_COMMENT
@@ -448,9 +461,44 @@ def test_track_activity(db, ctx, triggers, written):
     context = ctx(sysprefs={"TrackLastPatronActivityTriggers": triggers})
 
     def run(txn):
-        return patrons.track_activity(
-            txn, patrons.find_patron(txn, ADA), context.sysprefs, "2026-03-10 14:30:00"
+        return patrons.update_lastseen(
+            txn, context.circ(txn), patrons.find_patron(txn, ADA), "connection"
         )
 
     assert db.run_blocking(run) is written
     assert find(db, ADA)["lastseen"] == ("2026-03-10 14:30:00" if written else None)
+
+
+@pytest.mark.parametrize(
+    ("activity", "written"),
+    [("connection", True), ("check_out", True), ("check_in", False), ("patron_status", False)],
+)
+def test_lastseen_with_the_koha_23_05_preference(db, activity, written):
+    """A Koha database before 23.11 has TrackLastPatronActivity and no ...Triggers: SIP
+    patron information writes lastseen every time, a checkout once a day (track_login_daily).
+    """
+    prefs = Sysprefs({"TrackLastPatronActivity": "1"})
+    context = CircContext(branch="WEL", now=NOW, sysprefs=prefs)
+    later = context.replace(now=NOW + timedelta(hours=1))
+
+    def run(txn, circ):
+        return patrons.update_lastseen(txn, circ, patrons.find_patron(txn, ADA), activity)
+
+    assert db.run_blocking(run, context) is written
+    assert find(db, ADA)["lastseen"] == ("2026-03-10 14:30:00" if written else None)
+    again = db.run_blocking(run, later)
+    assert again is (activity == "connection")
+
+
+def test_lastseen_triggers_once_a_day(db):
+    prefs = Sysprefs({"TrackLastPatronActivityTriggers": "check_out,check_in"})
+    context = CircContext(branch="WEL", now=NOW, sysprefs=prefs)
+
+    def run(txn, circ, activity):
+        return patrons.update_lastseen(txn, circ, patrons.find_patron(txn, ADA), activity)
+
+    assert db.run_blocking(run, context, "connection") is False
+    assert db.run_blocking(run, context, "check_in") is True
+    assert db.run_blocking(run, context.replace(now=NOW + timedelta(hours=2)), "check_out") is False
+    assert db.run_blocking(run, context.replace(now=NOW + timedelta(days=1)), "check_out") is True
+    assert str(find(db, ADA)["lastseen"]) == "2026-03-11 14:30:00"
