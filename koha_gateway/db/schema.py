@@ -333,9 +333,53 @@ _V2 = (
     "ALTER TABLE items ADD COLUMN sip_item_properties {text}",
 )
 
+# v4: Koha's calendar. Both tables are Koha's own (kohastructure.sql: columns, types and
+# defaults as Koha has them): on a real Koha database they already exist and are never created
+# or changed by the gateway; only SQLite and PostgreSQL databases get them here.
+_V4_KOHA_TABLES = (
+    # weekday 0 (Sunday) .. 6 closes that day every week; weekday NULL with day and month
+    # closes that date every year.
+    """CREATE TABLE repeatable_holidays (
+        id {pk},
+        branchcode {text} NOT NULL REFERENCES branches (branchcode) ON DELETE CASCADE,
+        weekday SMALLINT,
+        day SMALLINT,
+        month SMALLINT,
+        title {text} NOT NULL DEFAULT '',
+        description {text} NOT NULL
+    )""",
+    "CREATE INDEX repeatable_holidays_ibfk_1 ON repeatable_holidays (branchcode)",
+    # One date: isexception 0 closes it, 1 opens it against a repeatable closing.
+    """CREATE TABLE special_holidays (
+        id {pk},
+        branchcode {text} NOT NULL REFERENCES branches (branchcode) ON DELETE CASCADE,
+        day SMALLINT NOT NULL DEFAULT 0,
+        month SMALLINT NOT NULL DEFAULT 0,
+        year SMALLINT NOT NULL DEFAULT 0,
+        isexception SMALLINT NOT NULL DEFAULT 1,
+        title {text} NOT NULL DEFAULT '',
+        description {text} NOT NULL
+    )""",
+    "CREATE INDEX special_holidays_ibfk_1 ON special_holidays (branchcode)",
+)
+#: v4 creates no kgw_ table.
+_V4_KGW_TABLES: tuple[str, ...] = ()
+
+#: Preferences v4 adds (with Koha's defaults) where the database does not have them yet.
+CALENDAR_SYSPREFS: dict[str, str] = {
+    "useDaysMode": "Calendar",
+    "finesCalendar": "noFinesWhenClosed",
+    "FinesIncludeGracePeriod": "1",
+    "ReturnBeforeExpiry": "0",
+}
+DEFAULT_SYSPREFS.update(CALENDAR_SYSPREFS)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Koha-shaped circulation tables and system preferences", _V1),
     Migration(2, "request journal and SIP item properties", _V2),
+    Migration(
+        4, "Koha's calendar: repeatable and special holidays", _V4_KOHA_TABLES + _V4_KGW_TABLES
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -371,6 +415,8 @@ def migrate(txn, target: int = LATEST) -> tuple[int, int]:
                     "INSERT INTO systempreferences (variable, value) VALUES (?, ?)",
                     sorted(DEFAULT_SYSPREFS.items()),
                 )
+            if migration.version == 4:
+                _add_missing_sysprefs(txn, CALENDAR_SYSPREFS)
             txn.execute(
                 "INSERT INTO schema_version (version, description, applied) VALUES (?, ?, ?)",
                 (
@@ -391,3 +437,14 @@ def _has_table(txn, name: str) -> bool:
             "WHERE table_schema = current_schema() AND table_name = ?"
         )
     return txn.one(sql, (name,)) is not None
+
+
+def _add_missing_sysprefs(txn, prefs: dict[str, str]) -> None:
+    """Insert the preferences of ``prefs`` that the database does not have (any case)."""
+    known = {
+        str(row["variable"]).lower()
+        for row in txn.query("SELECT variable FROM systempreferences", ())
+    }
+    missing = [(name, value) for name, value in sorted(prefs.items()) if name.lower() not in known]
+    if missing:
+        txn.executemany("INSERT INTO systempreferences (variable, value) VALUES (?, ?)", missing)

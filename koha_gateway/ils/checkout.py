@@ -34,16 +34,14 @@ from koha_gateway.ils import account_option, perl_true, round_money
 from koha_gateway.ils.accounts import add_debit
 from koha_gateway.ils.circulation import (
     add_days,
-    as_date,
     as_datetime,
     circ_control_branch,
     end_of_day,
     format_sql_datetime,
-    loan_period_days,
     mark_issue_returned,
-    renewal_period_days,
     write_statistic,
 )
+from koha_gateway.ils.datedue import calc_date_due
 from koha_gateway.ils.holds import FOUND_STATES, fill_hold, holds_for_item, renumber_priorities
 from koha_gateway.ils.items import current_loan
 from koha_gateway.ils.rules import rule_int
@@ -134,30 +132,32 @@ def _patron_block_message(state: Any, sysprefs: Any, account: Any) -> str:
     return "Patron blocked"
 
 
-def _due_date(txn, *, patron: dict, item: dict, branch: str, today: str, sysprefs) -> str:
+def _due_date(txn, *, patron: dict, item: dict, branch: str, now: datetime, sysprefs) -> str:
+    """Koha's ``CalcDateDue`` for a checkout at ``now`` (rules and calendar of CircControl)."""
     rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
-    days = loan_period_days(
-        txn,
-        branchcode=rules_branch,
-        categorycode=patron.get("categorycode"),
-        itemtype=item.get("itype"),
+    due = calc_date_due(
+        txn, start=now, patron=patron, item=item, branchcode=rules_branch, sysprefs=sysprefs
     )
-    return format_sql_datetime(end_of_day(add_days(as_date(today), days)))
+    return format_sql_datetime(due)
 
 
 def _renewal_due_date(
-    txn, *, patron: dict, item: dict, loan: dict, branch: str, today: str, sysprefs
+    txn, *, patron: dict, item: dict, loan: dict, branch: str, now: datetime, sysprefs
 ) -> str:
-    """``max(today, old due date) + renewalperiod`` days, at the end of the day."""
+    """``CalcDateDue`` for a renewal from ``max(now, old due date)`` (``renewalperiod``)."""
     rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
-    days = renewal_period_days(
+    local = now.replace(tzinfo=None, microsecond=0)
+    base = max(local, as_datetime(loan["date_due"]) or local)
+    due = calc_date_due(
         txn,
+        start=base,
+        patron=patron,
+        item=item,
         branchcode=rules_branch,
-        categorycode=patron.get("categorycode"),
-        itemtype=item.get("itype"),
+        sysprefs=sysprefs,
+        renewal=True,
     )
-    base = max(as_date(today), as_date(loan["date_due"]))
-    return format_sql_datetime(end_of_day(add_days(base, days)))
+    return format_sql_datetime(due)
 
 
 def items_denied_renewal(item: dict, rules: str | None) -> bool:
@@ -502,7 +502,7 @@ def checkout(
                     item=item,
                     loan=loan,
                     branch=branch,
-                    today=today,
+                    now=local,
                     sysprefs=sysprefs,
                 )
                 _apply_renewal(
@@ -520,7 +520,7 @@ def checkout(
                     # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
                     mark_issue_returned(txn, loan, now_sql)
                 due = _due_date(
-                    txn, patron=patron, item=item, branch=branch, today=today, sysprefs=sysprefs
+                    txn, patron=patron, item=item, branch=branch, now=local, sysprefs=sysprefs
                 )
                 issue_id = _insert_issue(
                     txn, patron=patron, item=item, due=due, branch=branch, now_sql=now_sql
@@ -639,7 +639,7 @@ def renew(
             reason="rental_charge",
         )
     due = _renewal_due_date(
-        txn, patron=patron, item=item, loan=loan, branch=branch, today=today, sysprefs=sysprefs
+        txn, patron=patron, item=item, loan=loan, branch=branch, now=local, sysprefs=sysprefs
     )
     _apply_renewal(
         txn, patron=patron, item=item, loan=loan, due=due, branch=branch, now_sql=now_sql
