@@ -296,37 +296,40 @@ def add_holiday(
 
 def holidays_of(txn, branchcode: str) -> list[dict]:
     """Every calendar row of ``branchcode`` for display: weekly, yearly, then dated rows."""
-    rows = txn.query(
-        "SELECT weekday, day, month, title FROM repeatable_holidays WHERE branchcode = ? "
-        "ORDER BY weekday, month, day",
+    repeatable = txn.query(
+        "SELECT weekday, day, month, title FROM repeatable_holidays WHERE branchcode = ?",
         (branchcode,),
     )
     special = txn.query(
-        "SELECT year, month, day, isexception, title FROM special_holidays "
-        "WHERE branchcode = ? ORDER BY year, month, day",
+        "SELECT year, month, day, isexception, title FROM special_holidays WHERE branchcode = ?",
         (branchcode,),
     )
-    out = []
-    for row in rows:
-        if row["weekday"] is not None:
-            out.append({"kind": "weekly", "weekday": int(row["weekday"]), "title": row["title"]})
-        else:
-            out.append(
-                {
-                    "kind": "yearly",
-                    "month": int(row["month"]),
-                    "day": int(row["day"]),
-                    "title": row["title"],
-                }
-            )
-    for row in special:
-        out.append(
-            {
-                "kind": "exception" if int(row["isexception"] or 0) else "closed",
-                "year": int(row["year"]),
-                "month": int(row["month"]),
-                "day": int(row["day"]),
-                "title": row["title"],
-            }
-        )
-    return out
+    weekly = [
+        {"kind": "weekly", "weekday": int(row["weekday"]), "title": row["title"]}
+        for row in repeatable
+        if row["weekday"] is not None
+    ]
+    yearly = [
+        {
+            "kind": "yearly",
+            "month": int(row["month"]),
+            "day": int(row["day"]),
+            "title": row["title"],
+        }
+        for row in repeatable
+        if row["weekday"] is None and row["month"] is not None and row["day"] is not None
+    ]
+    dated = [
+        {
+            "kind": "exception" if int(row["isexception"] or 0) else "closed",
+            "year": int(row["year"]),
+            "month": int(row["month"]),
+            "day": int(row["day"]),
+            "title": row["title"],
+        }
+        for row in special
+    ]
+    weekly.sort(key=lambda row: row["weekday"])
+    yearly.sort(key=lambda row: (row["month"], row["day"]))
+    dated.sort(key=lambda row: (row["year"], row["month"], row["day"], row["kind"]))
+    return weekly + yearly + dated
