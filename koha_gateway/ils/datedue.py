@@ -14,6 +14,8 @@ whose rules and calendar apply is the caller's (``CircControl``, see
   "exactly"; 1 "after", a floor) replaces the computed one as Koha's ``GetHardDueDate`` says.
 - With ``ReturnBeforeExpiry`` the loan ends at the latest on the patron's expiry date (23:59),
   moved back to an open day unless the mode is ``Days``.
+- A library closed on every day has no open day to move to: the calendar is then ignored
+  (Koha's checkout fails with an exception).
 
 Due dates are stored to the minute (seconds 00), as ``AddIssue`` and ``AddRenewal`` store them.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from koha_gateway.ils.calendar import load_calendar
+from koha_gateway.ils.calendar import NoOpenDays, load_calendar
 from koha_gateway.ils.rules import get_rule, rule_int
 
 __all__ = ["DEFAULT_DAYS_MODE", "calc_date_due", "days_mode", "hard_due_date", "loan_length"]
@@ -114,12 +116,15 @@ def calc_date_due(
     mode = days_mode(txn, sysprefs, **dims)
     base = start.replace(tzinfo=None, second=0, microsecond=0)
     calendar = None
-    if mode == "Days":
-        step = timedelta(hours=length) if unit == "hours" else timedelta(days=length)
-        due = base + step
-    else:
+    step = timedelta(hours=length) if unit == "hours" else timedelta(days=length)
+    due = base + step
+    if mode != "Days":
         calendar = load_calendar(txn, branchcode)
-        due = calendar.add_duration(base, length, unit, mode)
+        try:
+            due = calendar.add_duration(base, length, unit, mode)
+        except NoOpenDays:
+            # Closed on every day (Koha's checkout dies here): the calendar is ignored.
+            calendar = None
     if unit == "days":
         due = due.replace(hour=23, minute=59)
 
@@ -143,8 +148,9 @@ def calc_date_due(
                 expiry_day = expiry_day.date()
             if expiry_day is not None and due > _end_of_day(expiry_day):
                 due = _end_of_day(expiry_day)
-        if mode != "Days":
-            calendar = calendar or load_calendar(txn, branchcode)
-            if calendar.is_holiday(due):
+        if calendar is not None and calendar.is_holiday(due):
+            try:
                 due = calendar.prev_open_day(due, 1, mode)
+            except NoOpenDays:
+                pass
     return due.replace(second=0, microsecond=0)

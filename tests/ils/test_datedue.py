@@ -197,3 +197,12 @@ def test_return_before_expiry_ends_on_an_open_day(db, ctx):
     assert _checkout(db, ctx(sysprefs=prefs), BARCODE[2]).due == "2026-03-14 23:59:00"
     prefs["useDaysMode"] = "Days"
     assert _checkout(db, ctx(sysprefs=prefs), BARCODE[3]).due == "2026-03-15 23:59:00"
+
+
+def test_a_library_closed_on_every_day_ignores_its_calendar(db, ctx):
+    def close_every_day(txn):
+        for weekday in range(7):
+            add_holiday(txn, "WEL", weekday=weekday)
+
+    db.run_blocking(close_every_day)
+    assert _checkout(db, ctx()).due == "2026-03-24 23:59:00"
