@@ -25,6 +25,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from koha_gateway.ils.calendar import NoOpenDays, load_calendar
+from koha_gateway.ils.circulation import as_date
 from koha_gateway.ils.rules import get_rule, rule_int
 
 __all__ = ["DEFAULT_DAYS_MODE", "calc_date_due", "days_mode", "hard_due_date", "loan_length"]
@@ -136,18 +137,12 @@ def calc_date_due(
             due = hard_due
 
     if sysprefs is not None and sysprefs.flag("ReturnBeforeExpiry"):
-        expiry = patron.get("dateexpiry")
-        if expiry:
-            expiry_day = expiry if isinstance(expiry, date) else None
-            if expiry_day is None:
-                try:
-                    expiry_day = date.fromisoformat(str(expiry).strip()[:10])
-                except ValueError:
-                    expiry_day = None
-            if isinstance(expiry_day, datetime):
-                expiry_day = expiry_day.date()
-            if expiry_day is not None and due > _end_of_day(expiry_day):
-                due = _end_of_day(expiry_day)
+        try:
+            expiry = as_date(patron.get("dateexpiry"))
+        except ValueError:
+            expiry = None
+        if expiry is not None and due > _end_of_day(expiry):
+            due = _end_of_day(expiry)
         if calendar is not None and calendar.is_holiday(due):
             try:
                 due = calendar.prev_open_day(due, 1, mode)
