@@ -33,7 +33,6 @@ from typing import Any
 from koha_gateway.ils import account_option, perl_true, round_money
 from koha_gateway.ils.accounts import add_debit
 from koha_gateway.ils.circulation import (
-    add_days,
     as_datetime,
     circ_control_branch,
     end_of_day,
@@ -41,7 +40,7 @@ from koha_gateway.ils.circulation import (
     mark_issue_returned,
     write_statistic,
 )
-from koha_gateway.ils.datedue import calc_date_due
+from koha_gateway.ils.datedue import calc_date_due, too_soon_to_renew
 from koha_gateway.ils.holds import FOUND_STATES, fill_hold, holds_for_item, renumber_priorities
 from koha_gateway.ils.items import current_loan
 from koha_gateway.ils.rules import rule_int
@@ -216,7 +215,7 @@ def renewal_refusal(
     before = rule_int(txn, "norenewalbefore", default=None, **dims)
     if before is not None:
         due = as_datetime(loan["date_due"])
-        if due is not None and local.date() < add_days(due.date(), -before):
+        if due is not None and too_soon_to_renew(txn, now=local, due=due, before=before, **dims):
             return "too_soon"
     return None
 

@@ -28,7 +28,14 @@ from koha_gateway.ils.calendar import NoOpenDays, load_calendar
 from koha_gateway.ils.circulation import as_date
 from koha_gateway.ils.rules import get_rule, rule_int
 
-__all__ = ["DEFAULT_DAYS_MODE", "calc_date_due", "days_mode", "hard_due_date", "loan_length"]
+__all__ = [
+    "DEFAULT_DAYS_MODE",
+    "calc_date_due",
+    "days_mode",
+    "hard_due_date",
+    "loan_length",
+    "too_soon_to_renew",
+]
 
 #: Koha's default of the ``useDaysMode`` preference.
 DEFAULT_DAYS_MODE = "Calendar"
@@ -149,3 +156,27 @@ def calc_date_due(
             except NoOpenDays:
                 pass
     return due.replace(second=0, microsecond=0)
+
+
+def too_soon_to_renew(
+    txn,
+    *,
+    now: datetime,
+    due: datetime,
+    before: int,
+    branchcode: str | None,
+    categorycode: str | None,
+    itemtype: str | None,
+) -> bool:
+    """Whether ``now`` is earlier than ``norenewalbefore`` (``before``) units ahead of ``due``,
+    in the loan's ``lengthunit`` (Koha's ``GetSoonestRenewDate``): hours for an hourly loan,
+    else whole days."""
+    unit = (
+        get_rule(
+            txn, "lengthunit", branchcode=branchcode, categorycode=categorycode, itemtype=itemtype
+        )
+        or ""
+    ).strip()
+    if unit == "hours":
+        return now < due - timedelta(hours=before)
+    return now.date() < due.date() - timedelta(days=before)

@@ -16,7 +16,7 @@ from koha_gateway.ils.calendar import add_holiday
 from koha_gateway.ils.items import find_item
 from koha_gateway.ils.patrons import find_patron, patron_state
 from koha_gateway.ils.rules import set_rule
-from tests.ils.conftest import ADA, BARCODE
+from tests.ils.conftest import ADA, BARCODE, NOW
 
 
 def _checkout(db, context, barcode=BARCODE[1], *, branch=None):
@@ -206,3 +206,32 @@ def test_a_library_closed_on_every_day_ignores_its_calendar(db, ctx):
 
     db.run_blocking(close_every_day)
     assert _checkout(db, ctx()).due == "2026-03-24 23:59:00"
+
+
+def test_norenewalbefore_counts_hours_for_an_hourly_loan(db, ctx):
+    _rule(db, "lengthunit", "hours", itemtype="BK")
+    _rule(db, "issuelength", "4", itemtype="BK")
+    _rule(db, "renewalperiod", "4", itemtype="BK")
+    _rule(db, "norenewalbefore", "2", itemtype="BK")
+    _checkout(db, ctx())  # due 18:30
+
+    def renew_at(hour, minute):
+        context = ctx(now=NOW.replace(hour=hour, minute=minute))
+
+        def work(txn):
+            patron = find_patron(txn, ADA, lock=True)
+            return ils_checkout.renew(
+                txn,
+                patron=patron,
+                state=patron_state(txn, patron, context),
+                item=find_item(txn, BARCODE[1], lock=True),
+                branch=context.branch,
+                now=context.now,
+                sysprefs=context.sysprefs,
+            )
+
+        return db.run_blocking(work)
+
+    assert renew_at(16, 29).reason == "too_soon"
+    outcome = renew_at(16, 30)
+    assert outcome.ok and outcome.due == "2026-03-10 22:30:00"  # from the old due date
