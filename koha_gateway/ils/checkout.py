@@ -612,7 +612,8 @@ def renew(
     Refusals, in order: the institution's policy forbids renewals or the patron has no renewal
     privileges ("Renewals not allowed."); the item is not on loan to the patron ("Item not
     checked out to <name>"); ``CanBookBeRenewed`` (maximum renewals, holds, too soon); a rental
-    charge without BO=Y. The new due date is ``max(today, old due date) + renewalperiod`` days.
+    charge without BO=Y. The new due date is ``renewalperiod`` after ``max(now, old due date)``
+    by the library's calendar (:func:`koha_gateway.ils.datedue.calc_date_due`).
     """
     local, now_sql, today = _now_parts(now)
     if check_patron and (not renewals_allowed_by_policy or not state.renew_ok):
