@@ -63,7 +63,13 @@ class Options(usage.Options):
             raise usage.UsageError(f"{self['sip-config']}: no such file")
         try:
             self["sip_config"] = load_sip_config(self["sip-config"])
-            self["koha_conf"] = load_koha_conf(self["koha-conf"]) if self["koha-conf"] else None
+            # --database always wins over koha-conf.xml's database, which is then not judged;
+            # the file still supplies LDAP.
+            self["koha_conf"] = (
+                load_koha_conf(self["koha-conf"], require_database=not self["database"])
+                if self["koha-conf"]
+                else None
+            )
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
         if not self["database"]:

@@ -374,12 +374,20 @@ CALENDAR_SYSPREFS: dict[str, str] = {
 }
 DEFAULT_SYSPREFS.update(CALENDAR_SYSPREFS)
 
+# Version 6 (numbers 3 to 5 are taken by other changes): Koha's ``borrowers.sex``
+# (varchar(1): F, M, O or N), set by ``koha-gateway-admin add-patron --sex``. The statements
+# that change a Koha table (skipped on a Koha database, which has the column) are kept apart
+# from those that create the gateway's own tables (none here).
+_V6_KOHA_TABLES = ("ALTER TABLE borrowers ADD COLUMN sex {text}",)
+_V6_GATEWAY_TABLES: tuple[str, ...] = ()
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Koha-shaped circulation tables and system preferences", _V1),
     Migration(2, "request journal and SIP item properties", _V2),
     Migration(
         4, "Koha's calendar: repeatable and special holidays", _V4_KOHA_TABLES + _V4_KGW_TABLES
     ),
+    Migration(6, "borrowers.sex", _V6_KOHA_TABLES + _V6_GATEWAY_TABLES),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -406,8 +414,15 @@ def migrate(txn, target: int = LATEST) -> tuple[int, int]:
         raise RuntimeError(
             f"database schema version {start} is newer than this koha-gateway ({LATEST})"
         )
+    # Version numbers are assigned ahead of time and may be merged out of order: every
+    # migration not yet recorded is applied, also one numbered below the newest applied.
+    applied = (
+        {int(row["version"]) for row in txn.query("SELECT version FROM schema_version", ())}
+        if start
+        else set()
+    )
     for migration in MIGRATIONS:
-        if start < migration.version <= target:
+        if migration.version not in applied and migration.version <= target:
             for statement in migration.statements:
                 txn.execute(txn.engine.ddl(statement))
             if migration.version == 1:
