@@ -26,6 +26,7 @@ from typing import Any
 
 from lxml import etree
 
+from koha_gateway.config import reference
 from koha_gateway.config.errors import (
     ACS_NAMESPACE,
     ConfigError,
@@ -531,7 +532,7 @@ class _Reader:
         if name != "acsconfig":
             raise self.error(root, f"the root element must be <acsconfig>, not <{name}>")
 
-        top = self.attributes(root, frozenset({"timeout", "delimiter"}))
+        top = self.attributes(root, reference.names("acsconfig"))
         timeout_el: etree._Element = root
         timeout_raw = top.get("timeout")
         delimiter_el: etree._Element = root
@@ -566,7 +567,7 @@ class _Reader:
                     "rename it to <syspref_overrides>",
                 )
             elif name == "error-detect":
-                raw = self.attributes(child, frozenset({"enabled"})).get("enabled")
+                raw = self.attributes(child, reference.names("error-detect")).get("enabled")
                 error_detect = self.error_detect(child, raw)
             elif name == "timeout":
                 timeout_el, timeout_raw = child, self.element_value(child)
@@ -665,23 +666,7 @@ class _Reader:
 
     # -- listeners -----------------------------------------------------------------------
 
-    _SERVICE_ATTRIBUTES = frozenset(
-        {
-            "port",
-            "transport",
-            "protocol",
-            "timeout",
-            "client_timeout",
-            "max_line_length",
-            "tls_certificate",
-            "tls_private_key",
-            "tls_chain",
-            "tls_client_ca",
-            "tls_min_version",
-            "tls_ciphers",
-            "proxy_protocol",
-        }
-    )
+    _SERVICE_ATTRIBUTES = reference.names("service")
 
     def listeners(self, element: etree._Element) -> list[ServiceConfig]:
         services = []
@@ -827,7 +812,7 @@ class _Reader:
 
     def institution(self, element: etree._Element) -> InstitutionConfig:
         """One ``<institution>`` with its ``<policy>`` (Koha ``etc/SIPconfig.xml``)."""
-        attrs = self.attributes(element, frozenset({"id", "implementation", "parms"}))
+        attrs = self.attributes(element, reference.names("institution"))
         inst_id = attrs.get("id", "").strip()
         if not inst_id:
             raise self.error(element, "<institution> has no id")
@@ -862,8 +847,7 @@ class _Reader:
 
     def policy(self, element: etree._Element) -> PolicyConfig:
         """A ``<policy>`` (for 3M SIP2 2.00 ACS Status (98)); all flags through :func:`to_bool`."""
-        known = frozenset({*self._POLICY_FLAGS, "timeout", "retries"})
-        attrs = self.attributes(element, known)
+        attrs = self.attributes(element, reference.names("policy"))
         flags = {
             name: self.policy_flag(element, name, attrs.get(name)) for name in self._POLICY_FLAGS
         }
@@ -885,7 +869,7 @@ class _Reader:
 
     # -- server params -------------------------------------------------------------------
 
-    _NET_SERVER_OPTIONS = frozenset(
+    _NET_SERVER_OPTIONS = NET_SERVER_OPTIONS = frozenset(
         {
             "min_servers",
             "min_spare_servers",
@@ -1041,7 +1025,9 @@ class _Reader:
             elif name == "custom_item_field":
                 lists["custom_item_fields"].append(self.field_pair(child, "template"))
             elif name == "sort_bin_mapping":
-                mapping = self.attributes(child, frozenset({"mapping"})).get("mapping", "")
+                mapping = self.attributes(child, reference.names("sort_bin_mapping")).get(
+                    "mapping", ""
+                )
                 if not mapping.strip():
                     raise self.error(child, "<sort_bin_mapping> has no mapping")
                 lists["sort_bin_mappings"].append(mapping.strip())
@@ -1056,7 +1042,7 @@ class _Reader:
         return AccountConfig(**kwargs)
 
     def screen_msg_regex(self, element: etree._Element) -> tuple[str, str]:
-        attrs = self.attributes(element, frozenset({"find", "replace"}))
+        attrs = self.attributes(element, reference.names("screen_msg_regex"))
         find = attrs.get("find")
         if not find:
             raise self.error(element, "<screen_msg_regex> has no find")
@@ -1070,7 +1056,7 @@ class _Reader:
 
     def field_pair(self, element: etree._Element, second: str) -> tuple[str, str]:
         tag = local_name(element)
-        attrs = self.attributes(element, frozenset({"field", second}))
+        attrs = self.attributes(element, reference.names(local_name(element)))
         fid = attrs.get("field", "").strip()
         if not _FIELD_ID.fullmatch(fid):
             raise self.error(element, f"<{tag}> field={fid!r} must be a two-character SIP field id")
@@ -1251,6 +1237,16 @@ _LOGIN_ATTRIBUTES: dict[str, tuple[str, _Converter]] = {
     "convert_nonprinting_characters": ("convert_nonprinting_characters", _convert_nonprinting),
     "client_certificate": ("client_certificate", _stripped_text),
 }
+
+
+if frozenset(_LOGIN_ATTRIBUTES) != reference.names("login"):  # pragma: no cover - table error
+    raise ImportError(
+        "<login> attributes differ between the reader and koha_gateway/config/reference.py: "
+        f"{sorted(frozenset(_LOGIN_ATTRIBUTES) ^ reference.names('login'))}"
+    )
+
+#: Net::Server options of ``<server-params>``: accepted and not used.
+NET_SERVER_OPTIONS = _Reader.NET_SERVER_OPTIONS
 
 
 def load_sip_config(path: str | os.PathLike[str]) -> SIPConfig:
