@@ -38,6 +38,15 @@ Commands:
     when it starts, every minute and on reload (SIGHUP); rules are read with each request.
 ``show-patron USERID_OR_CARDNUMBER``
     the patron's record, the details that are set, and standing (never the password hash).
+``add-holiday --branch CODE --date YYYY-MM-DD [--title T] [--repeat yearly|weekly] [--weekday N]
+[--exception]``
+    a day the library is closed, in Koha's calendar: that date only, every year on that day
+    (``--repeat yearly``), or every week on weekday N, 0 = Sunday ... 6 = Saturday (``--repeat
+    weekly``, the date's weekday when ``--weekday`` is not given); ``--exception`` opens the
+    date although a repeatable closing closes it. Due dates and fines use it from the next
+    request on.
+``show-holidays CODE``
+    the library's closed days and exceptions.
 ``ldap-test --koha-conf PATH [--user ID [--password [P]]]``
     check koha-conf.xml's ``<ldapserver>`` as the gateway uses it: each host's DNS, TCP, TLS and
     bind, the search for the user, the entry and what the mapping would write into
@@ -63,6 +72,7 @@ from koha_gateway import clock, demo
 from koha_gateway.auth.passwords import hash_password
 from koha_gateway.db import koha, schema
 from koha_gateway.db.url import InvalidDatabaseURL
+from koha_gateway.ils import calendar as ils_calendar
 from koha_gateway.ils import patrons as ils_patrons
 from koha_gateway.ils import rules as ils_rules
 from koha_gateway.ils import sysprefs as ils_sysprefs
@@ -643,6 +653,62 @@ def cmd_show_patron(txn, args, out) -> None:
         print(f"  {loan['barcode']}  due {loan['date_due']}  {loan['title'] or ''}", file=out)
 
 
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def cmd_add_holiday(txn, args, out) -> None:
+    _require_schema(txn)
+    branch = args.branch
+    if not _exists(txn, "branches", "branchcode", branch):
+        raise AdminError(f"unknown branch {branch}")
+    day = date.fromisoformat(_date(args.date, "date")) if args.date else None
+    weekday = args.weekday
+    if weekday is not None and args.repeat != "weekly":
+        raise AdminError("--weekday goes with --repeat weekly")
+    if args.repeat == "weekly":
+        if args.exception:
+            raise AdminError("an exception is one date: not with --repeat")
+        if weekday is None:
+            if day is None:
+                raise AdminError("--repeat weekly needs --weekday N (0 = Sunday) or --date")
+            weekday = day.isoweekday() % 7
+        if not 0 <= weekday <= 6:
+            raise AdminError(f"weekday {weekday} is not 0 (Sunday) to 6 (Saturday)")
+        ils_calendar.add_holiday(txn, branch, weekday=weekday, title=args.title)
+        print(f"{branch} closed every {_WEEKDAYS[weekday]}", file=out)
+        return
+    if day is None:
+        raise AdminError("give the date: --date YYYY-MM-DD")
+    if args.repeat == "yearly":
+        if args.exception:
+            raise AdminError("an exception is one date: not with --repeat")
+        ils_calendar.add_holiday(txn, branch, on=day, yearly=True, title=args.title)
+        print(f"{branch} closed every year on {day.strftime('%d %B')}", file=out)
+        return
+    ils_calendar.add_holiday(txn, branch, on=day, exception=args.exception, title=args.title)
+    what = "open (an exception)" if args.exception else "closed"
+    print(f"{branch} {what} on {day.isoformat()}", file=out)
+
+
+def cmd_show_holidays(txn, args, out) -> None:
+    _require_schema(txn)
+    if not _exists(txn, "branches", "branchcode", args.branch):
+        raise AdminError(f"unknown branch {args.branch}")
+    rows = ils_calendar.holidays_of(txn, args.branch)
+    if not rows:
+        print(f"{args.branch}: no closed days", file=out)
+    for row in rows:
+        if row["kind"] == "weekly":
+            when = f"every {_WEEKDAYS[row['weekday']]}"
+        elif row["kind"] == "yearly":
+            when = f"every year on {date(2000, row['month'], row['day']).strftime('%d %B')}"
+        else:
+            day = f"{row['year']:04d}-{row['month']:02d}-{row['day']:02d}"
+            when = f"{day} ({'open' if row['kind'] == 'exception' else 'closed'})"
+        title = f"  {row['title']}" if row["title"] else ""
+        print(f"{args.branch}  {when}{title}", file=out)
+
+
 # -- command line ------------------------------------------------------------------------------
 
 
@@ -767,6 +833,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show-patron", help="show a patron's record and standing")
     p.add_argument("patron", metavar="USERID_OR_CARDNUMBER")
     p.set_defaults(run=cmd_show_patron)
+
+    p = sub.add_parser("add-holiday", help="add a day the library is closed (Koha's calendar)")
+    p.add_argument("--branch", required=True)
+    p.add_argument("--date", metavar="YYYY-MM-DD", default=None)
+    p.add_argument("--title", default="")
+    p.add_argument("--repeat", choices=("yearly", "weekly"), default=None)
+    p.add_argument("--weekday", type=int, default=None, help="0 = Sunday ... 6 = Saturday")
+    p.add_argument("--exception", action="store_true", help="open on that date after all")
+    p.set_defaults(run=cmd_add_holiday)
+
+    p = sub.add_parser("show-holidays", help="show a library's closed days")
+    p.add_argument("branch")
+    p.set_defaults(run=cmd_show_holidays)
 
     p = sub.add_parser("ldap-test", help="check the LDAP settings of koha-conf.xml")
     p.add_argument(

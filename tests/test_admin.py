@@ -570,6 +570,64 @@ def test_set_syspref_and_rule(admin, url):
     )
 
 
+def test_add_and_show_holidays(admin, url):
+    prepared(admin)
+    assert admin("show-holidays", "WEL")[1] == "WEL: no closed days\n"
+    ok = [
+        (
+            ("--date", "2026-12-25", "--repeat", "yearly", "--title", "Christmas"),
+            "WEL closed every year on 25 December\n",
+        ),
+        (("--repeat", "weekly", "--weekday", "0"), "WEL closed every Sunday\n"),
+        (("--repeat", "weekly", "--date", "2026-03-09"), "WEL closed every Monday\n"),
+        (("--date", "2026-03-13"), "WEL closed on 2026-03-13\n"),
+        (("--date", "2026-03-16", "--exception"), "WEL open (an exception) on 2026-03-16\n"),
+    ]
+    for argv, printed in ok:
+        assert admin("add-holiday", "--branch", "WEL", *argv) == (0, printed, "")
+    assert admin("show-holidays", "WEL")[1] == (
+        "WEL  every Sunday\n"
+        "WEL  every Monday\n"
+        "WEL  every year on 25 December  Christmas\n"
+        "WEL  2026-03-13 (closed)\n"
+        "WEL  2026-03-16 (open)\n"
+    )
+    rows = query(url, "SELECT weekday, day, month FROM repeatable_holidays")
+    assert sorted((r["weekday"], r["day"], r["month"]) for r in rows if r["weekday"] is None) == [
+        (None, 25, 12)
+    ]
+    assert sorted(r["weekday"] for r in rows if r["weekday"] is not None) == [0, 1]
+    rows = query(url, "SELECT day, month, year, isexception FROM special_holidays")
+    assert sorted((r["day"], r["month"], r["year"], r["isexception"]) for r in rows) == [
+        (13, 3, 2026, 0),
+        (16, 3, 2026, 1),
+    ]
+    error = "koha-gateway-admin: error: "
+    for argv, message in [
+        (("--branch", "NOPE", "--date", "2026-12-25"), "unknown branch NOPE"),
+        (("--branch", "WEL"), "give the date: --date YYYY-MM-DD"),
+        (
+            ("--branch", "WEL", "--date", "2026-13-01"),
+            "date '2026-13-01' is not a date (YYYY-MM-DD)",
+        ),
+        (
+            ("--branch", "WEL", "--repeat", "weekly"),
+            "--repeat weekly needs --weekday N (0 = Sunday) or --date",
+        ),
+        (
+            ("--branch", "WEL", "--repeat", "weekly", "--weekday", "7"),
+            "weekday 7 is not 0 (Sunday) to 6 (Saturday)",
+        ),
+        (("--branch", "WEL", "--weekday", "1"), "--weekday goes with --repeat weekly"),
+        (
+            ("--branch", "WEL", "--date", "2026-12-24", "--repeat", "yearly", "--exception"),
+            "an exception is one date: not with --repeat",
+        ),
+    ]:
+        assert admin("add-holiday", *argv) == (1, "", f"{error}{message}\n")
+    assert admin("show-holidays", "NOPE")[2] == f"{error}unknown branch NOPE\n"
+
+
 def test_show_patron(admin):
     admin("load-demo")
     status, out, _ = admin("show-patron", "grace")

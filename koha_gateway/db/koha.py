@@ -323,6 +323,28 @@ KOHA_COLUMNS: dict[str, tuple[str, ...]] = {
         "trace",
     ),
     "zebraqueue": ("id", "biblio_auth_number", "operation", "server", "done", "time"),
+    "background_jobs": (
+        "id",
+        "status",
+        "size",
+        "borrowernumber",
+        "type",
+        "queue",
+        "data",
+        "context",
+        "enqueued_on",
+    ),
+    "repeatable_holidays": ("id", "branchcode", "weekday", "day", "month", "title", "description"),
+    "special_holidays": (
+        "id",
+        "branchcode",
+        "day",
+        "month",
+        "year",
+        "isexception",
+        "title",
+        "description",
+    ),
 }
 
 #: Columns of newer Koha versions that the gateway uses when they exist:

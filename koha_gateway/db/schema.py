@@ -1036,6 +1036,47 @@ _KGW_SCHEMA_VERSION = (
 )
 
 
+# v4: Koha's calendar. Both tables are Koha's own (kohastructure.sql: columns, types and
+# defaults as Koha has them): on a real Koha database they already exist and are never created
+# or changed by the gateway; only SQLite and PostgreSQL databases get them here.
+_V4_KOHA_TABLES = (
+    # weekday 0 (Sunday) .. 6 closes that day every week; weekday NULL with day and month
+    # closes that date every year.
+    """CREATE TABLE repeatable_holidays (
+        id {pk},
+        branchcode {text} NOT NULL REFERENCES branches (branchcode) ON DELETE CASCADE,
+        weekday SMALLINT,
+        day SMALLINT,
+        month SMALLINT,
+        title {text} NOT NULL DEFAULT '',
+        description {text} NOT NULL
+    )""",
+    "CREATE INDEX repeatable_holidays_ibfk_1 ON repeatable_holidays (branchcode)",
+    # One date: isexception 0 closes it, 1 opens it against a repeatable closing.
+    """CREATE TABLE special_holidays (
+        id {pk},
+        branchcode {text} NOT NULL REFERENCES branches (branchcode) ON DELETE CASCADE,
+        day SMALLINT NOT NULL DEFAULT 0,
+        month SMALLINT NOT NULL DEFAULT 0,
+        year SMALLINT NOT NULL DEFAULT 0,
+        isexception SMALLINT NOT NULL DEFAULT 1,
+        title {text} NOT NULL DEFAULT '',
+        description {text} NOT NULL
+    )""",
+    "CREATE INDEX special_holidays_ibfk_1 ON special_holidays (branchcode)",
+)
+#: v4 creates no kgw_ table.
+_V4_KGW_TABLES: tuple[str, ...] = ()
+
+#: Preferences v4 adds (with Koha's defaults) where the database does not have them yet.
+CALENDAR_SYSPREFS: dict[str, str] = {
+    "useDaysMode": "Calendar",
+    "finesCalendar": "noFinesWhenClosed",
+    "FinesIncludeGracePeriod": "1",
+    "ReturnBeforeExpiry": "0",
+}
+DEFAULT_SYSPREFS.update(CALENDAR_SYSPREFS)
+
 # Version 5: the request journal keeps the last state-changing request of each terminal (account
 # and peer) with a fingerprint of what it touched (koha_gateway/ils/journal.py).
 _V5_GATEWAY = (
@@ -1060,6 +1101,10 @@ _V5_KOHA = ("DROP TABLE IF EXISTS sip_request_journal",)
 _V6_KOHA_TABLES = ("ALTER TABLE borrowers ADD COLUMN sex {text}",)
 
 
+def _v4_sysprefs(txn, today: str) -> None:
+    _add_missing_sysprefs(txn, CALENDAR_SYSPREFS)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -1078,7 +1123,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         koha=(_v3_koha,),
         gateway=(_v3_gateway,),
     ),
-    # Version 4 is assigned to the calendar.
+    Migration(
+        4,
+        "Koha's calendar: repeatable and special holidays",
+        koha=(*_V4_KOHA_TABLES, _v4_sysprefs),
+        gateway=_V4_KGW_TABLES,
+    ),
     Migration(
         5,
         "kgw_request_journal: one row per terminal, replaces sip_request_journal",
@@ -1113,6 +1163,9 @@ def migrate(txn, target: int = LATEST, *, today: str | None = None) -> tuple[int
             f"database schema version {start} is newer than this koha-gateway ({LATEST})"
         )
     koha_database = koha.is_koha_database(txn)
+    # Version numbers were assigned ahead of time and merged out of order on development
+    # databases: every migration not yet recorded is applied, also one below the newest.
+    applied = _applied_versions(txn)
     if start == 0 and not _has_table(txn, "kgw_schema_version"):
         if koha_database or target >= 3:
             txn.execute(txn.engine.ddl(_KGW_SCHEMA_VERSION))
@@ -1127,7 +1180,7 @@ def migrate(txn, target: int = LATEST, *, today: str | None = None) -> tuple[int
     now = datetime.now()
     today = today or now.strftime("%Y-%m-%d")
     for migration in MIGRATIONS:
-        if not start < migration.version <= target:
+        if migration.version in applied or migration.version > target:
             continue
         steps = migration.gateway + (() if koha_database else migration.koha)
         for step in steps:
@@ -1143,7 +1196,25 @@ def migrate(txn, target: int = LATEST, *, today: str | None = None) -> tuple[int
     return start, max(start, min(target, LATEST))
 
 
+def _applied_versions(txn) -> set[int]:
+    for table in ("kgw_schema_version", "schema_version"):
+        if _has_table(txn, table):
+            return {int(row["version"]) for row in txn.query(f"SELECT version FROM {table}")}
+    return set()
+
+
 def _has_table(txn, name: str) -> bool:
     from koha_gateway.db import koha
 
     return koha.has_table(txn, name)
+
+
+def _add_missing_sysprefs(txn, prefs: dict[str, str]) -> None:
+    """Insert the preferences of ``prefs`` that the database does not have (any case)."""
+    known = {
+        str(row["variable"]).lower()
+        for row in txn.query("SELECT variable FROM systempreferences", ())
+    }
+    missing = [(name, value) for name, value in sorted(prefs.items()) if name.lower() not in known]
+    if missing:
+        txn.executemany("INSERT INTO systempreferences (variable, value) VALUES (?, ?)", missing)

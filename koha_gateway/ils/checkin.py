@@ -10,9 +10,10 @@ What is decided here, in Koha's order:
    problem, CV 98); ``holds_block_checkin`` and a hold the item could fill (CV 99);
    CircConfirmItemParts with additional materials (CV 99); BlockReturnOfWithdrawnItems (CV 99);
    BlockReturnOfLostItems (CV 99); AllowReturnToBranch (CV 04 to the right library);
-2. the return: the loan moves to ``old_issues``, an overdue fine is charged (days late x rule
-   ``fine`` per ``chargeperiod`` days, capped by ``overduefinescap``; an accruing
-   ``UNRETURNED`` fine of the loan is finalised instead of charged twice), a lost item is found;
+2. the return: the loan moves to ``old_issues``, an overdue fine is charged (days or hours
+   late, without the library's closed days per ``finesCalendar``, x rule ``fine`` per
+   ``chargeperiod``, capped by ``overduefinescap``; an accruing ``UNRETURNED`` fine of the
+   loan is finalised instead of charged twice), a lost item is found;
 3. holds: the first hold the item can fill is captured at this library (CV 01, waiting) or for
    another one (CV 02, in transit with a ``Reserve`` transfer), unless the account turns
    ``holds_get_captured`` off;
@@ -42,10 +43,10 @@ from koha_gateway.ils.circulation import (
     write_statistic,
 )
 from koha_gateway.ils.context import CircContext
+from koha_gateway.ils.fines import calc_fine
 from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
 from koha_gateway.ils.items import current_loan, item_attribute, open_transfer
 from koha_gateway.ils.patrons import update_lastseen
-from koha_gateway.ils.rules import rule_float, rule_int
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -94,38 +95,30 @@ class CheckinOutcome:
 
 
 def overdue_fine(
-    txn, *, loan: dict, item: dict, patron: dict, returned_at: datetime, rules_branch: str
+    txn,
+    *,
+    loan: dict,
+    item: dict,
+    patron: dict,
+    returned_at: datetime,
+    rules_branch: str,
+    sysprefs: Any = None,
 ) -> float:
-    """The overdue fine of a loan returned at ``returned_at`` (Koha's ``CalcFine``).
-
-    Days late are whole calendar days after the due date (a day-based loan is due at 23:59,
-    so returning it the next day is one day late). ``firstremind`` days of grace are not
-    charged; the charge is ``floor(days / chargeperiod) x fine`` and at most
-    ``overduefinescap``. Holidays are not excluded: this ILS keeps no calendar.
-    """
+    """The overdue fine of a loan returned at ``returned_at``: Koha's ``CalcFine`` over the
+    ``rules_branch`` rules and calendar (:func:`koha_gateway.ils.fines.calc_fine`: days or
+    hours late without the closed days, grace, charge periods, caps)."""
     due = as_datetime(loan["date_due"])
-    if due is None or returned_at <= due:
+    if due is None:
         return 0.0
-    days = (returned_at.date() - due.date()).days
-    if days <= 0:
-        return 0.0
-    dims = {
-        "branchcode": rules_branch,
-        "categorycode": patron.get("categorycode"),
-        "itemtype": item.get("itype"),
-    }
-    per_period = rule_float(txn, "fine", default=0.0, **dims) or 0.0
-    if per_period <= 0:
-        return 0.0
-    grace = rule_int(txn, "firstremind", default=0, **dims) or 0
-    if days <= grace:
-        return 0.0
-    period = rule_int(txn, "chargeperiod", default=1, **dims) or 1
-    amount = (days // max(1, period)) * per_period
-    cap = rule_float(txn, "overduefinescap", default=None, **dims)
-    if cap is not None and cap > 0:
-        amount = min(amount, cap)
-    return round_money(amount)
+    return calc_fine(
+        txn,
+        item=item,
+        categorycode=patron.get("categorycode"),
+        branchcode=rules_branch,
+        due=due,
+        returned=returned_at,
+        sysprefs=sysprefs,
+    ).amount
 
 
 def _fine_description(item: dict, loan: dict, dateformat: str) -> str:
@@ -352,6 +345,7 @@ def checkin(
                 patron=borrower,
                 returned_at=returned_at,
                 rules_branch=fine_rules_branch(sysprefs, loan, borrower, item),
+                sysprefs=sysprefs,
             )
             outcome.fine = update_fine(
                 txn,

@@ -35,21 +35,18 @@ from typing import Any
 from koha_gateway.ils import round_money
 from koha_gateway.ils.accounts import add_debit, fix_overdues_on_return, update_fine
 from koha_gateway.ils.circulation import (
-    add_days,
-    as_date,
     as_datetime,
     circ_control_branch,
     end_of_day,
     format_sql_datetime,
     index_biblio,
-    loan_period_days,
     log_action,
     mark_issue_returned,
-    renewal_period_days,
     wants_log,
     write_statistic,
 )
 from koha_gateway.ils.context import CircContext
+from koha_gateway.ils.datedue import calc_date_due, too_soon_to_renew
 from koha_gateway.ils.holds import FOUND_STATES, fill_hold, holds_for_item, renumber_priorities
 from koha_gateway.ils.items import current_loan
 from koha_gateway.ils.patrons import update_lastseen
@@ -127,30 +124,32 @@ def _patron_block_message(state: Any, ctx: CircContext) -> str:
     return "Patron blocked"
 
 
-def _due_date(txn, *, patron: dict, item: dict, branch: str, today: str, sysprefs) -> str:
+def _due_date(txn, *, patron: dict, item: dict, branch: str, now: datetime, sysprefs) -> str:
+    """Koha's ``CalcDateDue`` for a checkout at ``now`` (rules and calendar of CircControl)."""
     rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
-    days = loan_period_days(
-        txn,
-        branchcode=rules_branch,
-        categorycode=patron.get("categorycode"),
-        itemtype=item.get("itype"),
+    due = calc_date_due(
+        txn, start=now, patron=patron, item=item, branchcode=rules_branch, sysprefs=sysprefs
     )
-    return format_sql_datetime(end_of_day(add_days(as_date(today), days)))
+    return format_sql_datetime(due)
 
 
 def _renewal_due_date(
-    txn, *, patron: dict, item: dict, loan: dict, branch: str, today: str, sysprefs
+    txn, *, patron: dict, item: dict, loan: dict, branch: str, now: datetime, sysprefs
 ) -> str:
-    """``max(today, old due date) + renewalperiod`` days, at the end of the day."""
+    """``CalcDateDue`` for a renewal from ``max(now, old due date)`` (``renewalperiod``)."""
     rules_branch = circ_control_branch(sysprefs, checkout_branch=branch, patron=patron, item=item)
-    days = renewal_period_days(
+    local = now.replace(tzinfo=None, microsecond=0)
+    base = max(local, as_datetime(loan["date_due"]) or local)
+    due = calc_date_due(
         txn,
+        start=base,
+        patron=patron,
+        item=item,
         branchcode=rules_branch,
-        categorycode=patron.get("categorycode"),
-        itemtype=item.get("itype"),
+        sysprefs=sysprefs,
+        renewal=True,
     )
-    base = max(as_date(today), as_date(loan["date_due"]))
-    return format_sql_datetime(end_of_day(add_days(base, days)))
+    return format_sql_datetime(due)
 
 
 def items_denied_renewal(item: dict, rules: str | None) -> bool:
@@ -209,7 +208,7 @@ def renewal_refusal(txn, ctx: CircContext, *, patron: dict, item: dict, loan: di
     before = rule_int(txn, "norenewalbefore", default=None, **dims)
     if before is not None:
         due = as_datetime(loan["date_due"])
-        if due is not None and local.date() < add_days(due.date(), -before):
+        if due is not None and too_soon_to_renew(txn, now=local, due=due, before=before, **dims):
             return "too_soon"
     return None
 
@@ -546,7 +545,7 @@ def checkout(
                     item=item,
                     loan=loan,
                     branch=branch,
-                    today=today,
+                    now=ctx.now,
                     sysprefs=sysprefs,
                 )
                 _apply_renewal(txn, ctx, patron=patron, item=item, loan=loan, due=due)
@@ -556,7 +555,7 @@ def checkout(
                     # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
                     mark_issue_returned(txn, loan, ctx.now_sql)
                 due = _due_date(
-                    txn, patron=patron, item=item, branch=branch, today=today, sysprefs=sysprefs
+                    txn, patron=patron, item=item, branch=branch, now=ctx.now, sysprefs=sysprefs
                 )
                 _fill_own_hold(txn, ctx, item, patron["borrowernumber"])
                 issue_id = _insert_issue(txn, ctx, patron=patron, item=item, due=due)
@@ -632,7 +631,8 @@ def renew(
     Refusals, in order: the institution's policy forbids renewals or the patron has no renewal
     privileges ("Renewals not allowed."); the item is not on loan to the patron ("Item not
     checked out to <name>"); ``CanBookBeRenewed`` (maximum renewals, holds, too soon); a rental
-    charge without BO=Y. The new due date is ``max(today, old due date) + renewalperiod`` days.
+    charge without BO=Y. The new due date is ``renewalperiod`` after ``max(now, old due date)``
+    by the library's calendar (:func:`koha_gateway.ils.datedue.calc_date_due`).
     """
     if check_patron and (not renewals_allowed_by_policy or not state.renew_ok):
         return RenewOutcome(False, "Renewals not allowed.")
@@ -660,7 +660,7 @@ def renew(
         item=item,
         loan=loan,
         branch=ctx.branch,
-        today=ctx.today,
+        now=ctx.now,
         sysprefs=ctx.sysprefs,
     )
     _apply_renewal(txn, ctx, patron=patron, item=item, loan=loan, due=due)
