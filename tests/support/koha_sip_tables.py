@@ -102,7 +102,8 @@ MARIADB_DDL: tuple[str, ...] = (
     "  KEY `sip_accounts_ibfk_1` (`sip_institution_id`),\n"
     "  KEY `sip_accounts_ibfk_2` (`register_id`),\n"
     "  CONSTRAINT `sip_accounts_ibfk_1` FOREIGN KEY (`sip_institution_id`)\n"
-    "    REFERENCES `sip_institutions` (`sip_institution_id`) ON DELETE CASCADE ON UPDATE CASCADE,\n"
+    "    REFERENCES `sip_institutions` (`sip_institution_id`)\n"
+    "    ON DELETE CASCADE ON UPDATE CASCADE,\n"
     "  CONSTRAINT `sip_accounts_ibfk_2` FOREIGN KEY (`register_id`)\n"
     "    REFERENCES `cash_registers` (`id`) ON DELETE SET NULL ON UPDATE CASCADE\n"
     f") {_MARIADB_OPTIONS}",
