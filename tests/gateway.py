@@ -87,6 +87,8 @@ class GatewayProcess:
             customise(tree, self)
         tree.write(str(self.sipconfig), xml_declaration=True, encoding="utf-8")
         self.process: subprocess.Popen | None = None
+        # False: start without --sip-config (the configuration is in Koha's sip_* tables)
+        self.use_sipconfig = True
 
     def command(self) -> list[str]:
         cmd = [
@@ -98,8 +100,7 @@ class GatewayProcess:
             "--logfile",
             str(self.log),
             "koha-gateway",
-            "--sip-config",
-            str(self.sipconfig),
+            *(["--sip-config", str(self.sipconfig)] if self.use_sipconfig else []),
             "--database",
             self.database_url,
             "--sip-log",
