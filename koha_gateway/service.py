@@ -9,11 +9,9 @@ connections and new logins see the new accounts, institutions and policies; a br
 refused with a log line and the old configuration stays in force. Listener addresses and
 transports cannot change without a restart (a warning says so).
 
-Where the database has Koha's SIP configuration tables (Koha bug 37893), accounts, institutions,
-overrides, listeners and server parameters come from them as Koha takes them
-(:mod:`koha_gateway.config.sipdb`); SIGHUP re-reads them too, and a poll every
-``--sip-config-poll`` seconds notices an edit made in Koha's staff interface and reloads as
-SIGHUP would.
+Where the database has Koha's SIP configuration tables (Koha bug 37893) the configuration comes
+from them as Koha takes it, and an edit there is applied like a SIGHUP reload
+(:mod:`koha_gateway.configsource`).
 """
 
 from __future__ import annotations
@@ -31,10 +29,10 @@ from koha_gateway import workers
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
 from koha_gateway.auth.authenticator import Authenticator
-from koha_gateway.config import ConfigError, load_sip_config, sipdb
+from koha_gateway.config import ConfigError
+from koha_gateway.configsource import ConfigSource, ConfigSourceError, describe_sources
 from koha_gateway.db import schema
 from koha_gateway.db.engine import Database, DatabaseError, IntegrityError, Unavailable
-from koha_gateway.db.sipconfig_tables import SipTables, read_tables
 from koha_gateway.ils import sysprefs as sysprefs_mod
 from koha_gateway.protocol import SIPFactory, now_local
 from koha_gateway.sip2.codec import Response
@@ -146,40 +144,6 @@ def _purge_journal(txn, before: str) -> int:
     return txn.execute("DELETE FROM sip_request_journal WHERE created < ?", (before,))
 
 
-def _sources(config) -> str:
-    """`` (from Koha's database: accounts, institutions)`` or nothing."""
-    if not config.from_database:
-        return ""
-    return f" (from Koha's database: {', '.join(sorted(config.from_database))})"
-
-
-def _initial_config(db, options):
-    """The configuration at start-up: Koha's SIP tables where the database has them (and
-    SIPconfig.xml for what they leave out), else the file. Returns it with the tables'
-    fingerprint (``None`` without tables)."""
-    try:
-        tables = db.run_blocking(read_tables, retry=True, readonly=True)
-    except Unavailable as exc:
-        if options.get("sip_config_error") is not None:
-            raise StartupError(str(options["sip_config_error"])) from None
-        raise StartupError(f"cannot reach the database: {exc}") from None
-    path = options.get("sip-config") or None
-    if not tables.present:
-        if options.get("sip_config") is None:
-            error = options.get("sip_config_error")
-            raise StartupError(
-                str(error)
-                if error is not None
-                else "--sip-config is required: the database has no SIP configuration tables "
-                "(sip_accounts, sip_institutions)"
-            )
-        return options["sip_config"], None
-    try:
-        return sipdb.build_config(path, tables), tables.fingerprint()
-    except ConfigError as exc:
-        raise StartupError(str(exc)) from None
-
-
 def _startup_checks(txn, config):
     """Schema version, system preferences, and the warnings Koha 25.11 gives at start."""
     version = schema.current_version(txn)
@@ -217,8 +181,7 @@ class GatewayService(MultiService):
         self._log_observers: list = []
         self._purge = None
         self._prefs = None
-        self._sip_poll = None
-        self._sip_fingerprint: str | None = None
+        self.config_source = None
         self._reload_lock = defer.DeferredLock()
 
     @classmethod
@@ -230,7 +193,11 @@ class GatewayService(MultiService):
             db = Database.from_url(options["database"], max_connections=options.get("db-pool-size"))
         except (ValueError, Unavailable) as exc:
             raise StartupError(str(exc)) from None
-        config, fingerprint = _initial_config(db, options)
+        source = ConfigSource(db, options)
+        try:
+            config = source.initial()
+        except ConfigSourceError as exc:
+            raise StartupError(str(exc)) from None
         try:
             version, prefs, warnings = db.run_blocking(_startup_checks, config)
         except Unavailable as exc:
@@ -249,7 +216,7 @@ class GatewayService(MultiService):
         auth = Authenticator(db, reactor=reactor, ldap=ldap, ldap_config=ldap_config)
         gateway = Gateway(config, db, auth, prefs)
         service = cls(gateway, options)
-        service._sip_fingerprint = fingerprint
+        service.config_source = source
         service.startup_warnings = list(config.warnings) + warnings
         count = options.get("workers") or 1
         try:
@@ -301,7 +268,7 @@ class GatewayService(MultiService):
         config = self.gateway.config
         print(
             f"{config.path}: {len(config.services)} listeners, {len(config.accounts)} accounts, "
-            f"{len(config.institutions)} institutions: OK{_sources(config)}"
+            f"{len(config.institutions)} institutions: OK{describe_sources(config)}"
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -316,6 +283,8 @@ class GatewayService(MultiService):
         )
         for warning in self.startup_warnings:
             log.warn("{warning}", warning=warning)
+        if self.gateway.config.from_database:
+            log.info("SIP configuration{sources}", sources=describe_sources(self.gateway.config))
         ignored = getattr(self.gateway.config.server_params, "ignored", {}) or {}
         if ignored:
             log.info(
@@ -329,12 +298,8 @@ class GatewayService(MultiService):
         self._prefs.start(SYSPREFS_SECONDS, now=False).addErrback(
             lambda f: log.failure("system preferences refresh", f)
         )
-        poll = self.options.get("sip-config-poll") or 0
-        if poll > 0:
-            self._sip_poll = task.LoopingCall(self._poll_sip_tables)
-            self._sip_poll.start(poll, now=False).addErrback(
-                lambda f: log.failure("SIP configuration poll", f)
-            )
+        if self.config_source is not None:
+            self.config_source.start_polling(self.reload)
         try:
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (embedded use)
@@ -346,9 +311,11 @@ class GatewayService(MultiService):
     @defer.inlineCallbacks
     def stopService(self):
         yield super().stopService()
-        for loop in (self._purge, self._prefs, self._sip_poll):
+        for loop in (self._purge, self._prefs):
             if loop is not None and loop.running:
                 loop.stop()
+        if self.config_source is not None:
+            self.config_source.stop_polling()
         self.gateway.auth.stop()
         self.gateway.db.close()
         from twisted.logger import globalLogPublisher
@@ -387,50 +354,17 @@ class GatewayService(MultiService):
 
         reactor.callFromThread(self.reload)
 
-    def _poll_sip_tables(self):
-        """Reload when Koha's SIP configuration tables changed (read off the reactor thread)."""
-
-        def check(tables):
-            fingerprint = tables.fingerprint() if tables.present else None
-            if fingerprint == self._sip_fingerprint:
-                return None
-            self._sip_fingerprint = fingerprint  # a refused edit is reported once
-            log.info("Koha's SIP configuration tables changed; reloading")
-            return self.reload(tables)
-
-        return (
-            self.gateway.db.run(read_tables, retry=True, readonly=True)
-            .addCallback(check)
-            .addErrback(
-                lambda f: log.warn(
-                    "SIP configuration tables not re-read: {error}", error=f.getErrorMessage()
-                )
-            )
-        )
-
     def reload(self, tables=None):
         """Re-read the configuration and certificates; keep the old ones if anything is wrong.
 
-        ``tables`` are Koha's SIP tables when the caller has just read them (the poll)."""
+        ``tables``: Koha's SIP tables when the caller has just read them (the poll)."""
         return self._reload_lock.run(self._reload, tables)
 
     @defer.inlineCallbacks
     def _reload(self, tables=None):
         old = self.gateway.config
-        path = self.options.get("sip-config") or None
         try:
-            if tables is None:
-                try:
-                    tables = yield self.gateway.db.run(read_tables, retry=True, readonly=True)
-                except DatabaseError:
-                    if old.from_database or path is None:
-                        raise
-                    tables = SipTables()  # the file alone, as before the tables existed
-            if tables.present:
-                self._sip_fingerprint = tables.fingerprint()
-                new = sipdb.build_config(path, tables)
-            else:
-                new = load_sip_config(path or old.path)
+            new = yield self.config_source.load(old, tables)
         except (ConfigError, OSError, DatabaseError) as exc:
             log.error("reload refused, keeping the running configuration: {error}", error=str(exc))
             return False
@@ -468,6 +402,6 @@ class GatewayService(MultiService):
             path=new.path,
             accounts=len(new.accounts),
             institutions=len(new.institutions),
-            sources=_sources(new),
+            sources=describe_sources(new),
         )
         return True
