@@ -77,6 +77,32 @@ _ACCOUNT_COLUMNS = (
      "VARCHAR(4) NOT NULL DEFAULT 'CRLF' CHECK (terminator IN ('CR', 'CRLF'))"),
 )  # fmt: skip
 
+
+def _sip_accounts_ddl(*, cash_registers: bool) -> str:
+    keys = [
+        "PRIMARY KEY (`sip_account_id`)",
+        "UNIQUE KEY `account_login_id` (`login_id`)",
+        "KEY `sip_accounts_ibfk_1` (`sip_institution_id`)",
+        "KEY `sip_accounts_ibfk_2` (`register_id`)",
+        "CONSTRAINT `sip_accounts_ibfk_1` FOREIGN KEY (`sip_institution_id`) REFERENCES "
+        "`sip_institutions` (`sip_institution_id`) ON DELETE CASCADE ON UPDATE CASCADE",
+    ]
+    if cash_registers:
+        keys.append(
+            "CONSTRAINT `sip_accounts_ibfk_2` FOREIGN KEY (`register_id`) REFERENCES "
+            "`cash_registers` (`id`) ON DELETE SET NULL ON UPDATE CASCADE"
+        )
+    lines = [
+        "`sip_account_id` int(11) NOT NULL AUTO_INCREMENT",
+        "`sip_institution_id` int(11) NOT NULL "
+        "COMMENT 'Foreign key to sip_institutions.sip_institution_id'",
+        *(f"`{name}` {mariadb}" for name, mariadb, _ in _ACCOUNT_COLUMNS),
+        *keys,
+    ]
+    body = ",\n  ".join(lines)
+    return f"CREATE TABLE `sip_accounts` (\n  {body}\n) {_MARIADB_OPTIONS}"
+
+
 MARIADB_DDL: tuple[str, ...] = (
     f"""CREATE TABLE `sip_institutions` (
   `sip_institution_id` int(11) NOT NULL AUTO_INCREMENT,
@@ -92,21 +118,7 @@ MARIADB_DDL: tuple[str, ...] = (
   PRIMARY KEY (`sip_institution_id`),
   UNIQUE KEY `institution_name` (`name`)
 ) {_MARIADB_OPTIONS}""",
-    "CREATE TABLE `sip_accounts` (\n"
-    "  `sip_account_id` int(11) NOT NULL AUTO_INCREMENT,\n"
-    "  `sip_institution_id` int(11) NOT NULL "
-    "COMMENT 'Foreign key to sip_institutions.sip_institution_id',\n"
-    + "".join(f"  `{name}` {mariadb},\n" for name, mariadb, _ in _ACCOUNT_COLUMNS)
-    + "  PRIMARY KEY (`sip_account_id`),\n"
-    "  UNIQUE KEY `account_login_id` (`login_id`),\n"
-    "  KEY `sip_accounts_ibfk_1` (`sip_institution_id`),\n"
-    "  KEY `sip_accounts_ibfk_2` (`register_id`),\n"
-    "  CONSTRAINT `sip_accounts_ibfk_1` FOREIGN KEY (`sip_institution_id`)\n"
-    "    REFERENCES `sip_institutions` (`sip_institution_id`)\n"
-    "    ON DELETE CASCADE ON UPDATE CASCADE,\n"
-    "  CONSTRAINT `sip_accounts_ibfk_2` FOREIGN KEY (`register_id`)\n"
-    "    REFERENCES `cash_registers` (`id`) ON DELETE SET NULL ON UPDATE CASCADE\n"
-    f") {_MARIADB_OPTIONS}",
+    _sip_accounts_ddl(cash_registers=True),
     _child(
         "sip_account_custom_item_fields",
         "sip_account_custom_item_field_id",
@@ -262,7 +274,14 @@ PORTABLE_DDL: tuple[str, ...] = (
 def create_sip_tables(txn, *, login_password: bool = False) -> None:
     """Create Koha's twelve SIP tables in the database behind ``txn``."""
     if txn.engine.name == "mysql":
+        registers = txn.one(
+            "SELECT 1 AS x FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name = 'cash_registers'"
+        )
         for statement in MARIADB_DDL:
+            if statement.startswith("CREATE TABLE `sip_accounts`") and registers is None:
+                # not a Koha database: no cash_registers to refer to
+                statement = _sip_accounts_ddl(cash_registers=False)
             txn.execute(statement)
         if login_password:
             txn.execute(
