@@ -165,3 +165,33 @@ def test_without_sipconfig_xml_listeners_come_from_sip_listeners_and_sighup_relo
     )
     with gateway.logged_in("joe", "joes") as client:
         assert "BE" not in patron_information(client)
+
+
+def test_a_broken_row_at_start_up_stops_it_naming_the_row(make_gateway, koha_db):
+    url, ids = koha_db
+    run(
+        url,
+        lambda txn: txn.execute(
+            "UPDATE sip_accounts SET encoding = ? WHERE sip_account_id = ?", ("klingon", ids["joe"])
+        ),
+    )
+    gateway = make_gateway(start=False, extra_args=["--check-config"])
+    with pytest.raises(RuntimeError) as err:
+        gateway.start()
+    assert (
+        f"koha-gateway: sip_accounts id={ids['joe']} (login joe): encoding='klingon' is not a "
+        "known character encoding"
+    ) in str(err.value)
+
+
+def test_check_config_names_the_sections_from_the_database(make_gateway, koha_db):
+    gateway = make_gateway(start=False, customise=without_joe, extra_args=["--check-config"])
+    gateway.ports = {}
+    gateway.start()
+    gateway.process.wait(30)
+    output = gateway.process.stdout.read().decode()
+    assert gateway.process.returncode == 0, output
+    assert (
+        f"{gateway.sipconfig}: 3 listeners, 1 accounts, 2 institutions: OK "
+        "(from Koha's database: accounts, institutions)"
+    ) in output
