@@ -81,7 +81,13 @@ class ConfigSource:
                     raise
                 tables = SipTables()  # the file alone, as before the tables existed
         if not tables.present:
-            return load_sip_config(self.path or running.path)
+            if self.path is None:
+                raise ConfigError(
+                    "the database no longer has the SIP configuration tables and no "
+                    "SIPconfig.xml was given",
+                    sipdb.DATABASE_SOURCE,
+                )
+            return load_sip_config(self.path)
         self.fingerprint = tables.fingerprint()
         return sipdb.build_config(self.path, tables)
 
