@@ -138,6 +138,20 @@ def test_a_broken_row_is_refused_and_the_running_configuration_stays(make_gatewa
         assert "BE" in patron_information(other)
     client.close()
 
+    # Corrected in the staff interface: applied at the next poll; the refusal was logged once.
+    run(
+        url,
+        lambda txn: txn.execute(
+            "UPDATE sip_account_screen_msg_regexs SET find = ? "
+            "WHERE sip_account_screen_msg_regex_id = ?",
+            ("Greetings", row),
+        ),
+    )
+    wait_until(
+        lambda: "reloaded" in gateway.read_log().split(expected, 1)[1], "the corrected row", gateway
+    )
+    assert gateway.log.read_text().count(expected) == 1  # twistd.log alone
+
 
 def test_without_sipconfig_xml_listeners_come_from_sip_listeners_and_sighup_reloads(
     make_gateway, demo_url
