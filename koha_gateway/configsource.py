@@ -2,8 +2,8 @@
 
 A thin Twisted adapter over :mod:`koha_gateway.config.sipdb` (the mapping) and
 :mod:`koha_gateway.db.sipconfig_tables` (the SQL). At start-up :meth:`ConfigSource.initial`
-reads the tables in the calling thread; afterwards every read runs in the database pool, off the
-reactor thread. :meth:`ConfigSource.start_polling` reads the tables every ``--sip-config-poll``
+reads the tables in the calling thread; afterwards the tables are read, and the configuration
+built and checked, in the database pool, off the reactor thread. :meth:`ConfigSource.start_polling` reads the tables every ``--sip-config-poll``
 seconds and calls the service's reload when their rows changed (Koha's tables carry no
 modification time, so the rows are compared through a digest). A refused edit is reported once,
 not at every poll.
@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from koha_gateway.config import ConfigError, load_sip_config, sipdb
 from koha_gateway.db.engine import DatabaseError, Unavailable
-from koha_gateway.db.sipconfig_tables import SipTables, read_tables
+from koha_gateway.db.sipconfig_tables import read_tables
 
 __all__ = ["ConfigSource", "ConfigSourceError", "describe_sources"]
 
@@ -71,25 +71,21 @@ class ConfigSource:
         return config
 
     @defer.inlineCallbacks
-    def load(self, running, tables: SipTables | None = None):
-        """A new configuration for a reload; raises ConfigError, OSError or DatabaseError."""
-        if tables is None:
-            try:
-                tables = yield self.db.run(read_tables, retry=True, readonly=True)
-            except DatabaseError:
-                if running.from_database or self.path is None:
-                    raise
-                tables = SipTables()  # the file alone, as before the tables existed
-        if not tables.present:
-            if self.path is None:
-                raise ConfigError(
-                    "the database no longer has the SIP configuration tables and no "
-                    "SIPconfig.xml was given",
-                    sipdb.DATABASE_SOURCE,
-                )
+    def load(self, running):
+        """A new configuration for a reload, read and checked in a database thread.
+
+        Raises ConfigError, OSError or DatabaseError. When the database cannot be read and the
+        running configuration came from the file alone, the file alone is read again."""
+        try:
+            fingerprint, outcome = yield self.db.run(_load, self.path, retry=True, readonly=True)
+        except DatabaseError:
+            if running.from_database or self.path is None:
+                raise
             return load_sip_config(self.path)
-        self.fingerprint = tables.fingerprint()
-        return sipdb.build_config(self.path, tables)
+        self.fingerprint = fingerprint  # also for a refused edit: it is reported once
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     # -- the poll ---------------------------------------------------------------------------------
 
@@ -107,16 +103,15 @@ class ConfigSource:
             self._loop.stop()
 
     def _poll(self, reload):
-        def check(tables):
-            fingerprint = tables.fingerprint() if tables.present else None
+        def check(fingerprint):
             if fingerprint == self.fingerprint:
                 return None
-            self.fingerprint = fingerprint  # a refused edit is reported once
+            self.fingerprint = fingerprint
             log.info("Koha's SIP configuration tables changed; reloading")
-            return reload(tables)
+            return reload()
 
         return (
-            self.db.run(read_tables, retry=True, readonly=True)
+            self.db.run(_fingerprint, retry=True, readonly=True)
             .addCallback(check)
             .addErrback(
                 lambda f: log.warn(
@@ -124,3 +119,25 @@ class ConfigSource:
                 )
             )
         )
+
+
+def _fingerprint(txn) -> str | None:
+    tables = read_tables(txn)
+    return tables.fingerprint() if tables.present else None
+
+
+def _load(txn, path: str | None):
+    """In a database thread: ``(fingerprint, SIPConfig or the ConfigError/OSError)``."""
+    tables = read_tables(txn)
+    try:
+        if not tables.present:
+            if path is None:
+                raise ConfigError(
+                    "the database no longer has the SIP configuration tables and no "
+                    "SIPconfig.xml was given",
+                    sipdb.DATABASE_SOURCE,
+                )
+            return None, load_sip_config(path)
+        return tables.fingerprint(), sipdb.build_config(path, tables)
+    except (ConfigError, OSError) as exc:
+        return (tables.fingerprint() if tables.present else None), exc

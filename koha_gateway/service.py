@@ -354,17 +354,15 @@ class GatewayService(MultiService):
 
         reactor.callFromThread(self.reload)
 
-    def reload(self, tables=None):
-        """Re-read the configuration and certificates; keep the old ones if anything is wrong.
-
-        ``tables``: Koha's SIP tables when the caller has just read them (the poll)."""
-        return self._reload_lock.run(self._reload, tables)
+    def reload(self):
+        """Re-read the configuration and certificates; keep the old ones if anything is wrong."""
+        return self._reload_lock.run(self._reload)
 
     @defer.inlineCallbacks
-    def _reload(self, tables=None):
+    def _reload(self):
         old = self.gateway.config
         try:
-            new = yield self.config_source.load(old, tables)
+            new = yield self.config_source.load(old)
         except (ConfigError, OSError, DatabaseError) as exc:
             log.error("reload refused, keeping the running configuration: {error}", error=str(exc))
             return False

@@ -12,10 +12,7 @@ The mapping of the rows to the configuration lives in :mod:`koha_gateway.config.
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,21 +46,6 @@ SIP_TABLES: tuple[str, ...] = tuple(PRIMARY_KEYS)
 ACCOUNT_CHILD_TABLES: tuple[str, ...] = tuple(t for t in SIP_TABLES if t.startswith("sip_account_"))
 
 
-def _plain(value: Any) -> Any:
-    """A value as JSON can hold it, the same on every engine (for the fingerprint)."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int | float | str) or value is None:
-        return value
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, _dt.date | _dt.datetime | _dt.time | _dt.timedelta):
-        return str(value)
-    return str(value)
-
-
 @dataclass(frozen=True)
 class SipTables:
     """The rows of Koha's SIP tables as read in one transaction.
@@ -75,6 +57,7 @@ class SipTables:
 
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     engine: str = ""
+    digest: str = ""
 
     @property
     def present(self) -> bool:
@@ -88,14 +71,17 @@ class SipTables:
 
         Koha's tables carry no modification timestamp (``config_timestamp`` in
         ``sip_server_params`` is not maintained by Koha yet), so the rows themselves are
-        compared; there are a few dozen of them.
+        compared. :func:`read_tables` computes it in the database thread (``digest``).
         """
-        canonical = {
-            table: [{k: _plain(v) for k, v in sorted(row.items())} for row in rows]
-            for table, rows in sorted(self.rows.items())
-        }
-        data = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(data.encode("utf-8")).hexdigest()
+        if self.digest:
+            return self.digest
+        hasher = hashlib.sha256()
+        for table in sorted(self.rows):
+            hasher.update(f"\0{table}\0".encode())
+            for row in self.rows[table]:
+                hasher.update(repr(sorted(row.items())).encode("utf-8", "backslashreplace"))
+                hasher.update(b"\n")
+        return hasher.hexdigest()
 
 
 def existing_tables(txn) -> set[str]:
@@ -124,4 +110,5 @@ def read_tables(txn) -> SipTables:
         # SELECT *: Koha's column names include words reserved on MariaDB (key, replace), and
         # a newer Koha may add columns; the mapping decides what it uses.
         rows[table] = txn.query(f"SELECT * FROM {table} ORDER BY {PRIMARY_KEYS[table]}")
-    return SipTables(rows=rows, engine=txn.engine.name)
+    tables = SipTables(rows=rows, engine=txn.engine.name)
+    return SipTables(rows=rows, engine=txn.engine.name, digest=tables.fingerprint())
