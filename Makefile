@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml setup.py
 	  else echo "Python's venv module is missing: sudo apt-get install python3-venv" >&2; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test]' psycopg2-binary
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test,mysql]' psycopg2-binary
 	touch $@
 
 $(DEMO_DB): | $(STAMP)

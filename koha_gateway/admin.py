@@ -11,21 +11,30 @@ Commands:
 ``load-demo``
     load the demo data set (creates the schema first when needed); does nothing, with a
     message, when any of it is already there.
-``add-branch CODE NAME``, ``add-category CODE DESCRIPTION``, ``add-itemtype CODE DESCRIPTION``
+``add-branch CODE NAME [--address] [--city] [--zipcode] [--phone] [--email]``,
+``add-category CODE DESCRIPTION``, ``add-itemtype CODE DESCRIPTION``
     libraries, patron categories and item types.
 ``add-patron --cardnumber --userid --surname --firstname --branch --category --password
---expiry YYYY-MM-DD [--circulate] [--superlibrarian]``
+--expiry YYYY-MM-DD [--circulate] [--superlibrarian] [contact and personal details]``
     a patron or staff user; ``--circulate`` grants the permission a SIP account needs. Without
-    ``--password`` the password is asked for (or read from standard input).
+    ``--password`` the password is asked for (or read from standard input). The details are
+    Koha's ``borrowers`` columns: ``--address --address2 --city --state --zipcode --country``
+    (SIP2 BD), ``--phone`` (BF), ``--mobile``, ``--email`` (BE), ``--dateofbirth YYYY-MM-DD``
+    (PB), ``--sex F|M|O|N``, ``--title``, ``--opacnote`` (a screen message).
 ``set-password USERID_OR_CARDNUMBER [--password P]``
     a new password (asked for when not given), stored as a bcrypt hash.
-``add-item --barcode --title --branch --itemtype [--callnumber] [--author]``
-    a title with one item.
+``add-item --barcode --title --branch --itemtype [--biblionumber N] [--callnumber] [--author]
+[--location] [--ccode] [--price] [--replacementprice] [--materials] [--notforloan N]
+[--damaged] [--holdingbranch]``
+    an item of a new title, or another copy of title ``--biblionumber``.
+``set-currency CODE [--symbol S] [--isocode ISO]``, ``show-currency``
+    the active currency (SIP2 BH): added or changed, and made the only active one, as Koha's
+    currency administration does.
 ``set-syspref NAME VALUE``, ``set-rule NAME VALUE [--branch] [--category] [--itemtype]``
     Koha system preferences and circulation rules. A running gateway reads the preferences
     when it starts, every minute and on reload (SIGHUP); rules are read with each request.
 ``show-patron USERID_OR_CARDNUMBER``
-    the patron's record and standing (never the password hash).
+    the patron's record, the details that are set, and standing (never the password hash).
 
 The database is ``--database URL`` (``sqlite:///abs/path.sqlite`` or ``postgresql://...``), or
 the one a Koha ``koha-conf.xml`` names (``--koha-conf``), or ``$KOHA_GATEWAY_DATABASE``. Every
@@ -81,6 +90,54 @@ def _date(value: str, what: str) -> str:
         return date.fromisoformat(value).isoformat()
     except ValueError:
         raise AdminError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _birth_date(value: str | None, today: date) -> str | None:
+    if value is None:
+        return None
+    birth = _date(value, "--dateofbirth")
+    if birth > today.isoformat():
+        raise AdminError(f"--dateofbirth {value!r} is in the future")
+    return birth
+
+
+#: ``borrowers.sex`` as Koha's patron form stores it: female, male, other; N for an
+#: organisation. Koha's "none specified" is no value at all (leave ``--sex`` out).
+SEX_VALUES = ("F", "M", "O", "N")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _sex(value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if code not in SEX_VALUES:
+        raise AdminError(f"--sex {value!r} must be one of {', '.join(SEX_VALUES)}")
+    return code
+
+
+def _email(value: str | None, what: str = "--email") -> str | None:
+    if value is None:
+        return None
+    address = value.strip()
+    if not _EMAIL.match(address):
+        raise AdminError(f"{what} {value!r} is not an email address")
+    return address
+
+
+def _text(value: str | None) -> str | None:
+    """An optional free-text option: stripped, and ``None`` when empty."""
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def _amount(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if value < 0:
+        raise AdminError(f"{what} must not be negative")
+    return round(value, 2)
 
 
 def _require_schema(txn) -> None:
@@ -178,7 +235,19 @@ def cmd_add_branch(txn, args, out) -> None:
     code = _code(args.code, "branch code")
     if _exists(txn, "branches", "branchcode", code):
         raise AdminError(f"branch {code} already exists")
-    txn.execute("INSERT INTO branches (branchcode, branchname) VALUES (?, ?)", (code, args.name))
+    txn.execute(
+        "INSERT INTO branches (branchcode, branchname, branchaddress1, branchcity, branchzip, "
+        "branchphone, branchemail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            code,
+            args.name,
+            _text(args.address),
+            _text(args.city),
+            _text(args.zipcode),
+            _text(args.phone),
+            _email(args.email),
+        ),
+    )
     print(f"branch {code} added: {args.name}", file=out)
 
 
@@ -246,24 +315,42 @@ def cmd_add_patron(txn, args, out) -> None:
         schema.SUPERLIBRARIAN if args.superlibrarian else 0
     )
     now = _now()
+    details = {
+        "title": _text(args.title),
+        "email": _email(args.email),
+        "phone": _text(args.phone),
+        "mobile": _text(args.mobile),
+        "address": _text(args.address),
+        "address2": _text(args.address2),
+        "city": _text(args.city),
+        "state": _text(args.state),
+        "zipcode": _text(args.zipcode),
+        "country": _text(args.country),
+        "dateofbirth": _birth_date(args.dateofbirth, now.date()),
+        "sex": _sex(args.sex),
+        "opacnote": _text(args.opacnote),
+    }
+    columns = (
+        "cardnumber, userid, password, surname, firstname, branchcode, categorycode, "
+        "dateenrolled, dateexpiry, flags, updated_on, " + ", ".join(details)
+    )
+    values = (
+        args.cardnumber.strip(),
+        args.userid.strip(),
+        hash_password(password),
+        args.surname,
+        args.firstname,
+        args.branch,
+        args.category,
+        now.date().isoformat(),
+        expiry,
+        flags,
+        now.strftime("%Y-%m-%d %H:%M:%S"),
+        *details.values(),
+    )
     number = txn.insert(
-        "INSERT INTO borrowers (cardnumber, userid, password, surname, firstname, email, "
-        "branchcode, categorycode, dateenrolled, dateexpiry, flags, updated_on) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            args.cardnumber.strip(),
-            args.userid.strip(),
-            hash_password(password),
-            args.surname,
-            args.firstname,
-            args.email,
-            args.branch,
-            args.category,
-            now.date().isoformat(),
-            expiry,
-            flags,
-            now.strftime("%Y-%m-%d %H:%M:%S"),
-        ),
+        f"INSERT INTO borrowers ({columns}) VALUES ({', '.join('?' * len(values))})",
+        values,
         pk="borrowernumber",
     )
     rights = _permissions(flags)
@@ -295,30 +382,65 @@ def cmd_add_item(txn, args, out) -> None:
         raise AdminError("--barcode must not be empty")
     if _exists(txn, "items", "barcode", barcode):
         raise AdminError(f"an item with barcode {barcode} already exists")
-    if not _exists(txn, "branches", "branchcode", args.branch):
-        raise AdminError(f"unknown branch {args.branch} (add it with '{PROG} add-branch')")
+    holdingbranch = args.holdingbranch or args.branch
+    for branch in {args.branch, holdingbranch}:
+        if not _exists(txn, "branches", "branchcode", branch):
+            raise AdminError(f"unknown branch {branch} (add it with '{PROG} add-branch')")
     if not _exists(txn, "itemtypes", "itemtype", args.itemtype):
         raise AdminError(f"unknown item type {args.itemtype} (add it with '{PROG} add-itemtype')")
-    biblionumber = txn.insert(
-        "INSERT INTO biblio (title, author) VALUES (?, ?)",
-        (args.title, args.author),
-        pk="biblionumber",
-    )
+    price = _amount(args.price, "--price")
+    replacementprice = _amount(args.replacementprice, "--replacementprice")
+    if args.biblionumber is not None:
+        if args.title is not None or args.author is not None:
+            raise AdminError(
+                "--biblionumber adds a copy of that title: leave out --title and --author"
+            )
+        biblio = txn.one(
+            "SELECT biblionumber, title FROM biblio WHERE biblionumber = ?", (args.biblionumber,)
+        )
+        if biblio is None:
+            raise AdminError(f"no title with biblionumber {args.biblionumber}")
+        biblionumber, title = biblio["biblionumber"], biblio["title"]
+    else:
+        if not args.title or not args.title.strip():
+            raise AdminError("give --title for a new title, or --biblionumber for another copy")
+        title = args.title
+        biblionumber = txn.insert(
+            "INSERT INTO biblio (title, author) VALUES (?, ?)",
+            (title, args.author),
+            pk="biblionumber",
+        )
+    location = _text(args.location)
     itemnumber = txn.insert(
         "INSERT INTO items (biblionumber, barcode, homebranch, holdingbranch, itype, "
-        "itemcallnumber, datelastseen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "itemcallnumber, location, permanent_location, ccode, materials, price, "
+        "replacementprice, notforloan, damaged, datelastseen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             biblionumber,
             barcode,
             args.branch,
-            args.branch,
+            holdingbranch,
             args.itemtype,
-            args.callnumber,
+            _text(args.callnumber),
+            location,
+            # Koha sets the permanent location of a new item to its location.
+            location,
+            _text(args.ccode),
+            _text(args.materials),
+            price,
+            replacementprice,
+            args.notforloan,
+            1 if args.damaged else 0,
             _now().strftime("%Y-%m-%d %H:%M:%S"),
         ),
         pk="itemnumber",
     )
-    print(f"item {barcode} added as itemnumber {itemnumber}: {args.title}", file=out)
+    print(
+        f"item {barcode} added as itemnumber {itemnumber} of biblionumber {biblionumber}: "
+        f"{title or ''}",
+        file=out,
+    )
 
 
 #: Printed after set-syspref: the gateway keeps the preferences it read at start-up.
@@ -360,6 +482,52 @@ def cmd_set_rule(txn, args, out) -> None:
     )
 
 
+def cmd_set_currency(txn, args, out) -> None:
+    """Koha's currency administration: the currency is added (or changed) and becomes the
+    only active one (``UPDATE currency SET active = 0`` first)."""
+    _require_schema(txn)
+    code = args.code.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,10}", code):
+        raise AdminError(f"currency {args.code!r} must be 1 to 10 letters, digits, '-' or '_'")
+    isocode = (args.isocode or code).strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", isocode):
+        raise AdminError(
+            f"the ISO code {isocode!r} must be 3 letters (give --isocode for currency {code})"
+        )
+    symbol = args.symbol
+    if symbol is not None and not 1 <= len(symbol) <= 5:
+        raise AdminError("--symbol must be 1 to 5 characters")
+    existing = txn.one("SELECT currency, symbol FROM currency WHERE currency = ?", (code,))
+    txn.execute("UPDATE currency SET active = 0")
+    if existing is None:
+        txn.execute(
+            "INSERT INTO currency (currency, symbol, isocode, active) VALUES (?, ?, ?, 1)",
+            (code, symbol, isocode),
+        )
+    else:
+        symbol = symbol if symbol is not None else existing["symbol"]
+        txn.execute(
+            "UPDATE currency SET symbol = ?, isocode = ?, active = 1 WHERE currency = ?",
+            (symbol, isocode, code),
+        )
+    shown = f" ({symbol})" if symbol else ""
+    print(f"active currency: {code}{shown}; SIP2 BH {isocode}", file=out)
+
+
+def cmd_show_currency(txn, args, out) -> None:
+    _require_schema(txn)
+    rows = txn.query("SELECT currency, symbol, isocode, active FROM currency ORDER BY currency")
+    for row in rows:
+        mark = "*" if int(row["active"] or 0) else " "
+        print(
+            f"{mark} {row['currency']:10} {row['isocode'] or '':5} {row['symbol'] or ''}",
+            file=out,
+        )
+    active = [row for row in rows if int(row["active"] or 0)]
+    if not active:
+        print("no active currency: SIP2 BH is USD, as Koha sends it", file=out)
+
+
 def _permissions(flags: int) -> str:
     names = []
     if flags & schema.SUPERLIBRARIAN:
@@ -367,6 +535,26 @@ def _permissions(flags: int) -> str:
     if flags & schema.CIRCULATE:
         names.append("circulate")
     return ", ".join(names) or "none"
+
+
+def _patron_details(patron: dict) -> list[tuple[str, str]]:
+    """The contact and personal details that are set, as show-patron prints them."""
+    address = ", ".join(
+        str(patron[name]).strip()
+        for name in ("address", "address2", "city", "state", "zipcode", "country")
+        if patron.get(name) and str(patron[name]).strip()
+    )
+    rows = [
+        ("title", patron.get("title")),
+        ("address", address),
+        ("phone", patron.get("phone")),
+        ("mobile", patron.get("mobile")),
+        ("email", patron.get("email")),
+        ("date of birth", str(patron["dateofbirth"])[:10] if patron.get("dateofbirth") else None),
+        ("sex", patron.get("sex")),
+        ("OPAC note", patron.get("opacnote")),
+    ]
+    return [(label, value) for label, value in rows if value]
 
 
 def cmd_show_patron(txn, args, out) -> None:
@@ -398,6 +586,7 @@ def cmd_show_patron(txn, args, out) -> None:
         ("branch", patron["branchcode"]),
         ("category", f"{patron['categorycode']} ({patron['category_description'] or ''})"),
         ("expiry", patron["dateexpiry"] or ""),
+        *_patron_details(patron),
         ("permissions", _permissions(int(patron["flags"] or 0))),
         ("password", "set" if patron["password"] else "not set"),
         ("standing", "; ".join(standing) or "good"),
@@ -436,6 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("add-branch", help="add a library")
     p.add_argument("code")
     p.add_argument("name")
+    p.add_argument("--address", help="first address line (branchaddress1)")
+    p.add_argument("--city")
+    p.add_argument("--zipcode", help="postal code (branchzip)")
+    p.add_argument("--phone")
+    p.add_argument("--email")
     p.set_defaults(run=cmd_add_branch)
 
     p = sub.add_parser("add-category", help="add a patron category")
@@ -466,6 +660,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expiry", required=True, metavar="YYYY-MM-DD")
     p.add_argument("--circulate", action="store_true", help="grant the circulate permission")
     p.add_argument("--superlibrarian", action="store_true")
+    p.add_argument("--title", help="salutation (Mr, Ms, Dr, ...)")
+    p.add_argument("--address", help="first address line")
+    p.add_argument("--address2", help="second address line")
+    p.add_argument("--city")
+    p.add_argument("--state")
+    p.add_argument("--zipcode", help="postal code")
+    p.add_argument("--country")
+    p.add_argument("--phone", help="primary phone")
+    p.add_argument("--mobile", help="other phone")
+    p.add_argument("--dateofbirth", metavar="YYYY-MM-DD", help="date of birth")
+    p.add_argument(
+        "--sex", help="F, M, O (other) or N (an organisation); leave out for none specified"
+    )
+    p.add_argument("--opacnote", help="a note shown to the patron (a SIP2 screen message)")
     p.set_defaults(run=cmd_add_patron)
 
     p = sub.add_parser("set-password", help="change a password")
@@ -473,13 +681,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", default=None, help="asked for when not given")
     p.set_defaults(run=cmd_set_password)
 
-    p = sub.add_parser("add-item", help="add a title with one item")
+    p = sub.add_parser("add-item", help="add an item of a new title, or another copy")
     p.add_argument("--barcode", required=True)
-    p.add_argument("--title", required=True)
+    p.add_argument("--title", default=None, help="a new title (unless --biblionumber)")
     p.add_argument("--author", default=None)
-    p.add_argument("--branch", required=True)
+    p.add_argument("--biblionumber", type=int, default=None, help="add a copy of this title")
+    p.add_argument("--branch", required=True, help="home library")
+    p.add_argument("--holdingbranch", default=None, help="where it is (default: --branch)")
     p.add_argument("--itemtype", required=True)
     p.add_argument("--callnumber", default=None)
+    p.add_argument("--location", default=None, help="shelving location code")
+    p.add_argument("--ccode", default=None, help="collection code")
+    p.add_argument("--materials", default=None, help="additional materials (parts)")
+    p.add_argument("--price", type=float, default=None)
+    p.add_argument("--replacementprice", type=float, default=None)
+    p.add_argument(
+        "--notforloan", type=int, default=0, help="not-for-loan status (negative: on order)"
+    )
+    p.add_argument("--damaged", action="store_true")
     p.set_defaults(run=cmd_add_item)
 
     p = sub.add_parser("set-syspref", help="set a Koha system preference")
@@ -494,6 +713,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", default="*")
     p.add_argument("--itemtype", default="*")
     p.set_defaults(run=cmd_set_rule)
+
+    p = sub.add_parser("set-currency", help="set the active currency (SIP2 BH)")
+    p.add_argument("code", help="Koha's currency code, e.g. NZD")
+    p.add_argument("--symbol", default=None, help="e.g. '$'")
+    p.add_argument("--isocode", default=None, help="ISO 4217 code sent in BH (default: CODE)")
+    p.set_defaults(run=cmd_set_currency)
+
+    p = sub.add_parser("show-currency", help="list the currencies, the active one marked *")
+    p.set_defaults(run=cmd_show_currency)
 
     p = sub.add_parser("show-patron", help="show a patron's record and standing")
     p.add_argument("patron", metavar="USERID_OR_CARDNUMBER")

@@ -80,7 +80,13 @@ class Options(usage.Options):
             except ConfigError as exc:
                 self["sip_config_error"] = exc
         try:
-            self["koha_conf"] = load_koha_conf(self["koha-conf"]) if self["koha-conf"] else None
+            # --database always wins over koha-conf.xml's database, which is then not judged;
+            # the file still supplies LDAP.
+            self["koha_conf"] = (
+                load_koha_conf(self["koha-conf"], require_database=not self["database"])
+                if self["koha-conf"]
+                else None
+            )
         except ConfigError as exc:
             raise usage.UsageError(str(exc)) from None
         if not self["database"]:

@@ -1,8 +1,24 @@
-"""Fixtures shared by the whole suite: demo databases on both engines and a running gateway.
+"""Fixtures shared by the whole suite: demo databases on every engine and a running gateway.
 
-Every end-to-end test that uses ``gateway`` runs twice: on the embedded SQLite default and on a
-throwaway PostgreSQL cluster (``tests/support/postgres.py``). Each test gets its own copy of the
-demo data: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL.
+Every end-to-end test that uses ``gateway`` runs on each engine of :data:`ENGINES`: the
+embedded SQLite default and a throwaway PostgreSQL cluster (``tests/support/postgres.py``). Each
+test gets its own copy of the demo data: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE``
+on PostgreSQL.
+
+MariaDB with Koha's own schema (``tests/support/mariadb.py``: a throwaway server loaded by
+``../shared/koha/load.sh``):
+
+* ``make_koha_database()`` (a function, and the fixture ``koha_database`` for one per test)
+  returns the ``mysql://`` URL of a fresh database holding Koha's schema and mandatory data
+  (249 tables, 330 foreign keys, system preferences, permissions, account types), copied from
+  the server's ``koha_template`` in about 0.2 s; ``drop_koha_database(url)`` drops it.
+* ``make_koha_demo_template(name, now)`` builds, once, such a database with the demo data set
+  loaded on top (``load_demo_database``); tests copy it with
+  ``server.create_database(template=name)``.
+* Adding ``"mysql"`` to :data:`ENGINES` runs every end-to-end, ILS and ACS test on MariaDB too
+  (``demo_url`` and ``tests/ils/conftest.py``'s ``db`` have the MariaDB branch). That needs the
+  gateway's Koha-schema support (migrations that create only ``kgw_`` tables on a Koha
+  database), which ``load_demo_database`` relies on.
 """
 
 from __future__ import annotations
@@ -13,8 +29,10 @@ import pytest
 
 from tests.gateway import GatewayProcess, copy_database
 
+#: The engines every end-to-end, ILS and ACS test runs on (see the module docstring for "mysql").
 ENGINES = ("sqlite", "postgresql")
 _PG_TEMPLATE = "koha_demo_template"
+_MY_TEMPLATE = "kgw_koha_demo_template"
 
 
 def load_demo_database(url: str, now=None) -> str:
@@ -37,6 +55,42 @@ def make_demo_database(path, now=None) -> str:
     return load_demo_database(f"sqlite:///{path}", now)
 
 
+def make_koha_database(name: str | None = None) -> str:
+    """The URL of a fresh MariaDB database with Koha's schema and mandatory data.
+
+    On the session's throwaway server (started on first use; the test is skipped when MariaDB
+    cannot start, and fails under ``CI=true``). Drop it with :func:`drop_koha_database`.
+    """
+    from tests.support.mariadb import KOHA_TEMPLATE, server_or_skip
+
+    return server_or_skip().create_database(name, template=KOHA_TEMPLATE)
+
+
+def drop_koha_database(url: str) -> None:
+    from tests.support.mariadb import server_or_skip
+
+    server_or_skip().drop_database(url.rsplit("/", 1)[1].split("?")[0])
+
+
+def make_koha_demo_template(name: str, now=None):
+    """A Koha database named ``name`` with the demo data set loaded on top; returns the server
+    (copy it per test with ``server.create_database(template=name)``)."""
+    from tests.support.mariadb import server_or_skip
+
+    server = server_or_skip()
+    server.drop_database(name)
+    load_demo_database(make_koha_database(name), now)
+    return server
+
+
+@pytest.fixture
+def koha_database():
+    """A fresh MariaDB database with Koha's schema and mandatory data (its URL)."""
+    url = make_koha_database()
+    yield url
+    drop_koha_database(url)
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory):
     """One SQLite demo database per test session; each gateway gets its own copy."""
@@ -55,6 +109,12 @@ def pg_demo_template():
     return cluster
 
 
+@pytest.fixture(scope="session")
+def my_demo_template():
+    """MariaDB: Koha's schema with the demo data set, that each MariaDB test database copies."""
+    return make_koha_demo_template(_MY_TEMPLATE)
+
+
 @pytest.fixture(params=ENGINES)
 def engine(request) -> str:
     return request.param
@@ -65,6 +125,12 @@ def demo_url(request, engine, tmp_path, demo_template):
     """A fresh copy of the demo database on the engine under test."""
     if engine == "sqlite":
         yield copy_database(demo_template, tmp_path / "demo.sqlite")
+        return
+    if engine == "mysql":
+        server = request.getfixturevalue("my_demo_template")
+        url = server.create_database(template=_MY_TEMPLATE)
+        yield url
+        server.drop_database(url.rsplit("/", 1)[1])
         return
     cluster = request.getfixturevalue("pg_demo_template")
     url = cluster.create_database(template=_PG_TEMPLATE)

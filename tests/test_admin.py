@@ -163,6 +163,204 @@ def test_add_patron_errors(admin, url, change, message):
     assert len(query(url, "SELECT borrowernumber FROM borrowers")) == 1
 
 
+PATRON = (
+    "add-patron", "--cardnumber", "1001", "--userid", "ada", "--surname", "Lovelace",
+    "--branch", "WEL", "--category", "S", "--password", "x", "--expiry", "2030-12-31",
+)  # fmt: skip
+
+
+def test_add_patron_with_contact_and_personal_details(admin, url):
+    prepared(admin)
+    status, _, err = admin(
+        *PATRON,
+        "--firstname", "Ada",
+        "--title", "Ms",
+        "--address", "12 Marine Parade",
+        "--address2", "Flat 3",
+        "--city", "Wellington",
+        "--state", "Wellington Region",
+        "--zipcode", "6011",
+        "--country", "New Zealand",
+        "--phone", "04 555 0101",
+        "--mobile", "021 555 0101",
+        "--email", "ada@example.org",
+        "--dateofbirth", "1815-12-10",
+        "--sex", "f",
+        "--opacnote", "Please renew your card",
+    )  # fmt: skip
+    assert status == 0, err
+    row = query(url, "SELECT * FROM borrowers WHERE userid = 'ada'")[0]
+    assert {k: str(row[k]) for k in (
+        "title", "address", "address2", "city", "state", "zipcode", "country", "phone",
+        "mobile", "email", "dateofbirth", "sex", "opacnote",
+    )} == {
+        "title": "Ms",
+        "address": "12 Marine Parade",
+        "address2": "Flat 3",
+        "city": "Wellington",
+        "state": "Wellington Region",
+        "zipcode": "6011",
+        "country": "New Zealand",
+        "phone": "04 555 0101",
+        "mobile": "021 555 0101",
+        "email": "ada@example.org",
+        "dateofbirth": "1815-12-10",
+        "sex": "F",
+        "opacnote": "Please renew your card",
+    }  # fmt: skip
+    out = admin("show-patron", "ada")[1]
+    lines = dict(
+        (label.strip(), value.strip())
+        for label, value in (line.split(":", 1) for line in out.splitlines() if ":" in line)
+    )
+    assert lines["address"] == (
+        "12 Marine Parade, Flat 3, Wellington, Wellington Region, 6011, New Zealand"
+    )
+    assert (lines["phone"], lines["mobile"], lines["email"]) == (
+        "04 555 0101",
+        "021 555 0101",
+        "ada@example.org",
+    )
+    assert (lines["date of birth"], lines["sex"], lines["title"]) == ("1815-12-10", "F", "Ms")
+    assert lines["OPAC note"] == "Please renew your card"
+
+
+def test_add_patron_without_details_leaves_them_empty(admin, url):
+    prepared(admin)
+    assert admin(*PATRON)[0] == 0
+    row = query(url, "SELECT * FROM borrowers WHERE userid = 'ada'")[0]
+    for column in ("address", "city", "phone", "mobile", "email", "dateofbirth", "sex"):
+        assert row[column] is None, column
+    out = admin("show-patron", "ada")[1]
+    assert "address:" not in out and "sex:" not in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--sex", "X"), "--sex 'X' must be one of F, M, O, N"),
+        (("--sex", ""), "--sex '' must be one of F, M, O, N"),
+        (("--dateofbirth", "10/12/1815"), "--dateofbirth '10/12/1815' is not a date (YYYY-MM-DD)"),
+        (("--dateofbirth", "1815-02-30"), "--dateofbirth '1815-02-30' is not a date (YYYY-MM-DD)"),
+        (("--dateofbirth", "9999-12-31"), "--dateofbirth '9999-12-31' is in the future"),
+        (("--email", "ada-at-example"), "--email 'ada-at-example' is not an email address"),
+    ],
+)
+def test_add_patron_detail_errors(admin, url, extra, message):
+    prepared(admin)
+    assert admin(*PATRON, *extra) == (1, "", f"koha-gateway-admin: error: {message}\n")
+    assert query(url, "SELECT borrowernumber FROM borrowers") == []
+
+
+def test_seeded_patron_and_currency_over_sip(make_gateway, demo_url, capsys):
+    """What add-patron and set-currency write is what a running gateway answers with: the
+    64 Patron Information answer sends BD, BE, BF, PB from the details, the OPAC note in AF
+    and the active currency in BH."""
+    from koha_gateway.sip2.codec import parse
+
+    def admin(*argv):
+        status = main(["--database", demo_url, *argv])
+        return status, capsys.readouterr().err
+
+    assert admin(
+        "add-patron", "--cardnumber", "23529000000099", "--userid", "mary",
+        "--surname", "Somerville", "--firstname", "Mary", "--branch", "WEL", "--category", "PT",
+        "--password", "5678", "--expiry", "2999-12-31", "--address", "1 Main St",
+        "--city", "Wellington", "--zipcode", "6011", "--phone", "04 555 0102",
+        "--email", "mary@example.org", "--dateofbirth", "1780-12-26", "--sex", "F",
+        "--opacnote", "Your card is ready",
+    ) == (0, "")  # fmt: skip
+    assert admin("set-currency", "GBP", "--symbol", "£") == (0, "")
+    gateway = make_gateway()
+    with gateway.logged_in() as client:
+        answer = client.request(
+            "63000" + "20260310    143000" + " " * 10 + "AOWEL|AA23529000000099|"
+        )
+    found = dict(parse(answer, responses=True).fields)
+    assert found["BD"] == "1 Main St Wellington 6011"
+    assert (found["BE"], found["BF"], found["PB"]) == (
+        "mary@example.org",
+        "04 555 0102",
+        "17801226",
+    )
+    assert found["BH"] == "GBP"
+    messages = [value for fid, value in parse(answer, responses=True).fields if fid == "AF"]
+    assert any("Your card is ready" in message for message in messages), messages
+
+
+def test_set_and_show_currency(admin, url):
+    prepared(admin)
+    assert admin("show-currency") == (
+        0,
+        "no active currency: SIP2 BH is USD, as Koha sends it\n",
+        "",
+    )
+    assert admin("set-currency", "NZD", "--symbol", "$") == (
+        0,
+        "active currency: NZD ($); SIP2 BH NZD\n",
+        "",
+    )
+    assert admin("set-currency", "EURO", "--isocode", "eur", "--symbol", "€")[1] == (
+        "active currency: EURO (€); SIP2 BH EUR\n"
+    )
+    rows = query(url, "SELECT currency, symbol, isocode, active FROM currency ORDER BY currency")
+    assert [(r["currency"], r["symbol"], r["isocode"], r["active"]) for r in rows] == [
+        ("EURO", "€", "EUR", 1),
+        ("NZD", "$", "NZD", 0),
+    ]
+    # Back to NZD: one active currency, the symbol kept when not given.
+    assert admin("set-currency", "NZD")[1] == "active currency: NZD ($); SIP2 BH NZD\n"
+    assert admin("show-currency")[1] == "  EURO       EUR   €\n* NZD        NZD   $\n"
+
+
+def test_set_currency_is_what_sip_sends_in_bh(admin, url):
+    from koha_gateway.acs import fields
+
+    prepared(admin)
+    assert admin("set-currency", "GBP", "--symbol", "£")[0] == 0
+    db = Database.from_url(url)
+    try:
+        assert db.run_blocking(fields.currency_isocode) == "GBP"
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ("set-currency", "EURO"),
+            "the ISO code 'EURO' must be 3 letters (give --isocode for currency EURO)",
+        ),
+        (
+            ("set-currency", "NZD", "--isocode", "N1"),
+            "the ISO code 'N1' must be 3 letters (give --isocode for currency NZD)",
+        ),
+        (("set-currency", "NZ D"), "currency 'NZ D' must be 1 to 10 letters, digits, '-' or '_'"),
+        (("set-currency", "NZD", "--symbol", "dollars"), "--symbol must be 1 to 5 characters"),
+    ],
+)
+def test_set_currency_errors(admin, url, argv, message):
+    prepared(admin)
+    assert admin(*argv) == (1, "", f"koha-gateway-admin: error: {message}\n")
+    assert query(url, "SELECT currency FROM currency") == []
+
+
+def test_add_branch_with_address(admin, url):
+    prepared(admin)
+    status, out, err = admin(
+        "add-branch", "KIL", "Kilbirnie", "--address", "101 Bay Road", "--city", "Wellington",
+        "--zipcode", "6022", "--phone", "04 555 0199", "--email", "kil@example.org",
+    )  # fmt: skip
+    assert (status, out, err) == (0, "branch KIL added: Kilbirnie\n", "")
+    row = query(url, "SELECT * FROM branches WHERE branchcode = 'KIL'")[0]
+    assert (
+        row["branchaddress1"], row["branchcity"], row["branchzip"], row["branchphone"],
+        row["branchemail"],
+    ) == ("101 Bay Road", "Wellington", "6022", "04 555 0199", "kil@example.org")  # fmt: skip
+    assert "is not an email address" in admin("add-branch", "X", "X", "--email", "nope")[2]
+
+
 def test_set_password_from_option_and_from_stdin(admin, url, monkeypatch):
     admin("load-demo")
     assert admin("set-password", "joe", "--password", "newer") == (
@@ -221,6 +419,66 @@ def test_add_item(admin, url):
         "add-item", "--barcode", "4000", "--title", "x", "--branch", "WEL", "--itemtype", "DVD"
     )
     assert status == 1 and "unknown item type DVD" in err
+
+
+def test_add_item_with_shelving_details_and_a_second_copy(admin, url):
+    prepared(admin)
+    assert admin("add-branch", "KIL", "Kilbirnie")[0] == 0
+    status, out, err = admin(
+        "add-item", "--barcode", "5001", "--title", "Dune", "--branch", "WEL",
+        "--itemtype", "BK", "--callnumber", "SF HER", "--location", "FIC", "--ccode", "ADULT",
+        "--materials", "1 map", "--price", "18.5", "--replacementprice", "25",
+        "--holdingbranch", "KIL",
+    )  # fmt: skip
+    assert status == 0, err
+    first = query(url, "SELECT * FROM items WHERE barcode = '5001'")[0]
+    assert out == f"item 5001 added as itemnumber {first['itemnumber']} of biblionumber " + (
+        f"{first['biblionumber']}: Dune\n"
+    )
+    assert (first["location"], first["permanent_location"], first["ccode"]) == (
+        "FIC",
+        "FIC",
+        "ADULT",
+    )
+    assert (first["materials"], first["price"], first["replacementprice"]) == ("1 map", 18.5, 25)
+    assert (first["homebranch"], first["holdingbranch"]) == ("WEL", "KIL")
+    assert (first["notforloan"], first["damaged"]) == (0, 0)
+
+    biblionumber = str(first["biblionumber"])
+    status, out, err = admin(
+        "add-item", "--barcode", "5002", "--biblionumber", biblionumber, "--branch", "WEL",
+        "--itemtype", "BK", "--notforloan", "-1", "--damaged",
+    )  # fmt: skip
+    assert status == 0, err
+    assert out.endswith(f"of biblionumber {biblionumber}: Dune\n")
+    second = query(url, "SELECT * FROM items WHERE barcode = '5002'")[0]
+    assert second["biblionumber"] == first["biblionumber"]
+    assert (second["notforloan"], second["damaged"], second["holdingbranch"]) == (-1, 1, "WEL")
+    assert len(query(url, "SELECT biblionumber FROM biblio")) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--biblionumber", "999"), "no title with biblionumber 999"),
+        (
+            ("--biblionumber", "1", "--title", "x"),
+            "--biblionumber adds a copy of that title: leave out --title and --author",
+        ),
+        ((), "give --title for a new title, or --biblionumber for another copy"),
+        (("--title", "x", "--price", "-1"), "--price must not be negative"),
+        (("--title", "x", "--replacementprice", "-0.5"), "--replacementprice must not be negative"),
+        (
+            ("--title", "x", "--holdingbranch", "NOPE"),
+            "unknown branch NOPE (add it with 'koha-gateway-admin add-branch')",
+        ),
+    ],
+)
+def test_add_item_errors(admin, url, argv, message):
+    prepared(admin)
+    base = ("add-item", "--barcode", "6001", "--branch", "WEL", "--itemtype", "BK")
+    assert admin(*base, *argv) == (1, "", f"koha-gateway-admin: error: {message}\n")
+    assert query(url, "SELECT itemnumber FROM items") == []
 
 
 def test_branch_category_itemtype_errors(admin):
@@ -304,7 +562,7 @@ def test_database_sources(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KOHA_GATEWAY_DATABASE", f"sqlite:///{tmp_path / 'env.sqlite'}")
     assert admin("init", database=False)[0] == 0
     assert (tmp_path / "env.sqlite").exists()
-    status, _, err = admin("--database", "mysql://x/y", "init", database=False)
+    status, _, err = admin("--database", "oracle://x/y", "init", database=False)
     assert status == 1 and err.startswith("koha-gateway-admin: error: ")
 
 

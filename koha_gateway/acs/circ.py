@@ -140,37 +140,6 @@ def _resolve_title(txn, ctx, text: str | None) -> tuple[dict | None, dict | None
     return None, None
 
 
-def _available(txn, ctx, biblionumber: int, item: dict | None, patron: dict) -> bool:
-    """The 16 "available" flag (Koha's ``ILS::Item::available``): the item (or, for a title,
-    one of its items) is on the shelf and could be lent to this patron: not on loan, lost,
-    withdrawn or not for loan, and no hold of another patron is waiting for it or queued on it.
-    """
-    if item is not None:
-        candidates = [item]
-    else:
-        candidates = [
-            ils_items.item_by_number(txn, row["itemnumber"])
-            for row in txn.query(
-                "SELECT itemnumber FROM items WHERE biblionumber = ? ORDER BY itemnumber",
-                (biblionumber,),
-            )
-        ]
-    for candidate in candidates:
-        if candidate is None:
-            continue
-        if ils_items.current_loan(txn, candidate["itemnumber"]) is not None:
-            continue
-        if int(candidate.get("itemlost") or 0) or int(candidate.get("withdrawn") or 0):
-            continue
-        if int(candidate.get("notforloan") or 0) or int(candidate.get("itype_notforloan") or 0):
-            continue
-        queue = ils_holds.holds_for_item(txn, candidate, ctx.today)
-        if any(hold["borrowernumber"] != patron["borrowernumber"] for hold in queue):
-            continue
-        return True
-    return False
-
-
 class CirculationHandlers:
     """11, 09, 29, 65, 15 and 37."""
 
@@ -489,23 +458,32 @@ class CirculationHandlers:
 
     def handle_Hold(self, txn, ctx, msg: Message) -> Response:
         """3M SIP2 2.00, Hold (15) -> Hold Response (16); Koha's ``handle_hold``, with its
-        quirks fixed (koha-sip-and-ldap.md 10.9).
+        quirks fixed (koha-sip-and-ldap.md 4.11, koha-circulation-writes.md 6).
 
-        Mode ``+`` places a hold on the title of AB (or the title AJ names: a barcode, a
-        biblionumber or an exact title); it is an item-level hold only when AB is given and
-        BY is ``3`` (a specific copy), else title-level, as Koha places it. Pickup is BS or the
-        patron's home library, BW the expiry. Mode ``-`` cancels the patron's hold on that item
-        or on its title; mode ``*`` changes the pickup library (BS) and/or the expiry (BW) of
-        that hold. Any other mode is refused.
+        Mode ``+`` places a title-level hold on the record of AB (or of what AJ names: a
+        barcode, a biblionumber or an exact title), as Koha does: the item only chooses the
+        record, the expiry (BW) and hold type (BY) are not used, pickup is BS or the patron's
+        home library. Mode ``-`` cancels the patron's hold on that item or on its title; mode
+        ``*`` changes the pickup library (BS) and/or the expiry (BW) of that hold. Any other
+        mode is refused.
 
         ``16`` + ok + available + date; on success AA cardnumber, BW (when the hold has an
-        expiry), BR queue position, BS pickup, AB*, AJ*; on failure AA echoed; then AO
-        institution, AF*.
+        expiry; not after a cancel), BR queue position and BS pickup (not after a cancel),
+        AB*, AJ*; on failure AA echoed; then AO institution, AF*. "Available" is Koha's
+        ``ILS::Item::available`` of the item before the change
+        (:func:`~koha_gateway.ils.holds.available_to_patron`), N when no item was found.
         """
         mode = msg.fixed.get("hold_mode") or ""
         patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
         if patron is None:
-            return self._hold_failed(ctx, msg, INVALID_PATRON_BARCODE)
+            # Koha's alter_hold names the barcode; add_hold and cancel_hold do not.
+            return self._hold_failed(
+                ctx,
+                msg,
+                f"Invalid patron barcode: '{msg.get('AA') or ''}'."
+                if mode == "*"
+                else INVALID_PATRON_BARCODE,
+            )
         if _wrong_password(ctx, msg):
             return self._hold_failed(ctx, msg, INVALID_PASSWORD)
         if mode not in ("+", "-", "*"):
@@ -521,22 +499,22 @@ class CirculationHandlers:
         else:
             item, biblio = _resolve_title(txn, ctx, msg.get("AJ"))
         if biblio is None:
-            return self._hold_failed(ctx, msg, NO_SUCH_ITEM)
-        expiration = None
-        if msg.get("BW"):
-            when = _local(ctx, parse_timestamp(msg.get("BW")))
-            if when is None:
-                return self._hold_failed(ctx, msg, "Invalid hold expiration date.")
-            expiration = when.strftime("%Y-%m-%d")
+            # Koha's alter_hold looks for the item among the patron's holds only.
+            return self._hold_failed(
+                ctx, msg, "No such outstanding hold." if mode == "*" else NO_SUCH_ITEM
+            )
+        # Koha builds the item, and with it the flag, before acting on the hold.
+        available = ils_holds.available_to_patron(txn, item, patron, ctx.today)
 
         if mode == "+":
             state = ils_patrons.patron_state(txn, patron, ctx)
             if not state.hold_ok:
-                return self._hold_failed(ctx, msg, _patron_refusal(ctx, state))
+                return self._hold_failed(ctx, msg, _patron_refusal(ctx, state), available=available)
             maximum = ctx.sysprefs.get("maxoutstanding") if ctx.sysprefs else None
             if maximum not in (None, "") and state.fines > ctx.sysprefs.number("maxoutstanding"):
-                return self._hold_failed(ctx, msg, "Excessive fees blocking placement of hold.")
-            item_level = item is not None and bool(barcode) and (msg.get("BY") or "") == "3"
+                return self._hold_failed(
+                    ctx, msg, "Excessive fees blocking placement of hold.", available=available
+                )
             control = (ctx.sysprefs.get("ReservesControlBranch") if ctx.sysprefs else None) or (
                 "ItemHomeLibrary"
             )
@@ -549,9 +527,9 @@ class CirculationHandlers:
                 patron=patron,
                 biblionumber=biblio["biblionumber"],
                 item=item,
-                item_level=item_level,
+                item_level=False,
                 pickup=msg.get("BS") or patron["branchcode"],
-                expiration=expiration,
+                expiration=None,
                 today=ctx.today,
                 now=ctx.now_sql,
                 rules_branch=rules_branch,
@@ -567,6 +545,14 @@ class CirculationHandlers:
                 now=ctx.now_sql,
             )
         else:
+            expiration = None
+            if msg.get("BW"):
+                when = _local(ctx, parse_timestamp(msg.get("BW")))
+                if when is None:
+                    return self._hold_failed(
+                        ctx, msg, "Invalid hold expiration date.", available=available
+                    )
+                expiration = when.strftime("%Y-%m-%d")
             outcome = ils_holds.alter_hold(
                 txn,
                 patron=patron,
@@ -577,7 +563,6 @@ class CirculationHandlers:
                 today=ctx.today,
                 now=ctx.now_sql,
             )
-        available = _available(txn, ctx, biblio["biblionumber"], item, patron)
         if not outcome.ok:
             return self._hold_failed(ctx, msg, outcome.message, available=available)
         hold = outcome.hold or {}
@@ -587,11 +572,12 @@ class CirculationHandlers:
         )
         response = Response("16").fixed("1", sip_bool(available), _now(ctx))
         response.add("AA", patron.get("cardnumber"))
-        if hold.get("expirationdate"):
-            response.add("BW", fields.sip_datetime(str(hold["expirationdate"])[:10]))
-        if mode != "-" and outcome.queue_position is not None:
-            response.maybe("BR", str(outcome.queue_position))
-        response.maybe("BS", hold.get("branchcode"))
+        if mode != "-":
+            if hold.get("expirationdate"):
+                response.add("BW", fields.sip_datetime(str(hold["expirationdate"])[:10]))
+            if outcome.queue_position is not None:
+                response.maybe("BR", str(outcome.queue_position))
+            response.maybe("BS", hold.get("branchcode"))
         response.maybe("AB", item["barcode"] if item is not None else None)
         response.maybe("AJ", biblio.get("title"))
         response.add("AO", ctx.branch)

@@ -5,9 +5,17 @@ Koha's layout is a ``<yazgfs>`` root with a ``<config>`` child holding ``db_sche
 ``<ldapserver>`` section (read by :mod:`koha_gateway.config.ldap`). A document whose root is
 ``<config>`` itself is accepted too.
 
-Koha runs on MariaDB/MySQL; this server runs on PostgreSQL (``Pg``) or SQLite, so ``mysql``
-is refused with a clear message. The database password never appears in an error message or
-a ``repr``.
+The database is chosen as Koha's ``Koha::Database`` chooses it: ``<db_scheme>`` ``mysql``, or
+missing or empty, means MariaDB/MySQL (Koha's own database) at ``<hostname>`` (``localhost``,
+or no hostname, means the server's Unix socket, as for libmysqlclient) and ``<port>`` (default
+3306), with ``<tls>yes</tls>`` and ``<ca>``, ``<cert>``, ``<key>`` for TLS, and the session time
+zone from ``<timezone>`` or else the ``TZ`` environment variable (``local`` or neither: the
+server's). ``Pg`` means PostgreSQL; ``sqlite`` (not Koha's) an embedded SQLite file. Koha
+takes any other value for mysql; this server refuses it as a likely typo. The database
+password never appears in an error message or a ``repr``.
+
+``load_koha_conf(path, require_database=False)`` (``--database`` given) reads the file for the
+rest (LDAP) and does not judge its database part.
 """
 
 from __future__ import annotations
@@ -23,29 +31,50 @@ from lxml import etree
 
 from koha_gateway.config.errors import ConfigError, local_name, read_xml
 
-__all__ = ["KohaConf", "load_koha_conf"]
+__all__ = ["KohaConf", "koha_timezone", "load_koha_conf"]
 
 _SCHEMES = {
+    "": "mysql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
     "pg": "postgresql",
     "postgres": "postgresql",
     "postgresql": "postgresql",
     "sqlite": "sqlite",
     "sqlite3": "sqlite",
 }
-_MYSQL = frozenset({"mysql", "mariadb"})
-_MYSQL_MESSAGE = "MariaDB/MySQL is not supported; use Pg or sqlite"
 _DIGITS = re.compile(r"[0-9]+")
+
+
+def koha_timezone(configured: str | None, environ=None) -> str | None:
+    """The session time zone as Koha's ``Koha::Config->timezone``: ``<timezone>``, else the
+    ``TZ`` environment variable; ``None`` (the server's own) for ``local``, nothing, or a name
+    that is not a time zone (Koha warns and uses ``local``)."""
+    env = os.environ if environ is None else environ
+    name = (configured or "").strip() or (env.get("TZ") or "").strip()
+    if not name or name == "local":
+        return None
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, LookupError):
+        return None
+    return name
 
 
 @dataclass(frozen=True)
 class KohaConf:
     """The parts of koha-conf.xml this server uses.
 
-    ``db_scheme`` is ``"postgresql"`` or ``"sqlite"`` (Koha's ``Pg`` is normalised).
-    ``database`` is the database name, or for SQLite the absolute path of the database file
-    (relative paths were resolved against the directory of koha-conf.xml). ``port`` is
-    ``None`` when not set. ``use_ldap`` is ``<useldapserver>`` (Perl truthiness, as Koha);
-    ``ldap`` is what :func:`koha_gateway.config.ldap.parse_ldap` returned, or ``None``.
+    ``db_scheme`` is ``"mysql"``, ``"postgresql"`` or ``"sqlite"`` (Koha's ``Pg`` and empty
+    scheme are normalised). ``database`` is the database name, or for SQLite the absolute path
+    of the database file (relative paths were resolved against the directory of
+    koha-conf.xml); empty when the file was read with ``require_database=False`` and has none.
+    ``port`` is ``None`` when not set. ``tls`` is ``<tls>yes</tls>`` with ``ca``, ``cert``,
+    ``key``; ``timezone`` the session time zone (:func:`koha_timezone`, ``None`` = the
+    server's). ``use_ldap`` is ``<useldapserver>`` (Perl truthiness, as Koha); ``ldap`` is what
+    :func:`koha_gateway.config.ldap.parse_ldap` returned, or ``None``.
     """
 
     path: str
@@ -57,12 +86,18 @@ class KohaConf:
     password: str = ""
     use_ldap: bool = False
     ldap: object | None = None
+    tls: bool = False
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    timezone: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"KohaConf(path={self.path!r}, db_scheme={self.db_scheme!r}, "
             f"database={self.database!r}, hostname={self.hostname!r}, port={self.port!r}, "
             f"user={self.user!r}, password={'***' if self.password else ''!r}, "
+            f"tls={self.tls!r}, timezone={self.timezone!r}, "
             f"use_ldap={self.use_ldap!r}, ldap={self.ldap!r})"
         )
 
@@ -71,10 +106,14 @@ class KohaConf:
         """Connection URL for :meth:`koha_gateway.db.engine.Database.from_url`.
 
         ``sqlite://`` followed by the absolute, percent-encoded path (``sqlite:///var/lib/x.db``),
-        or ``postgresql://user:password@host:port/database`` with user, password and
-        database percent-encoded. A ``hostname`` that is a directory (a Unix socket
+        ``postgresql://user:password@host:port/database`` or
+        ``mysql://user:password@host:port/database`` with user, password and database
+        percent-encoded. A PostgreSQL ``hostname`` that is a directory (a Unix socket
         directory such as ``/var/run/postgresql``) goes into the ``host`` query parameter,
-        as libpq expects. Contains the password: log :attr:`display_url` instead.
+        as libpq expects; a MySQL one that is a path is the socket (``?unix_socket=``). For
+        MySQL, ``<tls>yes</tls>`` adds ``ssl_ca``/``ssl_cert``/``ssl_key`` (``ssl=1`` without
+        them) and the time zone ``time_zone``. Contains the password: log :attr:`display_url`
+        instead.
         """
         return self._url(mask=False)
 
@@ -99,9 +138,28 @@ class KohaConf:
             host = ""
         elif ":" in host:
             host = f"[{host}]"
+        else:
+            host = quote(host, safe="")
         # With a socket directory the netloc keeps only the port (libpq: "user@:5433/db").
         port = f":{self.port}" if self.port is not None else ""
         database = quote(self.database, safe="")
+        if self.db_scheme == "mysql":
+            options = []
+            if query:
+                options.append(("unix_socket", self.hostname))
+                host = "localhost"
+            if self.tls:
+                tls = [
+                    (f"ssl_{k}", v)
+                    for k, v in (("ca", self.ca), ("cert", self.cert), ("key", self.key))
+                    if v
+                ]
+                options += tls or [("ssl", "1")]
+            if self.timezone:
+                options.append(("time_zone", self.timezone))
+            query = "&".join(f"{k}={quote(v, safe='')}" for k, v in options)
+            query = f"?{query}" if query else ""
+            return f"mysql://{userinfo}{host}{port}/{database}{query}"
         return f"postgresql://{userinfo}{host}{port}/{database}{query}"
 
 
@@ -116,14 +174,19 @@ def _find_config(root: etree._Element, path: str) -> etree._Element:
     )
 
 
-def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
-    """Read koha-conf.xml at ``path`` (Koha's ``Koha/Config.pm`` layout; the LDAP
-    switch as ``C4/Auth.pm`` reads it).
+def load_koha_conf(
+    path: str | os.PathLike[str], *, require_database: bool = True, environ=None
+) -> KohaConf:
+    """Read koha-conf.xml at ``path`` (Koha's ``Koha/Config.pm`` layout and
+    ``Koha::Database``'s reading of the database part; the LDAP switch as ``C4/Auth.pm``
+    reads it).
 
-    Raises :class:`ConfigError` (``path:line: message``) for an unsupported ``db_scheme``
-    (MariaDB/MySQL, Koha's default when ``db_scheme`` is missing), a missing ``database``,
-    a bad ``port`` or a malformed document. The ``<config>`` element is handed to
-    ``koha_gateway.config.ldap.parse_ldap(config, path, use_ldap)`` for ``<ldapserver>``.
+    Raises :class:`ConfigError` (``path:line: message``) for an unknown ``db_scheme``, a
+    missing ``database``, a bad ``port`` or a malformed document; with
+    ``require_database=False`` (the database comes from elsewhere) the database part is not
+    checked. ``environ`` (default ``os.environ``) supplies ``TZ``. The ``<config>`` element is
+    handed to ``koha_gateway.config.ldap.parse_ldap(config, path, use_ldap)`` for
+    ``<ldapserver>``.
     """
     spath = os.fspath(path)
     root = read_xml(spath)
@@ -141,20 +204,30 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
             return None
         return element.text or ""
 
+    use_ldap_raw = (text("useldapserver") or "").strip()
+    use_ldap = use_ldap_raw not in ("", "0")
+    # parse_ldap gets the <config> element itself: Debian's koha-conf.xml has other <config>
+    # elements (inside <server>) before it, so the document root would be ambiguous.
+    ldap = _load_ldap(config, spath, use_ldap, elements.get("useldapserver"))
+
+    try:
+        database_part = _database_part(spath, config, elements, text, environ)
+    except ConfigError:
+        if require_database:
+            raise
+        database_part = {"db_scheme": "", "database": ""}
+    return KohaConf(path=spath, use_ldap=use_ldap, ldap=ldap, **database_part)
+
+
+def _database_part(spath, config, elements, text, environ) -> dict:
     scheme_element = elements.get("db_scheme")
     scheme_raw = (text("db_scheme") or "").strip()
-    if not scheme_raw:
-        raise ConfigError(
-            f"<db_scheme> is missing (Koha then uses MySQL); {_MYSQL_MESSAGE}",
-            spath,
-            config.sourceline,
-        )
-    if scheme_raw.lower() in _MYSQL:
-        raise ConfigError(_MYSQL_MESSAGE, spath, scheme_element.sourceline)
     scheme = _SCHEMES.get(scheme_raw.lower())
     if scheme is None:
         raise ConfigError(
-            f"unknown db_scheme {scheme_raw!r}; use Pg or sqlite", spath, scheme_element.sourceline
+            f"unknown db_scheme {scheme_raw!r}; use mysql, Pg or sqlite",
+            spath,
+            scheme_element.sourceline,
         )
 
     database = (text("database") or "").strip()
@@ -189,24 +262,21 @@ def load_koha_conf(path: str | os.PathLike[str]) -> KohaConf:
     # The password is taken exactly as written (Koha does not trim it either).
     password = text("pass") or ""
 
-    use_ldap_raw = (text("useldapserver") or "").strip()
-    use_ldap = use_ldap_raw not in ("", "0")
-
-    # parse_ldap gets the <config> element itself: Debian's koha-conf.xml has other <config>
-    # elements (inside <server>) before it, so the document root would be ambiguous.
-    ldap = _load_ldap(config, spath, use_ldap, elements.get("useldapserver"))
-
-    return KohaConf(
-        path=spath,
-        db_scheme=scheme,
-        database=database,
-        hostname=hostname,
-        port=port,
-        user=user,
-        password=password,
-        use_ldap=use_ldap,
-        ldap=ldap,
-    )
+    # Koha::Database: TLS only when <tls> is exactly "yes"; the time zone as Koha::Config.
+    tls = (text("tls") or "").strip() == "yes"
+    return {
+        "db_scheme": scheme,
+        "database": database,
+        "hostname": hostname,
+        "port": port,
+        "user": user,
+        "password": password,
+        "tls": tls,
+        "ca": (text("ca") or "").strip() if tls else "",
+        "cert": (text("cert") or "").strip() if tls else "",
+        "key": (text("key") or "").strip() if tls else "",
+        "timezone": koha_timezone(text("timezone"), environ) if scheme == "mysql" else None,
+    }
 
 
 def _load_ldap(

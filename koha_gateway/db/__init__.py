@@ -1,4 +1,4 @@
-"""The database layer: engines (SQLite, PostgreSQL) and the versioned schema.
+"""The database layer: engines (SQLite, PostgreSQL, MariaDB/MySQL) and the versioned schema.
 
 ``Database.from_url(url)`` gives a pool; ``db.run(fn, ...)`` runs ``fn(txn, ...)`` in one
 transaction. See :mod:`koha_gateway.db.engine` for the contract and

@@ -1,4 +1,4 @@
-"""The database engine layer: one API over SQLite and PostgreSQL.
+"""The database engine layer: one API over SQLite, PostgreSQL and MariaDB/MySQL.
 
 Everything above this module (the ILS rules, the ACS, the authenticator, the admin CLI) talks to
 the database only through :class:`Database` and :class:`Txn`, and writes SQL once, with ``?``
@@ -30,6 +30,16 @@ Transactions
     default 10 s). ``readonly=True`` starts ``BEGIN READ ONLY``. Sessions run with
     ``TimeZone = UTC`` and ``DateStyle = ISO, YMD``.
 
+    MariaDB/MySQL (mysqlclient, ``MySQLdb``; Koha's own database): sessions run as Koha's
+    ``Koha::Database`` sets them up, with ``utf8mb4``, Koha's strict ``sql_mode``
+    (``ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,
+    ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION``, the set Koha's test suite and
+    ``strict_sql_modes`` use), and the server's time zone unless ``?time_zone=`` (Koha's
+    ``<timezone>``) names another; in addition ``READ COMMITTED``, ``FOR UPDATE`` row locks as on
+    PostgreSQL, a row lock waits at most ``lock_timeout`` (``innodb_lock_wait_timeout``), and
+    ``UPDATE`` counts the rows it matched, not only those it changed, as the other engines do.
+    ``readonly=True`` starts ``START TRANSACTION READ ONLY``.
+
     The pool is adbapi's (``runInteraction`` in its threads, one connection per thread), but
     begin, commit, rollback and dropping dead connections are done here rather than by adbapi's
     ``cp_reconnect``, which neither retries nor tells a dead connection from a failed statement.
@@ -41,7 +51,7 @@ Errors
     :class:`Unavailable` (the database is down, unreachable, or busy beyond its timeout).
     Exceptions raised by ``fn`` itself pass through unchanged.
 
-Outages (PostgreSQL)
+Outages (PostgreSQL, MariaDB/MySQL)
     When the server is down, connecting fails at once (refused) or after ``connect_timeout``
     (URL option, default 5 s), and ``run`` fails with :class:`Unavailable`. A pooled connection
     that turns out to be dead is dropped; the next transaction on that pool thread connects
@@ -53,7 +63,7 @@ Outages (PostgreSQL)
     failure while committing is :class:`Unavailable` with ``outcome_unknown=True``: the
     transaction may or may not have been committed, and it is never retried.
 
-Types (both engines return the same Python values)
+Types (every engine returns the same Python values)
     Rows are plain ``dict`` objects keyed by lower-case column names (PostgreSQL folds unquoted
     names to lower case; SQLite's are lower-cased to match, so always alias expressions:
     ``SELECT COUNT(*) AS n``). Integers are ``int``; money (``{money}``: ``REAL`` on SQLite,
@@ -67,6 +77,13 @@ Types (both engines return the same Python values)
     an expression produces (``CURRENT_DATE``) come back as the same ISO strings, truncated to
     whole seconds. Do not store ``CURRENT_TIMESTAMP`` into a column: it is UTC on both engines
     and PostgreSQL writes it into a text column with fractions and an offset.
+
+    MariaDB/MySQL stores dates in real ``DATE``/``DATETIME`` columns (Koha's types): they come
+    back as the same ISO strings (``DATETIME`` truncated to whole seconds), ``DECIMAL`` as
+    ``float``, ``TIME`` as text; comparisons with ISO-string parameters are chronological. A date
+    written into a ``DATETIME`` column comes back with `` 00:00:00``. A NUL in text is kept, as on
+    SQLite. SQL string literals must not use backslash escapes (MySQL reads them, the others do
+    not): pass such values as parameters.
 """
 
 from __future__ import annotations
@@ -93,6 +110,7 @@ __all__ = [
     "DatabaseError",
     "Engine",
     "IntegrityError",
+    "MySQLEngine",
     "PostgreSQLEngine",
     "SQLiteEngine",
     "SerializationFailure",
@@ -222,7 +240,8 @@ def _format_date(value: _dt.date) -> str:
 class Engine:
     """What differs between the engines. ``txn.engine`` and ``db.engine`` are one of these.
 
-    Public attributes: ``name`` (``"sqlite"`` / ``"postgresql"``), ``for_update``, :meth:`ddl`,
+    Public attributes: ``name`` (``"sqlite"`` / ``"postgresql"`` / ``"mysql"``), ``for_update``,
+    :meth:`ddl`,
     and the exception classes (``engine.IntegrityError`` etc., the same classes as this
     module's).
 
@@ -633,6 +652,376 @@ class PostgreSQLEngine(Engine):
         self._extras.execute_batch(cursor, sql, rows, page_size=200)
 
 
+# MariaDB/MySQL error numbers (mysqld_error.h, errmsg.h).
+_MY_SERIALIZATION = {1213}  # ER_LOCK_DEADLOCK
+_MY_INTEGRITY = {
+    1022,  # ER_DUP_KEY
+    1048,  # ER_BAD_NULL_ERROR
+    1062,  # ER_DUP_ENTRY
+    1169,  # ER_DUP_UNIQUE
+    1216,  # ER_NO_REFERENCED_ROW
+    1217,  # ER_ROW_IS_REFERENCED
+    1364,  # ER_NO_DEFAULT_FOR_FIELD (a NOT NULL column left out, in strict mode)
+    1451,  # ER_ROW_IS_REFERENCED_2
+    1452,  # ER_NO_REFERENCED_ROW_2
+    1557,  # ER_FOREIGN_DUPLICATE_KEY
+    1586,  # ER_DUP_ENTRY_WITH_KEY_NAME
+    3819,  # MySQL: check constraint violated
+    4025,  # MariaDB: ER_CONSTRAINT_FAILED
+}
+# The connection is gone: the pool must drop it.
+_MY_CONNECTION_LOST = {
+    1053,  # ER_SERVER_SHUTDOWN
+    1927,  # ER_CONNECTION_KILLED
+    2006,  # CR_SERVER_GONE_ERROR
+    2013,  # CR_SERVER_LOST
+    2055,  # CR_SERVER_LOST_EXTENDED
+    4031,  # ER_CLIENT_INTERACTION_TIMEOUT (disconnected for inactivity)
+}
+_MY_UNAVAILABLE = _MY_CONNECTION_LOST | {
+    1040,  # ER_CON_COUNT_ERROR (too many connections)
+    1044,  # ER_DBACCESS_DENIED_ERROR
+    1045,  # ER_ACCESS_DENIED_ERROR
+    1049,  # ER_BAD_DB_ERROR (unknown database)
+    1203,  # ER_TOO_MANY_USER_CONNECTIONS
+    1205,  # ER_LOCK_WAIT_TIMEOUT: busy beyond lock_timeout (55P03 on PostgreSQL)
+    1226,  # ER_USER_LIMIT_REACHED
+    1290,  # ER_OPTION_PREVENTS_STATEMENT (--read-only server, e.g. a replica)
+    1836,  # ER_READ_ONLY_MODE
+    2001,  # CR_SOCKET_CREATE_ERROR
+    2002,  # CR_CONNECTION_ERROR (socket)
+    2003,  # CR_CONN_HOST_ERROR (TCP)
+    2005,  # CR_UNKNOWN_HOST
+    2026,  # CR_SSL_CONNECTION_ERROR
+}
+# Messages that quote a value of the row (a card number, a password): the value is cut out.
+_MY_QUOTES_VALUES = {1062, 1586, 1366, 1292, 1265, 1367, 1411, 1264}
+_QUOTED_VALUE = re.compile(r"'(?:[^'\\]|\\.|'')*'(?= for | in )")
+
+# Koha::Database's session sql_mode when strict_sql_modes is on (and in Koha's test suite).
+MYSQL_SQL_MODE = (
+    "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+)
+# Koha's table options (kohastructure.sql).
+_MYSQL_TABLE_OPTIONS = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+_CREATE_TABLE = re.compile(
+    r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[`\w.]+\s*\(", re.IGNORECASE
+)
+_ALTER_ADD = re.compile(r"^\s*ALTER\s+TABLE\s", re.IGNORECASE)
+_KEY_CLAUSE = re.compile(
+    r"^\s*(?:CONSTRAINT\s+\w+\s+)?(?:PRIMARY\s+KEY|UNIQUE(?:\s+(?:KEY|INDEX))?|KEY|INDEX|"
+    r"FOREIGN\s+KEY)\s*(?:`?\w+`?\s*)?\(([^)]*)\)",
+    re.IGNORECASE,
+)
+_KEYED_COLUMN = re.compile(r"\b(?:PRIMARY\s+KEY|UNIQUE|REFERENCES|DEFAULT)\b", re.IGNORECASE)
+_INSERT_COLUMNS = re.compile(
+    r"^\s*INSERT\s+INTO\s+[`\w.]+\s*\(([^)]*)\)\s*VALUES\s*\(([^)]*)\)\s*;?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _split_top_level(body: str) -> list[str]:
+    """Split a column list at its top-level commas (not inside parentheses or quotes)."""
+    parts: list[str] = []
+    depth = 0
+    quote_char = ""
+    start = 0
+    for i, ch in enumerate(body):
+        if quote_char:
+            if ch == quote_char:
+                quote_char = ""
+        elif ch in "'\"`":
+            quote_char = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+    parts.append(body[start:])
+    return parts
+
+
+def _mysql_text(value):
+    if value is None:
+        return None
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
+
+
+def _mysql_seconds(value):
+    if value is None:
+        return None
+    return _mysql_text(value)[:19]
+
+
+def _mysql_float(value):
+    return None if value is None else float(value)
+
+
+_my_conv: dict[Any, Any] = {}
+_my_conv_lock = threading.Lock()
+
+
+def _mysqldb_conversions() -> dict[Any, Any]:
+    """MySQLdb's converters with dates as ISO text and DECIMAL as float (built once)."""
+    with _my_conv_lock:
+        if _my_conv:
+            return _my_conv
+        from MySQLdb.constants import FIELD_TYPE
+        from MySQLdb.converters import conversions
+
+        conv = dict(conversions)
+        conv[FIELD_TYPE.DECIMAL] = _mysql_float
+        conv[FIELD_TYPE.NEWDECIMAL] = _mysql_float
+        conv[FIELD_TYPE.DATE] = _mysql_text
+        conv[FIELD_TYPE.TIME] = _mysql_text
+        conv[FIELD_TYPE.DATETIME] = _mysql_seconds
+        conv[FIELD_TYPE.TIMESTAMP] = _mysql_seconds
+        _my_conv.update(conv)
+        return _my_conv
+
+
+class MySQLEngine(Engine):
+    """MariaDB/MySQL through mysqlclient (``MySQLdb``; see the module docstring)."""
+
+    name = "mysql"
+    for_update = " FOR UPDATE"
+    default_max_connections = 10
+    dbapi_name = "MySQLdb"
+    # Koha's column types (kohastructure.sql). ``{text}`` is MEDIUMTEXT, or VARCHAR(255) for a
+    # column that a key, a foreign key or a DEFAULT needs to be indexable (see :meth:`ddl`).
+    ddl_types = {
+        "pk": "INT(11) NOT NULL AUTO_INCREMENT PRIMARY KEY",
+        "money": "DECIMAL(28,6)",
+        "datetime": "DATETIME",
+        "date": "DATE",
+        "text": "MEDIUMTEXT",
+        "bool": "TINYINT(1)",
+    }
+    key_text_type = "VARCHAR(255)"
+
+    def __init__(self, url: DatabaseURL) -> None:
+        super().__init__(url)
+        try:
+            import MySQLdb
+            from MySQLdb.constants import CLIENT
+        except ImportError:
+            raise Unavailable(
+                "MariaDB/MySQL needs mysqlclient (Debian: python3-mysqldb; pip: "
+                "koha-gateway[mysql])"
+            ) from None
+        self._mysqldb = MySQLdb
+        self._client = CLIENT
+        self.driver_error = MySQLdb.Error
+        self.lock_timeout_s = max(1, -(-int(url.option("lock_timeout", "10000")) // 1000))
+        self.time_zone = url.option("time_zone")
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connect_args(self) -> tuple[tuple, dict]:
+        url = self.url
+        kw: dict[str, Any] = {
+            "db": url.database,
+            "charset": "utf8mb4",
+            "use_unicode": True,
+            "autocommit": False,
+            "conv": _mysqldb_conversions(),
+            # UPDATE reports the rows it matched (as SQLite and PostgreSQL), not only changed.
+            "client_flag": self._client.FOUND_ROWS,
+            "connect_timeout": int(url.option("connect_timeout", "5")),
+            "read_timeout": int(url.option("read_timeout", "30")),
+            "write_timeout": int(url.option("write_timeout", "30")),
+        }
+        if url.host:
+            kw["host"] = url.host
+        if url.port is not None:
+            kw["port"] = url.port
+        if url.user:
+            kw["user"] = url.user
+        if url.password is not None:
+            kw["passwd"] = url.password
+        socket_path = url.option("unix_socket")
+        if socket_path:
+            kw["unix_socket"] = socket_path
+        ssl = {
+            key: url.option(f"ssl_{key}")
+            for key in ("ca", "cert", "key")
+            if url.option(f"ssl_{key}")
+        }
+        if ssl or url.option("ssl", "0") not in ("", "0"):
+            kw["ssl"] = ssl or {"ca": None}
+        return (), kw
+
+    def on_connect(self, conn) -> None:
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                cursor.execute(f"SET SESSION sql_mode = '{MYSQL_SQL_MODE}'")
+                cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {self.lock_timeout_s}")
+                if self.time_zone:
+                    cursor.execute("SET SESSION time_zone = %s", (self.time_zone,))
+            finally:
+                cursor.close()
+            conn.commit()
+        except BaseException:
+            conn.close()  # adbapi does not keep a connection whose set-up failed
+            raise
+
+    def begin(self, conn, readonly: bool) -> None:
+        # A read-write transaction begins with its first statement (autocommit is off).
+        if readonly:
+            conn.query("START TRANSACTION READ ONLY")
+
+    def is_dead(self, conn) -> bool:
+        if conn is None:
+            return False
+        try:
+            return not conn.open or conn.errno() in _MY_CONNECTION_LOST
+        except self.driver_error:
+            return True
+
+    def translate(self, sql: str) -> str:
+        return qmark_to_pyformat(sql)
+
+    def adapt_params(self, params: Sequence[Any] | None) -> Sequence[Any]:
+        # MySQLdb interpolates whenever a parameter sequence is given (even an empty one),
+        # which is what the doubled '%' of translate() expects.
+        if not params:
+            return ()
+        return super().adapt_params(params)
+
+    def column_names(self, description) -> list[str]:
+        return [d[0].lower() for d in description]
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def wrap(self, exc: BaseException, *, stale: bool = False, commit: bool = False):
+        MySQLdb = self._mysqldb
+        args = getattr(exc, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        message = str(args[1]) if len(args) > 1 else str(exc)
+        if code is None and isinstance(exc, MySQLdb.IntegrityError):
+            return IntegrityError(message)
+        # Used after close(): InterfaceError (0, '').
+        closed = isinstance(exc, MySQLdb.InterfaceError)
+        return self.error(code, message, closed=closed, stale=stale, commit=commit)
+
+    def error(
+        self,
+        code: int | None,
+        message: str,
+        *,
+        closed: bool = False,
+        stale: bool = False,
+        commit: bool = False,
+    ) -> DatabaseError:
+        """The engine's exception for a MariaDB error number and message."""
+        if code in _MY_QUOTES_VALUES:
+            message = _QUOTED_VALUE.sub("'...'", message)
+        state = None if code is None else str(code)
+        if code in _MY_SERIALIZATION:
+            return SerializationFailure(message, sqlstate=state)
+        if code in _MY_INTEGRITY:
+            return IntegrityError(message, sqlstate=state)
+        if code in _MY_UNAVAILABLE or closed or (code is not None and 2000 <= code < 2100):
+            where = self.url.host or self.url.option("unix_socket") or "localhost"
+            return Unavailable(
+                f"MariaDB/MySQL {where}: {message or 'connection closed'}",
+                sqlstate=state,
+                outcome_unknown=commit,
+                stale=stale,
+            )
+        return DatabaseError(message, sqlstate=state)
+
+    # -- DDL and inserts ---------------------------------------------------------------------
+
+    def ddl(self, sql: str) -> str:
+        """Expand the tokens with Koha's MySQL types.
+
+        ``{text}`` becomes ``VARCHAR(255)`` for a column that is (part of) a primary key, a
+        unique key, a key or a foreign key of the same ``CREATE TABLE`` (or ``ALTER TABLE ...
+        ADD``), or has a ``DEFAULT``; ``MEDIUMTEXT`` otherwise (MySQL indexes no TEXT column
+        without a prefix length, and gives none a default). A column to be indexed by a later
+        ``CREATE INDEX`` must therefore be named in a key of its table or not use ``{text}``.
+        ``CREATE TABLE`` gets Koha's table options (InnoDB, utf8mb4, utf8mb4_unicode_ci).
+        """
+        match = _CREATE_TABLE.match(sql)
+        if match or _ALTER_ADD.match(sql):
+            sql = self._key_text(sql, match.end() if match else None)
+        expanded = super().ddl(sql)
+        if match and "ENGINE" not in expanded.upper().rsplit(")", 1)[-1]:
+            expanded = expanded.rstrip().rstrip(";") + _MYSQL_TABLE_OPTIONS
+        return expanded
+
+    def _key_text(self, sql: str, body_start: int | None) -> str:
+        if body_start is not None:
+            end = sql.rfind(")")
+            head, body, tail = sql[:body_start], sql[body_start:end], sql[end:]
+        else:
+            head, body, tail = "", sql, ""
+        items = _split_top_level(body)
+        keyed: set[str] = set()
+        for item in items:
+            clause = _KEY_CLAUSE.match(item)
+            if clause:
+                keyed.update(
+                    c.strip().strip("`").split("(")[0].strip().lower()
+                    for c in clause.group(1).split(",")
+                )
+        out = []
+        for item in items:
+            if "{text}" in item:
+                words = item.replace("ADD COLUMN", "ADD").split()
+                name = ""
+                if words:
+                    name = words[1] if words[0].upper() == "ADD" and len(words) > 1 else words[0]
+                if _KEYED_COLUMN.search(item) or name.strip("`").lower() in keyed:
+                    item = item.replace("{text}", self.key_text_type)
+            out.append(item)
+        return head + ",".join(out) + tail
+
+    def last_id(self, txn: Txn, cursor, sql: str, params, pk: str | None):
+        if cursor.rowcount <= 0:
+            return None
+        if cursor.lastrowid:
+            return cursor.lastrowid
+        # No AUTO_INCREMENT column: the key was given; find it among the inserted values.
+        match = _INSERT_COLUMNS.match(sql)
+        if pk and match:
+            columns = [c.strip().strip("`").lower() for c in match.group(1).split(",")]
+            values = [v.strip() for v in match.group(2).split(",")]
+            if pk.lower() in columns and all(v == "%s" for v in values):
+                return params[columns.index(pk.lower())]
+        return None
+
+    def upsert(self, txn: Txn, table: str, keys: dict[str, Any], values: dict[str, Any]) -> int:
+        columns = [*keys, *values]
+        marks = ", ".join("?" for _ in columns)
+        params = (*keys.values(), *values.values())
+        if values:
+            update = ", ".join(f"{c} = VALUES({c})" for c in values)
+            txn._execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON DUPLICATE KEY UPDATE {update}",
+                params,
+            )
+            return 1
+        # INSERT IGNORE also turns other errors (a foreign key, bad data) into warnings:
+        # anything but the duplicate it is meant to skip is raised as the error it was.
+        cursor = txn._execute(
+            f"INSERT IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})", params
+        )
+        written = max(cursor.rowcount, 0)
+        if txn._conn.warning_count():
+            for row in txn.query("SHOW WARNINGS"):
+                if int(row["code"]) not in (1062, 1586):
+                    raise self.error(int(row["code"]), str(row["message"]))
+        return written
+
+
 # -- the transaction object ------------------------------------------------------------------
 
 
@@ -656,7 +1045,8 @@ class Txn:
 
     @property
     def for_update(self) -> str:
-        """``" FOR UPDATE"`` on PostgreSQL, ``""`` on SQLite: append to a locking SELECT."""
+        """``" FOR UPDATE"`` on PostgreSQL and MySQL, ``""`` on SQLite: append to a locking
+        SELECT."""
         return self.engine.for_update
 
     def _execute(self, sql: str, params) -> Any:
@@ -735,6 +1125,9 @@ class Txn:
         engine = self.engine
         if isinstance(engine, PostgreSQLEngine):
             sql = engine.returning_sql(self, sql, pk)
+        elif isinstance(engine, MySQLEngine):
+            cursor = self._execute(sql, params)
+            return engine.last_id(self, cursor, engine.translate(sql), params, pk)
         cursor = self._execute(sql, params)
         try:
             return engine.last_id(self, cursor, sql, params, pk)
@@ -744,8 +1137,10 @@ class Txn:
     def upsert(self, table: str, keys: dict[str, Any], values: dict[str, Any]) -> int:
         """Insert a row, or update ``values`` of the row with the same ``keys`` (a unique key).
 
-        ``INSERT ... ON CONFLICT (keys) DO UPDATE`` on both engines (``DO NOTHING`` when
-        ``values`` is empty). Returns the number of rows written.
+        ``INSERT ... ON CONFLICT (keys) DO UPDATE`` on SQLite and PostgreSQL (``DO NOTHING`` when
+        ``values`` is empty), ``INSERT ... ON DUPLICATE KEY UPDATE`` on MariaDB/MySQL (where any
+        unique key of the table counts, not only ``keys``). Returns the number of rows written
+        (1, or 0 when ``values`` is empty and the row existed).
         """
         columns = [*keys, *values]
         for name in [table, *columns]:
@@ -753,6 +1148,9 @@ class Txn:
                 raise ValueError(f"bad SQL identifier {name!r}")
         if not keys:
             raise ValueError("upsert needs at least one key column")
+        engine = self.engine
+        if isinstance(engine, MySQLEngine):
+            return engine.upsert(self, table, keys, values)
         placeholders = ", ".join("?" for _ in columns)
         conflict = ", ".join(keys)
         if values:
@@ -886,15 +1284,18 @@ class Database:
         max_connections: int | None = None,
         reactor=None,
     ) -> Database:
-        """Open a pool for ``sqlite:///abs/path`` or ``postgresql://user:pass@host:port/db``.
+        """Open a pool for ``sqlite:///abs/path``, ``postgresql://user:pass@host:port/db`` or
+        ``mysql://user:pass@host:port/db``.
 
         No connection is made yet. ``max_connections`` defaults to 4 (SQLite) or 10
-        (PostgreSQL). ``reactor`` defaults to the global reactor.
+        (PostgreSQL, MariaDB/MySQL). ``reactor`` defaults to the global reactor.
         Raises :class:`koha_gateway.db.url.InvalidDatabaseURL` (a ``ValueError``).
         """
         parsed = url if isinstance(url, DatabaseURL) else parse_url(url)
         if parsed.engine == "sqlite":
             engine: Engine = SQLiteEngine(parsed)
+        elif parsed.engine == "mysql":
+            engine = MySQLEngine(parsed)
         else:
             engine = PostgreSQLEngine(parsed)
         return cls(

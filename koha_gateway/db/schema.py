@@ -333,9 +333,17 @@ _V2 = (
     "ALTER TABLE items ADD COLUMN sip_item_properties {text}",
 )
 
+# Version 6 (numbers 3 to 5 are taken by other changes): Koha's ``borrowers.sex``
+# (varchar(1): F, M, O or N), set by ``koha-gateway-admin add-patron --sex``. The statements
+# that change a Koha table (skipped on a Koha database, which has the column) are kept apart
+# from those that create the gateway's own tables (none here).
+_V6_KOHA_TABLES = ("ALTER TABLE borrowers ADD COLUMN sex {text}",)
+_V6_GATEWAY_TABLES: tuple[str, ...] = ()
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Koha-shaped circulation tables and system preferences", _V1),
     Migration(2, "request journal and SIP item properties", _V2),
+    Migration(6, "borrowers.sex", _V6_KOHA_TABLES + _V6_GATEWAY_TABLES),
 )
 
 LATEST = MIGRATIONS[-1].version

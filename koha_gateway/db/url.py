@@ -1,4 +1,5 @@
-"""Database URLs: ``sqlite:///abs/path`` and ``postgresql://user:pass@host:port/db?opts``.
+"""Database URLs: ``sqlite:///abs/path``, ``postgresql://user:pass@host:port/db?opts`` and
+``mysql://user:pass@host:port/db?opts``.
 
 ``parse_url`` turns a URL into a :class:`DatabaseURL`; ``build_url`` does the reverse for
 callers that hold the parts separately (Koha's ``koha-conf.xml``: ``<db_scheme>``,
@@ -21,6 +22,19 @@ PostgreSQL
     ``sslrootcert``, ``connect_timeout``, ``application_name``, ...); unknown keywords are refused
     here rather than at the first connection. One option is the gateway's own: ``lock_timeout``
     (milliseconds a statement waits for a row lock, default 10000; 0 waits forever).
+
+MariaDB / MySQL
+    ``mysql://`` or ``mariadb://`` (Koha's own database: ``mysql://koha_lib1:pass@localhost/koha_lib1``).
+    User, password and database are percent-decoded. As with libmysqlclient (and Koha's
+    DBD::mysql), the host ``localhost`` or no host at all means the server's Unix socket at its
+    compiled-in default path; ``?unix_socket=/run/mysqld/mysqld.sock`` names another socket. The
+    port defaults to 3306. Query options: ``unix_socket``; ``connect_timeout``,
+    ``read_timeout``, ``write_timeout`` (seconds; defaults 5, 30, 30: a dead server is noticed
+    within these); ``lock_timeout`` (milliseconds a statement waits for a row lock, rounded up to
+    whole seconds, default 10000); ``time_zone`` (the session time zone, as Koha's
+    ``<timezone>``; by default the server's); ``ssl_ca``, ``ssl_cert``, ``ssl_key`` (TLS to the
+    server, as Koha's ``<tls>yes</tls>`` with ``<ca>``, ``<cert>``, ``<key>``) and ``ssl=1``
+    (TLS with the library's defaults).
 """
 
 from __future__ import annotations
@@ -79,12 +93,29 @@ _LIBPQ_KEYWORDS = frozenset(
 )
 
 _SQLITE_OPTIONS = frozenset({"busy_timeout", "synchronous"})
+_MYSQL_OPTIONS = frozenset(
+    {
+        "unix_socket",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+        "lock_timeout",
+        "time_zone",
+        "ssl",
+        "ssl_ca",
+        "ssl_cert",
+        "ssl_key",
+    }
+)
+_MYSQL_NUMERIC_OPTIONS = frozenset(
+    {"connect_timeout", "read_timeout", "write_timeout", "lock_timeout"}
+)
 _GATEWAY_PG_OPTIONS = frozenset({"lock_timeout"})
 
 
 @dataclass(frozen=True)
 class DatabaseURL:
-    """A parsed database URL. ``engine`` is ``"sqlite"`` or ``"postgresql"``."""
+    """A parsed database URL. ``engine`` is ``"sqlite"``, ``"postgresql"`` or ``"mysql"``."""
 
     engine: str
     database: str
@@ -111,7 +142,7 @@ class DatabaseURL:
     def _render(self, *, mask: bool) -> str:
         options = list(self.options)
         host = self.host or ""
-        if host.startswith("/"):
+        if host.startswith("/") and self.engine == "postgresql":
             # A socket directory cannot sit in the netloc: it goes in the query.
             options.insert(0, ("host", host))
             host = ""
@@ -128,8 +159,11 @@ class DatabaseURL:
             auth += "@"
         if ":" in host:
             host = f"[{host}]"
+        else:
+            host = quote(host, safe="")
         port = f":{self.port}" if self.port is not None else ""
-        return f"postgresql://{auth}{host}{port}/{quote(self.database, safe='')}{query}"
+        scheme = "mysql" if self.engine == "mysql" else "postgresql"
+        return f"{scheme}://{auth}{host}{port}/{quote(self.database, safe='')}{query}"
 
     def __str__(self) -> str:
         return self.redacted()
@@ -144,13 +178,17 @@ def parse_url(url: str) -> DatabaseURL:
     scheme = scheme.lower()
     if not sep:
         raise InvalidDatabaseURL(
-            "a database URL starts with sqlite:/// or postgresql:// (got no scheme)"
+            "a database URL starts with sqlite:///, postgresql:// or mysql:// (got no scheme)"
         )
     if scheme == "sqlite":
         return _parse_sqlite(rest)
     if scheme in ("postgresql", "postgres"):
         return _parse_postgresql(rest)
-    raise InvalidDatabaseURL(f"unsupported database scheme {scheme!r} (sqlite or postgresql)")
+    if scheme in ("mysql", "mariadb"):
+        return _parse_mysql(rest)
+    raise InvalidDatabaseURL(
+        f"unsupported database scheme {scheme!r} (sqlite, postgresql or mysql)"
+    )
 
 
 def _split_query(rest: str) -> tuple[str, list[tuple[str, str]]]:
@@ -210,7 +248,7 @@ def _parse_postgresql(rest: str) -> DatabaseURL:
         password = unquote(raw_password) if colon else None
     host, port = _split_hostport(hostport)
     database = unquote(path)
-    if not database or "/" in database:
+    if not database or "/" in path:
         raise InvalidDatabaseURL("a PostgreSQL URL names the database: postgresql://.../dbname")
     options = []
     for key, value in pairs:
@@ -228,6 +266,45 @@ def _parse_postgresql(rest: str) -> DatabaseURL:
         options.append((key, value))
     return DatabaseURL(
         engine="postgresql",
+        database=database,
+        host=host or None,
+        port=port,
+        user=user,
+        password=password,
+        options=tuple(options),
+    )
+
+
+def _parse_mysql(rest: str) -> DatabaseURL:
+    if not rest.startswith("//"):
+        raise InvalidDatabaseURL("a MariaDB/MySQL URL looks like mysql://user:pass@host:port/db")
+    body, pairs = _split_query(rest[2:])
+    netloc, _, path = body.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at:
+        userinfo, hostport = "", netloc
+    user = password = None
+    if userinfo:
+        raw_user, colon, raw_password = userinfo.partition(":")
+        user = unquote(raw_user) or None
+        password = unquote(raw_password) if colon else None
+    host, port = _split_hostport(hostport)
+    database = unquote(path)
+    if not database or "/" in path:
+        raise InvalidDatabaseURL("a MariaDB/MySQL URL names the database: mysql://.../dbname")
+    options = []
+    for key, value in pairs:
+        if key not in _MYSQL_OPTIONS:
+            raise InvalidDatabaseURL(
+                f"unknown MariaDB/MySQL option {key!r} (known: {', '.join(sorted(_MYSQL_OPTIONS))})"
+            )
+        if key in _MYSQL_NUMERIC_OPTIONS and not value.isdigit():
+            raise InvalidDatabaseURL(f"{key} is a whole number")
+        if key == "unix_socket" and not value.startswith("/"):
+            raise InvalidDatabaseURL("unix_socket is an absolute path")
+        options.append((key, value))
+    return DatabaseURL(
+        engine="mysql",
         database=database,
         host=host or None,
         port=port,
@@ -269,31 +346,33 @@ def build_url(
 ) -> str:
     """Build a URL from separate parts, quoting them; ``scheme`` may be Koha's ``Pg``/``mysql``.
 
-    ``scheme``: ``sqlite`` (``database`` is a file path) or ``postgresql`` / ``postgres`` / ``Pg``
-    (Koha's ``<db_scheme>`` spelling). MySQL is refused with a clear message.
+    ``scheme``: ``sqlite`` (``database`` is a file path), ``postgresql`` / ``postgres`` / ``Pg``
+    (Koha's ``<db_scheme>`` spelling) or ``mysql`` / ``mariadb``. For MySQL a ``host`` that is
+    an absolute path is the server's Unix socket.
     """
     key = (scheme or "").strip().lower()
     if key == "sqlite":
         if not database:
             raise InvalidDatabaseURL("sqlite needs a database file path")
         return "sqlite://" + quote(os.path.abspath(database), safe="/")
-    if key in ("pg", "postgres", "postgresql"):
+    if key in ("pg", "postgres", "postgresql", "mysql", "mariadb"):
+        engine = "mysql" if key in ("mysql", "mariadb") else "postgresql"
+        options: tuple[tuple[str, str], ...] = ()
+        if engine == "mysql" and host and host.startswith("/"):
+            options, host = (("unix_socket", host),), None
         port_text = str(port).strip() if port is not None else ""
         if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
             raise InvalidDatabaseURL(f"bad port {port_text!r}")
         parsed = DatabaseURL(
-            engine="postgresql",
+            engine=engine,
             database=database,
             host=host or None,
             port=int(port_text) if port_text else None,
             user=user or None,
             password=password if password not in (None, "") else None,
+            options=options,
         )
         if not database:
-            raise InvalidDatabaseURL("PostgreSQL needs a database name")
+            raise InvalidDatabaseURL("the database name is missing")
         return parsed.render()
-    if key in ("mysql", "mariadb"):
-        raise InvalidDatabaseURL(
-            "koha-gateway keeps its own ILS store: db_scheme must be Pg or sqlite, not mysql"
-        )
-    raise InvalidDatabaseURL(f"unsupported db_scheme {scheme!r} (Pg or sqlite)")
+    raise InvalidDatabaseURL(f"unsupported db_scheme {scheme!r} (mysql, Pg or sqlite)")

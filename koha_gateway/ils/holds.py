@@ -25,6 +25,7 @@ __all__ = [
     "HoldOutcome",
     "alter_hold",
     "archive_hold",
+    "available_to_patron",
     "cancel_hold",
     "capture_hold",
     "fill_hold",
@@ -455,3 +456,37 @@ def alter_hold(
         )
         hold = dict(hold, **changes)
     return HoldOutcome(True, "Hold updated.", hold, hold.get("priority"))
+
+
+def available_to_patron(txn, item: dict | None, patron: dict, today: str) -> bool:
+    """The "available" flag of a 16 Hold Response (Koha's ``C4::SIP::ILS::Item::available``).
+
+    Y only when the item is on loan to this patron and no pending hold (one that has started,
+    not waiting, in transit or in processing) is queued on its title, or when it is not on
+    loan and the first hold attached to it (waiting, in transit or in processing) is this
+    patron's. An item on the shelf is not "available" in this sense, and neither is a title
+    named without an item (Koha has no item then). Koha compares the loan's borrowernumber
+    with the cardnumber the request sent, so its first case never holds; this compares the
+    patron. Like Koha, the caller reads it before the hold is placed, cancelled or changed.
+    """
+    if item is None:
+        return False
+    loan = txn.one("SELECT borrowernumber FROM issues WHERE itemnumber = ?", (item["itemnumber"],))
+    if loan is not None:
+        if loan["borrowernumber"] != patron["borrowernumber"]:
+            return False
+        queued = _reserve_rows(txn, "biblionumber = ?", (item["biblionumber"],), lock=False)
+        return not any(
+            row.get("found") not in FOUND_STATES
+            and (as_date(row.get("reservedate")) or as_date(today)) <= as_date(today)
+            for row in queued
+        )
+    attached = [
+        row
+        for row in _reserve_rows(txn, "itemnumber = ?", (item["itemnumber"],), lock=False)
+        if row.get("found") in FOUND_STATES
+    ]
+    if not attached:
+        return False
+    first = min(attached, key=lambda row: row["reserve_id"])
+    return first["borrowernumber"] == patron["borrowernumber"]

@@ -8,5 +8,6 @@ from tests.ils.conftest import (  # noqa: F401  (fixtures are found by name)
     now,
     sipconfig,
     unit_demo_template,
+    unit_my_template,
     unit_pg_template,
 )

@@ -351,33 +351,95 @@ def test_renew_all_refusals(db, ctx, account, patron, message):
 
 
 # --- 15 Hold -------------------------------------------------------------------------------
+#
+# Koha's answers (C4::SIP::Sip::MsgType::handle_hold, C4::SIP::ILS add_hold / cancel_hold,
+# ILS::Item::available): "available" is Y only for an item on loan to this patron with no hold
+# queued on its title, or attached to a hold (waiting, in transit) of this patron; an item on
+# the shelf is N. It is read before the hold changes.
+
+RESERVE_ROW = (
+    "SELECT r.branchcode, r.itemnumber, r.item_level_hold, r.priority, r.found, "
+    "r.expirationdate, r.reservedate FROM reserves r JOIN borrowers b "
+    "ON b.borrowernumber = r.borrowernumber WHERE b.cardnumber = ? AND r.biblionumber = "
+    "(SELECT biblionumber FROM items WHERE barcode = ?)"
+)
+
+
+def _reserve(db, card, barcode):
+    return _one(db, RESERVE_ROW, (card, barcode))
+
+
+def test_hold_add_on_an_item_on_the_shelf_is_not_available(db, ctx):
+    assert call(db, ctx(), hold("+", ADA, f"AB{BARCODE[3]}|")) == (
+        f"161N{TS}AA{ADA}|BR1|BSWEL|AB{BARCODE[3]}|AJ{TITLE[3]}|AOWEL|"
+    )
 
 
 def test_hold_add_title_level(db, ctx):
     assert call(db, ctx(), hold("+", ADA, f"AB{BARCODE[12]}|")) == (
         f"161N{TS}AA{ADA}|BR2|BSWEL|AB{BARCODE[12]}|AJ{TITLE[12]}|AOWEL|"
     )
-    row = _one(db, "SELECT item_level_hold, itemnumber, priority FROM reserves WHERE priority = 2")
-    assert row == {"item_level_hold": 0, "itemnumber": None, "priority": 2}
+    assert _reserve(db, ADA, BARCODE[12]) == {
+        "branchcode": "WEL",
+        "itemnumber": None,
+        "item_level_hold": 0,
+        "priority": 2,
+        "found": None,
+        "expirationdate": None,
+        "reservedate": "2026-03-10",
+    }
 
 
-def test_hold_add_item_level_with_pickup_and_expiry(db, ctx):
-    text = call(db, ctx(), hold("+", ADA, f"BW20260630    000000|BSKIL|BY3|AB{BARCODE[3]}|"))
-    assert text == (
-        f"161Y{TS}AA{ADA}|BW20260630    235900|BR1|BSKIL|AB{BARCODE[3]}|AJ{TITLE[3]}|AOWEL|"
+@pytest.mark.parametrize(
+    "expiry",
+    ["BW20260301    000000|", "BW20260630    000000|", "BWnot a date|"],
+    ids=["past", "future", "malformed"],
+)
+def test_hold_add_ignores_the_expiry_and_hold_type_as_koha_does(db, ctx, expiry):
+    """Koha's SIP server does not pass BW to AddReserve and always places a title-level hold:
+    an expiry in the past is no refusal, and BY 3 (a specific copy) still holds the title."""
+    text = call(db, ctx(), hold("+", ADA, f"{expiry}BSKIL|BY3|AB{BARCODE[3]}|"))
+    assert text == f"161N{TS}AA{ADA}|BR1|BSKIL|AB{BARCODE[3]}|AJ{TITLE[3]}|AOWEL|"
+    row = _reserve(db, ADA, BARCODE[3])
+    assert (row["itemnumber"], row["item_level_hold"], row["expirationdate"]) == (None, 0, None)
+    assert row["branchcode"] == "KIL"
+
+
+def test_hold_add_on_an_item_waiting_for_another_patron(db, ctx):
+    _pay_grace(db, ctx)
+    assert call(db, ctx(), hold("+", GRACE, f"AB{BARCODE[8]}|")) == (
+        f"161N{TS}AA{GRACE}|BR1|BSWEL|AB{BARCODE[8]}|AJ{TITLE[8]}|AOWEL|"
     )
-    row = _one(
-        db,
-        "SELECT item_level_hold, branchcode, expirationdate FROM reserves WHERE itemnumber = "
-        "(SELECT itemnumber FROM items WHERE barcode = ?)",
-        (BARCODE[3],),
+
+
+def test_hold_add_on_an_item_on_loan_to_another_patron(db, ctx):
+    assert call(db, ctx(), hold("+", ADA, f"AB{BARCODE[9]}|")) == (
+        f"161N{TS}AA{ADA}|BR1|BSWEL|AB{BARCODE[9]}|AJ{TITLE[9]}|AOWEL|"
     )
-    assert row == {"item_level_hold": 1, "branchcode": "KIL", "expirationdate": "2026-06-30"}
 
 
 def test_hold_add_by_title(db, ctx):
     assert call(db, ctx(), hold("+", ADA, "AJDune|")) == (
         f"161N{TS}AA{ADA}|BR2|BSWEL|AJ{TITLE[12]}|AOWEL|"
+    )
+
+
+def test_hold_refusals_on_items_available_to_the_patron(db, ctx):
+    """Y in a refusal: the item is on loan to Ada with no hold on its title (6), or waiting
+    for her on the hold shelf (8)."""
+    assert call(db, ctx(), hold("+", ADA, f"AB{BARCODE[6]}|")) == (
+        f"160Y{TS}AA{ADA}|AOWEL|AFItem already checked out to you.|"
+    )
+    assert call(db, ctx(), hold("+", ADA, f"AB{BARCODE[8]}|")) == (
+        f"160Y{TS}AA{ADA}|AOWEL|AFPatron already has a hold on this title.|"
+    )
+
+
+def test_hold_on_loan_to_the_patron_with_a_hold_queued_is_not_available(db, ctx):
+    _pay_grace(db, ctx)
+    assert call(db, ctx(), hold("+", GRACE, f"AB{BARCODE[6]}|")).startswith("161N")
+    assert call(db, ctx(), hold("+", ADA, f"AB{BARCODE[6]}|")) == (
+        f"160N{TS}AA{ADA}|AOWEL|AFItem already checked out to you.|"
     )
 
 
@@ -391,40 +453,78 @@ def test_hold_add_by_title(db, ctx):
         (ALAN, f"AB{BARCODE[3]}|", "Patron expired on 2026-02-08"),
         (GRACE, f"AB{BARCODE[3]}|", "Excessive fees blocking placement of hold."),
         (GRACE, f"AB{BARCODE[12]}|", "Excessive fees blocking placement of hold."),
+        (ADA, f"BSNOWHERE|AB{BARCODE[3]}|", "Invalid pickup location."),
     ],
 )
 def test_hold_add_refusals(db, ctx, patron, extra, message):
     assert call(db, ctx(), hold("+", patron, extra)) == (f"160N{TS}AA{patron}|AOWEL|AF{message}|")
-
-
-def test_hold_refused_by_the_ils_reports_availability(db, ctx):
-    assert call(db, ctx(), hold("+", ADA, f"BSNOWHERE|AB{BARCODE[3]}|")) == (
-        f"160Y{TS}AA{ADA}|AOWEL|AFInvalid pickup location.|"
-    )
-    assert call(db, ctx(), hold("+", GRACE, "BSNOWHERE|AJDune|")) == (
-        f"160N{TS}AA{GRACE}|AOWEL|AFExcessive fees blocking placement of hold.|"
-    )
+    assert _one(db, "SELECT COUNT(*) AS n FROM reserves")["n"] == 2
 
 
 def test_hold_cancel_title_level_hold_by_item(db, ctx):
     assert call(db, ctx(), hold("-", GRACE, f"AB{BARCODE[12]}|")) == (
-        f"161Y{TS}AA{GRACE}|BSWEL|AB{BARCODE[12]}|AJ{TITLE[12]}|AOWEL|AFHold Cancelled.|"
+        f"161N{TS}AA{GRACE}|AB{BARCODE[12]}|AJ{TITLE[12]}|AOWEL|AFHold Cancelled.|"
     )
     assert _one(db, "SELECT cancellationdate FROM old_reserves") == {
         "cancellationdate": "2026-03-10"
     }
 
 
+def test_hold_cancel_waiting_hold(db, ctx):
+    """The item was waiting for Ada when the request came: Y, as Koha reads it first."""
+    assert call(db, ctx(), hold("-", ADA, f"AB{BARCODE[8]}|")) == (
+        f"161Y{TS}AA{ADA}|AB{BARCODE[8]}|AJ{TITLE[8]}|AOWEL|AFHold Cancelled.|"
+    )
+    assert _reserve(db, ADA, BARCODE[8]) is None
+    assert _one(db, "SELECT found, cancellationdate FROM old_reserves") == {
+        "found": "W",
+        "cancellationdate": "2026-03-10",
+    }
+
+
 def test_hold_cancel_without_hold(db, ctx):
     assert call(db, ctx(), hold("-", ADA, f"AB{BARCODE[3]}|")) == (
+        f"160N{TS}AA{ADA}|AOWEL|AFError with transaction drop_hold: |"
+    )
+    assert call(db, ctx(), hold("-", ADA, f"AB{BARCODE[6]}|")) == (
         f"160Y{TS}AA{ADA}|AOWEL|AFError with transaction drop_hold: |"
     )
+    assert call(db, ctx(), hold("-", ADA, "ABnonexistent|")) == (
+        f"160N{TS}AA{ADA}|AOWEL|AFNo such item.|"
+    )
+    assert _one(db, "SELECT COUNT(*) AS n FROM old_reserves")["n"] == 0
 
 
 def test_hold_alter(db, ctx):
     assert call(db, ctx(), hold("*", GRACE, f"BSKIL|BW20260501    000000|AB{BARCODE[12]}|")) == (
-        f"161Y{TS}AA{GRACE}|BW20260501    235900|BR1|BSKIL|AB{BARCODE[12]}|AJ{TITLE[12]}|"
+        f"161N{TS}AA{GRACE}|BW20260501    235900|BR1|BSKIL|AB{BARCODE[12]}|AJ{TITLE[12]}|"
         "AOWEL|AFHold updated.|"
+    )
+    row = _reserve(db, GRACE, BARCODE[12])
+    assert (row["branchcode"], row["expirationdate"]) == ("KIL", "2026-05-01")
+
+
+@pytest.mark.parametrize(
+    ("patron", "extra", "message"),
+    [
+        (ADA, f"BSKIL|AB{BARCODE[3]}|", "No such outstanding hold."),
+        (ADA, "BSKIL|ABnonexistent|", "No such outstanding hold."),
+        ("nobody", f"BSKIL|AB{BARCODE[12]}|", "Invalid patron barcode: 'nobody'."),
+        (GRACE, f"BWsoon|AB{BARCODE[12]}|", "Invalid hold expiration date."),
+        (GRACE, f"BW20260301    000000|AB{BARCODE[12]}|", "Hold expiration date is in the past."),
+        (GRACE, f"BSNOWHERE|AB{BARCODE[12]}|", "Invalid pickup location."),
+    ],
+)
+def test_hold_alter_refusals(db, ctx, patron, extra, message):
+    assert call(db, ctx(), hold("*", patron, extra)) == (f"160N{TS}AA{patron}|AOWEL|AF{message}|")
+    row = _reserve(db, GRACE, BARCODE[12])
+    assert (row["branchcode"], row["expirationdate"]) == ("WEL", None)
+
+
+def test_hold_alter_a_waiting_hold_is_available(db, ctx):
+    assert call(db, ctx(), hold("*", ADA, f"BSKIL|AB{BARCODE[8]}|")) == (
+        f"160Y{TS}AA{ADA}|AOWEL|"
+        "AFHold is already waiting or in transit; the pickup location cannot change.|"
     )
 
 

@@ -115,4 +115,7 @@ def test_any_koha_conf_value(element, value):
         if element == "pass" and value:
             assert value not in str(result)
     else:
-        assert result.database_url.startswith(("postgresql://", "sqlite://"))
+        assert result.database_url.startswith(("postgresql://", "sqlite://", "mysql://"))
+        from koha_gateway.db.url import parse_url
+
+        assert parse_url(result.database_url).engine == result.db_scheme

@@ -1,4 +1,5 @@
-"""koha-conf.xml: the database connection for Pg and sqlite, refusals, password masking."""
+"""koha-conf.xml: the database connection (mysql as Koha reads it, Pg, sqlite), refusals,
+password masking, and --database overriding the file's database."""
 
 from __future__ import annotations
 
@@ -128,26 +129,111 @@ def test_config_as_root(write_file):
     assert load_koha_conf(path).database == str(path.parent / "ils.db")
 
 
-@pytest.mark.parametrize("scheme", ["mysql", "MySQL", "mariadb"])
-def test_mysql_is_refused(write_file, scheme):
+def test_mysql_fixture_as_koha_create_writes_it(monkeypatch):
+    monkeypatch.delenv("TZ", raising=False)
+    conf = load_koha_conf(FIXTURES / "koha-conf-mysql.xml")
+    assert conf.db_scheme == "mysql"
+    assert (conf.database, conf.hostname, conf.port, conf.user) == (
+        "koha_lib1",
+        "localhost",
+        3306,
+        "koha_lib1",
+    )
+    assert conf.password == "Wq8&zK:p@ss/%"
+    assert conf.timezone is None and conf.tls is False
+    assert conf.database_url == "mysql://koha_lib1:Wq8%26zK%3Ap%40ss%2F%25@localhost:3306/koha_lib1"
+    assert conf.display_url == "mysql://koha_lib1:***@localhost:3306/koha_lib1"
+    from koha_gateway.db.url import parse_url
+
+    parsed = parse_url(conf.database_url)
+    assert (parsed.engine, parsed.host, parsed.port, parsed.password) == (
+        "mysql",
+        "localhost",
+        3306,
+        conf.password,
+    )
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "MySQL", "mariadb", "", "  "])
+def test_mysql_or_empty_scheme_means_mariadb(write_file, scheme):
     text = koha_conf(
-        f"<db_scheme>{scheme}</db_scheme>\n<database>koha</database>\n<pass>{PASSWORD}</pass>"
+        f"<db_scheme>{scheme}</db_scheme>\n<database>koha</database>\n<user>k</user>"
+        f"<pass>{PASSWORD}</pass>"
     )
-    path = write_file(text, "koha-conf.xml")
-    with pytest.raises(ConfigError) as caught:
-        load_koha_conf(path)
-    assert str(caught.value) == (
-        f"{path}:{line_of(text, '<db_scheme>')}: MariaDB/MySQL is not supported; use Pg or sqlite"
+    conf = load_koha_conf(write_file(text, "koha-conf.xml"), environ={})
+    assert conf.password == PASSWORD
+    assert conf.db_scheme == "mysql"
+    assert conf.hostname == "localhost" and conf.port is None
+    assert conf.database_url.startswith("mysql://") and conf.database_url.endswith(
+        "@localhost/koha"
     )
 
 
-def test_missing_db_scheme_means_mysql_and_is_refused(write_file):
-    text = koha_conf("<database>koha</database>")
+def test_missing_db_scheme_means_mysql_as_in_koha(write_file):
+    # Koha::Database::db_scheme2dbi: anything but Pg is mysql; no hostname means localhost.
+    path = write_file(koha_conf("<database>koha_lib1</database><user>k</user>"), "koha-conf.xml")
+    conf = load_koha_conf(path, environ={})
+    assert conf.db_scheme == "mysql"
+    assert conf.database_url == "mysql://k@localhost/koha_lib1"
+
+
+def test_mysql_socket_path_tls_and_timezone(write_file):
+    path = write_file(
+        koha_conf(
+            "<db_scheme>mysql</db_scheme><database>koha</database><user>k</user>"
+            "<hostname>/run/mysqld/mysqld.sock</hostname>"
+            "<tls>yes</tls><ca>/etc/mysql/ca.pem</ca><cert>/etc/mysql/c.pem</cert>"
+            "<key>/etc/mysql/k.pem</key><timezone>Pacific/Auckland</timezone>"
+        ),
+        "koha-conf.xml",
+    )
+    conf = load_koha_conf(path, environ={"TZ": "Europe/Paris"})
+    assert conf.tls and conf.timezone == "Pacific/Auckland"
+    from koha_gateway.db.url import parse_url
+
+    url = parse_url(conf.database_url)
+    assert url.host == "localhost"
+    assert dict(url.options) == {
+        "unix_socket": "/run/mysqld/mysqld.sock",
+        "ssl_ca": "/etc/mysql/ca.pem",
+        "ssl_cert": "/etc/mysql/c.pem",
+        "ssl_key": "/etc/mysql/k.pem",
+        "time_zone": "Pacific/Auckland",
+    }
+
+
+@pytest.mark.parametrize(
+    ("configured", "env", "expected"),
+    [
+        ("", {"TZ": "Europe/Paris"}, "Europe/Paris"),  # Koha falls back to $ENV{TZ}
+        ("", {}, None),  # local: the server's zone is left alone
+        ("local", {"TZ": "Europe/Paris"}, None),
+        ("Not/AZone", {}, None),  # Koha warns and uses local
+        ("Antarctica/South_Pole", {"TZ": "Europe/Paris"}, "Antarctica/South_Pole"),
+    ],
+)
+def test_timezone_as_koha_config(write_file, configured, env, expected):
+    path = write_file(
+        koha_conf(f"<database>koha</database><timezone>{configured}</timezone>"), "koha-conf.xml"
+    )
+    assert load_koha_conf(path, environ=env).timezone == expected
+
+
+def test_tls_only_when_exactly_yes(write_file):
+    path = write_file(
+        koha_conf("<database>koha</database><tls>no</tls><ca>/etc/ca.pem</ca>"), "koha-conf.xml"
+    )
+    conf = load_koha_conf(path, environ={})
+    assert conf.tls is False and "ssl" not in conf.database_url
+
+
+def test_database_part_not_judged_when_the_database_comes_from_elsewhere(write_file):
+    text = koha_conf("<db_scheme>oracle</db_scheme>\n<useldapserver>0</useldapserver>")
     path = write_file(text, "koha-conf.xml")
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(ConfigError, match="unknown db_scheme"):
         load_koha_conf(path)
-    assert caught.value.line == line_of(text, "<config>\n")
-    assert "MariaDB/MySQL is not supported" in caught.value.message
+    conf = load_koha_conf(path, require_database=False)
+    assert conf.database == "" and conf.use_ldap is False
 
 
 @pytest.mark.parametrize(
@@ -221,3 +307,51 @@ def test_useldapserver_switch(write_file, value, expected):
         assert type(conf.ldap).__name__ == "LdapConfig"
     else:
         assert conf.ldap is None
+
+
+LDAP_SECTION = (
+    "<useldapserver>1</useldapserver>"
+    "<ldapserver id='ldapserver'><hostname>ldap://127.0.0.1:3890</hostname>"
+    "<base>ou=people,dc=example,dc=org</base>"
+    "<mapping><userid is='uid'></userid></mapping></ldapserver>"
+)
+
+
+@pytest.mark.parametrize(
+    "database_part",
+    [
+        "<db_scheme>mysql</db_scheme><database>koha_lib1</database><user>koha_lib1</user>",
+        "<database>koha_lib1</database>",  # no db_scheme: MySQL
+        "<db_scheme>oracle</db_scheme>",  # not judged: --database replaces it
+    ],
+)
+def test_database_option_overrides_koha_conf_which_still_supplies_ldap(write_file, database_part):
+    from twisted.python import usage
+
+    from koha_gateway.tap import Options
+
+    ROOT = FIXTURES.parents[2]
+    conf = write_file(koha_conf(database_part + LDAP_SECTION), "koha-conf.xml")
+    url = f"sqlite:///{conf.parent / 'ils.sqlite'}"
+    options = Options()
+    options.parseOptions(
+        ["--sip-config", str(ROOT / "conf" / "SIPconfig.xml"), "--koha-conf", str(conf)]
+        + ["--database", url]
+    )
+    assert options["database"] == url
+    assert options["koha_conf"].use_ldap is True
+    assert options["koha_conf"].ldap is not None
+    if "oracle" in database_part:
+        with pytest.raises(usage.UsageError, match="unknown db_scheme"):
+            Options().parseOptions(
+                ["--sip-config", str(ROOT / "conf" / "SIPconfig.xml"), "--koha-conf", str(conf)]
+            )
+    else:
+        without = Options()
+        without.parseOptions(
+            ["--sip-config", str(ROOT / "conf" / "SIPconfig.xml"), "--koha-conf", str(conf)]
+        )
+        from koha_gateway.db.url import parse_url
+
+        parsed = parse_url(without["database"])
+        assert (parsed.engine, parsed.host, parsed.database) == ("mysql", "localhost", "koha_lib1")

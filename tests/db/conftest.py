@@ -1,4 +1,5 @@
-"""Fixtures of the database engine tests: every engine test runs on SQLite and PostgreSQL."""
+"""Fixtures of the database engine tests: every engine test runs on SQLite, PostgreSQL and
+MariaDB (a throwaway server, tests/support/mariadb.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from koha_gateway.db.engine import Database
 from tests.support import ReactorThread
 from tests.support.postgres import cluster_or_skip
 
-ENGINES = ("sqlite", "postgresql")
+ENGINES = ("sqlite", "postgresql", "mysql")
 
 
 @pytest.fixture(params=ENGINES)
@@ -22,10 +23,15 @@ def db_url(engine_name, tmp_path) -> str:
     if engine_name == "sqlite":
         yield f"sqlite://{tmp_path / 'test.sqlite'}"
         return
-    cluster = cluster_or_skip()
-    url = cluster.create_database()
+    if engine_name == "mysql":
+        from tests.support.mariadb import server_or_skip
+
+        server = server_or_skip()
+    else:
+        server = cluster_or_skip()
+    url = server.create_database()
     yield url
-    cluster.drop_database(url.rsplit("/", 1)[1])
+    server.drop_database(url.rsplit("/", 1)[1].split("?")[0])
 
 
 @pytest.fixture

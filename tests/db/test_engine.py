@@ -1,5 +1,5 @@
-"""The engine contract (koha_gateway.db.engine) on both engines: transactions, placeholders,
-types, errors, locking and concurrency."""
+"""The engine contract (koha_gateway.db.engine) on every engine (SQLite, PostgreSQL, MariaDB):
+transactions, placeholders, types, errors, locking and concurrency."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def count(db: Database) -> int:
 def test_engine_name_and_for_update(db, engine_name):
     assert db.engine.name == engine_name
     for_update = db.run_blocking(lambda txn: txn.for_update)
-    assert for_update == (" FOR UPDATE" if engine_name == "postgresql" else "")
+    assert for_update == ("" if engine_name == "sqlite" else " FOR UPDATE")
     assert db.engine.IntegrityError is IntegrityError
     assert db.engine.Unavailable is Unavailable
 
@@ -238,7 +238,7 @@ def test_types_round_trip_identically(db, engine_name):
     assert missing is None
 
 
-def test_iso_dates_sort_and_compare_chronologically(db):
+def test_iso_dates_sort_and_compare_chronologically(db, engine_name):
     create_table(db)
     stamps = ["2026-12-01 00:00:00", "2026-02-28 23:59:59", "2026-11-30 10:00:00", "2025-12-31"]
 
@@ -251,8 +251,68 @@ def test_iso_dates_sort_and_compare_chronologically(db):
         return ordered, [r["at"] for r in overdue]
 
     ordered, overdue = db.run_blocking(work)
+    if engine_name == "mysql":  # a real DATETIME column: a date is its midnight
+        stamps[-1] = "2025-12-31 00:00:00"
     assert ordered == sorted(stamps)
-    assert overdue == ["2025-12-31", "2026-02-28 23:59:59"]
+    assert overdue == [stamps[-1], "2026-02-28 23:59:59"]
+
+
+def test_four_byte_text_round_trips_and_matches(db):
+    create_table(db)
+    text = "Ngā pukapuka 📚 — 𝔎𝔬𝔥𝔞 😀"
+
+    def work(txn):
+        txn.execute("INSERT INTO t (code, label) VALUES (?, ?)", ("e", text))
+        return (
+            txn.scalar("SELECT label FROM t WHERE code = ?", ("e",)),
+            txn.scalar("SELECT code FROM t WHERE label = ?", (text,)),
+            txn.scalar("SELECT LENGTH(?) AS n", ("📚",)) in (1, 4),
+        )
+
+    assert db.run_blocking(work) == (text, "e", True)
+
+
+def test_update_counts_matched_rows_even_when_nothing_changes(db):
+    create_table(db)
+
+    def work(txn):
+        txn.execute("INSERT INTO t (code, n) VALUES ('a', 1), ('b', 1)")
+        same = txn.execute("UPDATE t SET n = 1 WHERE code = 'a'")
+        both = txn.execute("UPDATE t SET n = 1")
+        none = txn.execute("UPDATE t SET n = 2 WHERE code = 'zz'")
+        return same, both, none
+
+    assert db.run_blocking(work) == (1, 2, 0)
+
+
+def test_upsert_reports_rows_written(db):
+    create_table(db)
+
+    def work(txn):
+        return (
+            txn.upsert("t", {"code": "k"}, {"n": 1}),  # inserted
+            txn.upsert("t", {"code": "k"}, {"n": 2}),  # updated
+            txn.upsert("t", {"code": "k"}, {"n": 2}),  # updated to the same value
+            txn.upsert("t", {"code": "k"}, {}),  # existed: nothing written
+            txn.upsert("t", {"code": "m"}, {}),  # inserted
+            txn.query("SELECT code, n FROM t ORDER BY code"),
+        )
+
+    *counts, rows = db.run_blocking(work)
+    assert counts == [1, 1, 1, 0, 1]
+    assert rows == [{"code": "k", "n": 2}, {"code": "m", "n": 0}]
+
+
+def test_insert_with_an_explicit_key_returns_it(db):
+    db.run_blocking(
+        lambda txn: txn.execute("CREATE TABLE old (issue_id INTEGER PRIMARY KEY, note TEXT)")
+    )
+    key = db.run_blocking(
+        lambda txn: txn.insert(
+            "INSERT INTO old (issue_id, note) VALUES (?, ?)", (4711, "x"), pk="issue_id"
+        )
+    )
+    assert key == 4711
 
 
 def test_column_names_are_lower_case_on_both_engines(db):
@@ -263,13 +323,17 @@ def test_column_names_are_lower_case_on_both_engines(db):
 # -- insert ----------------------------------------------------------------------------------
 
 
-def test_insert_returns_new_key_with_and_without_pk_name(db):
+def test_insert_returns_new_key_with_and_without_pk_name(db, engine_name):
     create_table(db)
+    if engine_name == "mysql":
+        nothing = "INSERT IGNORE INTO t (code) VALUES (?)"
+    else:
+        nothing = "INSERT INTO t (code) VALUES (?) ON CONFLICT (code) DO NOTHING"
 
     def work(txn):
         a = txn.insert("INSERT INTO t (code) VALUES (?)", ("a",), pk="id")
         b = txn.insert("INSERT INTO t (code) VALUES (?)", ("b",))
-        c = txn.insert("INSERT INTO t (code) VALUES (?) ON CONFLICT (code) DO NOTHING", ("a",))
+        c = txn.insert(nothing, ("a",))
         return a, b, c, txn.scalar("SELECT id FROM t WHERE code = 'b'")
 
     a, b, c, b_id = db.run_blocking(work)
@@ -339,6 +403,10 @@ def test_ddl_tokens(db, engine_name):
     expanded = db.engine.ddl("CREATE TABLE x (a {pk}, b {money}, c {date}, d {datetime}, e {bool})")
     if engine_name == "sqlite":
         assert "INTEGER PRIMARY KEY AUTOINCREMENT" in expanded and "REAL" in expanded
+    elif engine_name == "mysql":
+        assert "INT(11) NOT NULL AUTO_INCREMENT PRIMARY KEY" in expanded
+        assert "DECIMAL(28,6)" in expanded and "c DATE," in expanded and "d DATETIME" in expanded
+        assert expanded.endswith("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
     else:
         assert "BIGSERIAL PRIMARY KEY" in expanded and "NUMERIC(28,6)" in expanded
     assert "{" not in expanded
@@ -545,7 +613,8 @@ def test_concurrent_runs_through_the_pool_are_exact(adb, reactor_thread):
 
 def test_unique_constraint_gives_exactly_one_winner_under_a_race(db):
     create_table(db)
-    barrier = threading.Barrier(12)
+    racers = 50
+    barrier = threading.Barrier(racers)
     outcomes: list[str] = []
 
     def claim(txn, who):
@@ -559,12 +628,13 @@ def test_unique_constraint_gives_exactly_one_winner_under_a_race(db):
         except IntegrityError:
             outcomes.append("lost")
 
-    threads = [threading.Thread(target=worker, args=(str(i),)) for i in range(12)]
+    threads = [threading.Thread(target=worker, args=(str(i),)) for i in range(racers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(outcomes) == ["lost"] * 11 + ["won"]
+    assert sorted(outcomes) == ["lost"] * (racers - 1) + ["won"]
+    assert count(db) == 1
 
 
 def test_module_exports_the_error_types():

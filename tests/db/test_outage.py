@@ -1,7 +1,7 @@
-"""PostgreSQL outages: the server stops and comes back while a pool is in use.
+"""Outages of PostgreSQL and MariaDB: the server stops and comes back while a pool is in use.
 
-Each test has its own private cluster (the shared one must never be stopped). Under ``CI=true`` a
-cluster that cannot start fails the test.
+Each test has its own private server (the shared ones must never be stopped). Under ``CI=true`` a
+server that cannot start fails the test.
 """
 
 from __future__ import annotations
@@ -18,8 +18,16 @@ from tests.support import server_unavailable
 from tests.support.postgres import PostgresCluster, PostgresUnavailable
 
 
-@pytest.fixture
-def cluster():
+@pytest.fixture(params=["postgresql", "mysql"])
+def cluster(request):
+    """A private server of the engine under test: create_database, stop, start, password."""
+    if request.param == "mysql":
+        from tests.support.mariadb import private_server_or_skip
+
+        server = private_server_or_skip()
+        yield server
+        server.destroy()
+        return
     try:
         pg = PostgresCluster()
     except PostgresUnavailable as exc:
@@ -31,6 +39,19 @@ def cluster():
         server_unavailable(f"PostgreSQL: {exc}")
     yield pg
     pg.destroy()
+
+
+def backend_pid(txn) -> int:
+    if txn.engine.name == "mysql":
+        return txn.scalar("SELECT CONNECTION_ID() AS id")
+    return txn.scalar("SELECT pg_backend_pid()")
+
+
+def terminate_backend(txn, pid: int) -> None:
+    if txn.engine.name == "mysql":
+        txn.execute(f"KILL CONNECTION {int(pid)}")
+    else:
+        txn.scalar("SELECT pg_terminate_backend(?)", (pid,))
 
 
 @pytest.fixture
@@ -127,7 +148,7 @@ def test_blocking_use_recovers_after_restart(cluster):
 def _terminate_me(db: Database, admin: Database, connected: threading.Event, pid_box: list):
     def terminate():
         connected.wait(10)
-        admin.run_blocking(lambda txn: txn.scalar("SELECT pg_terminate_backend(?)", (pid_box[0],)))
+        admin.run_blocking(terminate_backend, pid_box[0])
 
     return threading.Thread(target=terminate)
 
@@ -145,7 +166,7 @@ def test_idempotent_reads_are_retried_once_only_when_asked(cluster, retry):
 
         def report(txn):
             calls.append(1)
-            pid = txn.scalar("SELECT pg_backend_pid()")
+            pid = backend_pid(txn)
             if len(calls) == 1:
                 pid_box.append(pid)
                 connected.set()
@@ -182,7 +203,7 @@ def test_writes_after_their_first_statement_are_not_retried(cluster):
         def write(txn):
             calls.append(1)
             txn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
-            pid_box.append(txn.scalar("SELECT pg_backend_pid()"))
+            pid_box.append(backend_pid(txn))
             connected.set()
             time.sleep(0.5)
             txn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
@@ -213,10 +234,17 @@ def test_acknowledged_commits_survive_a_server_crash(cluster):
         db.close()
 
 
-def test_unreachable_server_fails_within_the_connect_timeout():
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://kgw:secret@192.0.2.1:5432/none?connect_timeout=2",
+        "mysql://kgw:secret@192.0.2.1:3306/none?connect_timeout=2",
+    ],
+)
+def test_unreachable_server_fails_within_the_connect_timeout(url):
     # 192.0.2.0/24 is TEST-NET-1: never routed. Either the network refuses at once or the
     # connect times out after connect_timeout.
-    db = Database.from_url("postgresql://kgw:secret@192.0.2.1:5432/none?connect_timeout=2")
+    db = Database.from_url(url)
     try:
         started = time.monotonic()
         with pytest.raises(Unavailable) as info:

@@ -58,3 +58,64 @@ def test_cluster_lifecycle_databases_restart_and_cleanup():
     finally:
         cluster.destroy()
     assert not os.path.exists(base)
+
+
+def test_mariadb_server_lifecycle_restart_and_cleanup():
+    from tests.support.mariadb import KOHA_TEMPLATE, private_server_or_skip
+
+    server = private_server_or_skip()
+    base, socket_path = server.base, server.socket
+    try:
+        assert server.execute("SELECT @@port")[0][0] == server.port
+        assert server.execute(f"SELECT COUNT(*) FROM `{KOHA_TEMPLATE}`.systempreferences")[0][0]
+        url = server.create_database("lifecycle")
+        assert "@127.0.0.1:" in url and server.password not in url  # the password is quoted
+        port = server.port
+        server.stop()
+        assert not os.path.exists(socket_path)
+        server.start()
+        assert server.port == port
+        assert server.execute("SHOW DATABASES LIKE 'lifecycle'") == [("lifecycle",)]
+        server.drop_database("lifecycle")
+        assert server.execute("SHOW DATABASES LIKE 'lifecycle'") == []
+        pid = server._process.pid
+    finally:
+        server.destroy()
+    assert not os.path.exists(base)
+    # The server process is gone (its pid is either free or someone else's now).
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            assert b"mariadbd" not in fh.read()
+    except FileNotFoundError:
+        pass
+
+
+def test_koha_database_fixture_gives_a_fresh_copy_each_time(koha_database):
+    from koha_gateway.db import Database
+    from tests.conftest import drop_koha_database, make_koha_database
+
+    other = make_koha_database()
+    try:
+        assert other != koha_database
+        db = Database.from_url(koha_database)
+        try:
+            db.run_blocking(
+                lambda txn: txn.execute(
+                    "INSERT INTO branches (branchcode, branchname) VALUES ('WEL', 'Wellington')"
+                )
+            )
+        finally:
+            db.close()
+        db = Database.from_url(other)
+        try:
+            count = db.run_blocking(lambda txn: txn.scalar("SELECT COUNT(*) AS n FROM branches"))
+            version = db.run_blocking(
+                lambda txn: txn.scalar(
+                    "SELECT value FROM systempreferences WHERE variable = 'Version'"
+                )
+            )
+        finally:
+            db.close()
+        assert count == 0 and version == "23.0600007"
+    finally:
+        drop_koha_database(other)

@@ -89,7 +89,13 @@ def test_postgresql_ipv6_and_socket_hosts():
         "postgresql://u:p@h:abc/d",
         "postgresql://u:p@h/",
         "postgresql:u@h/d",
-        "mysql://u:p@h/d",
+        "mysql://u:p@h/",
+        "mysql:u@h/d",
+        "mysql://u:p@h:0/d",
+        "mysql://u:p@h/d?sslmode=require",
+        "mysql://u:p@h/d?connect_timeout=soon",
+        "mysql://u:p@h/d?unix_socket=relative.sock",
+        "oracle://u:p@h/d",
         "no-scheme",
         "",
     ],
@@ -132,10 +138,73 @@ def test_build_url_from_koha_conf_parts():
     socket_url = build_url("Pg", "koha_lib", host="/var/run/postgresql", user="koha")
     assert parse_url(socket_url).host == "/var/run/postgresql"
     assert parse_url(build_url("sqlite", "/srv/ils.sqlite")).database == "/srv/ils.sqlite"
+    mysql = parse_url(build_url("mysql", "koha_lib1", host="localhost", user="k", password="p@"))
+    assert (mysql.engine, mysql.host, mysql.port, mysql.password) == (
+        "mysql",
+        "localhost",
+        None,
+        "p@",
+    )
+    socket = parse_url(build_url("mysql", "koha", host="/run/mysqld/mysqld.sock"))
+    assert socket.host is None and socket.option("unix_socket") == "/run/mysqld/mysqld.sock"
     with pytest.raises(InvalidDatabaseURL, match="mysql"):
-        build_url("mysql", "koha", host="db")
+        build_url("oracle", "koha", host="db")
     with pytest.raises(InvalidDatabaseURL):
         build_url("Pg", "")
+    with pytest.raises(InvalidDatabaseURL):
+        build_url("mysql", "")
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "mariadb", "MySQL"])
+def test_mysql_url_parts_and_options(scheme):
+    url = parse_url(
+        f"{scheme}://koha_lib1:p%40ss%3Aw%2Fo%25rd@db.example.org:3307/koha_lib1"
+        "?connect_timeout=3&read_timeout=20&lock_timeout=2500&time_zone=Europe%2FParis"
+        "&ssl_ca=%2Fetc%2Fca.pem"
+    )
+    assert url.engine == "mysql"
+    assert (url.user, url.password, url.host, url.port, url.database) == (
+        "koha_lib1",
+        "p@ss:w/o%rd",
+        "db.example.org",
+        3307,
+        "koha_lib1",
+    )
+    assert url.option("time_zone") == "Europe/Paris"
+    assert url.option("ssl_ca") == "/etc/ca.pem"
+    assert url.redacted().startswith("mysql://koha_lib1:***@db.example.org:3307/koha_lib1?")
+    assert parse_url(url.render()) == url
+
+
+def test_mysql_localhost_and_socket_as_libmysql():
+    # No host, or localhost: libmysqlclient's default socket (as Koha's DBD::mysql does).
+    assert parse_url("mysql://koha@localhost/koha").host == "localhost"
+    assert parse_url("mysql:///koha").host is None
+    url = parse_url("mysql://koha:pw@localhost/koha?unix_socket=/run/mysqld/mysqld.sock")
+    assert url.option("unix_socket") == "/run/mysqld/mysqld.sock"
+    assert parse_url(url.render()) == url
+    db = Database.from_url(url)
+    try:
+        assert db.engine.name == "mysql"
+        args, kwargs = db.engine.connect_args()
+        assert kwargs["unix_socket"] == "/run/mysqld/mysqld.sock"
+        assert kwargs["host"] == "localhost" and kwargs["db"] == "koha"
+        assert kwargs["charset"] == "utf8mb4" and kwargs["autocommit"] is False
+        assert (kwargs["connect_timeout"], kwargs["read_timeout"]) == (5, 30)
+        assert "ssl" not in kwargs
+        assert "pw" not in repr(db)
+    finally:
+        db.close()
+
+
+def test_mysql_tls_options_reach_the_driver():
+    url = "mysql://k:p@db/koha?ssl_ca=/etc/ca.pem&ssl_cert=/etc/c.pem&ssl_key=/etc/k.pem"
+    db = Database.from_url(url)
+    try:
+        _, kwargs = db.engine.connect_args()
+        assert kwargs["ssl"] == {"ca": "/etc/ca.pem", "cert": "/etc/c.pem", "key": "/etc/k.pem"}
+    finally:
+        db.close()
 
 
 def test_build_url_refuses_a_bad_port():

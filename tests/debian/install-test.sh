@@ -16,8 +16,22 @@
 #      older koha-enable-sip / koha-start-sip / koha-stop-sip;
 #   5. a Koha-style instance (its own <i>-koha user, as koha-create makes):
 #      --enable and --start use that user;
-#   6. purges the package with both servers running and checks that nothing
+#   6. a Koha instance lib1 on MariaDB holding Koha's own schema and
+#      mandatory data (../shared/koha/load.sh, via koha-mariadb.sh), with
+#      /etc/koha/sites/lib1/koha-conf.xml as koha-create writes it
+#      (db_scheme mysql, hostname localhost, port 3306, database, user and
+#      password koha_lib1): the installed package reads Koha's database
+#      through that file as the instance user, and koha-sip --enable lib1
+#      works. With KOHA_MARIADB_CIRCULATION=yes also: koha-gateway-admin
+#      init and load-demo on the Koha database, koha-sip --start lib1, and
+#      over SIP2 a login, patron information, a checkout and a checkin, then
+#      the loan checked in Koha's tables (old_issues, items.onloan);
+#   7. purges the package with both servers running and checks that nothing
 #      is left running and that Koha's commands are back in place.
+#
+# KOHA_MARIADB_CIRCULATION (default no): yes runs the SIP2 circulation of
+# step 6 on Koha's database; it needs the gateway's support for Koha's schema
+# (creating only its kgw_ tables there).
 #
 # Exits 0 when every check passed. Leaves the machine as it found it: the
 # instances and the kgwtest-koha user it created are removed at the end
@@ -30,6 +44,7 @@ deb=$(readlink -f -- "$deb")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 instance=demo
 patron=23529000000001
+koha_mariadb_circulation=${KOHA_MARIADB_CIRCULATION:-no}
 
 # Debian's tools and interpreter only (a pyenv or virtualenv python3 first on
 # PATH would also break python3-twisted's plugin-cache trigger).
@@ -89,6 +104,9 @@ created_koha_instance=no
 installed_koha_common=no
 kc_dir=""
 koha_instance=kgwtest
+lib1=lib1
+created_lib1=no
+mdb_dir=""
 cleanup() {
     local rc=$?
     set +e
@@ -106,6 +124,16 @@ cleanup() {
             "/var/log/koha/$koha_instance" "/var/run/koha/$koha_instance"
         userdel "$koha_instance-koha" 2>/dev/null
         groupdel "$koha_instance-koha" 2>/dev/null
+    fi
+    if [ "$created_lib1" = yes ]; then
+        rm -rf -- "/etc/koha/sites/$lib1" "/var/lib/koha/$lib1" "/var/log/koha/$lib1" \
+            "/var/run/koha/$lib1"
+        userdel "$lib1-koha" 2>/dev/null
+        groupdel "$lib1-koha" 2>/dev/null
+    fi
+    if [ -n "$mdb_dir" ]; then
+        "$here/koha-mariadb.sh" stop "$mdb_dir/data" >/dev/null 2>&1
+        rm -rf -- "$mdb_dir"
     fi
     if [ "$created_instance" = yes ]; then
         rm -rf -- "$site" "/var/lib/koha/$instance" "$logdir" "/var/run/koha/$instance"
@@ -125,6 +153,12 @@ fi
 [ ! -e "$site" ] || fail "$site exists; the test needs a machine without the $instance instance"
 [ ! -e "/etc/koha/sites/$koha_instance" ] && ! getent passwd "$koha_instance-koha" >/dev/null ||
     fail "instance $koha_instance or user $koha_instance-koha exists already"
+[ ! -e "/etc/koha/sites/$lib1" ] && ! getent passwd "$lib1-koha" >/dev/null ||
+    fail "instance $lib1 or user $lib1-koha exists already"
+case "$koha_mariadb_circulation" in
+yes | no) ;;
+*) fail "KOHA_MARIADB_CIRCULATION is yes or no, not '$koha_mariadb_circulation'" ;;
+esac
 [ -z "$(server_pids)" ] || fail "a koha-gateway server is already running"
 trap cleanup EXIT
 started=$(date +%s)
@@ -343,6 +377,107 @@ kpid=$(cat "/var/run/koha/$koha_instance/$koha_instance-koha-sip.pid")
     fail "SIP2 on the $koha_instance instance"
 koha-sip --status "$instance" "$koha_instance" >/dev/null || fail "--status of two instances"
 ok "$koha_instance: SIPconfig.xml and logs owned by $kuser, the server runs as $kuser, SIP2 works"
+
+step "A Koha instance on MariaDB with Koha's own schema ($lib1, as koha-create makes it)"
+created_lib1=yes
+luser="$lib1-koha"
+adduser --system --group --quiet --no-create-home --home "/var/lib/koha/$lib1" "$luser"
+install -d -m 0755 "/etc/koha/sites/$lib1"
+install -d -m 0755 -o "$luser" -g "$luser" "/var/lib/koha/$lib1" "/var/log/koha/$lib1"
+mdb_dir=$(mktemp -d /var/tmp/kgw-koha-mariadb.XXXXXX)
+chmod 0755 "$mdb_dir"
+dbpass=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+hostport=$("$here/koha-mariadb.sh" start "$mdb_dir/data" "koha_$lib1" "koha_$lib1" "$dbpass") ||
+    fail "could not start MariaDB with Koha's schema (koha-mariadb.sh)"
+dbhost=${hostport% *}
+dbport=${hostport#* }
+lconf="/etc/koha/sites/$lib1/koha-conf.xml"
+# The <config> section of Koha's debian/templates/koha-conf-site.xml.in as
+# koha-create fills it in (its other sections are Zebra's).
+cat >"$lconf" <<EOF_KOHA_CONF
+<yazgfs>
+<listen id="biblioserver">unix:/var/run/koha/$lib1/bibliosocket</listen>
+<server id="biblioserver" listenref="biblioserver">
+    <directory>/var/lib/koha/$lib1/biblios</directory>
+    <config>/etc/koha/sites/$lib1/koha-DEBIAN-biblios.cfg</config>
+</server>
+<config>
+ <db_scheme>mysql</db_scheme>
+ <database>koha_$lib1</database>
+ <hostname>$dbhost</hostname>
+ <port>$dbport</port>
+ <user>koha_$lib1</user>
+ <pass>$dbpass</pass>
+ <biblioserver>biblios</biblioserver>
+ <biblioservershadow>1</biblioservershadow>
+ <authorityserver>authorities</authorityserver>
+ <authorityservershadow>1</authorityservershadow>
+ <intranetdir>/usr/share/koha/intranet/cgi-bin</intranetdir>
+ <logdir>/var/log/koha/$lib1</logdir>
+ <useldapserver>0</useldapserver><!-- see C4::Auth_with_ldap for extra configs you must add if you want to turn this on -->
+ <useshibboleth>0</useshibboleth>
+ <memcached_servers>127.0.0.1:11211</memcached_servers>
+ <memcached_namespace>koha_$lib1</memcached_namespace>
+ <timezone></timezone>
+</config>
+</yazgfs>
+EOF_KOHA_CONF
+chown "root:$luser" "$lconf"
+chmod 0640 "$lconf"
+ok "MariaDB with Koha's schema at $dbhost:$dbport; $lconf with db_scheme mysql"
+version=$(runuser -u "$luser" -- /usr/bin/python3 -c '
+import sys
+from koha_gateway.config.kohaconf import load_koha_conf
+from koha_gateway.db import Database
+db = Database.from_url(load_koha_conf(sys.argv[1]).database_url)
+try:
+    print(db.run_blocking(lambda txn: txn.scalar(
+        "SELECT value FROM systempreferences WHERE variable = ?", ("Version",))))
+finally:
+    db.close()
+' "$lconf") || fail "the installed package could not read Koha's database through $lconf"
+[ "$version" = "23.0600007" ] || fail "Koha's Version preference read as '$version'"
+ok "the installed package reads Koha's database (Version $version) as $luser through koha-conf.xml"
+koha-sip --enable "$lib1" || fail "koha-sip --enable $lib1"
+lsip="/etc/koha/sites/$lib1/SIPconfig.xml"
+[ "$(file_mode_owner "$lsip")" = "600 $luser" ] ||
+    fail "$lsip is $(file_mode_owner "$lsip"), expected mode 600 owned by $luser"
+[ ! -e "/var/lib/koha/$lib1/koha-gateway.sqlite3" ] ||
+    fail "--enable created a SIP-only database in a Koha instance"
+sed -i -e 's|127.0.0.1:6001/tcp|127.0.0.1:6003/tcp|' -e 's|127.0.0.1:8023/tcp|127.0.0.1:8025/tcp|' "$lsip"
+ok "koha-sip --enable $lib1: SIPconfig.xml owned by $luser, no SQLite database"
+if [ "$koha_mariadb_circulation" = yes ]; then
+    runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" init ||
+        fail "koha-gateway-admin init on Koha's database"
+    runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" load-demo ||
+        fail "koha-gateway-admin load-demo on Koha's database"
+    ok "koha-gateway-admin init and load-demo on Koha's database"
+    koha-sip --start "$lib1" || fail "koha-sip --start $lib1"
+    lpid=$(cat "/var/run/koha/$lib1/$lib1-koha-sip.pid")
+    [ "$(ps -o user= -p "$lpid" | tr -d ' ')" = "$luser" ] ||
+        fail "the server of $lib1 runs as $(ps -o user= -p "$lpid"), not $luser"
+    /usr/bin/python3 "$here/sip2_probe.py" --sip-config "$lsip" --patron "$patron" \
+        --checkout 39999000000001 --timeout 15 || fail "SIP2 circulation on Koha's database"
+    loans=$(runuser -u "$luser" -- /usr/bin/python3 -c '
+import sys
+from koha_gateway.config.kohaconf import load_koha_conf
+from koha_gateway.db import Database
+db = Database.from_url(load_koha_conf(sys.argv[1]).database_url)
+try:
+    print(*db.run_blocking(lambda txn: txn.one(
+        "SELECT (SELECT COUNT(*) FROM issues WHERE itemnumber = i.itemnumber) AS open_loans, "
+        "(SELECT COUNT(*) FROM old_issues WHERE itemnumber = i.itemnumber) AS returned, "
+        "i.onloan FROM items i WHERE i.barcode = ?", ("39999000000001",)).values()))
+finally:
+    db.close()
+' "$lconf") || fail "could not read the loan back from Koha's tables"
+    [ "$loans" = "0 1 None" ] ||
+        fail "Koha's tables after checkout and checkin: issues, old_issues, onloan = $loans"
+    ok "$lib1: login, patron information, checkout and checkin; the loan is in old_issues"
+    koha-sip --stop "$lib1" || fail "koha-sip --stop $lib1"
+else
+    ok "$lib1: SIP2 circulation on Koha's database not run (KOHA_MARIADB_CIRCULATION=no)"
+fi
 
 step "Purge the package with the servers running"
 apt-get purge -y -q koha-gateway

@@ -5,6 +5,8 @@ checks the installed server from the outside, the way a self-check machine does:
 
 * 3M SIP2 2.00, Login (93) -> Login Response (94): expects ``941``;
 * 3M SIP2 2.00, Patron Information (63) -> Patron Information Response (64);
+* with ``--checkout ITEM``: Checkout (11) -> ``121`` (ok, the item is on loan to the patron), then
+  Checkin (09) -> ``101`` (ok);
 * 3M SIP2 2.00, "Error detection": every request carries AY (sequence) and AZ (checksum);
 * with ``--telnet``: Koha's telnet transport instead (``login:`` / ``password:`` prompts,
   ``Login OK.  Initiating SIP``), the Koha manual's ``telnet localhost 8023`` check.
@@ -15,10 +17,11 @@ SIPconfig.xml (Koha's ``<acsconfig>`` format), so the probe follows whatever the
 Usage::
 
     python3 sip2_probe.py --sip-config /etc/koha/sites/demo/SIPconfig.xml \\
-        --patron 23529000000001 [--telnet] [--host 127.0.0.1] [--port N] [--timeout 10]
+        --patron 23529000000001 [--checkout 39999000000001] [--telnet] [--host 127.0.0.1] \
+        [--port N] [--timeout 10]
 
-Prints every request (passwords masked) and response; exits 0 when the login succeeded and the
-patron information response came back, 1 otherwise.
+Prints every request (passwords masked) and response; exits 0 when the login succeeded, the
+patron information response came back (and the checkout and checkin succeeded), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--telnet", action="store_true", help="use the first telnet listener")
+    parser.add_argument("--checkout", metavar="ITEM", help="check ITEM out and in again")
     args = parser.parse_args(argv)
 
     transport = "telnet" if args.telnet else "RAW"
@@ -170,9 +174,29 @@ def main(argv: list[str] | None = None) -> int:
         if f"AA{args.patron}" not in info:
             print(f"the response does not name patron {args.patron}", file=sys.stderr)
             return 1
+        if args.checkout:
+            item = args.checkout
+            now = datetime.datetime.now().strftime("%Y%m%d    %H%M%S")
+            out = conn.request(
+                with_checksum(
+                    f"11YN{now}{now}AO{institution}{d}AA{args.patron}{d}AB{item}{d}AC{d}", 2
+                ),
+                d,
+            )
+            if not out.startswith("121") or f"AB{item}" not in out:
+                print(f"checkout of {item} refused: {out!r}", file=sys.stderr)
+                return 1
+            back = conn.request(
+                with_checksum(f"09N{now}{now}AP{institution}{d}AO{institution}{d}AB{item}{d}", 3),
+                d,
+            )
+            if not back.startswith("101") or f"AB{item}" not in back:
+                print(f"checkin of {item} refused: {back!r}", file=sys.stderr)
+                return 1
     finally:
         conn.close()
-    print(f"SIP2 login ({transport}) and patron information: OK")
+    done = ", checkout and checkin" if args.checkout else ""
+    print(f"SIP2 login ({transport}), patron information{done}: OK")
     return 0
 
 

@@ -43,6 +43,7 @@ ADA, GRACE, ALAN, EDSGER = (f"2352900000000{n}" for n in range(1, 5))
 BARCODE = {n: f"399990000000{n:02d}" for n in range(1, 13)}
 
 _PG_TEMPLATE = "koha_unit_demo_template"
+_MY_TEMPLATE = "kgw_koha_unit_demo_template"
 
 
 @pytest.fixture
@@ -71,12 +72,24 @@ def unit_pg_template():
     return cluster
 
 
+@pytest.fixture(scope="session")
+def unit_my_template():
+    """MariaDB: Koha's schema with the demo data at :data:`NOW`, copied for each test."""
+    from tests.conftest import make_koha_demo_template
+
+    return make_koha_demo_template(_MY_TEMPLATE, NOW)
+
+
 @pytest.fixture
 def db(request, engine, tmp_path, unit_demo_template):
     """A fresh demo database (migrated, demo data at :data:`NOW`) on the engine under test."""
     dropped = None
     if engine == "sqlite":
         url = copy_database(unit_demo_template, tmp_path / "demo.sqlite")
+    elif engine == "mysql":
+        server = request.getfixturevalue("unit_my_template")
+        url = server.create_database(template=_MY_TEMPLATE)
+        dropped = (server, url.rsplit("/", 1)[1])
     else:
         cluster = request.getfixturevalue("unit_pg_template")
         url = cluster.create_database(template=_PG_TEMPLATE)

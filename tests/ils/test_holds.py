@@ -177,3 +177,41 @@ def test_holds_for_item_order(db):
         return ils_holds.holds_for_item(txn, find_item(txn, BARCODE[12]), TODAY)
 
     assert db.run_blocking(pending) == []
+
+
+def _available(db, card, barcode):
+    def work(txn):
+        item = find_item(txn, barcode) if barcode else None
+        return ils_holds.available_to_patron(txn, item, find_patron(txn, card), TODAY)
+
+    return db.run_blocking(work)
+
+
+def test_available_to_patron_as_koha_reads_it(db):
+    """Koha's ILS::Item::available: Y for an item on loan to the patron with no hold queued on
+    its title, or attached to the patron's hold; N for an item on the shelf (held or not), on
+    loan to someone else, waiting for someone else, or no item at all."""
+    assert _available(db, ADA, BARCODE[6]) is True  # on loan to Ada, nothing queued
+    assert _available(db, ADA, BARCODE[8]) is True  # waiting for Ada
+    assert _available(db, ADA, BARCODE[3]) is False  # on the shelf
+    assert _available(db, ADA, BARCODE[12]) is False  # on the shelf, Grace's hold queued
+    assert _available(db, GRACE, BARCODE[12]) is False  # her own pending hold: not attached
+    assert _available(db, ADA, BARCODE[9]) is False  # on loan to Grace
+    assert _available(db, GRACE, BARCODE[8]) is False  # waiting for Ada
+    assert _available(db, ADA, None) is False  # a title with no item
+
+
+def test_available_to_patron_counts_holds_that_have_started(db):
+    """A hold queued on the title of the patron's loan makes it unavailable once it has
+    started (Koha's current_holds: reservedate up to today); a future hold does not."""
+    assert _place(db, GRACE, BARCODE[6]).ok
+    assert _available(db, ADA, BARCODE[6]) is False
+    future = "UPDATE reserves SET reservedate = '2026-03-11' WHERE found IS NULL"
+    db.run_blocking(lambda txn: txn.execute(future))
+    assert _available(db, ADA, BARCODE[6]) is True
+
+
+def test_available_to_patron_in_transit_to_the_patron(db):
+    db.run_blocking(lambda txn: txn.execute("UPDATE reserves SET found = 'T' WHERE found = 'W'"))
+    assert _available(db, ADA, BARCODE[8]) is True
+    assert _available(db, GRACE, BARCODE[8]) is False
