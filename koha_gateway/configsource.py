@@ -3,10 +3,10 @@
 A thin Twisted adapter over :mod:`koha_gateway.config.sipdb` (the mapping) and
 :mod:`koha_gateway.db.sipconfig_tables` (the SQL). At start-up :meth:`ConfigSource.initial`
 reads the tables in the calling thread; afterwards the tables are read, and the configuration
-built and checked, in the database pool, off the reactor thread. :meth:`ConfigSource.start_polling` reads the tables every ``--sip-config-poll``
-seconds and calls the service's reload when their rows changed (Koha's tables carry no
-modification time, so the rows are compared through a digest). A refused edit is reported once,
-not at every poll.
+built and checked, in the database pool, off the reactor thread.
+:meth:`ConfigSource.start_polling` reads the tables every ``--sip-config-poll`` seconds and calls
+the service's reload when their rows changed (Koha's tables carry no modification time, so the
+rows are compared through a digest). A refused edit is reported once, not at every poll.
 """
 
 from __future__ import annotations

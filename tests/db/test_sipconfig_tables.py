@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from koha_gateway.config.sipdb import build_config
+from koha_gateway.db.engine import Database, IntegrityError
 from koha_gateway.db.sipconfig_tables import SIP_TABLES, read_tables
 from tests.support.koha_sip_tables import create_sip_tables, insert
 
@@ -78,3 +81,46 @@ def test_rows_read_in_one_transaction_build_the_configuration(db):
     edited = db.run_blocking(read_tables, readonly=True)
     assert edited.fingerprint() != tables.fingerprint()
     assert build_config(None, edited).accounts["kiosk1"].hide_fields == frozenset({"BD", "BE"})
+
+
+def test_on_kohas_own_schema_register_id_refers_to_a_cash_register(koha_database):
+    """MariaDB loaded with Koha's schema: Koha's DDL with its foreign keys on top of it, and the
+    rows read back as Koha's staff interface stores them."""
+    db = Database.from_url(koha_database)
+    try:
+        db.run_blocking(create_sip_tables)
+
+        def fill(txn):
+            txn.execute("INSERT INTO branches (branchcode, branchname) VALUES (?, ?)", ("CPL", "C"))
+            till = txn.insert(
+                "INSERT INTO cash_registers (name, description, branch) VALUES (?, ?, ?)",
+                ("Kiosk till", "", "CPL"),
+                pk="id",
+            )
+            inst = insert(txn, "sip_institutions", name="CPL")
+            kiosk = insert(
+                txn, "sip_accounts", sip_institution_id=inst, login_id="kiosk1", register_id=till
+            )
+            regex = {"sip_account_id": kiosk, "find": "a", "replace": "b"}
+            insert(txn, "sip_account_screen_msg_regexs", **regex)
+            insert(txn, "sip_server_params", key="custom_tcp_keepalive", value="1")
+            listener = {"port": "6001/tcp", "protocol": "SIP/2.00", "transport": "RAW"}
+            insert(txn, "sip_listeners", timeout=60, **listener)
+            return inst, till
+
+        inst, till = db.run_blocking(fill)
+        config = build_config(None, db.run_blocking(read_tables, readonly=True))
+        assert config.accounts["kiosk1"].register_id == till
+        assert config.accounts["kiosk1"].screen_msg_regex == (("a", "b"),)
+        assert config.server_params.custom_tcp_keepalive is True
+        # Koha's constraint is there: no account for a till that does not exist
+        with pytest.raises(IntegrityError):
+            db.run_blocking(
+                insert,
+                "sip_accounts",
+                sip_institution_id=inst,
+                login_id="kiosk2",
+                register_id=till + 99,
+            )
+    finally:
+        db.close()
