@@ -81,6 +81,8 @@ class GatewayProcess:
             else:
                 kind = "telnet" if service.get("transport", "").lower() == "telnet" else "raw"
             port = free_port()
+            while port in self.ports.values():  # the kernel may hand out a port twice
+                port = free_port()
             self.ports[kind] = port
             service.set("port", f"127.0.0.1:{port}/tcp")
         if customise is not None:

@@ -66,7 +66,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
-from koha_gateway.config.errors import ConfigError, read_xml
+from koha_gateway.config.errors import read_xml
 from koha_gateway.config.sipconfig import (
     _LOGIN_ATTRIBUTES,
     ConfigBuilder,
@@ -78,7 +78,7 @@ from koha_gateway.config.sipconfig import (
 )
 from koha_gateway.db.sipconfig_tables import PRIMARY_KEYS, SipTables
 
-__all__ = ["DATABASE_SOURCE", "build_config", "database_sections", "load_config"]
+__all__ = ["DATABASE_SOURCE", "build_config", "database_sections"]
 
 #: What stands for the file in messages when there is no SIPconfig.xml at all.
 DATABASE_SOURCE = "Koha's sip_* tables"
@@ -280,14 +280,3 @@ def _listener(builder: ConfigBuilder, row: dict[str, Any]):
         if column in builder.SERVICE_ATTRIBUTES and value is not None
     }
     return builder.service(where, attrs), where
-
-
-def load_config(path, tables: SipTables) -> SIPConfig:
-    """:func:`build_config`, or the file alone when the database has no SIP tables."""
-    if not tables.present and path is None:
-        raise ConfigError(
-            "no SIPconfig.xml given and the database has no sip_accounts/sip_institutions "
-            "tables (Koha bug 37893)",
-            DATABASE_SOURCE,
-        )
-    return build_config(path, tables)
