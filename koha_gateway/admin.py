@@ -51,7 +51,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from koha_gateway import demo
+from koha_gateway import clock, demo
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.auth.passwords import hash_password
 from koha_gateway.db import schema
@@ -76,7 +76,7 @@ class AdminError(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now().astimezone()
+    return clock.default().now()
 
 
 def _code(value: str, what: str) -> str:

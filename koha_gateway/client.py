@@ -35,8 +35,11 @@ class SIPClient:
         error_detection: bool = False,
         terminator: bytes = b"\r",
         encoding: str = "utf-8",
+        source_address: tuple[str, int] | None = None,
     ):
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=source_address
+        )
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
         self.sock = sock

@@ -15,9 +15,7 @@ reactor: database, bcrypt and LDAP work run in thread pools and come back as Def
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
-from datetime import datetime
 
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -33,9 +31,6 @@ from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Sessio
 
 log = Logger(namespace="koha_gateway.protocol")
 
-# Requests that change the database: a resent copy of one of these is answered from the
-# request journal and never applied twice.
-MUTATING = frozenset({"11", "09", "29", "65", "15", "37", "01", "25", "19"})
 # Requests whose AD (patron password) is checked before the transaction.
 PATRON_PASSWORD = frozenset({"11", "15", "23", "25", "29", "35", "37", "63", "65"})
 _PAUSE_AT = 32
@@ -266,11 +261,10 @@ class SIPProtocol(Protocol, TimeoutMixin):
         try:
             if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
                 ctx.password_ok = yield self._check_patron_password(msg)
-            digest = None
-            if msg.code in MUTATING and msg.fixed.get("transaction_date", "").strip():
-                digest = hashlib.sha256(event.raw).hexdigest()
-            response = yield gateway.apply(ctx, msg, digest)
+            response = yield gateway.apply(ctx, msg, event.raw)
             self.print_width = ctx.print_width  # a 99 sets the SC's print width
+            for line in ctx.log:  # what the committed transaction did (no passwords in them)
+                self._log("info", "{audit}", audit=line)
         except Exception:
             failure = Failure()
             unavailable = gateway.is_unavailable(failure)
@@ -309,16 +303,14 @@ class SIPFactory(ServerFactory):
 
     protocol = SIPProtocol
 
-    def __init__(self, gateway, service):
+    def __init__(self, gateway, service, reactor=None):
         self.gateway = gateway
         self.service = service
+        self.reactor = reactor  # IReactorTime for the login and idle timeouts
 
     def buildProtocol(self, addr):
         protocol = self.protocol(self.gateway, self.service)
         protocol.factory = self
+        if self.reactor is not None:
+            protocol.callLater = self.reactor.callLater  # TimeoutMixin's timer
         return protocol
-
-
-def now_local() -> datetime:
-    """The server's local time, aware (SIP2 timestamps are local time)."""
-    return datetime.now().astimezone()

@@ -16,15 +16,15 @@ from them as Koha takes it, and an edit there is applied like a SIGHUP reload
 
 from __future__ import annotations
 
-import json
 import signal
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from koha_gateway import clock as clock_mod
 from koha_gateway import workers
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
@@ -32,15 +32,17 @@ from koha_gateway.auth.authenticator import Authenticator
 from koha_gateway.config import ConfigError
 from koha_gateway.configsource import ConfigSource, ConfigSourceError, describe_sources
 from koha_gateway.db import schema
-from koha_gateway.db.engine import Database, DatabaseError, IntegrityError, Unavailable
+from koha_gateway.db.engine import Database, DatabaseError, SerializationFailure, Unavailable
+from koha_gateway.ils import journal
 from koha_gateway.ils import sysprefs as sysprefs_mod
-from koha_gateway.protocol import SIPFactory, now_local
-from koha_gateway.sip2.codec import Response
+from koha_gateway.protocol import SIPFactory
 
 log = Logger(namespace="koha_gateway.service")
 
 JOURNAL_HOURS = 24
 SYSPREFS_SECONDS = 60
+#: How often a request that lost a race (see Gateway.apply) is run again.
+RACE_RETRIES = 3
 
 
 class StartupError(Exception):
@@ -50,8 +52,9 @@ class StartupError(Exception):
 class Gateway:
     """What every connection shares; swapped atomically on reload."""
 
-    def __init__(self, config, db, auth, db_sysprefs: dict[str, str]):
+    def __init__(self, config, db, auth, db_sysprefs: dict[str, str], clock=None):
         self.config = config
+        self.clock = clock if clock is not None else clock_mod.default()
         self.db = db
         self.auth = auth
         self.acs = ACS()
@@ -80,68 +83,31 @@ class Gateway:
             account=account,
             institution=self.config.institutions[account.institution],
             sysprefs=self.sysprefs_for(account),
-            now=now_local(),
+            now=self.clock.now(),
             protocol_version=session.protocol_version,
             staff_userid=account.id,
             peer=peer,
         )
 
-    def apply(self, ctx: RequestContext, msg, digest: str | None) -> defer.Deferred:
-        """Run the ACS for ``msg`` in one transaction; resent requests come from the journal."""
-        d = self.db.run(_apply, self.acs, ctx, msg, digest)
+    def apply(self, ctx: RequestContext, msg, raw: bytes) -> defer.Deferred:
+        """Run the ACS for ``msg`` in one transaction; a resent request comes from the journal
+        (``ils.journal``). Only a lost race is run again: two copies of one request writing the
+        terminal's journal row at once, or a serialization failure (nothing was written)."""
 
-        def duplicate(failure):
-            # Two copies of one request raced; the loser reads the winner's answer.
-            failure.trap(IntegrityError)
-            if digest is None:
-                return failure
-            return self.db.run(_apply, self.acs, ctx, msg, digest)
+        def attempt(txn):
+            del ctx.log[:]  # what a rolled-back attempt noted did not happen
+            return journal.handle(txn, ctx, msg, raw, self.acs.handle)
 
-        return d.addErrback(duplicate)
+        def again(failure, left):
+            failure.trap(journal.JournalRace, SerializationFailure)
+            d = self.db.run(attempt)
+            return d.addErrback(again, left - 1) if left > 1 else d
+
+        return self.db.run(attempt).addErrback(again, RACE_RETRIES)
 
     @staticmethod
     def is_unavailable(failure) -> bool:
         return failure.check(Unavailable) is not None
-
-
-def _apply(txn, acs, ctx, msg, digest):
-    if digest is not None:
-        row = txn.one(
-            "SELECT response FROM sip_request_journal WHERE account = ? AND digest = ?",
-            (ctx.account.id, digest),
-        )
-        if row is not None:
-            return _restore(row["response"])
-    response = acs.handle(txn, ctx, msg)
-    if digest is not None:
-        txn.execute(
-            "INSERT INTO sip_request_journal (account, digest, response, created) "
-            "VALUES (?, ?, ?, ?)",
-            (ctx.account.id, digest, _store(response), ctx.now_sql),
-        )
-    return response
-
-
-def _store(response: Response) -> str:
-    return json.dumps(
-        {
-            "code": response.code,
-            "fixed": list(response.fixed_values),
-            "fields": [list(f) for f in response.fields],
-        }
-    )
-
-
-def _restore(text: str) -> Response:
-    data = json.loads(text)
-    response = Response(data["code"]).fixed(*data["fixed"])
-    for fid, value in data["fields"]:
-        response.add(fid, value)
-    return response
-
-
-def _purge_journal(txn, before: str) -> int:
-    return txn.execute("DELETE FROM sip_request_journal WHERE created < ?", (before,))
 
 
 def _startup_checks(txn, config):
@@ -188,6 +154,10 @@ class GatewayService(MultiService):
     def from_options(cls, options, reactor=None):
         if reactor is None:
             from twisted.internet import reactor
+        try:
+            wall_clock = clock_mod.default()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         koha_conf = options.get("koha_conf")
         try:
             db = Database.from_url(options["database"], max_connections=options.get("db-pool-size"))
@@ -213,8 +183,10 @@ class GatewayService(MultiService):
 
             ldap_config = koha_conf.ldap
             ldap = LdapDirectory(ldap_config)
-        auth = Authenticator(db, reactor=reactor, ldap=ldap, ldap_config=ldap_config)
-        gateway = Gateway(config, db, auth, prefs)
+        auth = Authenticator(
+            db, reactor=reactor, clock=wall_clock, ldap=ldap, ldap_config=ldap_config
+        )
+        gateway = Gateway(config, db, auth, prefs, clock=wall_clock)
         service = cls(gateway, options)
         service.config_source = source
         service.startup_warnings = list(config.warnings) + warnings
@@ -242,7 +214,7 @@ class GatewayService(MultiService):
     def add_listener(self, reactor, service_config):
         from koha_gateway.listeners import Listener
 
-        factory = SIPFactory(self.gateway, service_config)
+        factory = SIPFactory(self.gateway, service_config, reactor)
         try:
             listener = Listener(reactor, service_config, factory, self.gateway.config.server_params)
         except Exception as exc:
@@ -342,8 +314,10 @@ class GatewayService(MultiService):
         )
 
     def _purge_journal(self):
-        before = (datetime.now() - timedelta(hours=JOURNAL_HOURS)).strftime("%Y-%m-%d %H:%M:%S")
-        return self.gateway.db.run(_purge_journal, before).addErrback(
+        before = (self.gateway.clock.now() - timedelta(hours=JOURNAL_HOURS)).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
+        return self.gateway.db.run(journal.purge, before).addErrback(
             lambda f: log.warn("journal purge skipped: {error}", error=f.getErrorMessage())
         )
 

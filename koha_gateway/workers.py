@@ -43,6 +43,8 @@ from twisted.internet import defer, endpoints, fdesc, protocol
 from twisted.internet.abstract import FileDescriptor
 from twisted.logger import Logger
 
+from koha_gateway import clock
+
 __all__ = [
     "ADOPT_OPTION",
     "WorkerSupervisor",
@@ -259,7 +261,11 @@ class WorkerSupervisor(Service):
         for sock in self.sockets.values():
             child_fds[sock.fileno()] = sock.fileno()
         self.reactor.spawnProcess(
-            worker, self.executable, self.argv, env=self.env, childFDs=child_fds
+            worker,
+            self.executable,
+            self.argv,
+            env=clock.default().environment(self.env),
+            childFDs=child_fds,
         )
         self.workers[slot] = worker
         log.info("worker {slot} started as process {pid}", slot=slot + 1, pid=worker.transport.pid)

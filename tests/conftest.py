@@ -23,11 +23,9 @@ MariaDB with Koha's own schema (``tests/support/mariadb.py``: a throwaway server
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
 
-from tests.gateway import GatewayProcess, copy_database
+from tests.gateway import NOW, GatewayProcess, copy_database
 
 #: The engines every end-to-end, ILS and ACS test runs on (see the module docstring for "mysql").
 ENGINES = ("sqlite", "postgresql")
@@ -36,7 +34,8 @@ _MY_TEMPLATE = "kgw_koha_demo_template"
 
 
 def load_demo_database(url: str, now=None) -> str:
-    """Migrate the database at ``url`` and load the demo data set into it."""
+    """Migrate the database at ``url`` and load the demo data set into it (as of ``now``,
+    by default the instant the test gateways run at)."""
     from koha_gateway import demo
     from koha_gateway.db import schema
     from koha_gateway.db.engine import Database
@@ -44,7 +43,7 @@ def load_demo_database(url: str, now=None) -> str:
     db = Database.from_url(url)
     try:
         db.run_blocking(schema.migrate)
-        db.run_blocking(demo.load, now or datetime.now().astimezone())
+        db.run_blocking(demo.load, now or NOW)
     finally:
         db.close()
     return url
@@ -143,7 +142,15 @@ def make_gateway(tmp_path, demo_url):
     """Factory: ``make_gateway(customise=fn, koha_conf=path)`` starts a gateway process."""
     started = []
 
-    def start(*, customise=None, koha_conf=None, database_url=None, extra_args=(), start=True):
+    def start(
+        *,
+        customise=None,
+        koha_conf=None,
+        database_url=None,
+        extra_args=(),
+        start=True,
+        clock=NOW,
+    ):
         workdir = tmp_path / f"gw{len(started)}"
         workdir.mkdir()
         process = GatewayProcess(
@@ -152,6 +159,7 @@ def make_gateway(tmp_path, demo_url):
             customise=customise,
             koha_conf=koha_conf,
             extra_args=extra_args,
+            clock=clock,
         )
         started.append(process)
         return process.start() if start else process

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lxml import etree
@@ -25,6 +26,18 @@ from koha_gateway.client import SIPClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_SIPCONFIG = ROOT / "conf" / "SIPconfig.xml"
+
+#: The instant every test gateway starts at (``KOHA_GATEWAY_CLOCK``, see koha_gateway/clock.py)
+#: and the demo data is loaded at; request dates derive from it too, so that nothing a test
+#: checks depends on the day it runs. The gateway's clock advances normally from there.
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+#: The gateway's time zone: SIP2 dates are local time, so it is fixed as well.
+GATEWAY_TZ = "UTC"
+
+
+def sip_date(at: datetime | None = None, **delta) -> str:
+    """A SIP2 transaction date (YYYYMMDDZZZZHHMMSS) at ``at`` (default NOW) plus ``delta``."""
+    return ((at or NOW) + timedelta(**delta)).strftime("%Y%m%d    %H%M%S")
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,6 +56,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``condition()`` until it returns something true (returned) or ``timeout`` passes
+    (AssertionError). Tests wait for what they check, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
+
+
 def _local(tag) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
@@ -59,9 +85,17 @@ class GatewayProcess:
     """One running gateway; ``ports`` maps "raw", "telnet" (and "tls" ...) to port numbers."""
 
     def __init__(
-        self, workdir: Path, database_url: str, *, customise=None, koha_conf=None, extra_args=()
+        self,
+        workdir: Path,
+        database_url: str,
+        *,
+        customise=None,
+        koha_conf=None,
+        extra_args=(),
+        clock: datetime | None = NOW,
     ):
         self.workdir = workdir
+        self.clock = clock
         self.database_url = database_url
         self.sipconfig = workdir / "SIPconfig.xml"
         self.log = workdir / "twistd.log"
@@ -117,7 +151,10 @@ class GatewayProcess:
         return cmd + self.extra_args
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), TZ=os.environ.get("TZ", "UTC"))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TZ=GATEWAY_TZ)
+        env.pop("KOHA_GATEWAY_CLOCK", None)
+        if self.clock is not None:
+            env["KOHA_GATEWAY_CLOCK"] = self.clock.isoformat()
         self.process = subprocess.Popen(
             self.command(),
             cwd=self.workdir,
@@ -151,6 +188,19 @@ class GatewayProcess:
             if path.exists():
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
+
+    def sip_log_text(self) -> str:
+        """The SIP log (--sip-log) so far; empty before the gateway has written it."""
+        return self.sip_log.read_text(errors="replace") if self.sip_log.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 10.0, count: int = 1) -> str:
+        """The logs once ``text`` appears in them (``count`` times); AssertionError otherwise."""
+
+        def found():
+            log = self.read_log()
+            return log if log.count(text) >= count else None
+
+        return wait_for(found, timeout, what=f"{text!r} in the gateway's log")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -12,8 +12,9 @@ from lxml import etree
 
 from koha_gateway.sip2.checksum import checksum
 from koha_gateway.sip2.codec import parse
+from tests.gateway import sip_date
 
-NOW = "20261129    120000"
+NOW = sip_date()  # the pinned instant the test gateways run at
 BLANK = " " * 18
 ADA = "23529000000001"
 GRACE = "23529000000002"
@@ -528,7 +529,7 @@ def test_previous_checkout_materials_register_lost_and_sort_bin_options(make_gat
         back = fields(client.request(checkin.format(item(1))))
         assert back["CL"] == ["3"]  # the global SIP2SortBinMapping override
         # a new transaction date: the same bytes again would be a resend of the first
-        again = client.request(checkout.format(item(1)).replace(NOW, "20261129    120500"))
+        again = client.request(checkout.format(item(1)).replace(NOW, sip_date(minutes=5)))
         assert again.startswith("120"), again
         assert fields(again)["AF"] == ["This item was previously checked out by you"]
 
@@ -589,7 +590,6 @@ def _read_until(sock, marker: bytes, timeout: float = 10.0) -> bytes:
 
 def test_idle_timeout_and_telnet_accounts(make_gateway):
     import socket
-    import time
 
     def customise(tree, gateway):
         for service in tree.iter(f"{NS}service"):
@@ -602,8 +602,8 @@ def test_idle_timeout_and_telnet_accounts(make_gateway):
     gateway = make_gateway(customise=customise)
     with gateway.logged_in() as client:
         assert client.request("9900302.00").startswith("98")
-        time.sleep(2.5)  # idle longer than client_timeout after login
-        client.sock.settimeout(5)
+        # Idle: the server closes the connection after client_timeout (1 s).
+        client.sock.settimeout(10)
         try:
             assert client.sock.recv(1) == b""
         except ConnectionResetError:

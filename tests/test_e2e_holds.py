@@ -9,11 +9,12 @@ assertions compare dates with other rows written by the same request sequence.
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from koha_gateway.sip2.codec import parse
+from tests.gateway import NOW
 
 ADA = "23529000000001"
 GRACE = "23529000000002"
@@ -45,7 +46,7 @@ def sc(gateway):
 @pytest.fixture
 def stamp():
     """A fresh SIP2 transaction date for each request (one second apart)."""
-    base = datetime.now().replace(microsecond=0)
+    base = NOW.replace(tzinfo=None)  # the pinned instant the test gateways run at
     counter = itertools.count()
     return lambda: (base + timedelta(seconds=next(counter))).strftime("%Y%m%d    %H%M%S")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import signal
 import time
 
-NOW = "20261129    120000"
+from tests.gateway import sip_date
+
+NOW = sip_date()  # the pinned instant the test gateways run at
 
 
 def _wait_for(gateway, text: str, timeout: float = 10.0) -> None:

@@ -7,9 +7,11 @@ import re
 import signal
 import time
 
+from tests.gateway import wait_for
+
 
 def _pids_in_log(gateway) -> set[str]:
-    return set(re.findall(r"\] \[(\d+)\] \[INFO\] joe@", gateway.sip_log.read_text()))
+    return set(re.findall(r"\] \[(\d+)\] \[INFO\] joe@", gateway.sip_log_text()))
 
 
 def test_three_processes_share_the_listeners(make_gateway):
@@ -25,18 +27,29 @@ def test_three_processes_share_the_listeners(make_gateway):
         finally:
             for client in clients:
                 client.close()
-        time.sleep(0.2)
+        time.sleep(0.2)  # a pause between rounds of logins, not a wait for a result
         pids = _pids_in_log(gateway)
     assert len(pids) >= 2, gateway.read_log()
     gateway.signal(signal.SIGHUP)
-    time.sleep(1)
+    # The master and both workers re-read the file.
+    wait_for(
+        lambda: gateway.sip_log_text().count(f"reloaded {gateway.sipconfig}") >= 3,
+        timeout=30,
+        what="three processes reloaded",
+    )
     with gateway.client() as client:
         assert client.login("joe", "joes") == "941"
     gateway.stop()
-    time.sleep(0.5)
-    for pid in pids:
+
+    def running(pid: str) -> bool:
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            continue
-        raise AssertionError(f"process {pid} still runs after the master stopped")
+            return False
+        return True
+
+    wait_for(
+        lambda: not any(running(pid) for pid in pids),
+        timeout=15,
+        what="every process gone after the master stopped",
+    )

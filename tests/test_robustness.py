@@ -27,6 +27,7 @@ import pytest
 
 from koha_gateway.client import SIPError
 from koha_gateway.db.engine import Database
+from tests.gateway import NOW, sip_date
 
 BLANK = " " * 18
 ADA = "23529000000001"
@@ -43,7 +44,7 @@ ONE_LINE = re.compile(r"\d\d[^\r\n]*")
 
 def stamp(at: datetime | None = None) -> str:
     """SIP2 transaction date (3M SIP2 2.00 "Fixed-length fields": YYYYMMDDZZZZHHMMSS)."""
-    return (at or datetime.now()).strftime("%Y%m%d    %H%M%S")
+    return sip_date(at)
 
 
 def add_kiosk_data(url: str, patrons: int, items_per_patron: int, prefix: str) -> dict:
@@ -52,7 +53,7 @@ def add_kiosk_data(url: str, patrons: int, items_per_patron: int, prefix: str) -
     Returns {cardnumber: [barcodes]}. The loan limit (``maxissueqty``) is raised so that the
     rules never refuse one of these checkouts.
     """
-    today = datetime.now().date()
+    today = NOW.date()
     plan: dict[str, list[str]] = {}
 
     def add(txn):
@@ -399,7 +400,7 @@ def test_resent_fee_paid_is_applied_once(gateway):
         assert other.request(request) == first
     assert _grace_owes(gateway) == pytest.approx(before - 2.00)
     # A new payment (a later transaction date) is a new request and is applied.
-    later = fee_paid(GRACE, "2.00", stamp(datetime.now() + timedelta(seconds=5)))
+    later = fee_paid(GRACE, "2.00", sip_date(seconds=5))
     with gateway.logged_in() as client:
         assert client.request(later).startswith("38Y")
     assert _grace_owes(gateway) == pytest.approx(before - 4.00)

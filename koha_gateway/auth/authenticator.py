@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -34,7 +33,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from koha_gateway.auth.passwords import verify_password
+from koha_gateway import clock as clock_mod
+from koha_gateway.auth.passwords import hash_password, verify_password
 from koha_gateway.db.schema import CIRCULATE, SUPERLIBRARIAN
 
 log = Logger(namespace="koha_gateway.auth")
@@ -92,10 +92,15 @@ class _Throttle:
 class Authenticator:
     """Checks SIP account and patron passwords; every method returns a Deferred."""
 
-    def __init__(self, db, *, reactor=None, ldap=None, ldap_config=None, bcrypt_threads=2):
+    def __init__(
+        self, db, *, reactor=None, clock=None, ldap=None, ldap_config=None, bcrypt_threads=2
+    ):
+        """``reactor`` (IReactorTime) times everything: the throttle, the login cache and the
+        delays; ``clock`` (:class:`koha_gateway.clock.WallClock`) dates what is written."""
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
+        self._clock = clock if clock is not None else clock_mod.default()
         self.db = db
         self.ldap = ldap
         self.ldap_config = ldap_config
@@ -220,7 +225,7 @@ class Authenticator:
         return hmac.new(self._key, "\0".join(parts).encode("utf-8"), hashlib.sha256).digest()
 
     def _remember(self, key: tuple, ttl: float | None) -> None:
-        self._verified[key] = (time.monotonic() + ttl) if ttl else float("inf")
+        self._verified[key] = (self._reactor.seconds() + ttl) if ttl else float("inf")
         self._verified.move_to_end(key)
         while len(self._verified) > _CACHE_SIZE:
             self._verified.popitem(last=False)
@@ -229,7 +234,7 @@ class Authenticator:
         expiry = self._verified.get(key)
         if expiry is None:
             return False
-        if expiry < time.monotonic():
+        if expiry < self._reactor.seconds():
             del self._verified[key]
             return False
         return True
@@ -247,6 +252,7 @@ class Authenticator:
             waiters.append(waiter)
             return waiter
         waiters = self._inflight[key] = []
+        log.debug("password hash check started in the bcrypt pool")
         check = deferToThreadPool(
             self._reactor, self._bcrypt_pool, verify_password, password, stored
         )
@@ -277,7 +283,21 @@ class Authenticator:
             self._reactor, self._ldap_pool, self.ldap.authenticate, userid, password
         )
         if result.outcome is LdapOutcome.OK:
-            number = yield self.db.run(self._sync, result, password)
+            from koha_gateway.ils.ldap_sync import sync_patron
+
+            password_hash = None
+            if getattr(self.ldap_config, "update_password", False):
+                # Hashed before the transaction: bcrypt must not hold the database.
+                password_hash = yield deferToThreadPool(
+                    self._reactor, self._bcrypt_pool, hash_password, password
+                )
+            number = yield self.db.run(
+                sync_patron,
+                result,
+                self.ldap_config,
+                password_hash=password_hash,
+                now=self._clock.now(),
+            )
             if number is not None:
                 borrower = yield self.db.run(_find_borrower_by_number, number)
             if borrower is None:
@@ -301,11 +321,6 @@ class Authenticator:
             reason=result.reason,
         )
         return None
-
-    def _sync(self, txn, result, password):
-        from koha_gateway.auth.ldap import sync_patron
-
-        return sync_patron(txn, result, password, self.ldap_config)
 
 
 _BORROWER_COLUMNS = "borrowernumber, cardnumber, userid, password, flags, login_attempts"

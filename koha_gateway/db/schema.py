@@ -31,7 +31,11 @@ CIRCULATE = 2
 class Migration:
     version: int
     description: str
-    statements: tuple[str, ...]
+    #: Statements on Koha's own tables (and the gateway's pre-``kgw_`` tables): run only on the
+    #: gateway's own database, never on a Koha database.
+    statements: tuple[str, ...] = ()
+    #: Statements on the gateway's ``kgw_`` tables: always run, first, also on a Koha database.
+    gateway: tuple[str, ...] = ()
 
 
 _V1 = (
@@ -333,6 +337,24 @@ _V2 = (
     "ALTER TABLE items ADD COLUMN sip_item_properties {text}",
 )
 
+# Version 5: the request journal keeps the last state-changing request of each terminal (account
+# and peer) with a fingerprint of what it touched (koha_gateway/ils/journal.py).
+_V5_GATEWAY = (
+    """CREATE TABLE kgw_request_journal (
+        id {pk},
+        account VARCHAR(80) NOT NULL,
+        peer VARCHAR(255) NOT NULL,
+        serial INTEGER NOT NULL,
+        digest VARCHAR(64) NOT NULL,
+        fingerprint VARCHAR(64) NOT NULL,
+        response {text} NOT NULL,
+        created {datetime} NOT NULL,
+        UNIQUE (account, peer)
+    )""",
+    "CREATE INDEX kgw_request_journal_created ON kgw_request_journal (created)",
+)
+_V5_KOHA = ("DROP TABLE IF EXISTS sip_request_journal",)
+
 # Version 6 (numbers 3 to 5 are taken by other changes): Koha's ``borrowers.sex``
 # (varchar(1): F, M, O or N), set by ``koha-gateway-admin add-patron --sex``. The statements
 # that change a Koha table (skipped on a Koha database, which has the column) are kept apart
@@ -343,6 +365,13 @@ _V6_GATEWAY_TABLES: tuple[str, ...] = ()
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "Koha-shaped circulation tables and system preferences", _V1),
     Migration(2, "request journal and SIP item properties", _V2),
+    # Versions 3 and 4 are assigned to other changes of the schema.
+    Migration(
+        5,
+        "kgw_request_journal: one row per terminal, replaces sip_request_journal",
+        statements=_V5_KOHA,
+        gateway=_V5_GATEWAY,
+    ),
     Migration(6, "borrowers.sex", _V6_KOHA_TABLES + _V6_GATEWAY_TABLES),
 )
 
@@ -372,7 +401,7 @@ def migrate(txn, target: int = LATEST) -> tuple[int, int]:
         )
     for migration in MIGRATIONS:
         if start < migration.version <= target:
-            for statement in migration.statements:
+            for statement in migration.gateway + migration.statements:
                 txn.execute(txn.engine.ddl(statement))
             if migration.version == 1:
                 txn.executemany(

@@ -51,6 +51,13 @@ def test_many_logins_at_once_share_the_bcrypt_work(gateway):
         for client in clients:
             client.close()
     assert answers == [b"941"] * 50
+    # One bcrypt computation for all of them: the first check in flight is shared, later ones
+    # find the verified credentials remembered. (The gateway logs each check it starts.)
+    deadline = time.monotonic() + 10
+    while "password hash check started" not in gateway.sip_log_text():
+        assert time.monotonic() < deadline, "no bcrypt check was logged"
+        time.sleep(0.05)
+    assert gateway.sip_log_text().count("password hash check started") == 1
 
 
 def test_repeated_failures_are_slowed_down_and_logged(gateway):
@@ -60,7 +67,7 @@ def test_repeated_failures_are_slowed_down_and_logged(gateway):
         started = time.monotonic()
         assert client.login("kilsc", "wrong") == "940"
         assert time.monotonic() - started >= 0.5
-    assert "slowing down login" in gateway.read_log()
+    gateway.wait_for_log("slowing down login")
     # another account from the same peer is slowed too, but still succeeds
     with gateway.client(timeout=60) as client:
         assert client.login("joe", "joes") == "941"
@@ -72,3 +79,23 @@ def test_failed_patron_password_counts_login_attempts(gateway):
         assert "CQN|" in answer
     rows = gateway.query("SELECT login_attempts FROM borrowers WHERE cardnumber = '23529000000001'")
     assert rows == [{"login_attempts": 1}]
+
+
+def test_the_cache_and_the_throttle_run_on_the_injected_reactor_clock():
+    from twisted.internet import task
+
+    from koha_gateway.auth.authenticator import Authenticator
+
+    clock = task.Clock()
+    auth = Authenticator(None, reactor=clock)
+    key = ("ldap", "jdoe", b"mac")
+    auth._remember(key, 60)
+    clock.advance(59)
+    assert auth._known(key)
+    clock.advance(2)
+    assert not auth._known(key)
+    for _ in range(4):
+        auth._throttle.failed("joe")
+    assert auth._throttle.delay("joe") > 0
+    clock.advance(901)  # failures are forgotten after 15 minutes of the same clock
+    assert auth._throttle.delay("joe") == 0

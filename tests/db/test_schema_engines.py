@@ -93,6 +93,14 @@ def test_upgrade_from_previous_version_keeps_data(db):
     assert issue == {"borrowernumber": patron, "date_due": "2026-12-20 23:59:00"}
     assert owed == 2.25
     assert version == schema.LATEST
+    # Version 5: the request journal is kgw_request_journal, the old table is gone.
+    journal_tables = db.run_blocking(
+        lambda txn: (
+            schema._has_table(txn, "kgw_request_journal"),
+            schema._has_table(txn, "sip_request_journal"),
+        )
+    )
+    assert journal_tables == (True, False)
     # New keys keep counting after the existing rows on both engines.
     new_patron = db.run_blocking(
         lambda txn: txn.insert(

@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from koha_gateway import demo
 from koha_gateway.db import Database, schema
 from koha_gateway.sip2.codec import parse
-from tests.gateway import GatewayProcess
+from tests.gateway import NOW, GatewayProcess, sip_date
 from tests.support import server_unavailable
 from tests.support.postgres import PostgresCluster, PostgresUnavailable
 
@@ -35,7 +35,7 @@ def item(n: int) -> str:
 
 
 def now() -> str:
-    return datetime.now().strftime("%Y%m%d    %H%M%S")
+    return sip_date()
 
 
 def checkout(patron: str, barcode: str) -> str:
@@ -50,7 +50,7 @@ def load_demo(url: str) -> None:
     db = Database.from_url(url)
     try:
         db.run_blocking(schema.migrate)
-        db.run_blocking(demo.load, datetime.now().astimezone())
+        db.run_blocking(demo.load, NOW)
     finally:
         db.close()
 
@@ -128,7 +128,7 @@ KIOSKS = 50
 
 
 def _add_race_patrons(txn) -> list[str]:
-    today = datetime.now().date()
+    today = NOW.date()
     cards = []
     for n in range(KIOSKS):
         card = f"2352997{n:07d}"

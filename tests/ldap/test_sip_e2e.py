@@ -16,11 +16,11 @@ from lxml import etree
 
 from koha_gateway.db.engine import Database
 from koha_gateway.sip2.codec import parse
-from tests.gateway import elements
+from tests.gateway import elements, sip_date, wait_for
 from tests.ldap.conftest import PASSWORDS, PEOPLE
 from tests.ldap.slapd import SUFFIX
 
-NOW = "20261129    120000"
+NOW = sip_date()  # the pinned instant the test gateways run at
 
 MAPPING = """
       <mapping>
@@ -201,7 +201,9 @@ def test_ldap_stopped_mid_run(make_gateway, own_slapd, tmp_path):
         started = time.monotonic()
         assert client.login("asmith", PASSWORDS["asmith"]).startswith("940")
         assert time.monotonic() - started < 5
-    assert "LDAP connection failed" in gateway_log(gateway)
+    wait_for(
+        lambda: "LDAP connection failed" in gateway_log(gateway), what="the LDAP failure logged"
+    )
     own_slapd.start()
     with gateway.client() as client:
         assert client.login("asmith", PASSWORDS["asmith"]).startswith("941")
@@ -217,7 +219,9 @@ def test_hung_ldap_server_answers_940_within_the_timeout(make_gateway, black_hol
         assert client.login("kiosk1", PASSWORDS["kiosk1"]).startswith("940")
         elapsed = time.monotonic() - started
     assert 1.5 < elapsed < 8
-    assert "LDAP connection failed" in gateway_log(gateway)
+    wait_for(
+        lambda: "LDAP connection failed" in gateway_log(gateway), what="the LDAP failure logged"
+    )
 
 
 def _read_until(sock, marker: bytes, timeout: float = 10.0) -> bytes:
@@ -263,7 +267,8 @@ def test_a_hung_ldap_server_never_blocks_other_connections(make_gateway, black_h
 
         thread = threading.Thread(target=slow_login)
         thread.start()
-        time.sleep(0.5)  # the kiosk login is now waiting for LDAP
+        # The kiosk's login reached the gateway, which now waits for LDAP.
+        gateway.wait_for_log("INPUT MSG: '9300CNkiosk1")
         started = time.monotonic()
         assert joe.request("9900302.00").startswith("98")
         assert time.monotonic() - started < 1.0

@@ -12,11 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from koha_gateway.auth.ldap import LdapDirectory, LdapOutcome, LdapResult, sync_patron
-from koha_gateway.auth.passwords import verify_password
+from koha_gateway.auth.ldap import LdapDirectory, LdapOutcome, LdapResult
+from koha_gateway.auth.passwords import hash_password, verify_password
 from koha_gateway.config.ldap import LdapConfig
 from koha_gateway.db import schema
 from koha_gateway.db.engine import Database
+from koha_gateway.ils.ldap_sync import sync_patron
 from tests.ldap.conftest import PASSWORDS, PEOPLE
 from tests.ldap.slapd import SUFFIX
 
@@ -75,6 +76,16 @@ def config(slapd, **settings) -> LdapConfig:
     return LdapConfig(hosts=(slapd.url,), base=SUFFIX, **settings)
 
 
+#: The instant the syncs below run at (dateenrolled, dateexpiry, updated_on).
+NOW = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
+
+
+def sync(db, result, password, cfg):
+    """What the authenticator does: hash first, then sync in one transaction."""
+    password_hash = hash_password(password) if cfg.update_password else None
+    return db.run_blocking(sync_patron, result, cfg, password_hash=password_hash, now=NOW)
+
+
 def login(slapd, userid, password=None, **settings):
     cfg = config(slapd, **settings)
     result = LdapDirectory(cfg).authenticate(userid, password or PASSWORDS[userid])
@@ -102,7 +113,7 @@ def attributes(db, number):
 
 def test_replicate_creates_the_borrower(db, slapd):
     cfg, result = login(slapd, "jdoe")
-    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    number = sync(db, result, PASSWORDS["jdoe"], cfg)
     row = borrower(db, borrowernumber=number)
     assert row["userid"] == "jdoe"
     assert row["cardnumber"] == "23529000000101"
@@ -115,7 +126,7 @@ def test_replicate_creates_the_borrower(db, slapd):
     assert row["branchcode"] == "WEL"
     # employeeType "patron" is no category: the mapping default PT is used (Koha).
     assert row["categorycode"] == "PT"
-    today = datetime.date.today()
+    today = NOW.date()
     assert str(row["dateenrolled"])[:10] == today.isoformat()
     expiry = datetime.date.fromisoformat(str(row["dateexpiry"])[:10])
     assert 729 <= (expiry - today).days <= 731  # PT: 24 months
@@ -130,7 +141,7 @@ def test_replicate_creates_the_borrower(db, slapd):
 
 def test_mapping_default_when_the_entry_has_no_value(db, slapd):
     cfg, result = login(slapd, "asmith")
-    number = db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg)
+    number = sync(db, result, PASSWORDS["asmith"], cfg)
     row = borrower(db, borrowernumber=number)
     assert row["city"] == "Athens, OH"
     assert row["phone"] is None
@@ -139,14 +150,14 @@ def test_mapping_default_when_the_entry_has_no_value(db, slapd):
 def test_categorycode_mapping(db, slapd):
     categories = {"student": "ST", "staff": "S"}
     cfg, result = login(slapd, "asmith", categorycode_mapping=categories)
-    number = db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg)
+    number = sync(db, result, PASSWORDS["asmith"], cfg)
     row = borrower(db, borrowernumber=number)
     assert row["categorycode"] == "ST"
     expiry = datetime.date.fromisoformat(str(row["dateexpiry"])[:10])
-    assert 364 <= (expiry - datetime.date.today()).days <= 366  # ST: 12 months
+    assert 364 <= (expiry - NOW.date()).days <= 366  # ST: 12 months
     # An unlisted value takes the default attribute of <categorycode_mapping>.
     cfg, result = login(slapd, "jdoe", categorycode_mapping=categories, categorycode_default="S")
-    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    number = sync(db, result, PASSWORDS["jdoe"], cfg)
     assert borrower(db, borrowernumber=number)["categorycode"] == "S"
 
 
@@ -154,17 +165,17 @@ def test_unknown_category_falls_back_to_the_mapping_default(db, slapd):
     cfg, result = login(
         slapd, "jdoe", categorycode_mapping={"student": "ST"}, categorycode_default="GONE"
     )
-    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    number = sync(db, result, PASSWORDS["jdoe"], cfg)
     assert borrower(db, borrowernumber=number)["categorycode"] == "PT"
 
 
 def test_update_syncs_changed_attributes(db, slapd):
     cfg, result = login(slapd, "asmith")
-    number = db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg)
+    number = sync(db, result, PASSWORDS["asmith"], cfg)
     slapd.replace(f"uid=asmith,{PEOPLE}", sn="Smith-Jones", mail="alice@example.net")
     try:
         cfg, result = login(slapd, "asmith")
-        assert db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg) == number
+        assert sync(db, result, PASSWORDS["asmith"], cfg) == number
         row = borrower(db, borrowernumber=number)
         assert row["surname"] == "Smith-Jones"
         assert row["email"] == "alice@example.net"
@@ -174,7 +185,7 @@ def test_update_syncs_changed_attributes(db, slapd):
 
 def test_update_off_changes_nothing(db, slapd):
     cfg, result = login(slapd, "jdoe")
-    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    number = sync(db, result, PASSWORDS["jdoe"], cfg)
     db.run_blocking(
         lambda txn: txn.execute(
             "UPDATE borrowers SET surname = 'Local', password = NULL WHERE borrowernumber = ?",
@@ -182,7 +193,7 @@ def test_update_off_changes_nothing(db, slapd):
         )
     )
     cfg, result = login(slapd, "jdoe", update=False)
-    assert db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg) == number
+    assert sync(db, result, PASSWORDS["jdoe"], cfg) == number
     row = borrower(db, borrowernumber=number)
     assert row["surname"] == "Local"
     assert row["password"] is None
@@ -190,21 +201,21 @@ def test_update_off_changes_nothing(db, slapd):
 
 def test_update_password(db, slapd):
     cfg, result = login(slapd, "jdoe", update_password=False)
-    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    number = sync(db, result, PASSWORDS["jdoe"], cfg)
     assert borrower(db, borrowernumber=number)["password"] is None
     cfg, result = login(slapd, "jdoe")
-    db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    sync(db, result, PASSWORDS["jdoe"], cfg)
     stored = borrower(db, borrowernumber=number)["password"]
     assert verify_password(PASSWORDS["jdoe"], stored)
     # Each login stores a fresh hash.
-    db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    sync(db, result, PASSWORDS["jdoe"], cfg)
     again = borrower(db, borrowernumber=number)["password"]
     assert again != stored and verify_password(PASSWORDS["jdoe"], again)
 
 
 def test_replicate_off_returns_none(db, slapd):
     cfg, result = login(slapd, "jdoe", replicate=False)
-    assert db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg) is None
+    assert sync(db, result, PASSWORDS["jdoe"], cfg) is None
     assert borrower(db, userid="jdoe") is None
 
 
@@ -218,7 +229,7 @@ def test_existing_borrower_found_by_cardnumber_and_case(db, slapd):
 
     number = db.run_blocking(add)
     cfg, result = login(slapd, "JDOE", PASSWORDS["jdoe"])  # LDAP ignores case
-    assert db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg) == number
+    assert sync(db, result, PASSWORDS["jdoe"], cfg) == number
     row = borrower(db, borrowernumber=number)
     assert row["userid"] == "jdoe"  # the directory's spelling
     assert row["surname"] == "Doe"
@@ -227,12 +238,12 @@ def test_existing_borrower_found_by_cardnumber_and_case(db, slapd):
 
 def test_circulate_permission(db, slapd):
     cfg, result = login(slapd, "kiosk1", grant_circulate=True)
-    number = db.run_blocking(sync_patron, result, PASSWORDS["kiosk1"], cfg)
+    number = sync(db, result, PASSWORDS["kiosk1"], cfg)
     assert borrower(db, borrowernumber=number)["flags"] & 2
     # Koha's way: a "flags" mapping (here a default value).
     mapping = dict(MAPPING, flags=(None, "2"))
     cfg, result = login(slapd, "asmith", mapping=mapping)
-    number = db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg)
+    number = sync(db, result, PASSWORDS["asmith"], cfg)
     assert borrower(db, borrowernumber=number)["flags"] == 2
 
 
@@ -248,7 +259,7 @@ def test_borrower_found_by_the_mapped_cardnumber(db, slapd):
     cfg, result = login(slapd, "asmith")
     # asmith's employeeNumber is the other borrower's card: that borrower is asmith (Koha
     # matches by cardnumber) and is updated.
-    assert db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg) == other
+    assert sync(db, result, PASSWORDS["asmith"], cfg) == other
     row = borrower(db, borrowernumber=other)
     assert (row["userid"], row["surname"]) == ("asmith", "Smith")
 
@@ -265,7 +276,7 @@ def test_unique_values_of_another_borrower_are_not_taken(db, slapd):
 
     mine, other = db.run_blocking(add)
     cfg, result = login(slapd, "asmith")
-    assert db.run_blocking(sync_patron, result, PASSWORDS["asmith"], cfg) == mine
+    assert sync(db, result, PASSWORDS["asmith"], cfg) == mine
     assert borrower(db, borrowernumber=mine)["cardnumber"] == "LOCAL-1"
     assert borrower(db, borrowernumber=other)["cardnumber"] == "23529000000102"
 
@@ -273,13 +284,13 @@ def test_unique_values_of_another_borrower_are_not_taken(db, slapd):
 def test_replicate_needs_a_valid_category(db, slapd):
     mapping = dict(MAPPING, categorycode=("employeeType", "NOPE"))
     cfg, result = login(slapd, "jdoe", mapping=mapping)
-    assert db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg) is None
+    assert sync(db, result, PASSWORDS["jdoe"], cfg) is None
     assert borrower(db, userid="jdoe") is None
 
 
 def test_extended_attributes_replace_only_mapped_codes(db, slapd):
     cfg, result = login(slapd, "jdoe")
-    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    number = sync(db, result, PASSWORDS["jdoe"], cfg)
     db.run_blocking(
         lambda txn: txn.execute(
             "INSERT INTO borrower_attribute_types (code, repeatable) VALUES ('OTHER', 0)"
@@ -295,7 +306,7 @@ def test_extended_attributes_replace_only_mapped_codes(db, slapd):
     slapd.replace(f"uid=jdoe,{PEOPLE}", departmentNumber="MATHS", businessCategory=["en", "mi"])
     try:
         cfg, result = login(slapd, "jdoe")
-        db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+        sync(db, result, PASSWORDS["jdoe"], cfg)
     finally:
         admin = slapd.admin()
         from ldap3 import MODIFY_DELETE, MODIFY_REPLACE
@@ -320,14 +331,14 @@ def test_not_ok_results_are_never_synced(db):
     cfg = LdapConfig(hosts=("ldap://h",), base=SUFFIX, mapping=MAPPING)
     for outcome in (LdapOutcome.REJECTED, LdapOutcome.NOT_HANDLED):
         result = LdapResult(outcome, "jdoe", {"uid": ["jdoe"]}, "x")
-        assert db.run_blocking(sync_patron, result, "pw", cfg) is None
+        assert sync(db, result, "pw", cfg) is None
     assert borrower(db, userid="jdoe") is None
 
 
 def test_ldap_dates(db, slapd):
     mapping = dict(MAPPING, dateexpiry=(None, "20301231000000Z"))
     cfg, result = login(slapd, "jdoe", mapping=mapping)
-    number = db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+    number = sync(db, result, PASSWORDS["jdoe"], cfg)
     assert str(borrower(db, borrowernumber=number)["dateexpiry"])[:10] == "2030-12-31"
 
 
@@ -337,7 +348,7 @@ def test_simultaneous_first_logins_create_one_borrower(db, slapd):
 
     def first_login():
         barrier.wait()
-        return db.run_blocking(sync_patron, result, PASSWORDS["jdoe"], cfg)
+        return sync(db, result, PASSWORDS["jdoe"], cfg)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         numbers = list(pool.map(lambda _: first_login(), range(4)))

@@ -1,0 +1,87 @@
+"""The gateway's wall clock: the one place that says what date and time it is.
+
+Dates written to the database (loans, due dates, payments, the request journal) and the
+timestamps of SIP2 answers come from a :class:`WallClock`. Timers, timeouts and throttles use
+the reactor's clock (``IReactorTime.seconds``/``callLater``), which tests replace with
+``twisted.internet.task.Clock``.
+
+Testing and trial use: with the environment variable ``KOHA_GATEWAY_CLOCK`` set to an ISO-8601
+instant (``2026-11-29T12:00:00+00:00``; without an offset it is local time) the gateway runs as if
+it had been started at that instant; from there its clock advances normally. The end-to-end
+tests start every gateway at one fixed instant so that nothing they check depends on the day
+they run. Worker processes (``--workers``) are started with the master's pinned time of the
+moment, so all processes agree.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+ENVIRONMENT = "KOHA_GATEWAY_CLOCK"
+
+
+class WallClock:
+    """Aware local date and time; optionally started at a pinned instant."""
+
+    def __init__(
+        self,
+        start: datetime | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self._monotonic = monotonic
+        self._start = None if start is None else _aware(start)
+        self._started = monotonic()
+
+    @property
+    def pinned(self) -> bool:
+        return self._start is not None
+
+    def now(self) -> datetime:
+        """The current local time, aware (SIP2 timestamps are local time)."""
+        if self._start is None:
+            return datetime.now().astimezone()
+        elapsed = timedelta(seconds=self._monotonic() - self._started)
+        return (self._start + elapsed).astimezone()
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """``env`` for a child process that must share this clock."""
+        out = dict(env)
+        if self._start is not None:
+            out[ENVIRONMENT] = self.now().isoformat()
+        return out
+
+
+def parse(value: str) -> datetime:
+    """The instant of a ``KOHA_GATEWAY_CLOCK`` value; ValueError says what is wrong."""
+    try:
+        return _aware(datetime.fromisoformat(value.strip()))
+    except ValueError:
+        raise ValueError(
+            f"{ENVIRONMENT}={value!r} is not an ISO-8601 date and time "
+            "(for example 2026-11-29T12:00:00+00:00)"
+        ) from None
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> WallClock:
+    """The wall clock the environment asks for: the system's, or one pinned at a start."""
+    value = (os.environ if environ is None else environ).get(ENVIRONMENT, "").strip()
+    return WallClock(parse(value) if value else None)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+_default: WallClock | None = None
+
+
+def default() -> WallClock:
+    """The process's wall clock, read from the environment once."""
+    global _default
+    if _default is None:
+        _default = from_environment()
+    return _default
