@@ -6,7 +6,7 @@ DEMO_DB  := var/demo.sqlite
 DEMO_URL := sqlite:///$(CURDIR)/$(DEMO_DB)
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv lint format bench deb check-config clean
+.PHONY: run test venv lint format bench deb check-config clean docs docs-check
 
 venv: $(STAMP)
 
@@ -57,6 +57,23 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 
+# The documentation site (mkdocs.yml, docs/): the configuration reference is written from the
+# configuration readers' own tables first; --strict fails on a broken link or a page missing
+# from the navigation. `make docs-check` fails when docs/configuration.md is out of date.
+DOCS_STAMP := $(VENV)/.docs-installed
+REFERENCE  := $(BIN)/python -c 'import sys; from koha_gateway.config.reference import main; sys.exit(main(sys.argv[1:]))'
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test,mysql,docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	$(REFERENCE) --write docs/configuration.md
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs-check: $(STAMP)
+	$(REFERENCE) --check docs/configuration.md
+
 bench: $(STAMP)
 	$(BIN)/python bench/sip_mix.py
 
@@ -64,4 +81,4 @@ deb:
 	tests/debian/build-deb.sh dist
 
 clean:
-	rm -rf $(VENV) var build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) var build dist site *.egg-info .pytest_cache

@@ -26,6 +26,7 @@ wait for the disk on commit either), unless ``--postgresql URL`` names an empty 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -134,9 +135,18 @@ def kiosk(gateway, n: int, rounds: int, start: threading.Barrier, out: dict) -> 
     out[n] = (latencies, failures)
 
 
-def run_engine(name: str, url: str, clients: int, rounds: int, workdir: Path) -> dict:
+def run_engine(
+    name: str, url: str, clients: int, rounds: int, workdir: Path, metrics: bool = False
+) -> dict:
     prepare(url, clients)
-    gateway = GatewayProcess(workdir, url, extra_args=["--log-level", "info"])
+    extra = ["--log-level", "info"]
+    if metrics:
+        from tests.gateway import free_port
+
+        admin_port = free_port()
+        extra += ["--admin-port", str(admin_port)]
+        name += "+metrics"
+    gateway = GatewayProcess(workdir, url, extra_args=extra)
     gateway.start()
     try:
         results: dict = {}
@@ -148,10 +158,24 @@ def run_engine(name: str, url: str, clients: int, rounds: int, workdir: Path) ->
         for thread in threads:
             thread.start()
         barrier.wait(120)
+        cpu_before = process_cpu_seconds(gateway.process.pid)
         began = time.perf_counter()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - began
+        cpu = process_cpu_seconds(gateway.process.pid) - cpu_before
+        if metrics:
+            # The counters saw the run: the admin listener was live while it was measured.
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics") as answer:
+                text = answer.read().decode()
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("koha_gateway_messages_total{")
+            )
+            print(f"  /metrics counted {counted:.0f} messages", flush=True)
     finally:
         gateway.stop()
     if len(results) != clients:
@@ -171,9 +195,17 @@ def run_engine(name: str, url: str, clients: int, rounds: int, workdir: Path) ->
         "rate": len(every) / elapsed,
         "p50": percentile(every, 50),
         "p99": percentile(every, 99),
+        "cpu_us": cpu / len(every) * 1e6 if every else float("nan"),
         "per_kind": {kind: percentile(v, 50) for kind, v in per_kind.items()},
         "failures": failures,
     }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process (Linux /proc), a figure a loaded machine disturbs
+    far less than a message rate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -189,11 +221,14 @@ def report(results: list[dict], clients: int, rounds: int) -> None:
         f"\nSIP message mix: {clients} kiosks x {rounds} sessions x {len(MESSAGES)} messages "
         f"({', '.join(MESSAGES)})\n"
     )
-    print(f"{'engine':<12}{'messages':>10}{'seconds':>9}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'engine':<16}{'messages':>10}{'seconds':>9}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU us/msg':>12}"
+    )
     for r in results:
         print(
-            f"{r['engine']:<12}{r['messages']:>10}{r['seconds']:>9.2f}{r['rate']:>9.0f}"
-            f"{r['p50'] * 1000:>9.2f}{r['p99'] * 1000:>9.2f}"
+            f"{r['engine']:<16}{r['messages']:>10}{r['seconds']:>9.2f}{r['rate']:>9.0f}"
+            f"{r['p50'] * 1000:>9.2f}{r['p99'] * 1000:>9.2f}{r['cpu_us']:>12.0f}"
         )
     print("\np50 per message type (ms):")
     print(f"{'engine':<12}" + "".join(f"{kind:>7}" for kind in MESSAGES))
@@ -212,30 +247,42 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=60, help="sessions per kiosk (default 60)")
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database to use")
+    parser.add_argument(
+        "--metrics",
+        choices=("off", "on", "both"),
+        default="off",
+        help="run with the admin listener (--admin-port) and its metrics; both: without, then with",
+    )
     args = parser.parse_args(argv)
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     results = []
     cluster = None
     with tempfile.TemporaryDirectory(prefix="kgw-bench-") as tmp:
         try:
             for name in engines:
-                workdir = Path(tmp) / name
-                workdir.mkdir()
-                if name == "sqlite":
-                    url = f"sqlite://{workdir / 'bench.sqlite'}"
-                elif name == "postgresql":
-                    if args.postgresql:
+                if name not in ("sqlite", "postgresql"):
+                    parser.error(f"unknown engine {name!r}")
+                if name == "postgresql" and args.postgresql and len(modes) > 1:
+                    parser.error("--metrics both needs a throwaway cluster, not --postgresql")
+                for metrics in modes:
+                    workdir = Path(tmp) / f"{name}-{'metrics' if metrics else 'plain'}"
+                    workdir.mkdir()
+                    if name == "sqlite":
+                        url = f"sqlite://{workdir / 'bench.sqlite'}"
+                    elif args.postgresql:
                         url = args.postgresql
                     else:
-                        from tests.support.postgres import PostgresCluster
+                        if cluster is None:
+                            from tests.support.postgres import PostgresCluster
 
-                        cluster = PostgresCluster()
-                        cluster.start()
-                        url = cluster.create_database("bench")
-                else:
-                    parser.error(f"unknown engine {name!r}")
-                print(f"running {name} ...", flush=True)
-                results.append(run_engine(name, url, args.clients, args.rounds, workdir))
+                            cluster = PostgresCluster()
+                            cluster.start()
+                        url = cluster.create_database(f"bench_{'m' if metrics else 'p'}")
+                    print(f"running {name}{' with metrics' if metrics else ''} ...", flush=True)
+                    results.append(
+                        run_engine(name, url, args.clients, args.rounds, workdir, metrics)
+                    )
         finally:
             if cluster is not None:
                 cluster.destroy()

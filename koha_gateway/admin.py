@@ -35,6 +35,11 @@ Commands:
     when it starts, every minute and on reload (SIGHUP); rules are read with each request.
 ``show-patron USERID_OR_CARDNUMBER``
     the patron's record, the details that are set, and standing (never the password hash).
+``ldap-test --koha-conf PATH [--user ID [--password [P]]]``
+    check koha-conf.xml's ``<ldapserver>`` as the gateway uses it: each host's DNS, TCP, TLS and
+    bind, the search for the user, the entry and what the mapping would write into
+    ``borrowers``, and with a password whether LDAP accepts it (``--password`` alone asks for
+    it). Needs no database; exit status 1 when a check fails.
 
 The database is ``--database URL`` (``sqlite:///abs/path.sqlite`` or ``postgresql://...``), or
 the one a Koha ``koha-conf.xml`` names (``--koha-conf``), or ``$KOHA_GATEWAY_DATABASE``. Every
@@ -726,7 +731,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show-patron", help="show a patron's record and standing")
     p.add_argument("patron", metavar="USERID_OR_CARDNUMBER")
     p.set_defaults(run=cmd_show_patron)
+
+    p = sub.add_parser("ldap-test", help="check the LDAP settings of koha-conf.xml")
+    p.add_argument(
+        "--koha-conf", metavar="PATH", default=argparse.SUPPRESS, help="Koha's koha-conf.xml"
+    )
+    p.add_argument("--user", metavar="ID", help="a login name to look up")
+    p.add_argument(
+        "--password", nargs="?", const=_ASK, default=None, help="check this password too"
+    )
+    p.set_defaults(run=None)
     return parser
+
+
+_ASK = object()
+
+
+def cmd_ldap_test(args, out) -> int:
+    """``ldap-test``: the koha-conf's <ldapserver>, host by host (koha_gateway.auth.ldap_check)."""
+    from koha_gateway.auth.ldap_check import format_report, run_check
+    from koha_gateway.config import ConfigError, load_koha_conf
+
+    if not args.koha_conf:
+        raise AdminError("ldap-test needs --koha-conf PATH")
+    try:
+        conf = load_koha_conf(args.koha_conf)
+    except ConfigError as exc:
+        raise AdminError(str(exc)) from None
+    except OSError as exc:
+        raise AdminError(f"{args.koha_conf}: {exc.strerror or exc}") from None
+    if conf.ldap is None:
+        raise AdminError(
+            f"{args.koha_conf}: LDAP is not in use (<useldapserver> is not 1): nothing to test"
+        )
+    password = args.password
+    if password is not None and args.user is None:
+        raise AdminError("--password needs --user")
+    if password is _ASK:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"LDAP password of {args.user}: ")
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    report = run_check(conf.ldap, args.user, password)
+    print(format_report(report), file=out)
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -739,6 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout
     db = None
     try:
+        if args.command == "ldap-test":
+            return cmd_ldap_test(args, out)
         url = _database_url(args)
         if args.command in _NEEDS_PASSWORD:
             args.password = _read_password(args)

@@ -75,6 +75,17 @@ class SIPClient:
         self._buffer = rest[1:] if rest.startswith(b"\n") else rest
         return line
 
+    def read_until(self, marker: bytes) -> bytes:
+        """Everything up to and including ``marker`` (telnet prompts end without a CR)."""
+        while marker not in self._buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise SIPError(f"connection closed by the server (buffer {self._buffer!r})")
+            self._buffer += chunk
+        head, _, rest = self._buffer.partition(marker)
+        self._buffer = rest
+        return head + marker
+
     def frame(self, text: str) -> bytes:
         data = text.encode(self.encoding)
         if self.error_detection:

@@ -367,6 +367,7 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
             return
         self._announced = True
         self._cancel_handshake_timer()
+        _count_handshake(self, True)
         if self.wrappedProtocol is None:
             return
         address = self.getPeer()
@@ -396,6 +397,7 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
         if getattr(self, "_handshakeDone", True) or self.transport is None:
             return
         self._timed_out = True
+        _count_handshake(self, False)
         address = self.getPeer()
         log.info(
             "TLS handshake with {address} not finished within {timeout:g} s: closing",
@@ -411,6 +413,7 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
             failure = getattr(self, "_reason", None) or reason
             address = self.getPeer()
             if failure.check(SSL.Error):
+                _count_handshake(self, False)
                 log.info(
                     "TLS handshake with {address} failed: {error}",
                     address=_format_address(address),
@@ -424,6 +427,18 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
                     peer=getattr(address, "host", None),
                 )
         super().connectionLost(reason)
+
+
+def _count_handshake(protocol, ok: bool) -> None:
+    """One TLS handshake in the metrics (when the admin listener is on)."""
+    from koha_gateway import metrics
+
+    m = metrics.current
+    if m is None:
+        return
+    service = getattr(protocol.factory.wrappedFactory, "service", None)
+    address = getattr(service, "address", None)
+    m.tls_handshake(getattr(address, "spec", "?"), ok)
 
 
 class TLSServerFactory(TLSMemoryBIOFactory):

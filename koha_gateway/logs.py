@@ -5,12 +5,19 @@ log4perl layout for ``sip.log`` does, so that the greps a Koha administrator alr
 working. Modules log through ``twisted.logger.Logger`` with ``account`` and ``peer`` keys; the
 observers here write the files given by ``--sip-log`` and ``--error-log``. Passwords never reach a
 log: the protocol logs messages through ``Session.mask`` (CO, AD and AC hidden).
+
+``--log-format json`` writes the same events as one JSON object per line instead
+(:func:`format_json`): ``time`` (ISO 8601 with the offset), ``pid``, ``level``, ``account``,
+``peer``, ``message`` and ``namespace``. The message is the same masked text as in Koha's
+format; no other field of the event is copied, so nothing unmasked can slip through.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from datetime import datetime
 
 from twisted.logger import (
     FileLogObserver,
@@ -53,27 +60,55 @@ def format_koha(event: dict) -> str | None:
     return f"[{when}] [{os.getpid()}] [{level}] {account}@{peer}: {text}\n"
 
 
+def format_json(event: dict) -> str | None:
+    """One event as a JSON object on one line (with a trailing newline), or None to skip it."""
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        text = f"{text}\n{failure.getTraceback()}"
+    if not text:
+        return None
+    when = datetime.fromtimestamp(event.get("log_time", time.time())).astimezone()
+    record = {
+        "time": when.isoformat(timespec="milliseconds"),
+        "pid": os.getpid(),
+        "level": _LEVELS.get(event.get("log_level"), "INFO"),
+        "account": event.get("account") or None,
+        "peer": event.get("peer") or None,
+        "message": text,
+        "namespace": event.get("log_namespace"),
+    }
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+FORMATS = {"koha": format_koha, "json": format_json}
+
+
 def _file(path: str):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     return open(path, "a", encoding="utf-8", buffering=1)
 
 
-def install(sip_log: str | None, error_log: str | None, level: str = "info") -> list:
-    """Add the Koha-format observers to Twisted's global log publisher; returns them."""
+def install(
+    sip_log: str | None, error_log: str | None, level: str = "info", fmt: str = "koha"
+) -> list:
+    """Add the observers (Koha's line format, or ``json``) to Twisted's global log publisher;
+    returns them."""
     global _message_logging
     _message_logging = level == "debug"
     observers = []
     minimum = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn}[level]
+    formatter = FORMATS[fmt]
     if sip_log:
-        observers.append(_filtered(_file(sip_log), minimum))
+        observers.append(_filtered(_file(sip_log), minimum, formatter))
     if error_log:
-        observers.append(_filtered(_file(error_log), LogLevel.warn))
+        observers.append(_filtered(_file(error_log), LogLevel.warn, formatter))
     for observer in observers:
         globalLogPublisher.addObserver(observer)
     return observers
 
 
-def _filtered(stream, minimum: LogLevel):
+def _filtered(stream, minimum: LogLevel, formatter=format_koha):
     predicate = LogLevelFilterPredicate(defaultLogLevel=minimum)
-    return FilteringLogObserver(FileLogObserver(stream, format_koha), [predicate])
+    return FilteringLogObserver(FileLogObserver(stream, formatter), [predicate])

@@ -15,6 +15,7 @@ reactor: database, bcrypt and LDAP work run in thread pools and come back as Def
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from twisted.internet import defer
@@ -23,8 +24,9 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from koha_gateway import logs
+from koha_gateway import logs, metrics
 from koha_gateway.acs.fallback import failure_response
+from koha_gateway.db.engine import DatabaseError
 from koha_gateway.sip2.codec import Response
 from koha_gateway.sip2.output import OutputPolicy
 from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Session
@@ -177,6 +179,9 @@ class SIPProtocol(Protocol, TimeoutMixin):
             ok = False
         else:
             ok, reason = yield self._authenticate(userid, password, telnet=False)
+        m = metrics.current
+        if m is not None:
+            m.login(ok)
         if ok:
             self._send(Response("94").fixed("1"), event.seq)
         else:
@@ -188,6 +193,9 @@ class SIPProtocol(Protocol, TimeoutMixin):
     def _telnet_login(self, event: Credentials):
         """Koha's telnet transport: ``login:`` / ``password:`` prompts, three attempts."""
         ok, reason = yield self._authenticate(event.userid, event.password, telnet=True)
+        m = metrics.current
+        if m is not None:
+            m.login(ok)
         if not ok:
             self._log(
                 "warn",
@@ -255,19 +263,31 @@ class SIPProtocol(Protocol, TimeoutMixin):
         if self.account is None:
             self._close(f"message {msg.code} before a successful login")
             return
+        started = time.perf_counter()
+        db_started = db_seconds = None
+        outcome = db_outcome = "ok"
         gateway = self.gateway
         ctx = gateway.context(self.account, self.session, self.peer)
         ctx.print_width = self.print_width
         try:
             if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
                 ctx.password_ok = yield self._check_patron_password(msg)
+            db_started = time.perf_counter()
             response = yield gateway.apply(ctx, msg, event.raw)
+            db_seconds = time.perf_counter() - db_started
             self.print_width = ctx.print_width  # a 99 sets the SC's print width
             for line in ctx.log:  # what the committed transaction did (no passwords in them)
                 self._log("info", "{audit}", audit=line)
         except Exception:
             failure = Failure()
             unavailable = gateway.is_unavailable(failure)
+            outcome = "unavailable" if unavailable else "error"
+            if db_started is not None and db_seconds is None:
+                db_seconds = time.perf_counter() - db_started
+                if unavailable:
+                    db_outcome = "unavailable"
+                elif failure.check(DatabaseError):
+                    db_outcome = "error"
             if unavailable:
                 self._log(
                     "warn",
@@ -279,6 +299,10 @@ class SIPProtocol(Protocol, TimeoutMixin):
                 self._log_failure(f"handling message {msg.code} failed", failure)
             response = failure_response(ctx, msg, unavailable=unavailable)
         self._send(response, event.seq)
+        m = metrics.current
+        if m is not None:
+            m.message(msg.code, outcome, time.perf_counter() - started)
+            m.database(db_seconds, db_outcome)
 
     def _check_patron_password(self, msg):
         password = msg.get("AD")

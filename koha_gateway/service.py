@@ -202,6 +202,10 @@ class GatewayService(MultiService):
                 raise StartupError(f"cannot listen: {exc}") from None
         for service_config in config.services:
             service.add_listener(reactor, service_config)
+        if options.get("admin-port") and not service.adopted and not options.get("check-config"):
+            from koha_gateway import admin_http
+
+            admin_http.install(service, options["admin-port"], options["admin-interface"], reactor)
         if service.sockets:
             argv = getattr(options, "argv", [])
             workers.spawn_workers(
@@ -252,6 +256,7 @@ class GatewayService(MultiService):
             self.options.get("sip-log"),
             self.options.get("error-log"),
             self.options.get("log-level") or "info",
+            self.options.get("log-format") or "koha",
         )
         for warning in self.startup_warnings:
             log.warn("{warning}", warning=warning)

@@ -44,6 +44,15 @@ class Options(usage.Options):
         ["db-pool-size", None, None, "Database connections in the pool (default per engine)."],
         ["log-level", None, "info", "Lowest level written to the SIP logs: debug, info, warn."],
         ["workers", None, "1", "Processes serving the listeners, sharing their sockets."],
+        [
+            "admin-port",
+            None,
+            None,
+            "Serve /metrics, /health and /ready over HTTP on this port (default: "
+            "<admin_port> of koha-conf.xml; none).",
+        ],
+        ["admin-interface", None, "127.0.0.1", "Address of the admin listener."],
+        ["log-format", None, "koha", "Format of the SIP logs: koha (Koha's lines) or json."],
         ["adopt-listeners", None, None, "Internal: listening sockets inherited from the master."],
         [
             "sip-config-poll",
@@ -111,6 +120,17 @@ class Options(usage.Options):
             raise usage.UsageError("--sip-config-poll takes a number of seconds") from None
         if self["workers"] < 1:
             raise usage.UsageError("--workers is at least 1")
+        if self["admin-port"] is None and self["koha_conf"] is not None:
+            self["admin-port"] = getattr(self["koha_conf"], "admin_port", None)
+        if self["admin-port"] is not None:
+            try:
+                self["admin-port"] = int(self["admin-port"])
+            except ValueError:
+                raise usage.UsageError("--admin-port takes a port number") from None
+            if not 1 <= self["admin-port"] <= 65535:
+                raise usage.UsageError("--admin-port takes a port number (1..65535)")
+        if self["log-format"] not in ("koha", "json"):
+            raise usage.UsageError("--log-format is koha or json")
         if self["log-level"] not in ("debug", "info", "warn"):
             raise usage.UsageError("--log-level is one of debug, info, warn")
 

@@ -365,6 +365,7 @@ class ReloadableContextFactory:
         self._context, leaf = build_context(settings)
         self.settings = settings
         self.certificate = _subject(leaf)
+        self.not_after = _asn1_time(leaf.get_notAfter())
         self._log_loaded(leaf, "loaded")
 
     def _log_loaded(self, leaf: crypto.X509, verb: str) -> None:
@@ -403,6 +404,7 @@ class ReloadableContextFactory:
             self._context = context
             self.settings = settings
             self.certificate = _subject(leaf)
+            self.not_after = _asn1_time(leaf.get_notAfter())
             self._log_loaded(leaf, "reloaded")
 
         return apply

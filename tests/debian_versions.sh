@@ -3,8 +3,8 @@
 # tests/debian_versions.sh -- run the test suite under Debian bookworm's system Python with
 # the library versions the Debian package depends on (python3-twisted 22.4, python3-lxml 4.9,
 # python3-bcrypt 3.2, python3-openssl 23.0, python3-service-identity 18.1, python3-ldap3 2.9,
-# python3-psycopg2 2.9.5, python3-mysqldb 1.4.6, python3-cryptography 38), instead of the
-# current releases in .venv.
+# python3-psycopg2 2.9.5, python3-mysqldb 1.4.6, python3-cryptography 38,
+# python3-prometheus-client 0.16), instead of the current releases in .venv.
 #
 #   tests/debian_versions.sh [pytest arguments...]
 #
@@ -24,7 +24,8 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=/usr/bin/python3
 packages=(
     python3-twisted python3-lxml python3-bcrypt python3-openssl python3-service-identity
-    python3-ldap3 python3-psycopg2 python3-mysqldb python3-pytest python3-hypothesis python3-cryptography
+    python3-ldap3 python3-psycopg2 python3-mysqldb python3-pytest python3-hypothesis
+    python3-cryptography python3-prometheus-client
 )
 
 # The Debian libraries only: nothing from a virtualenv, pyenv or the user's site directory.
@@ -77,7 +78,7 @@ print(f"debian-versions: Python {sys.version.split()[0]} ({sys.executable})")
 print(f"debian-versions: {ssl.OPENSSL_VERSION}, SQLite {sqlite3.sqlite_version}")
 modules = [
     "twisted", "lxml.etree", "bcrypt", "OpenSSL", "service_identity", "ldap3", "psycopg2",
-    "MySQLdb", "cryptography", "pytest", "hypothesis",
+    "MySQLdb", "cryptography", "pytest", "hypothesis", "prometheus_client",
 ]
 for name in modules:
     module = importlib.import_module(name)

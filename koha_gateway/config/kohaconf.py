@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from koha_gateway.config import reference
 from koha_gateway.config.errors import ConfigError, local_name, read_xml
 
 __all__ = ["KohaConf", "koha_timezone", "load_koha_conf"]
@@ -91,6 +92,7 @@ class KohaConf:
     cert: str = ""
     key: str = ""
     timezone: str | None = None
+    admin_port: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -198,11 +200,27 @@ def load_koha_conf(
         if name is not None and name not in elements:
             elements[name] = child
 
+    known = reference.names("koha-conf")
+
     def text(name: str) -> str | None:
+        if name not in known:  # pragma: no cover - the table in reference.py lacks it
+            raise KeyError(f"<{name}> is read but not in koha_gateway/config/reference.py")
         element = elements.get(name)
         if element is None:
             return None
         return element.text or ""
+
+    # The gateway's own element: the port of its HTTP admin listener (metrics, health).
+    admin_port: int | None = None
+    admin_port_raw = (text("admin_port") or "").strip()
+    if admin_port_raw:
+        if not _DIGITS.fullmatch(admin_port_raw) or not 1 <= int(admin_port_raw) <= 65535:
+            raise ConfigError(
+                f"bad admin_port {admin_port_raw!r}: must be 1..65535",
+                spath,
+                elements["admin_port"].sourceline,
+            )
+        admin_port = int(admin_port_raw)
 
     use_ldap_raw = (text("useldapserver") or "").strip()
     use_ldap = use_ldap_raw not in ("", "0")
@@ -216,7 +234,9 @@ def load_koha_conf(
         if require_database:
             raise
         database_part = {"db_scheme": "", "database": ""}
-    return KohaConf(path=spath, use_ldap=use_ldap, ldap=ldap, **database_part)
+    return KohaConf(
+        path=spath, use_ldap=use_ldap, ldap=ldap, admin_port=admin_port, **database_part
+    )
 
 
 def _database_part(spath, config, elements, text, environ) -> dict:

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
+from koha_gateway.config import reference
 from koha_gateway.config.errors import ConfigError
 
 __all__ = ["LdapConfig", "LdapHost", "parse_host", "parse_ldap"]
@@ -49,31 +50,9 @@ _ATTRIBUTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)(?:;[A-Z
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
 
-# Elements understood inside <ldapserver>; anything else is reported as a likely typo.
-_KNOWN = {
-    "hostname",
-    "base",
-    "user",
-    "pass",
-    "anonymous_bind",
-    "auth_by_bind",
-    "principal_name",
-    "replicate",
-    "update",
-    "update_password",
-    "welcome",
-    "mapping",
-    "categorycode_mapping",
-    "start_tls",
-    "ca_file",
-    "verify",
-    "tls_name",
-    "connect_timeout",
-    "response_timeout",
-    "pool_size",
-    "cache_minutes",
-    "grant_circulate",
-}
+# Elements understood inside <ldapserver> (koha_gateway/config/reference.py); anything else is
+# reported as a likely typo.
+_KNOWN = reference.names("ldapserver")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 from lxml import etree
 
+from koha_gateway.config import reference
 from koha_gateway.config.errors import (
     ACS_NAMESPACE,
     ConfigError,
@@ -634,7 +635,7 @@ class ConfigBuilder:
         if name != "acsconfig":
             raise self.error(root, f"the root element must be <acsconfig>, not <{name}>")
 
-        top = self.attributes(root, frozenset({"timeout", "delimiter"}))
+        top = self.attributes(root, reference.names("acsconfig"))
         timeout_el: etree._Element = root
         timeout_raw = top.get("timeout")
         delimiter_el: etree._Element = root
@@ -670,7 +671,7 @@ class ConfigBuilder:
                     "rename it to <syspref_overrides>",
                 )
             elif name == "error-detect":
-                raw = self.attributes(child, frozenset({"enabled"})).get("enabled")
+                raw = self.attributes(child, reference.names("error-detect")).get("enabled")
                 result.error_detect = self.error_detect(child, raw)
             elif name == "timeout":
                 timeout_el, timeout_raw = child, self.element_value(child)
@@ -786,23 +787,7 @@ class ConfigBuilder:
 
     # -- listeners -----------------------------------------------------------------------
 
-    SERVICE_ATTRIBUTES = frozenset(
-        {
-            "port",
-            "transport",
-            "protocol",
-            "timeout",
-            "client_timeout",
-            "max_line_length",
-            "tls_certificate",
-            "tls_private_key",
-            "tls_chain",
-            "tls_client_ca",
-            "tls_min_version",
-            "tls_ciphers",
-            "proxy_protocol",
-        }
-    )
+    SERVICE_ATTRIBUTES = reference.names("service")
 
     def listeners(self, element: etree._Element) -> list[tuple[ServiceConfig, Where]]:
         services = []
@@ -940,7 +925,7 @@ class ConfigBuilder:
             if name != "institution":
                 self.warn(child, f"unexpected <{name}> in <institutions> ignored")
                 continue
-            attrs = self.attributes(child, frozenset({"id", "implementation", "parms"}))
+            attrs = self.attributes(child, reference.names("institution"))
             policy_where: Where = None
             policy_attrs: dict[str, str] | None = None
             inst_id = attrs.get("id", "").strip()
@@ -955,7 +940,7 @@ class ConfigBuilder:
                         f"{self.line_of(policy_where)})",
                     )
                 policy_where = sub
-                policy_attrs = self.attributes(sub, self.POLICY_ATTRIBUTES)
+                policy_attrs = self.attributes(sub, reference.names("policy"))
             self.add_institution(
                 institutions, child, self.institution(child, attrs, policy_where, policy_attrs)
             )
@@ -1005,8 +990,6 @@ class ConfigBuilder:
             origin=self.origin_of(where),
         )
 
-    POLICY_ATTRIBUTES = frozenset({*POLICY_FLAGS, "timeout", "retries"})
-
     def policy(self, where: Where, attrs: dict[str, str]) -> PolicyConfig:
         """A ``<policy>`` (for 3M SIP2 2.00 ACS Status (98)); all flags through :func:`to_bool`."""
         flags = {name: self.policy_flag(where, name, attrs.get(name)) for name in self.POLICY_FLAGS}
@@ -1028,7 +1011,7 @@ class ConfigBuilder:
 
     # -- server params -------------------------------------------------------------------
 
-    _NET_SERVER_OPTIONS = frozenset(
+    _NET_SERVER_OPTIONS = NET_SERVER_OPTIONS = frozenset(
         {
             "min_servers",
             "min_spare_servers",
@@ -1151,14 +1134,15 @@ class ConfigBuilder:
         attrs = self.attributes(element, frozenset(_LOGIN_ATTRIBUTES))
         children: list[tuple[str, Where, Any]] = []
         for name, child in self.children(element):
-            if name == "screen_msg_regex":
-                payload: Any = self.attributes(child, frozenset({"find", "replace"}))
-            elif name in ("patron_attribute", "item_field"):
-                payload = self.attributes(child, frozenset({"field", "code"}))
-            elif name in ("custom_patron_field", "custom_item_field"):
-                payload = self.attributes(child, frozenset({"field", "template"}))
-            elif name == "sort_bin_mapping":
-                payload = self.attributes(child, frozenset({"mapping"}))
+            if name in (
+                "screen_msg_regex",
+                "patron_attribute",
+                "item_field",
+                "custom_patron_field",
+                "custom_item_field",
+                "sort_bin_mapping",
+            ):
+                payload: Any = self.attributes(child, reference.names(name))
             elif name == "syspref_overrides":
                 payload = self.syspref_overrides(child)
             else:
@@ -1443,6 +1427,16 @@ _LOGIN_ATTRIBUTES: dict[str, tuple[str, _Converter]] = {
     "convert_nonprinting_characters": ("convert_nonprinting_characters", _convert_nonprinting),
     "client_certificate": ("client_certificate", _stripped_text),
 }
+
+
+if frozenset(_LOGIN_ATTRIBUTES) != reference.names("login"):  # pragma: no cover - table error
+    raise ImportError(
+        "<login> attributes differ between the reader and koha_gateway/config/reference.py: "
+        f"{sorted(frozenset(_LOGIN_ATTRIBUTES) ^ reference.names('login'))}"
+    )
+
+#: Net::Server options of ``<server-params>``: accepted and not used.
+NET_SERVER_OPTIONS = ConfigBuilder.NET_SERVER_OPTIONS
 
 
 def load_sip_config(path: str | os.PathLike[str]) -> SIPConfig:

@@ -26,6 +26,18 @@ __all__ = [
     "FixedField",
     "MessageSpec",
     "lookup",
+    "PATRON_STATUS_FLAGS",
+    "SUPPORTED_MESSAGES",
+    "SUMMARY_ITEMS",
+    "CIRCULATION_STATUS",
+    "SECURITY_MARKER",
+    "FEE_TYPE",
+    "PAYMENT_TYPE",
+    "MEDIA_TYPE",
+    "ALERT_TYPE",
+    "HOLD_TYPE",
+    "HOLD_MODE",
+    "LANGUAGE",
 ]
 
 
@@ -388,3 +400,221 @@ BY_NAME: dict[str, MessageSpec] = {s.name: s for s in (*REQUESTS.values(), *RESP
 def lookup(code: str) -> MessageSpec | None:
     """The spec of a request or response command code, or ``None``."""
     return REQUESTS.get(code) or RESPONSES.get(code)
+
+
+# --- coded values (3M SIP2 2.00 "Message formats" and "Field identifiers") -----------------
+# The meanings of the fixed-field codes and coded variable fields, for clients and logs that
+# show a message to a person. Keys are the values as they appear on the wire.
+
+#: The 14 positions of "patron status" (24, 26 and 64 responses), in wire order.
+PATRON_STATUS_FLAGS: tuple[str, ...] = (
+    "charge privileges denied",
+    "renewal privileges denied",
+    "recall privileges denied",
+    "hold privileges denied",
+    "card reported lost",
+    "too many items charged",
+    "too many items overdue",
+    "too many renewals",
+    "too many claims of items returned",
+    "too many items lost",
+    "excessive outstanding fines",
+    "excessive outstanding fees",
+    "recall overdue",
+    "too many items billed",
+)
+
+#: The 16 positions of BX "supported messages" in the 98 ACS Status, in wire order.
+SUPPORTED_MESSAGES: tuple[tuple[str, str], ...] = (
+    ("23", "patron status request"),
+    ("11", "checkout"),
+    ("09", "checkin"),
+    ("01", "block patron"),
+    ("99", "SC/ACS status"),
+    ("97", "request SC/ACS resend"),
+    ("93", "login"),
+    ("63", "patron information"),
+    ("35", "end patron session"),
+    ("37", "fee paid"),
+    ("17", "item information"),
+    ("19", "item status update"),
+    ("25", "patron enable"),
+    ("15", "hold"),
+    ("29", "renew"),
+    ("65", "renew all"),
+)
+
+#: The 10 positions of "summary" in 63 Patron Information: which list the 64 carries.
+SUMMARY_ITEMS: tuple[tuple[str, str], ...] = (
+    ("hold", "hold items (AS)"),
+    ("overdue", "overdue items (AT)"),
+    ("charged", "charged items (AU)"),
+    ("fine", "fine items (AV)"),
+    ("recall", "recall items (BU)"),
+    ("unavailable", "unavailable hold items (CD)"),
+)
+
+#: "circulation status" of 18 Item Information Response.
+CIRCULATION_STATUS: dict[str, str] = {
+    "01": "other",
+    "02": "on order",
+    "03": "available",
+    "04": "charged",
+    "05": "charged; not to be recalled until earliest recall date",
+    "06": "in process",
+    "07": "recalled",
+    "08": "waiting on hold shelf",
+    "09": "waiting to be re-shelved",
+    "10": "in transit between library locations",
+    "11": "claimed returned",
+    "12": "lost",
+    "13": "missing",
+}
+
+#: "security marker" of 18 Item Information Response.
+SECURITY_MARKER: dict[str, str] = {
+    "00": "other",
+    "01": "none",
+    "02": "3M Tattle-Tape Security Strip",
+    "03": "3M Whisper Tape",
+}
+
+#: "fee type" (fixed field of 18 and 37, BT in 12 and 30).
+FEE_TYPE: dict[str, str] = {
+    "01": "other/unknown",
+    "02": "administrative",
+    "03": "damage",
+    "04": "overdue",
+    "05": "processing",
+    "06": "rental",
+    "07": "replacement",
+    "08": "computer access charge",
+    "09": "hold fee",
+}
+
+#: "payment type" of 37 Fee Paid.
+PAYMENT_TYPE: dict[str, str] = {"00": "cash", "01": "VISA", "02": "credit card"}
+
+#: CK "media type".
+MEDIA_TYPE: dict[str, str] = {
+    "000": "other",
+    "001": "book",
+    "002": "magazine",
+    "003": "bound journal",
+    "004": "audio tape",
+    "005": "video tape",
+    "006": "CD/CDROM",
+    "007": "diskette",
+    "008": "book with diskette",
+    "009": "book with CD",
+    "010": "book with audio tape",
+}
+
+#: CV "alert type" (3M SIP2 Extensions), sent by Koha in 10 Checkin Response.
+ALERT_TYPE: dict[str, str] = {
+    "00": "unknown",
+    "01": "hold for this library",
+    "02": "hold for other library",
+    "03": "hold for ILL",
+    "04": "send to other library",
+    "99": "other",
+}
+
+#: BY "hold type" of 15 Hold.
+HOLD_TYPE: dict[str, str] = {
+    "1": "other",
+    "2": "any copy of a title",
+    "3": "a specific copy of a title",
+    "4": "any copy at a single branch or sublocation",
+}
+
+#: "hold mode" of 15 Hold.
+HOLD_MODE: dict[str, str] = {"+": "add", "-": "delete", "*": "change"}
+
+#: "status code" of 99 SC Status.
+SC_STATUS_CODE: dict[str, str] = {
+    "0": "SC unit is OK",
+    "1": "SC printer is out of paper",
+    "2": "SC is about to shut down",
+}
+
+#: "language" (fixed field of 23, 24, 26, 63, 64).
+LANGUAGE: dict[str, str] = {
+    "000": "unknown",
+    "001": "English",
+    "002": "French",
+    "003": "German",
+    "004": "Italian",
+    "005": "Dutch",
+    "006": "Swedish",
+    "007": "Finnish",
+    "008": "Spanish",
+    "009": "Danish",
+    "010": "Portuguese",
+    "011": "Canadian-French",
+    "012": "Norwegian",
+    "013": "Hebrew",
+    "014": "Japanese",
+    "015": "Russian",
+    "016": "Arabic",
+    "017": "Polish",
+    "018": "Greek",
+    "019": "Chinese",
+    "020": "Korean",
+    "021": "North American Spanish",
+    "022": "Tamil",
+    "023": "Malay",
+    "024": "United Kingdom",
+    "025": "Icelandic",
+    "026": "Belgian",
+    "027": "Taiwanese",
+}
+
+#: Fixed fields that hold a date/time ``YYYYMMDDZZZZHHMMSS``.
+DATE_FIXED_FIELDS = frozenset({"transaction_date", "nb_due_date", "return_date", "date_time_sync"})
+#: Variable fields that hold a date (AH may also be free text, as Koha's due date format allows).
+DATE_FIELDS = frozenset({"AH", "BW", "CJ", "CM", "PB"})
+#: Fixed fields that are Y/N (or Y/space, U for unknown).
+YES_NO_FIXED_FIELDS = frozenset(
+    {
+        "ok",
+        "renewal_ok",
+        "magnetic_media",
+        "desensitize",
+        "resensitize",
+        "alert",
+        "online_status",
+        "checkin_ok",
+        "checkout_ok",
+        "acs_renewal_policy",
+        "status_update_ok",
+        "offline_ok",
+        "sc_renewal_policy",
+        "no_block",
+        "card_retained",
+        "third_party_allowed",
+        "end_session",
+        "payment_accepted",
+        "available",
+        "item_properties_ok",
+    }
+)
+#: Variable fields that are Y/N.
+YES_NO_FIELDS = frozenset({"BL", "CQ", "BO", "BI", "CI"})
+#: Coded fixed fields: field name -> table of meanings.
+CODED_FIXED_FIELDS: dict[str, dict[str, str]] = {
+    "circulation_status": CIRCULATION_STATUS,
+    "security_marker": SECURITY_MARKER,
+    "fee_type": FEE_TYPE,
+    "payment_type": PAYMENT_TYPE,
+    "hold_mode": HOLD_MODE,
+    "status_code": SC_STATUS_CODE,
+    "language": LANGUAGE,
+}
+#: Coded variable fields: field id -> table of meanings.
+CODED_FIELDS: dict[str, dict[str, str]] = {
+    "BT": FEE_TYPE,
+    "CK": MEDIA_TYPE,
+    "CV": ALERT_TYPE,
+    "BY": HOLD_TYPE,
+}

@@ -355,3 +355,15 @@ def test_database_option_overrides_koha_conf_which_still_supplies_ldap(write_fil
 
         parsed = parse_url(without["database"])
         assert (parsed.engine, parsed.host, parsed.database) == ("mysql", "localhost", "koha_lib1")
+
+
+def test_admin_port(tmp_path):
+    path = tmp_path / "koha-conf.xml"
+    base = "<db_scheme>sqlite</db_scheme><database>x.sqlite</database>"
+    path.write_text(koha_conf(base))
+    assert load_koha_conf(path).admin_port is None
+    path.write_text(koha_conf(base + "<admin_port>9180</admin_port>"))
+    assert load_koha_conf(path).admin_port == 9180
+    path.write_text(koha_conf(base + "\n<admin_port>http</admin_port>"))
+    with pytest.raises(ConfigError, match=r"koha-conf.xml:\d+: bad admin_port 'http'"):
+        load_koha_conf(path)

@@ -217,7 +217,8 @@ if command -v systemd-analyze >/dev/null; then
     rm -rf -- "$(dirname "$unit_copy")"
     ok "systemd-analyze verify koha-gateway@$instance.service"
 fi
-man -w koha-sip koha-enable-sip koha-gateway koha-gateway-admin >/dev/null 2>&1 ||
+man -w koha-sip koha-enable-sip koha-gateway koha-gateway-admin koha-gateway-client \
+    >/dev/null 2>&1 ||
     [ ! -d /usr/share/man/man8 ] || fail "man pages missing"
 
 step "koha-sip --enable $instance"
@@ -260,6 +261,15 @@ sip_probe "after --start"
 /usr/bin/python3 "$here/sip2_probe.py" --sip-config "$sipconfig" --patron "$patron" --telnet \
     --timeout 15 || fail "telnet login and patron information"
 ok "telnet localhost 8023: login, password, Login OK, 63 -> 64"
+mapfile -t account < <(/usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
+import sip2_probe
+print(*sip2_probe.read_sipconfig(sys.argv[2])[:4], sep="\n")' "$here" "$sipconfig")
+out=$(koha-gateway-client --port "${account[0]}" --login "${account[1]}" \
+    --password "${account[2]}" --institution "${account[3]}" \
+    patron-info --patron "$patron" --summary hold 2>&1) ||
+    fail "koha-gateway-client patron-info: $out"
+contains "$out" "64 PatronInformationResponse" || fail "koha-gateway-client printed: $out"
+ok "koha-gateway-client: 93 -> 941, patron-info -> 64, decoded"
 for f in sip.log sip-error.log sip-output.log; do
     [ -f "$logdir/$f" ] || fail "$logdir/$f missing"
 done

@@ -50,6 +50,7 @@ DEBIAN_DEPENDS = [
     "python3-openssl",
     "python3-service-identity",
     "python3-bcrypt",
+    "python3-prometheus-client",
 ]
 
 
@@ -215,13 +216,16 @@ def test_every_installed_command_has_a_man_page():
     names = {Path(page).name.rsplit(".", 1)[0] for page in pages}
     assert {Path(path).name for path in installed} <= names
     assert "koha-gateway-admin" in names
+    assert "koha-gateway-client" in names
     for page in pages:
         assert (TOP / page).is_file(), page
 
 
 @pytest.mark.skipif(not shutil.which("groff"), reason="groff not installed")
 @pytest.mark.parametrize(
-    "page", ["koha-sip.8", "koha-gateway.8", "koha-gateway-admin.8"], ids=lambda p: p
+    "page",
+    ["koha-sip.8", "koha-gateway.8", "koha-gateway-admin.8", "koha-gateway-client.1"],
+    ids=lambda p: p,
 )
 def test_man_pages_render_without_warnings(page):
     result = subprocess.run(
@@ -328,3 +332,23 @@ def test_unit_exposure_stays_low(tmp_path):
     assert match, result.stdout + result.stderr
     # 1.5 when written; "OK" ends at 4.9 on systemd's scale (10 is unprotected).
     assert float(match.group(1)) <= 2.0
+
+
+def test_site_koha_conf_template_offers_the_admin_port(tmp_path):
+    """The SIP-only instance's koha-conf.xml: as written it has no admin listener; its
+    commented <admin_port> example, uncommented, is read by the gateway."""
+    from koha_gateway.config import load_koha_conf
+
+    template = (DEBIAN / "templates" / "koha-conf-site.xml.in").read_text()
+    text = template.replace("__KOHASITE__", "lib1").replace(
+        "__SQLITE_DB__", str(tmp_path / "koha-gateway.sqlite3")
+    )
+    path = tmp_path / "koha-conf.xml"
+    path.write_text(text)
+    assert load_koha_conf(path).admin_port is None
+    start = text.index("<admin_port>")
+    example = text[start : text.index("</admin_port>") + len("</admin_port>")]
+    switch = "    <useldapserver>0</useldapserver>"
+    assert switch in text
+    path.write_text(text.replace(switch, f"    {example}\n{switch}", 1))
+    assert load_koha_conf(path).admin_port == 9180
