@@ -715,13 +715,17 @@ class ConfigBuilder:
             previous = wheres.get(account.id)
             if previous is not None:
                 if isinstance(previous, RowRef) or isinstance(where, RowRef):
-                    where_text = f"{self.describe(previous)} and {self.describe(where)}"
+                    twice = (
+                        f"is defined twice ({self.describe(previous)} and {self.describe(where)})"
+                    )
                 else:
-                    where_text = f"lines {self.line_of(previous)} and {self.line_of(where)}"
+                    twice = (
+                        f"is defined twice (lines {self.line_of(previous)} and "
+                        f"{self.line_of(where)})"
+                    )
                 raise self.error(
                     where,
-                    f"login id {account.id!r} is defined twice ({where_text}); each SIP login "
-                    "id must be unique",
+                    f"login id {account.id!r} {twice}; each SIP login id must be unique",
                 )
             if account.institution not in institutions:
                 place = (
