@@ -8,6 +8,10 @@ SIGHUP re-reads SIPconfig.xml and the TLS certificates without dropping a connec
 connections and new logins see the new accounts, institutions and policies; a broken new file is
 refused with a log line and the old configuration stays in force. Listener addresses and
 transports cannot change without a restart (a warning says so).
+
+Where the database has Koha's SIP configuration tables (Koha bug 37893) the configuration comes
+from them as Koha takes it, and an edit there is applied like a SIGHUP reload
+(:mod:`koha_gateway.configsource`).
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from koha_gateway import workers
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
 from koha_gateway.auth.authenticator import Authenticator
-from koha_gateway.config import ConfigError, load_sip_config
+from koha_gateway.config import ConfigError
+from koha_gateway.configsource import ConfigSource, ConfigSourceError, describe_sources
 from koha_gateway.db import koha, schema
-from koha_gateway.db.engine import Database, SerializationFailure, Unavailable
+from koha_gateway.db.engine import Database, DatabaseError, SerializationFailure, Unavailable
 from koha_gateway.ils import journal
 from koha_gateway.ils import sysprefs as sysprefs_mod
 from koha_gateway.ils.circulation import branch_codes
@@ -124,13 +129,12 @@ def _startup_checks(txn, config):
     for inst in config.institutions.values():
         if version and inst.id not in branches:
             warnings.append(
-                f"{config.path}:{inst.line}: institution {inst.id!r} is not a "
-                "branchcode in the database"
+                f"{config.where(inst)}: institution {inst.id!r} is not a branchcode in the database"
             )
     for account in config.accounts.values():
         if version and staff_borrowernumber(txn, account.id) is None:
             warnings.append(
-                f"{config.path}:{account.line}: account {account.id!r} has no patron "
+                f"{config.where(account)}: account {account.id!r} has no patron "
                 "with that userid in the database; it cannot log in"
             )
     return version, koha_schema, prefs, warnings
@@ -149,12 +153,13 @@ class GatewayService(MultiService):
         self._log_observers: list = []
         self._purge = None
         self._prefs = None
+        self.config_source = None
+        self._reload_lock = defer.DeferredLock()
 
     @classmethod
     def from_options(cls, options, reactor=None):
         if reactor is None:
             from twisted.internet import reactor
-        config = options["sip_config"]
         try:
             wall_clock = clock_mod.default()
         except ValueError as exc:
@@ -163,6 +168,11 @@ class GatewayService(MultiService):
         try:
             db = Database.from_url(options["database"], max_connections=options.get("db-pool-size"))
         except (ValueError, Unavailable) as exc:
+            raise StartupError(str(exc)) from None
+        source = ConfigSource(db, options)
+        try:
+            config = source.initial()
+        except ConfigSourceError as exc:
             raise StartupError(str(exc)) from None
         try:
             version, koha_schema, prefs, warnings = db.run_blocking(_startup_checks, config)
@@ -191,6 +201,7 @@ class GatewayService(MultiService):
         gateway.koha_schema = koha_schema
         koha.remember(db.engine, koha_schema)
         service = cls(gateway, options)
+        service.config_source = source
         service.startup_warnings = list(config.warnings) + warnings
         count = options.get("workers") or 1
         try:
@@ -224,7 +235,7 @@ class GatewayService(MultiService):
         try:
             listener = Listener(reactor, service_config, factory, self.gateway.config.server_params)
         except Exception as exc:
-            raise StartupError(f"{self.gateway.config.path}:{service_config.line}: {exc}") from None
+            raise StartupError(f"{self.gateway.config.where(service_config)}: {exc}") from None
         listener.sip_factory = factory
         spec = service_config.address.spec
         endpoint = listener.endpoint
@@ -259,7 +270,7 @@ class GatewayService(MultiService):
         config = self.gateway.config
         print(
             f"{config.path}: {len(config.services)} listeners, {len(config.accounts)} accounts, "
-            f"{len(config.institutions)} institutions: OK"
+            f"{len(config.institutions)} institutions: OK{describe_sources(config)}"
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -276,6 +287,8 @@ class GatewayService(MultiService):
         for warning in self.startup_warnings:
             log.warn("{warning}", warning=warning)
         log.info("database {line}", line=self._database_line())
+        if self.gateway.config.from_database:
+            log.info("SIP configuration{sources}", sources=describe_sources(self.gateway.config))
         ignored = getattr(self.gateway.config.server_params, "ignored", {}) or {}
         if ignored:
             log.info(
@@ -289,6 +302,8 @@ class GatewayService(MultiService):
         self._prefs.start(SYSPREFS_SECONDS, now=False).addErrback(
             lambda f: log.failure("system preferences refresh", f)
         )
+        if self.config_source is not None:
+            self.config_source.start_polling(self.reload)
         try:
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (embedded use)
@@ -303,6 +318,8 @@ class GatewayService(MultiService):
         for loop in (self._purge, self._prefs):
             if loop is not None and loop.running:
                 loop.stop()
+        if self.config_source is not None:
+            self.config_source.stop_polling()
         self.gateway.auth.stop()
         self.gateway.db.close()
         from twisted.logger import globalLogPublisher
@@ -343,13 +360,16 @@ class GatewayService(MultiService):
 
         reactor.callFromThread(self.reload)
 
-    @defer.inlineCallbacks
     def reload(self):
-        """Re-read SIPconfig.xml and certificates; keep the old ones if anything is wrong."""
+        """Re-read the configuration and certificates; keep the old ones if anything is wrong."""
+        return self._reload_lock.run(self._reload)
+
+    @defer.inlineCallbacks
+    def _reload(self):
         old = self.gateway.config
         try:
-            new = load_sip_config(old.path)
-        except (ConfigError, OSError) as exc:
+            new = yield self.config_source.load(old)
+        except (ConfigError, OSError, DatabaseError) as exc:
             log.error("reload refused, keeping the running configuration: {error}", error=str(exc))
             return False
         old_services = {s.address.spec: s for s in old.services}
@@ -382,9 +402,10 @@ class GatewayService(MultiService):
         for warning in list(new.warnings) + warnings:
             log.warn("{warning}", warning=warning)
         log.info(
-            "reloaded {path}: {accounts} accounts, {institutions} institutions",
+            "reloaded {path}: {accounts} accounts, {institutions} institutions{sources}",
             path=new.path,
             accounts=len(new.accounts),
             institutions=len(new.institutions),
+            sources=describe_sources(new),
         )
         return True

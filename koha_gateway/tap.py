@@ -24,7 +24,13 @@ class Options(usage.Options):
     )
 
     optParameters = [
-        ["sip-config", "c", None, "Koha's SIPconfig.xml (listeners, accounts, institutions)."],
+        [
+            "sip-config",
+            "c",
+            None,
+            "Koha's SIPconfig.xml (listeners, accounts, institutions). Optional when Koha's "
+            "database holds them (sip_* tables, Koha bug 37893).",
+        ],
         [
             "database",
             "d",
@@ -48,6 +54,12 @@ class Options(usage.Options):
         ["admin-interface", None, "127.0.0.1", "Address of the admin listener."],
         ["log-format", None, "koha", "Format of the SIP logs: koha (Koha's lines) or json."],
         ["adopt-listeners", None, None, "Internal: listening sockets inherited from the master."],
+        [
+            "sip-config-poll",
+            None,
+            "30",
+            "Seconds between checks of Koha's SIP configuration tables for edits (0: only SIGHUP).",
+        ],
     ]
     optFlags = [
         ["check-config", None, "Check the configuration files and the database, then exit."],
@@ -66,12 +78,17 @@ class Options(usage.Options):
     def postOptions(self):
         from koha_gateway.config import ConfigError, load_koha_conf, load_sip_config
 
-        if not self["sip-config"]:
-            raise usage.UsageError("--sip-config is required (Koha's SIPconfig.xml)")
-        if not os.path.exists(self["sip-config"]):
+        if self["sip-config"] and not os.path.exists(self["sip-config"]):
             raise usage.UsageError(f"{self['sip-config']}: no such file")
+        # Without SIPconfig.xml, or with one that is incomplete on its own, the configuration
+        # may still come from Koha's database (checked when the service is made).
+        self["sip_config"] = self["sip_config_error"] = None
+        if self["sip-config"]:
+            try:
+                self["sip_config"] = load_sip_config(self["sip-config"])
+            except ConfigError as exc:
+                self["sip_config_error"] = exc
         try:
-            self["sip_config"] = load_sip_config(self["sip-config"])
             # --database always wins over koha-conf.xml's database, which is then not judged;
             # the file still supplies LDAP.
             self["koha_conf"] = (
@@ -97,6 +114,10 @@ class Options(usage.Options):
             self["workers"] = int(self["workers"])
         except ValueError:
             raise usage.UsageError("--workers takes a number") from None
+        try:
+            self["sip-config-poll"] = float(self["sip-config-poll"])
+        except ValueError:
+            raise usage.UsageError("--sip-config-poll takes a number of seconds") from None
         if self["workers"] < 1:
             raise usage.UsageError("--workers is at least 1")
         if self["admin-port"] is None and self["koha_conf"] is not None:

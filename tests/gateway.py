@@ -115,12 +115,16 @@ class GatewayProcess:
             else:
                 kind = "telnet" if service.get("transport", "").lower() == "telnet" else "raw"
             port = free_port()
+            while port in self.ports.values():  # the kernel may hand out a port twice
+                port = free_port()
             self.ports[kind] = port
             service.set("port", f"127.0.0.1:{port}/tcp")
         if customise is not None:
             customise(tree, self)
         tree.write(str(self.sipconfig), xml_declaration=True, encoding="utf-8")
         self.process: subprocess.Popen | None = None
+        # False: start without --sip-config (the configuration is in Koha's sip_* tables)
+        self.use_sipconfig = True
 
     def command(self) -> list[str]:
         cmd = [
@@ -132,8 +136,7 @@ class GatewayProcess:
             "--logfile",
             str(self.log),
             "koha-gateway",
-            "--sip-config",
-            str(self.sipconfig),
+            *(["--sip-config", str(self.sipconfig)] if self.use_sipconfig else []),
             "--database",
             self.database_url,
             "--sip-log",

@@ -45,6 +45,9 @@ __all__ = [
     "SIPConfig",
     "ServerParams",
     "ServiceConfig",
+    "ConfigBuilder",
+    "RowRef",
+    "Sections",
     "load_sip_config",
     "parse_listen_address",
     "perl_bool",
@@ -156,7 +159,8 @@ class ServiceConfig:
     - ``tls_*``: our TLS attributes. Paths are absolute (relative ones were resolved against
       the directory of SIPconfig.xml). ``tls_min_version`` is ``"1.2"`` or ``"1.3"``.
     - ``proxy_protocol``: ``None``, ``"v1"`` or ``"v2"`` (HAProxy PROXY header expected).
-    - ``line``: line of the element in SIPconfig.xml.
+    - ``line``: line of the element in SIPconfig.xml; ``origin``: the ``sip_listeners`` row
+      it came from instead (``None`` for the file).
     """
 
     address: ListenAddress
@@ -173,6 +177,7 @@ class ServiceConfig:
     tls_ciphers: str | None = None
     proxy_protocol: str | None = None
     line: int = 0
+    origin: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -211,6 +216,7 @@ class InstitutionConfig:
     parms: str = ""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     line: int = 0
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +286,7 @@ class AccountConfig:
     syspref_overrides: dict[str, str] = field(default_factory=dict)
     client_certificate: str | None = None
     line: int = 0
+    origin: str | None = None
 
     def __repr__(self) -> str:
         # Every field, with the password masked (reprs end up in logs and tracebacks).
@@ -331,6 +338,13 @@ class SIPConfig:
     delimiter: str = "|"
     error_detect: bool = False
     warnings: tuple[str, ...] = ()
+    from_database: frozenset[str] = frozenset()
+
+    def where(self, item: ServiceConfig | InstitutionConfig | AccountConfig) -> str:
+        """``path:line`` of an entry of the file, or the table row it came from."""
+        if item.origin:
+            return item.origin
+        return f"{self.path}:{item.line}" if item.line else self.path
 
     def login_timeout(self, service: ServiceConfig) -> int:
         """Seconds allowed for the login phase (Koha ``SIPServer.pm`` ``get_timeout`` with
@@ -437,12 +451,62 @@ def parse_listen_address(spec: str) -> ListenAddress:
 
 
 # --------------------------------------------------------------------------------------------
-# The reader
+# Where a value comes from: an XML element or a database row
 # --------------------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Walks the parsed tree; knows the file for error and warning locations."""
+@dataclass(frozen=True)
+class RowRef:
+    """A row of one of Koha's ``sip_*`` tables, the database's counterpart of ``file:line``.
+
+    ``str(RowRef("sip_accounts", 3, "login kiosk1"))`` is ``sip_accounts id=3 (login kiosk1)``.
+    """
+
+    table: str
+    id: Any
+    label: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.table} id={self.id}"
+        return f"{text} ({self.label})" if self.label else text
+
+
+#: Where a setting was read: an element of SIPconfig.xml, a database row, or nowhere in
+#: particular (``None``: the whole document or database).
+Where = etree._Element | RowRef | None
+
+
+@dataclass
+class Sections:
+    """The sections of a configuration, each built and checked on its own, before the checks
+    that span sections (:meth:`ConfigBuilder.assemble`). Every entry keeps where it came from.
+    """
+
+    root: Where = None
+    services: list[tuple[ServiceConfig, Where]] = field(default_factory=list)
+    institutions: dict[str, tuple[InstitutionConfig, Where]] = field(default_factory=dict)
+    accounts: list[tuple[AccountConfig, Where]] = field(default_factory=list)
+    server_params: ServerParams = field(default_factory=ServerParams)
+    syspref_overrides: dict[str, str] = field(default_factory=dict)
+    timeout: int | None = None
+    delimiter: str = "|"
+    error_detect: bool = False
+    from_database: frozenset[str] = frozenset()
+
+
+# --------------------------------------------------------------------------------------------
+# The validating builder (shared by SIPconfig.xml and Koha's sip_* tables)
+# --------------------------------------------------------------------------------------------
+
+
+class ConfigBuilder:
+    """Builds and checks every section from plain ``name -> text`` attributes.
+
+    The XML reader (:meth:`read`) and the database loader (:mod:`koha_gateway.config.sipdb`)
+    both feed it, so a value means the same and is checked the same whichever source gives it.
+    Errors and warnings name the element's file and line, or the table and row
+    (:class:`RowRef`).
+    """
 
     def __init__(self, path: str):
         self.path = path
@@ -451,15 +515,38 @@ class _Reader:
 
     # -- reporting -----------------------------------------------------------------------
 
-    def error(self, element: etree._Element | None, message: str) -> ConfigError:
-        line = element.sourceline if element is not None else None
-        return ConfigError(message, self.path, line)
+    def locate(self, where: Where) -> tuple[str, int | None]:
+        if isinstance(where, RowRef):
+            return str(where), None
+        if where is None:
+            return self.path, None
+        return self.path, where.sourceline
 
-    def warn(self, element: etree._Element | None, message: str) -> None:
-        line = element.sourceline if element is not None else None
-        self.warnings.append(located(self.path, line, message))
+    def error(self, where: Where, message: str) -> ConfigError:
+        path, line = self.locate(where)
+        return ConfigError(message, path, line)
 
-    # -- tree helpers --------------------------------------------------------------------
+    def warn(self, where: Where, message: str) -> None:
+        path, line = self.locate(where)
+        self.warnings.append(located(path, line, message))
+
+    @staticmethod
+    def line_of(where: Where) -> int:
+        if isinstance(where, RowRef) or where is None:
+            return 0
+        return where.sourceline or 0
+
+    @staticmethod
+    def origin_of(where: Where) -> str | None:
+        return str(where) if isinstance(where, RowRef) else None
+
+    def describe(self, where: Where) -> str:
+        if isinstance(where, RowRef):
+            return str(where)
+        path, line = self.locate(where)
+        return f"{path}:{line}" if line else path
+
+    # -- XML helpers ---------------------------------------------------------------------
 
     def children(self, element: etree._Element) -> Iterator[tuple[str, etree._Element]]:
         """Child elements in Koha's namespace (or none) with their local names."""
@@ -484,9 +571,18 @@ class _Reader:
                 self.warn(element, f"unknown <{tag}> attribute {key!r} ignored")
         return result
 
+    def element_value(self, element: etree._Element) -> str:
+        """Value of a ``<x value="..."/>`` or ``<x>...</x>`` element (XML::Simple folding)."""
+        value = element.get("value")
+        if value is not None:
+            return value
+        return (element.text or "").strip()
+
+    # -- value checks --------------------------------------------------------------------
+
     def int_value(
         self,
-        element: etree._Element,
+        where: Where,
         name: str,
         value: str,
         *,
@@ -495,7 +591,7 @@ class _Reader:
     ) -> int:
         text = value.strip()
         if not _INTEGER.fullmatch(text):
-            raise self.error(element, f"{name}={value!r} is not an integer")
+            raise self.error(where, f"{name}={value!r} is not an integer")
         number = int(text)
         if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
             if maximum is None:
@@ -504,21 +600,21 @@ class _Reader:
                 bounds = f"must be at most {maximum}"
             else:
                 bounds = f"must be {minimum}..{maximum}"
-            raise self.error(element, f"{name}={value!r} is out of range: {bounds}")
+            raise self.error(where, f"{name}={value!r} is out of range: {bounds}")
         return number
 
-    def perl_flag(self, element: etree._Element, name: str, value: str) -> bool:
+    def perl_flag(self, where: Where, name: str, value: str) -> bool:
         if value.strip().lower() in _PERL_FALSE_LOOKALIKES:
             self.warn(
-                element,
+                where,
                 f'{name}="{value}" is TRUE: account options follow Koha\'s Perl truthiness '
                 '(only "0" and "" are false); write "0" to turn it off',
             )
         return perl_bool(value)
 
-    def policy_flag(self, element: etree._Element, name: str, value: str | None) -> bool:
+    def policy_flag(self, where: Where, name: str, value: str | None) -> bool:
         if value is not None and not _is_plain_bool(value):
-            self.warn(element, f'{name}="{value}" is not a boolean; treated as false')
+            self.warn(where, f'{name}="{value}" is not a boolean; treated as false')
         return to_bool(value)
 
     def resolve_path(self, value: str) -> str:
@@ -528,6 +624,13 @@ class _Reader:
     # -- document ------------------------------------------------------------------------
 
     def read(self, root: etree._Element) -> SIPConfig:
+        """The whole SIPconfig.xml document, checked."""
+        return self.assemble(self.sections(root))
+
+    def sections(self, root: etree._Element, skip: frozenset[str] = frozenset()) -> Sections:
+        """Every section of the document except those named in ``skip`` (``listeners``,
+        ``accounts``, ``institutions``, ``server-params``, ``syspref_overrides``): those come
+        from elsewhere and are neither built nor checked here."""
         name = local_name(root)
         if name != "acsconfig":
             raise self.error(root, f"the root element must be <acsconfig>, not <{name}>")
@@ -538,28 +641,29 @@ class _Reader:
         delimiter_el: etree._Element = root
         delimiter_raw = top.get("delimiter")
 
-        services: list[ServiceConfig] = []
+        result = Sections(root=root)
         logins: list[etree._Element] = []
-        institutions: dict[str, InstitutionConfig] = {}
-        server_params = ServerParams()
-        syspref_overrides: dict[str, str] = {}
-        error_detect = False
-
         for name, child in self.children(root):
             if name == "listeners":
-                services.extend(self.listeners(child))
+                if "listeners" not in skip:
+                    result.services.extend(self.listeners(child))
             elif name == "accounts":
+                if "accounts" in skip:
+                    continue
                 for sub_name, sub in self.children(child):
                     if sub_name == "login":
                         logins.append(sub)
                     else:
                         self.warn(sub, f"unexpected <{sub_name}> in <accounts> ignored")
             elif name == "institutions":
-                self.institutions(child, institutions)
+                if "institutions" not in skip:
+                    self.institutions(child, result.institutions)
             elif name == "server-params":
-                server_params = self.server_params(child, server_params)
+                if "server-params" not in skip:
+                    result.server_params = self.server_params(child, result.server_params)
             elif name == "syspref_overrides":
-                syspref_overrides.update(self.syspref_overrides(child))
+                if "syspref_overrides" not in skip:
+                    result.syspref_overrides.update(self.syspref_overrides(child))
             elif name == "syspref-overrides":
                 self.warn(
                     child,
@@ -568,7 +672,7 @@ class _Reader:
                 )
             elif name == "error-detect":
                 raw = self.attributes(child, reference.names("error-detect")).get("enabled")
-                error_detect = self.error_detect(child, raw)
+                result.error_detect = self.error_detect(child, raw)
             elif name == "timeout":
                 timeout_el, timeout_raw = child, self.element_value(child)
             elif name == "delimiter":
@@ -576,81 +680,102 @@ class _Reader:
             else:
                 self.warn(child, f"unknown element <{name}> ignored")
 
-        timeout = None
         if timeout_raw is not None and timeout_raw.strip() != "":
-            timeout = self.int_value(timeout_el, "timeout", timeout_raw, minimum=0)
+            result.timeout = self.int_value(timeout_el, "timeout", timeout_raw, minimum=0)
 
-        delimiter = "|"
         if delimiter_raw is not None:
             if len(delimiter_raw) != 1 or delimiter_raw in "\r\n":
                 raise self.error(
                     delimiter_el,
                     f"delimiter={delimiter_raw!r} must be a single character other than CR or LF",
                 )
-            delimiter = delimiter_raw
+            result.delimiter = delimiter_raw
 
-        if not services:
-            raise self.error(root, "no <service> in <listeners>: nothing to listen on")
-        self.check_conflicts(services)
-
-        accounts: dict[str, AccountConfig] = {}
-        lines: dict[str, int] = {}
-        lowered: dict[str, str] = {}
         for login in logins:
-            account = self.account(login, delimiter)
-            if account.id in accounts:
+            result.accounts.append((self.account(login, result.delimiter), login))
+        return result
+
+    def assemble(self, sections: Sections, path: str | None = None) -> SIPConfig:
+        """The checks that span sections, then the frozen :class:`SIPConfig`."""
+        root = sections.root
+        services = [service for service, _ in sections.services]
+        if not services:
+            if "listeners" in sections.from_database or root is None:
                 raise self.error(
-                    login,
-                    f"login id {account.id!r} is defined twice (lines {lines[account.id]} and "
-                    f"{account.line}); each SIP login id must be unique",
+                    root, "no listener in sip_listeners or <listeners>: nothing to listen on"
+                )
+            raise self.error(root, "no <service> in <listeners>: nothing to listen on")
+        self.check_conflicts(sections.services)
+
+        institutions = {key: inst for key, (inst, _) in sections.institutions.items()}
+        accounts: dict[str, AccountConfig] = {}
+        wheres: dict[str, Where] = {}
+        lowered: dict[str, str] = {}
+        for account, where in sections.accounts:
+            previous = wheres.get(account.id)
+            if previous is not None:
+                if isinstance(previous, RowRef) or isinstance(where, RowRef):
+                    twice = (
+                        f"is defined twice ({self.describe(previous)} and {self.describe(where)})"
+                    )
+                else:
+                    twice = (
+                        f"is defined twice (lines {self.line_of(previous)} and "
+                        f"{self.line_of(where)})"
+                    )
+                raise self.error(
+                    where,
+                    f"login id {account.id!r} {twice}; each SIP login id must be unique",
                 )
             if account.institution not in institutions:
+                place = (
+                    "sip_institutions"
+                    if "institutions" in sections.from_database
+                    else "<institutions>"
+                )
                 raise self.error(
-                    login,
+                    where,
                     f"login {account.id!r}: institution {account.institution!r} is not "
-                    "defined in <institutions>",
+                    f"defined in {place}",
                 )
             other = lowered.get(account.id.lower())
             if other is not None:
                 self.warn(
-                    login,
+                    where,
                     f"login ids {other!r} and {account.id!r} differ only in case; Koha "
                     "userids usually do not",
                 )
             accounts[account.id] = account
-            lines[account.id] = account.line
+            wheres[account.id] = where
             lowered[account.id.lower()] = account.id
         if not accounts:
-            self.warn(root, "no <login> in <accounts>: nobody can log in")
+            if "accounts" in sections.from_database:
+                self.warn(root, "no row in sip_accounts: nobody can log in")
+            else:
+                self.warn(root, "no <login> in <accounts>: nobody can log in")
         if not any(service.tls_client_ca for service in services):
-            for login, account in zip(logins, accounts.values()):
+            for account_id, account in accounts.items():
                 if account.client_certificate:
                     self.warn(
-                        login,
+                        wheres[account_id],
                         f"login {account.id!r} requires the client certificate "
                         f"{account.client_certificate!r}, but no <service> asks for client "
                         "certificates (tls_client_ca): this account cannot log in",
                     )
 
         return SIPConfig(
-            path=self.path,
+            path=path or self.path,
             services=tuple(services),
             accounts=accounts,
             institutions=institutions,
-            server_params=server_params,
-            syspref_overrides=syspref_overrides,
-            timeout=timeout,
-            delimiter=delimiter,
-            error_detect=error_detect,
+            server_params=sections.server_params,
+            syspref_overrides=dict(sections.syspref_overrides),
+            timeout=sections.timeout,
+            delimiter=sections.delimiter,
+            error_detect=sections.error_detect,
             warnings=tuple(self.warnings),
+            from_database=sections.from_database,
         )
-
-    def element_value(self, element: etree._Element) -> str:
-        """Value of a ``<x value="..."/>`` or ``<x>...</x>`` element (XML::Simple folding)."""
-        value = element.get("value")
-        if value is not None:
-            return value
-        return (element.text or "").strip()
 
     def error_detect(self, element: etree._Element, raw: str | None) -> bool:
         if raw is None:
@@ -666,40 +791,40 @@ class _Reader:
 
     # -- listeners -----------------------------------------------------------------------
 
-    _SERVICE_ATTRIBUTES = reference.names("service")
+    SERVICE_ATTRIBUTES = reference.names("service")
 
-    def listeners(self, element: etree._Element) -> list[ServiceConfig]:
+    def listeners(self, element: etree._Element) -> list[tuple[ServiceConfig, Where]]:
         services = []
         for name, child in self.children(element):
             if name == "service":
-                services.append(self.service(child))
+                attrs = self.attributes(child, self.SERVICE_ATTRIBUTES)
+                services.append((self.service(child, attrs), child))
             else:
                 self.warn(child, f"unexpected <{name}> in <listeners> ignored")
         return services
 
-    def service(self, element: etree._Element) -> ServiceConfig:
-        """One ``<service>`` (Koha ``SIPServer.pm`` listeners)."""
-        attrs = self.attributes(element, self._SERVICE_ATTRIBUTES)
+    def service(self, where: Where, attrs: dict[str, str]) -> ServiceConfig:
+        """One ``<service>`` (Koha ``SIPServer.pm`` listeners) or ``sip_listeners`` row."""
         spec = attrs.get("port")
         if spec is None:
-            raise self.error(element, "<service> has no port attribute")
+            raise self.error(where, "<service> has no port attribute")
         try:
             address = parse_listen_address(spec)
         except ValueError as exc:
-            raise self.error(element, str(exc)) from None
+            raise self.error(where, str(exc)) from None
 
         transport_raw = attrs.get("transport", "")
         transport = {"raw": "RAW", "telnet": "telnet"}.get(transport_raw.strip().lower())
         if transport is None:
             raise self.error(
-                element,
+                where,
                 f"unknown transport {transport_raw!r} on {spec!r}: use RAW or telnet",
             )
 
         timeout = None
         raw_timeout = attrs.get("timeout")
         if raw_timeout is not None and raw_timeout.strip() != "":
-            timeout = self.int_value(element, "timeout", raw_timeout, minimum=0)
+            timeout = self.int_value(where, "timeout", raw_timeout, minimum=0)
 
         client_timeout = attrs.get("client_timeout")
         if (
@@ -708,7 +833,7 @@ class _Reader:
             and not _DIGITS.fullmatch(client_timeout)
         ):
             self.warn(
-                element,
+                where,
                 f'client_timeout="{client_timeout}" is not a number of seconds: as in '
                 "Koha, this means no idle timeout",
             )
@@ -716,7 +841,7 @@ class _Reader:
         max_line = DEFAULT_MAX_LINE_LENGTH
         if "max_line_length" in attrs:
             max_line = self.int_value(
-                element,
+                where,
                 "max_line_length",
                 attrs["max_line_length"],
                 minimum=MIN_MAX_LINE_LENGTH,
@@ -731,21 +856,21 @@ class _Reader:
                 continue
             resolved = self.resolve_path(value)
             if not os.path.isfile(resolved):
-                raise self.error(element, f"{key}: file not found: {resolved}")
+                raise self.error(where, f"{key}: file not found: {resolved}")
             tls_paths[key] = resolved
         if tls_paths["tls_certificate"] and not tls_paths["tls_private_key"]:
-            raise self.error(element, "tls_certificate is set but tls_private_key is not")
+            raise self.error(where, "tls_certificate is set but tls_private_key is not")
         if tls_paths["tls_private_key"] and not tls_paths["tls_certificate"]:
-            raise self.error(element, "tls_private_key is set but tls_certificate is not")
+            raise self.error(where, "tls_private_key is set but tls_certificate is not")
         tls_on = tls_paths["tls_certificate"] is not None
         for key in ("tls_chain", "tls_client_ca", "tls_min_version", "tls_ciphers"):
             if not tls_on and attrs.get(key, "").strip():
-                raise self.error(element, f"{key} needs tls_certificate and tls_private_key")
+                raise self.error(where, f"{key} needs tls_certificate and tls_private_key")
 
         min_version = attrs.get("tls_min_version", "").strip() or "1.2"
         if min_version not in ("1.2", "1.3"):
             raise self.error(
-                element, f"tls_min_version={min_version!r} is not supported: use 1.2 or 1.3"
+                where, f"tls_min_version={min_version!r} is not supported: use 1.2 or 1.3"
             )
         ciphers = attrs.get("tls_ciphers", "").strip() or None
 
@@ -756,7 +881,7 @@ class _Reader:
             proxy = proxy_raw
         else:
             raise self.error(
-                element,
+                where,
                 f"proxy_protocol={attrs['proxy_protocol']!r} is not supported: use v1 or v2",
             )
 
@@ -774,83 +899,104 @@ class _Reader:
             tls_min_version=min_version,
             tls_ciphers=ciphers,
             proxy_protocol=proxy,
-            line=element.sourceline or 0,
+            line=self.line_of(where),
+            origin=self.origin_of(where),
         )
 
-    def check_conflicts(self, services: list[ServiceConfig]) -> None:
-        for index, service in enumerate(services):
-            for earlier in services[:index]:
+    def check_conflicts(self, services: list[tuple[ServiceConfig, Where]]) -> None:
+        for index, (service, where) in enumerate(services):
+            for earlier, earlier_where in services[:index]:
                 if service.address.conflicts_with(earlier.address):
-                    raise ConfigError(
+                    if isinstance(earlier_where, RowRef) or isinstance(where, RowRef):
+                        first = self.describe(earlier_where)
+                    else:
+                        first = f"line {earlier.line}"
+                    raise self.error(
+                        where,
                         f"two services on the same address: {service.address.spec!r} "
-                        f"conflicts with {earlier.address.spec!r} (line {earlier.line}); "
+                        f"conflicts with {earlier.address.spec!r} ({first}); "
                         "each service needs its own port",
-                        self.path,
-                        service.line,
                     )
 
     # -- institutions --------------------------------------------------------------------
 
-    _POLICY_FLAGS = ("checkin", "checkout", "renewal", "status_update", "offline")
+    POLICY_FLAGS = ("checkin", "checkout", "renewal", "status_update", "offline")
 
     def institutions(
-        self, element: etree._Element, institutions: dict[str, InstitutionConfig]
+        self, element: etree._Element, institutions: dict[str, tuple[InstitutionConfig, Where]]
     ) -> None:
         for name, child in self.children(element):
             if name != "institution":
                 self.warn(child, f"unexpected <{name}> in <institutions> ignored")
                 continue
-            institution = self.institution(child)
-            previous = institutions.get(institution.id)
-            if previous is not None:
-                raise self.error(
-                    child,
-                    f"institution id {institution.id!r} is defined twice (lines "
-                    f"{previous.line} and {institution.line})",
-                )
-            institutions[institution.id] = institution
+            attrs = self.attributes(child, reference.names("institution"))
+            policy_where: Where = None
+            policy_attrs: dict[str, str] | None = None
+            inst_id = attrs.get("id", "").strip()
+            for sub_name, sub in self.children(child):
+                if sub_name != "policy":
+                    self.warn(sub, f"unexpected <{sub_name}> in <institution> ignored")
+                    continue
+                if policy_attrs is not None:
+                    raise self.error(
+                        sub,
+                        f"institution {inst_id!r} has a second <policy> (first on line "
+                        f"{self.line_of(policy_where)})",
+                    )
+                policy_where = sub
+                policy_attrs = self.attributes(sub, reference.names("policy"))
+            self.add_institution(
+                institutions, child, self.institution(child, attrs, policy_where, policy_attrs)
+            )
 
-    def institution(self, element: etree._Element) -> InstitutionConfig:
+    def add_institution(
+        self,
+        institutions: dict[str, tuple[InstitutionConfig, Where]],
+        where: Where,
+        institution: InstitutionConfig,
+    ) -> None:
+        previous = institutions.get(institution.id)
+        if previous is not None:
+            if isinstance(where, RowRef) or isinstance(previous[1], RowRef):
+                both = f"{self.describe(previous[1])} and {self.describe(where)}"
+            else:
+                both = f"lines {previous[0].line} and {institution.line}"
+            raise self.error(where, f"institution id {institution.id!r} is defined twice ({both})")
+        institutions[institution.id] = (institution, where)
+
+    def institution(
+        self,
+        where: Where,
+        attrs: dict[str, str],
+        policy_where: Where,
+        policy_attrs: dict[str, str] | None,
+    ) -> InstitutionConfig:
         """One ``<institution>`` with its ``<policy>`` (Koha ``etc/SIPconfig.xml``)."""
-        attrs = self.attributes(element, reference.names("institution"))
         inst_id = attrs.get("id", "").strip()
         if not inst_id:
-            raise self.error(element, "<institution> has no id")
+            raise self.error(where, "<institution> has no id")
         implementation = attrs.get("implementation", "").strip() or "ILS"
         if implementation != "ILS":
             self.warn(
-                element,
+                where,
                 f"institution {inst_id!r}: implementation {implementation!r} is a Perl module "
                 "name; this server always uses its built-in ILS",
             )
         policy = PolicyConfig()
-        policy_element = None
-        for name, child in self.children(element):
-            if name != "policy":
-                self.warn(child, f"unexpected <{name}> in <institution> ignored")
-                continue
-            if policy_element is not None:
-                raise self.error(
-                    child,
-                    f"institution {inst_id!r} has a second <policy> (first on line "
-                    f"{policy_element.sourceline})",
-                )
-            policy_element = child
-            policy = self.policy(child)
+        if policy_attrs is not None:
+            policy = self.policy(policy_where, policy_attrs)
         return InstitutionConfig(
             id=inst_id,
             implementation=implementation,
             parms=attrs.get("parms", ""),
             policy=policy,
-            line=element.sourceline or 0,
+            line=self.line_of(where),
+            origin=self.origin_of(where),
         )
 
-    def policy(self, element: etree._Element) -> PolicyConfig:
+    def policy(self, where: Where, attrs: dict[str, str]) -> PolicyConfig:
         """A ``<policy>`` (for 3M SIP2 2.00 ACS Status (98)); all flags through :func:`to_bool`."""
-        attrs = self.attributes(element, reference.names("policy"))
-        flags = {
-            name: self.policy_flag(element, name, attrs.get(name)) for name in self._POLICY_FLAGS
-        }
+        flags = {name: self.policy_flag(where, name, attrs.get(name)) for name in self.POLICY_FLAGS}
         numbers = {}
         for name in ("timeout", "retries"):
             raw = attrs.get(name)
@@ -861,7 +1007,7 @@ class _Reader:
                     value = int(text)
                 else:
                     self.warn(
-                        element,
+                        where,
                         f'policy {name}="{raw}" is not a number 0..999; 0 is reported',
                     )
             numbers[name] = value
@@ -920,16 +1066,23 @@ class _Reader:
     def server_params(self, element: etree._Element, current: ServerParams) -> ServerParams:
         """``<server-params>`` (Koha ``SIPServer.pm``): attributes, or ``<name value=""/>``
         children as XML::Simple folds them."""
-        values: list[tuple[str, str]] = list(element.attrib.items())
+        values: list[tuple[str, str, Where]] = [
+            (key, value, element) for key, value in element.attrib.items()
+        ]
         for name, child in self.children(element):
-            values.append((name, self.element_value(child)))
+            values.append((name, self.element_value(child), element))
+        return self.build_server_params(values, current)
 
+    def build_server_params(
+        self, values: list[tuple[str, str, Where]], current: ServerParams
+    ) -> ServerParams:
+        """Server parameters from ``(key, value, where)`` triples, over ``current``."""
         keepalive = current.custom_tcp_keepalive
         keepalive_time = current.custom_tcp_keepalive_time
         keepalive_intvl = current.custom_tcp_keepalive_intvl
         workers = current.workers
         ignored = dict(current.ignored)
-        for key, value in values:
+        for key, value, where in values:
             if key == "custom_tcp_keepalive":
                 keepalive = perl_bool(value)
             elif key in ("custom_tcp_keepalive_time", "custom_tcp_keepalive_intvl"):
@@ -939,7 +1092,7 @@ class _Reader:
                     seconds = int(text) or None
                 elif text:
                     self.warn(
-                        element,
+                        where,
                         f'{key}="{value}" is not a positive number of seconds; the kernel '
                         "default is used",
                     )
@@ -948,10 +1101,10 @@ class _Reader:
                 else:
                     keepalive_intvl = seconds
             elif key == "workers":
-                workers = self.int_value(element, "workers", value, minimum=1, maximum=1024)
+                workers = self.int_value(where, "workers", value, minimum=1, maximum=1024)
             else:
                 if key not in self._NET_SERVER_OPTIONS:
-                    self.warn(element, f"unknown server-params option {key!r} ignored")
+                    self.warn(where, f"unknown server-params option {key!r} ignored")
                 ignored[key] = value
         return ServerParams(
             custom_tcp_keepalive=keepalive,
@@ -965,11 +1118,17 @@ class _Reader:
 
     def syspref_overrides(self, element: etree._Element) -> dict[str, str]:
         """``<syspref_overrides><PrefName>value</PrefName>...`` (global or per account)."""
+        return self.build_overrides(
+            [(name, (child.text or "").strip(), child) for name, child in self.children(element)]
+        )
+
+    def build_overrides(self, items: list[tuple[str, str, Where]]) -> dict[str, str]:
+        """Overrides from ``(preference, value, where)`` in order; a repeat wins, with a warning."""
         overrides: dict[str, str] = {}
-        for name, child in self.children(element):
+        for name, value, where in items:
             if name in overrides:
-                self.warn(child, f"syspref override {name!r} given twice; the last one wins")
-            overrides[name] = (child.text or "").strip()
+                self.warn(where, f"syspref override {name!r} given twice; the last one wins")
+            overrides[name] = value
         return overrides
 
     # -- accounts ------------------------------------------------------------------------
@@ -977,24 +1136,57 @@ class _Reader:
     def account(self, element: etree._Element, delimiter: str) -> AccountConfig:
         """One ``<login>`` with its child elements (Koha ``etc/SIPconfig.xml``)."""
         attrs = self.attributes(element, frozenset(_LOGIN_ATTRIBUTES))
+        children: list[tuple[str, Where, Any]] = []
+        for name, child in self.children(element):
+            if name in (
+                "screen_msg_regex",
+                "patron_attribute",
+                "item_field",
+                "custom_patron_field",
+                "custom_item_field",
+                "sort_bin_mapping",
+            ):
+                payload: Any = self.attributes(child, reference.names(name))
+            elif name == "syspref_overrides":
+                payload = self.syspref_overrides(child)
+            else:
+                self.warn(child, f"unknown element <{name}> in <login> ignored")
+                continue
+            children.append((name, child, payload))
+        return self.build_account(element, attrs, children, delimiter)
+
+    def build_account(
+        self,
+        where: Where,
+        attrs: dict[str, str],
+        children: list[tuple[str, Where, Any]],
+        delimiter: str,
+    ) -> AccountConfig:
+        """An account from its attributes (Koha's names) and its child settings.
+
+        ``children`` are ``(kind, where, payload)``: kinds ``screen_msg_regex``,
+        ``patron_attribute``, ``custom_patron_field``, ``item_field``, ``custom_item_field``,
+        ``sort_bin_mapping`` with their attributes as payload, and ``syspref_overrides`` with
+        a ready ``{preference: value}``.
+        """
         login_id = attrs.get("id", "").strip()
         if not login_id:
-            raise self.error(element, "<login> has no id")
+            raise self.error(where, "<login> has no id")
         institution = attrs.get("institution", "").strip()
         if not institution:
-            raise self.error(element, f"login {login_id!r} has no institution")
+            raise self.error(where, f"login {login_id!r} has no institution")
 
         kwargs: dict[str, Any] = {"id": login_id, "institution": institution}
         for name, value in attrs.items():
             if name in ("id", "institution"):
                 continue
             python_name, convert = _LOGIN_ATTRIBUTES[name]
-            kwargs[python_name] = convert(self, element, name, value)
+            kwargs[python_name] = convert(self, where, name, value)
 
         account_delimiter = kwargs.get("delimiter", "|")
         if account_delimiter != delimiter:
             self.warn(
-                element,
+                where,
                 f"login {login_id!r}: the per-account delimiter {account_delimiter!r} is "
                 f"ignored (as in Koha); the top-level delimiter {delimiter!r} is used",
             )
@@ -1008,63 +1200,65 @@ class _Reader:
             "sort_bin_mappings": [],
         }
         overrides: dict[str, str] = {}
-        for name, child in self.children(element):
+        for name, child, payload in children:
             if name == "screen_msg_regex":
-                lists["screen_msg_regex"].append(self.screen_msg_regex(child))
+                lists["screen_msg_regex"].append(self.screen_msg_regex(child, payload))
             elif name == "patron_attribute":
-                lists["patron_attributes"].append(self.field_pair(child, "code"))
+                lists["patron_attributes"].append(self.field_pair(child, name, payload, "code"))
             elif name == "custom_patron_field":
-                lists["custom_patron_fields"].append(self.field_pair(child, "template"))
+                lists["custom_patron_fields"].append(
+                    self.field_pair(child, name, payload, "template")
+                )
             elif name == "item_field":
-                pair = self.field_pair(child, "code")
+                pair = self.field_pair(child, name, payload, "code")
                 if not _IDENTIFIER.fullmatch(pair[1]):
                     raise self.error(
                         child, f"item_field code={pair[1]!r} is not an item column name"
                     )
                 lists["item_fields"].append(pair)
             elif name == "custom_item_field":
-                lists["custom_item_fields"].append(self.field_pair(child, "template"))
-            elif name == "sort_bin_mapping":
-                mapping = self.attributes(child, reference.names("sort_bin_mapping")).get(
-                    "mapping", ""
+                lists["custom_item_fields"].append(
+                    self.field_pair(child, name, payload, "template")
                 )
+            elif name == "sort_bin_mapping":
+                mapping = payload.get("mapping", "")
                 if not mapping.strip():
                     raise self.error(child, "<sort_bin_mapping> has no mapping")
                 lists["sort_bin_mappings"].append(mapping.strip())
             elif name == "syspref_overrides":
-                overrides.update(self.syspref_overrides(child))
-            else:
-                self.warn(child, f"unknown element <{name}> in <login> ignored")
+                overrides.update(payload)
+            else:  # pragma: no cover - callers pass only the kinds above
+                raise ValueError(f"unknown account setting {name!r}")
         for key, items in lists.items():
             kwargs[key] = tuple(items)
         kwargs["syspref_overrides"] = overrides
-        kwargs["line"] = element.sourceline or 0
+        kwargs["line"] = self.line_of(where)
+        kwargs["origin"] = self.origin_of(where)
         return AccountConfig(**kwargs)
 
-    def screen_msg_regex(self, element: etree._Element) -> tuple[str, str]:
-        attrs = self.attributes(element, reference.names("screen_msg_regex"))
+    def screen_msg_regex(self, where: Where, attrs: dict[str, str]) -> tuple[str, str]:
         find = attrs.get("find")
         if not find:
-            raise self.error(element, "<screen_msg_regex> has no find")
+            raise self.error(where, "<screen_msg_regex> has no find")
         try:
             re.compile(perl_pattern(find))
         except re.error as exc:
             raise self.error(
-                element, f"screen_msg_regex find={find!r} is not a valid regex: {exc}"
+                where, f"screen_msg_regex find={find!r} is not a valid regex: {exc}"
             ) from None
         return find, attrs.get("replace", "")
 
-    def field_pair(self, element: etree._Element, second: str) -> tuple[str, str]:
-        tag = local_name(element)
-        attrs = self.attributes(element, reference.names(local_name(element)))
+    def field_pair(
+        self, where: Where, tag: str, attrs: dict[str, str], second: str
+    ) -> tuple[str, str]:
         fid = attrs.get("field", "").strip()
         if not _FIELD_ID.fullmatch(fid):
-            raise self.error(element, f"<{tag}> field={fid!r} must be a two-character SIP field id")
+            raise self.error(where, f"<{tag}> field={fid!r} must be a two-character SIP field id")
         value = attrs.get(second, "")
         if second == "code":
             value = value.strip()
         if not value.strip():
-            raise self.error(element, f"<{tag}> has no {second}")
+            raise self.error(where, f"<{tag}> has no {second}")
         return fid, value
 
 
@@ -1072,51 +1266,51 @@ class _Reader:
 # <login> attribute table: Koha name -> (Python name, converter)
 # --------------------------------------------------------------------------------------------
 
-_Converter = Callable[[_Reader, etree._Element, str, str], Any]
+_Converter = Callable[[ConfigBuilder, Where, str, str], Any]
 
 
-def _raw(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+def _raw(reader: ConfigBuilder, element: Where, name: str, value: str) -> str:
     return value
 
 
-def _optional_text(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+def _optional_text(reader: ConfigBuilder, element: Where, name: str, value: str) -> str | None:
     # Perl: an empty string is false, so it means "not set".
     return value if value.strip() else None
 
 
-def _stripped_text(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+def _stripped_text(reader: ConfigBuilder, element: Where, name: str, value: str) -> str | None:
     return value.strip() or None
 
 
-def _flag(reader: _Reader, element: etree._Element, name: str, value: str) -> bool:
+def _flag(reader: ConfigBuilder, element: Where, name: str, value: str) -> bool:
     return reader.perl_flag(element, name, value)
 
 
-def _non_negative(reader: _Reader, element: etree._Element, name: str, value: str) -> int:
+def _non_negative(reader: ConfigBuilder, element: Where, name: str, value: str) -> int:
     if not value.strip():
         return 0
     return reader.int_value(element, name, value, minimum=0)
 
 
-def _optional_int(reader: _Reader, element: etree._Element, name: str, value: str) -> int | None:
+def _optional_int(reader: ConfigBuilder, element: Where, name: str, value: str) -> int | None:
     if not value.strip():
         return None
     return reader.int_value(element, name, value, minimum=0)
 
 
-def _lost_value(reader: _Reader, element: etree._Element, name: str, value: str) -> int:
+def _lost_value(reader: ConfigBuilder, element: Where, name: str, value: str) -> int:
     if not value.strip():
         return 1
     return reader.int_value(element, name, value, minimum=0)
 
 
 def _split_list(
-    reader: _Reader, element: etree._Element, name: str, value: str, separator: str
+    reader: ConfigBuilder, element: Where, name: str, value: str, separator: str
 ) -> frozenset[str]:
     return frozenset(item.strip() for item in value.split(separator) if item.strip())
 
 
-def _field_list(reader: _Reader, element: etree._Element, name: str, value: str) -> frozenset[str]:
+def _field_list(reader: ConfigBuilder, element: Where, name: str, value: str) -> frozenset[str]:
     fields = _split_list(reader, element, name, value, ",")
     odd = sorted(fid for fid in fields if not _FIELD_ID.fullmatch(fid))
     if odd:
@@ -1125,7 +1319,7 @@ def _field_list(reader: _Reader, element: etree._Element, name: str, value: str)
 
 
 def _allow_fields(
-    reader: _Reader, element: etree._Element, name: str, value: str
+    reader: ConfigBuilder, element: Where, name: str, value: str
 ) -> frozenset[str] | None:
     if not value.strip():
         # Perl: an empty attribute is false, so no allow-list applies.
@@ -1133,15 +1327,15 @@ def _allow_fields(
     return _field_list(reader, element, name, value)
 
 
-def _comma_set(reader: _Reader, element: etree._Element, name: str, value: str) -> frozenset[str]:
+def _comma_set(reader: ConfigBuilder, element: Where, name: str, value: str) -> frozenset[str]:
     return _split_list(reader, element, name, value, ",")
 
 
-def _pipe_set(reader: _Reader, element: etree._Element, name: str, value: str) -> frozenset[str]:
+def _pipe_set(reader: ConfigBuilder, element: Where, name: str, value: str) -> frozenset[str]:
     return _split_list(reader, element, name, value, "|")
 
 
-def _encoding(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+def _encoding(reader: ConfigBuilder, element: Where, name: str, value: str) -> str | None:
     text = value.strip()
     if not text:
         return None
@@ -1154,7 +1348,7 @@ def _encoding(reader: _Reader, element: etree._Element, name: str, value: str) -
     return text
 
 
-def _terminator(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+def _terminator(reader: ConfigBuilder, element: Where, name: str, value: str) -> str:
     text = value.strip().upper()
     if text in ("CR", "CRLF"):
         return text
@@ -1163,11 +1357,11 @@ def _terminator(reader: _Reader, element: etree._Element, name: str, value: str)
     return "CRLF"
 
 
-def _delimiter(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+def _delimiter(reader: ConfigBuilder, element: Where, name: str, value: str) -> str:
     return value or "|"
 
 
-def _cr_item_field(reader: _Reader, element: etree._Element, name: str, value: str) -> str:
+def _cr_item_field(reader: ConfigBuilder, element: Where, name: str, value: str) -> str:
     text = value.strip()
     if not text:
         return "collection_code"
@@ -1176,7 +1370,7 @@ def _cr_item_field(reader: _Reader, element: etree._Element, name: str, value: s
     return text
 
 
-def _seen_action(reader: _Reader, element: etree._Element, name: str, value: str) -> str | None:
+def _seen_action(reader: ConfigBuilder, element: Where, name: str, value: str) -> str | None:
     text = value.strip()
     if not text:
         return None
@@ -1188,7 +1382,7 @@ def _seen_action(reader: _Reader, element: etree._Element, name: str, value: str
 
 
 def _convert_nonprinting(
-    reader: _Reader, element: etree._Element, name: str, value: str
+    reader: ConfigBuilder, element: Where, name: str, value: str
 ) -> str | None:
     # Perl truthiness decides whether the replacement applies: "" and "0" do not.
     return value if perl_bool(value) else None
@@ -1246,7 +1440,7 @@ if frozenset(_LOGIN_ATTRIBUTES) != reference.names("login"):  # pragma: no cover
     )
 
 #: Net::Server options of ``<server-params>``: accepted and not used.
-NET_SERVER_OPTIONS = _Reader.NET_SERVER_OPTIONS
+NET_SERVER_OPTIONS = ConfigBuilder.NET_SERVER_OPTIONS
 
 
 def load_sip_config(path: str | os.PathLike[str]) -> SIPConfig:
@@ -1257,4 +1451,4 @@ def load_sip_config(path: str | os.PathLike[str]) -> SIPConfig:
     """
     spath = os.fspath(path)
     root = read_xml(spath)
-    return _Reader(spath).read(root)
+    return ConfigBuilder(spath).read(root)
