@@ -326,6 +326,7 @@ KOHA_COLUMNS: dict[str, tuple[str, ...]] = {
     "background_jobs": (
         "id",
         "status",
+        "progress",
         "size",
         "borrowernumber",
         "type",
@@ -333,6 +334,8 @@ KOHA_COLUMNS: dict[str, tuple[str, ...]] = {
         "data",
         "context",
         "enqueued_on",
+        "started_on",
+        "ended_on",
     ),
     "repeatable_holidays": ("id", "branchcode", "weekday", "day", "month", "title", "description"),
     "special_holidays": (

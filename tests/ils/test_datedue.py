@@ -23,15 +23,9 @@ def _checkout(db, context, barcode=BARCODE[1], *, branch=None):
     def work(txn):
         patron = find_patron(txn, ADA, lock=True)
         item = find_item(txn, barcode, lock=True)
+        circ = context.circ(txn, branch)
         return ils_checkout.checkout(
-            txn,
-            patron=patron,
-            state=patron_state(txn, patron, context),
-            item=item,
-            branch=branch or context.branch,
-            now=context.now,
-            sysprefs=context.sysprefs,
-            account=context.account,
+            txn, circ, patron=patron, state=patron_state(txn, patron, circ), item=item
         )
 
     outcome = db.run_blocking(work)
@@ -43,14 +37,9 @@ def _renew(db, context, barcode=BARCODE[1]):
     def work(txn):
         patron = find_patron(txn, ADA, lock=True)
         item = find_item(txn, barcode, lock=True)
+        circ = context.circ(txn)
         return ils_checkout.renew(
-            txn,
-            patron=patron,
-            state=patron_state(txn, patron, context),
-            item=item,
-            branch=context.branch,
-            now=context.now,
-            sysprefs=context.sysprefs,
+            txn, circ, patron=patron, state=patron_state(txn, patron, circ), item=item
         )
 
     outcome = db.run_blocking(work)
@@ -220,14 +209,13 @@ def test_norenewalbefore_counts_hours_for_an_hourly_loan(db, ctx):
 
         def work(txn):
             patron = find_patron(txn, ADA, lock=True)
+            circ = context.circ(txn)
             return ils_checkout.renew(
                 txn,
+                circ,
                 patron=patron,
-                state=patron_state(txn, patron, context),
+                state=patron_state(txn, patron, circ),
                 item=find_item(txn, BARCODE[1], lock=True),
-                branch=context.branch,
-                now=context.now,
-                sysprefs=context.sysprefs,
             )
 
         return db.run_blocking(work)

@@ -28,14 +28,7 @@ def _at(day: int, hour: int, minute: int = 0, month: int = 3) -> datetime:
 def _return(db, context, when: datetime):
     def work(txn):
         item = find_item(txn, ITEM, lock=True)
-        return ils_checkin.checkin(
-            txn,
-            item=item,
-            branch=context.branch,
-            now=when,
-            sysprefs=context.sysprefs,
-            account=context.account,
-        )
+        return ils_checkin.checkin(txn, context.circ(txn).replace(now=when), item=item)
 
     outcome = db.run_blocking(work)
     assert outcome.ok and outcome.returned
