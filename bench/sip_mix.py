@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: the same SIP2 message mix against a gateway on SQLite and on PostgreSQL.
+"""Benchmark: the same SIP2 message mix against a gateway on SQLite, PostgreSQL and MariaDB.
 
 For each engine a fresh database gets the schema, the demo data set and one extra patron and
 item per simulated kiosk; a real ``twistd koha-gateway`` process serves it on 127.0.0.1, and
@@ -19,8 +19,11 @@ answers that were not the expected success (must be 0).
 PostgreSQL is a throwaway cluster from ``tests/support/postgres.py`` (``fsync=off``: it measures
 the gateway, not the disk; SQLite runs in WAL mode with ``synchronous=NORMAL``, which does not
 wait for the disk on commit either), unless ``--postgresql URL`` names an empty database.
+MariaDB (``--engines ...,mysql``) is a throwaway server from ``tests/support/mariadb.py`` holding
+Koha's own schema and mandatory data (``../shared/koha``), with the demo data set on top: the
+gateway runs on it as on a live Koha database.
 
-    python bench/sip_mix.py [--clients 8] [--rounds 60] [--engines sqlite,postgresql]
+    python bench/sip_mix.py [--clients 8] [--rounds 60] [--engines sqlite,postgresql,mysql]
 """
 
 from __future__ import annotations
@@ -257,10 +260,11 @@ def main(argv=None) -> int:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     results = []
     cluster = None
+    mariadb = None
     with tempfile.TemporaryDirectory(prefix="kgw-bench-") as tmp:
         try:
             for name in engines:
-                if name not in ("sqlite", "postgresql"):
+                if name not in ("sqlite", "postgresql", "mysql"):
                     parser.error(f"unknown engine {name!r}")
                 if name == "postgresql" and args.postgresql and len(modes) > 1:
                     parser.error("--metrics both needs a throwaway cluster, not --postgresql")
@@ -269,6 +273,15 @@ def main(argv=None) -> int:
                     workdir.mkdir()
                     if name == "sqlite":
                         url = f"sqlite://{workdir / 'bench.sqlite'}"
+                    elif name == "mysql":
+                        if mariadb is None:
+                            from tests.support.mariadb import KOHA_TEMPLATE, MariaDBServer
+
+                            mariadb = MariaDBServer()
+                            mariadb.start()
+                        url = mariadb.create_database(
+                            f"bench_{'m' if metrics else 'p'}", template=KOHA_TEMPLATE
+                        )
                     elif args.postgresql:
                         url = args.postgresql
                     else:
@@ -285,6 +298,8 @@ def main(argv=None) -> int:
         finally:
             if cluster is not None:
                 cluster.destroy()
+            if mariadb is not None:
+                mariadb.destroy()
     report(results, args.clients, args.rounds)
     return 1 if any(r["failures"] for r in results) else 0
 
