@@ -43,9 +43,8 @@ test: $(STAMP) var/tls/server.pem
 # pytest 7.2, hypothesis 6.67): the versions the Debian package runs on. Installs the missing
 # python3-* packages when run as root (tests/debian_versions.sh). To keep CI time down (about
 # 2.5 minutes instead of 10), the default runs every test on SQLite and, on PostgreSQL and
-# MariaDB, only the
-# database layer (tests/db: psycopg2 and MySQLdb themselves); the end-to-end variants repeat the
-# SQLite ones through the same driver. `make test-debian-versions DEBIAN_VERSIONS_ARGS=` runs all.
+# MariaDB, only the database layer (tests/db: psycopg2 and MySQLdb themselves); the end-to-end
+# variants repeat the SQLite ones through the same driver. `make test-debian-versions DEBIAN_VERSIONS_ARGS=` runs all.
 DEBIAN_VERSIONS_ARGS ?= -k "not postgresql and not mysql or db"
 .PHONY: test-debian-versions
 test-debian-versions:

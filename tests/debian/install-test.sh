@@ -29,9 +29,9 @@
 #   7. purges the package with both servers running and checks that nothing
 #      is left running and that Koha's commands are back in place.
 #
-# KOHA_MARIADB_CIRCULATION (default no): yes runs the SIP2 circulation of
-# step 6 on Koha's database; it needs the gateway's support for Koha's schema
-# (creating only its kgw_ tables there).
+# KOHA_MARIADB_CIRCULATION (default yes): no skips the SIP2 circulation of
+# step 6 on Koha's database (which creates only the gateway's kgw_ tables
+# there).
 #
 # Exits 0 when every check passed. Leaves the machine as it found it: the
 # instances and the kgwtest-koha user it created are removed at the end
@@ -44,7 +44,7 @@ deb=$(readlink -f -- "$deb")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 instance=demo
 patron=23529000000001
-koha_mariadb_circulation=${KOHA_MARIADB_CIRCULATION:-no}
+koha_mariadb_circulation=${KOHA_MARIADB_CIRCULATION:-yes}
 
 # Debian's tools and interpreter only (a pyenv or virtualenv python3 first on
 # PATH would also break python3-twisted's plugin-cache trigger).
