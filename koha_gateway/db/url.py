@@ -233,9 +233,9 @@ def _parse_sqlite(rest: str) -> DatabaseURL:
     return DatabaseURL(engine="sqlite", database=path, options=tuple(options))
 
 
-def _parse_postgresql(rest: str) -> DatabaseURL:
-    if not rest.startswith("//"):
-        raise InvalidDatabaseURL("a PostgreSQL URL looks like postgresql://user:pass@host:port/db")
+def _split_server_url(rest: str):
+    """``//user:pass@host:port/db?k=v`` -> ``(user, password, host, port, database, pairs)``;
+    ``database`` is ``None`` when the path names no single database."""
     body, pairs = _split_query(rest[2:])
     netloc, _, path = body.partition("/")
     userinfo, at, hostport = netloc.rpartition("@")
@@ -249,6 +249,15 @@ def _parse_postgresql(rest: str) -> DatabaseURL:
     host, port = _split_hostport(hostport)
     database = unquote(path)
     if not database or "/" in path:
+        database = None
+    return user, password, host, port, database, pairs
+
+
+def _parse_postgresql(rest: str) -> DatabaseURL:
+    if not rest.startswith("//"):
+        raise InvalidDatabaseURL("a PostgreSQL URL looks like postgresql://user:pass@host:port/db")
+    user, password, host, port, database, pairs = _split_server_url(rest)
+    if database is None:
         raise InvalidDatabaseURL("a PostgreSQL URL names the database: postgresql://.../dbname")
     options = []
     for key, value in pairs:
@@ -278,19 +287,8 @@ def _parse_postgresql(rest: str) -> DatabaseURL:
 def _parse_mysql(rest: str) -> DatabaseURL:
     if not rest.startswith("//"):
         raise InvalidDatabaseURL("a MariaDB/MySQL URL looks like mysql://user:pass@host:port/db")
-    body, pairs = _split_query(rest[2:])
-    netloc, _, path = body.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at:
-        userinfo, hostport = "", netloc
-    user = password = None
-    if userinfo:
-        raw_user, colon, raw_password = userinfo.partition(":")
-        user = unquote(raw_user) or None
-        password = unquote(raw_password) if colon else None
-    host, port = _split_hostport(hostport)
-    database = unquote(path)
-    if not database or "/" in path:
+    user, password, host, port, database, pairs = _split_server_url(rest)
+    if database is None:
         raise InvalidDatabaseURL("a MariaDB/MySQL URL names the database: mysql://.../dbname")
     options = []
     for key, value in pairs:
