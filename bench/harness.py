@@ -312,8 +312,26 @@ class Ceiling:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def ports(self) -> dict[str, int]:
+        """As :class:`BenchGateway`'s: the one listener is "raw"."""
+        return {"raw": self.port}
+
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.pid)
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.pid)
+
+    def logged_in(self, user: str = "joe", password: str = "joes", **kw):
+        """A blocking :class:`koha_gateway.client.SIPClient`, logged in (the ceiling accepts
+        any 93)."""
+        from koha_gateway.client import SIPClient
+
+        client = SIPClient("127.0.0.1", self.port, **kw)
+        answer = client.login(user, password)
+        assert answer.startswith("941"), answer
+        return client
 
     def stop(self) -> None:
         if self.process is None:

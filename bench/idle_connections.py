@@ -6,16 +6,20 @@ process at under 50 KiB each. Self-check machines keep their connection open all
 a 99 SC Status every few minutes, so a library system with thousands of kiosks holds
 thousands of mostly idle connections.
 
-A gateway on a fresh demo database (SQLite, or PostgreSQL with ``--engine postgresql``) is
-started with a raised open-file limit (``prlimit``, within the hard limit of this shell). One
-warm-up connection logs in and sends a 99, so that the code paths and caches of a login exist
-before the first measurement. Then this process (one asyncio loop) opens ``--connections``
-RAW connections, logs each in (93 with the demo account ``joe``) and leaves them idle. The
-gateway's resident set size (``VmRSS``) is read before and after; the difference divided by
-the number of connections is the cost of one idle, logged-in connection. At the end a sample
-of the connections sends a 99 each, to show they are still served.
+A gateway on a fresh demo database (SQLite, PostgreSQL with ``--engine postgresql``, MariaDB
+with Koha's schema with ``--engine mysql``) is started with a raised open-file limit
+(``prlimit``, within the hard limit of this shell). One warm-up connection logs in and sends
+a 99, so that the code paths and caches of a login exist before the first measurement. Then
+this process (one asyncio loop) opens ``--connections`` RAW connections, logs each in (93 with
+the demo account ``joe``) and leaves them idle. The gateway's resident set size (``VmRSS``) is
+read before and after; the difference divided by the number of connections is the cost of one
+idle, logged-in connection. At the end a sample of the connections sends a 99 each, to show
+they are still served.
 
-    python bench/idle_connections.py [--connections 10000] [--engine sqlite|postgresql]
+The same connections are first opened to the ceiling (``ceiling.py``: Twisted and the framing,
+nothing else; ``--no-ceiling`` skips it) and its figures printed beside the gateway's.
+
+    python bench/idle_connections.py [--connections 10000] [--engine sqlite|postgresql|mysql]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BenchGateway, database, pin_self, raise_nofile  # noqa: E402
+from harness import BenchGateway, Ceiling, database, pin_self, raise_nofile  # noqa: E402
 
 TIMEOUT = 30.0
 
@@ -126,11 +130,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before measuring")
-    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--connect-concurrency", type=int, default=200)
     parser.add_argument("--user", default="joe")
     parser.add_argument("--password", default="joes")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling's run")
     args = parser.parse_args(argv)
     need = args.connections + 512
     soft = raise_nofile(need)
@@ -141,6 +146,10 @@ def main(argv=None) -> int:
             f"(hard limit {hard}: raise it with 'ulimit -Hn' as root, or use fewer connections)"
         )
     pin_self({1})
+    ceiling_result = None
+    if not args.no_ceiling:
+        with Ceiling(nofile=need) as ceiling:
+            ceiling_result = asyncio.run(run(ceiling, args))
     with tempfile.TemporaryDirectory(prefix="kgw-idle-") as tmp:
         workdir = Path(tmp)
         with database(args.engine, workdir, args.postgresql) as url:
@@ -152,14 +161,19 @@ def main(argv=None) -> int:
                 result = asyncio.run(run(gateway, args))
             finally:
                 gateway.stop()
-    grown = result["after"] - result["before"]
+    columns = [("gateway", result)] + ([("ceiling", ceiling_result)] if ceiling_result else [])
     print(f"\nidle connections: {args.connections} logged-in RAW connections on {args.engine}")
-    print(f"  opened and logged in   {result['opened']:.1f}s")
-    print(f"  gateway RSS before     {result['before'] / 1024:.1f} MiB")
-    print(f"  gateway RSS after      {result['after'] / 1024:.1f} MiB (after {args.idle:g}s idle)")
-    print(f"  per connection         {grown / args.connections:.1f} KiB")
-    print(f"  gateway threads        {result['threads']}")
-    print(f"  still served (99)      {result['alive']} of {result['sample']} sampled")
+    print(f"  {'':<24}" + "".join(f"{name:>12}" for name, _ in columns))
+
+    def row(name, value):
+        print(f"  {name:<24}" + "".join(f"{value(r):>12}" for _, r in columns))
+
+    row("opened and logged in s", lambda r: f"{r['opened']:.1f}")
+    row("RSS before MiB", lambda r: f"{r['before'] / 1024:.1f}")
+    row(f"RSS after {args.idle:g}s idle MiB", lambda r: f"{r['after'] / 1024:.1f}")
+    row("per connection KiB", lambda r: f"{(r['after'] - r['before']) / args.connections:.1f}")
+    row("threads", lambda r: r["threads"])
+    row("still served (99)", lambda r: f"{r['alive']}/{r['sample']}")
     return 0 if result["alive"] == result["sample"] else 1
 
 

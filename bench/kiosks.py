@@ -20,11 +20,13 @@ a gateway that falls behind shows it in the figures instead of slowing the kiosk
 
 Printed: kiosks, seconds, messages answered, achieved rate, latency p50/p90/p99/max (ms), the
 gateway's CPU use (share of one core), and errors (timeouts, closed connections, answers that
-are not the expected success). With ``--profile FILE`` the gateway is sampled
+are not the expected success), each beside the same figures of the ceiling (``ceiling.py``,
+canned answers, same core, measured first in the same run; ``--no-ceiling`` skips it). With
+``--profile FILE`` the gateway is sampled
 (py-spy, every thread) and the functions with the most samples are printed; sampling costs the
 gateway a little: use it to find costs, not for the figures.
 
-    python bench/kiosks.py [--kiosks 2000] [--seconds 30] [--engine sqlite|postgresql]
+    python bench/kiosks.py [--kiosks 2000] [--seconds 30] [--engine sqlite|postgresql|mysql]
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
     BenchGateway,
+    Ceiling,
     Profiler,
     add_kiosks,
     database,
@@ -207,7 +210,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kiosks", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time (default 30)")
     parser.add_argument("--rate", type=float, default=1.0, help="messages a second per kiosk")
-    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--gateway-cpus", default="0", help="taskset list for the gateway")
     parser.add_argument("--client-cpu", type=int, default=1, help="core of this load generator")
@@ -217,10 +220,17 @@ def main(argv=None) -> int:
     parser.add_argument("--password", default="joes")
     parser.add_argument("--profile", metavar="FILE", help="sample the gateway with py-spy")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable (default: $PATH)")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling's run")
     args = parser.parse_args(argv)
     raise_nofile(args.kiosks + 1024)
     pinned = pin_self({args.client_cpu})
     extra = ["--db-pool-size", str(args.db_pool_size)] if args.db_pool_size else []
+    rows = []
+    if not args.no_ceiling:
+        with Ceiling(cpus=args.gateway_cpus, nofile=max(65536, args.kiosks + 1024)) as ceiling:
+            cpu_before = ceiling.cpu_seconds()
+            stats, elapsed, _ = asyncio.run(run(ceiling.port, args))
+            rows.append(("ceiling", stats, elapsed, (ceiling.cpu_seconds() - cpu_before) / elapsed))
     with tempfile.TemporaryDirectory(prefix="kgw-kiosks-") as tmp:
         workdir = Path(tmp)
         with database(args.engine, workdir, args.postgresql) as url:
@@ -246,29 +256,37 @@ def main(argv=None) -> int:
                 if profiler is not None:
                     profiler.stop()
                 gateway.stop()
-    lat = sorted(stats.latencies)
-    errors = sum(stats.errors.values())
+    rows.append((f"gateway {args.engine}", stats, elapsed, cpu))
     print(
         f"\nkiosks: {args.kiosks} x {args.rate:g} msg/s for {elapsed:.1f}s on {args.engine} "
-        f"(gateway on cpu {gateway.cpus or 'any'}, load generator "
+        f"(targets on cpu {gateway.cpus or 'any'}, load generator "
         f"{'on cpu ' + str(args.client_cpu) if pinned else 'unpinned'})"
     )
-    print(f"  answered     {len(lat)} messages, {len(lat) / elapsed:.0f} msg/s")
     print(
-        "  latency ms   "
-        + "  ".join(
-            f"{name} {percentile(lat, p) * 1000:.2f}"
-            for name, p in (("p50", 50), ("p90", 90), ("p99", 99))
-        )
-        + f"  max {(lat[-1] if lat else float('nan')) * 1000:.2f}"
+        f"  {'target':<18}{'msg/s':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'CPU':>6}{'errors':>8}"
     )
-    print(f"  gateway CPU  {cpu * 100:.0f}% of one core")
-    print(f"  errors       {errors} {stats.errors if errors else ''}")
-    for line in stats.first_errors:
-        print(f"    {line}")
+    failed = False
+    for label, stats, elapsed, cpu in rows:
+        lat = sorted(stats.latencies)
+        errors = sum(stats.errors.values())
+        failed |= bool(errors)
+        print(
+            f"  {label:<18}{len(lat) / elapsed:>7.0f}"
+            + "".join(f"{percentile(lat, p) * 1000:>9.2f}" for p in (50, 90, 99))
+            + f"{(lat[-1] if lat else float('nan')) * 1000:>9.2f}{cpu * 100:>5.0f}%{errors:>8}"
+        )
+        for line in stats.first_errors:
+            print(f"    {label}: {line}")
+    if len(rows) == 2:
+        top, mine = (sorted(r[1].latencies) for r in rows)
+        print(
+            "  gateway/ceiling  p99 x"
+            f"{percentile(mine, 99) / percentile(top, 99):.1f}, CPU x{rows[1][3] / rows[0][3]:.1f}"
+        )
     if profiler is not None:
         print(f"\ngateway profile (py-spy, {args.profile}):\n{profiler.summary()}")
-    return 1 if errors else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

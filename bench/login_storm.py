@@ -18,9 +18,12 @@ overflows, the kernel drops handshakes and the kiosk's SYN is retried after 1, 3
 seconds; the number of dropped handshakes (``TcpExt: ListenOverflows``) is printed too.
 
 Printed: time until every kiosk had its 941, p50/p99 login latency, refused or missing logins,
-and the lower bound set by bcrypt (accounts x one bcrypt / bcrypt threads).
+and the lower bound set by bcrypt (accounts x one bcrypt / bcrypt threads), beside the same
+storm against the ceiling (``ceiling.py``: canned 941, no bcrypt, no database; same core, same
+listen queue of 1024, run first in the same run; ``--no-ceiling`` skips it): what the TCP
+handshakes and the framing alone cost.
 
-    python bench/login_storm.py [--kiosks 3000] [--accounts 30] [--engine sqlite|postgresql]
+    python bench/login_storm.py [--kiosks 3000] [--accounts 30] [--engine sqlite|postgresql|mysql]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
     BenchGateway,
+    Ceiling,
     Profiler,
     accounts_customiser,
     add_accounts,
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kiosks", type=int, default=3000)
     parser.add_argument("--accounts", type=int, default=30, help="distinct SIP accounts")
-    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--bcrypt-threads", type=int, default=2, help="the authenticator's pool")
     parser.add_argument(
@@ -148,11 +152,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--profile", metavar="FILE", help="sample the gateway with py-spy")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable (default: $PATH)")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling's run")
     args = parser.parse_args(argv)
     if args.accounts < 1:
         parser.error("--accounts must be at least 1")
     raise_nofile(args.kiosks + 512)
     pin_self({1})
+    ceiling_result = None
+    if not args.no_ceiling:
+        accounts = [(f"sc{n:04d}", f"pw-sc{n:04d}") for n in range(args.accounts)]
+        with Ceiling(nofile=args.kiosks + 512) as ceiling:
+            ceiling_result = asyncio.run(run(ceiling, args, accounts))
     with tempfile.TemporaryDirectory(prefix="kgw-storm-") as tmp:
         workdir = Path(tmp)
         with database(args.engine, workdir, args.postgresql) as url:
@@ -177,31 +187,40 @@ def main(argv=None) -> int:
                 if profiler is not None:
                     profiler.stop()
                 gateway.stop()
-    lat = result["latencies"]
     bound = args.accounts * bcrypt_seconds() / max(1, args.bcrypt_threads)
     print(
         f"\nlogin storm: {args.kiosks} kiosks over {args.accounts} SIP accounts on {args.engine}, "
         "all 93s written at once"
         + (f" (experiment: listen backlog {args.backlog})" if args.backlog else "")
     )
-    print(f"  handshakes dropped     {result['overflows']} (listen queue full)")
-    print(f"  941 answers            {len(lat)} of {args.kiosks}")
-    if lat:
-        print(f"  time to all 941        {lat[-1] * 1000:.0f} ms")
-        print(
-            f"  login latency ms       p50 {percentile(lat, 50) * 1000:.0f}  "
-            f"p99 {percentile(lat, 99) * 1000:.0f}"
-        )
+    columns = [("gateway", result)] + ([("ceiling", ceiling_result)] if ceiling_result else [])
+    print(f"  {'':<24}" + "".join(f"{name:>12}" for name, _ in columns))
+
+    def row(name, value):
+        print(f"  {name:<24}" + "".join(f"{value(r):>12}" for _, r in columns))
+
+    def ms(r, pct):
+        lat = r["latencies"]
+        if not lat:
+            return "-"
+        return f"{(lat[-1] if pct == 100 else percentile(lat, pct)) * 1000:.0f}"
+
+    row("handshakes dropped", lambda r: r["overflows"])
+    row("941 answers", lambda r: f"{len(r['latencies'])}/{args.kiosks}")
+    row("time to all 941 ms", lambda r: ms(r, 100))
+    row("login latency p50 ms", lambda r: ms(r, 50))
+    row("login latency p99 ms", lambda r: ms(r, 99))
+    row("refused / no answer", lambda r: f"{r['refused']} / {r['lost']}")
     print(
         f"  bcrypt lower bound     {bound * 1000:.0f} ms ({args.accounts} accounts x one bcrypt "
         f"/ {args.bcrypt_threads} threads)"
     )
-    print(f"  refused / no answer    {result['refused']} / {result['lost']}")
-    if result["first_problem"]:
-        print(f"    first problem: {result['first_problem']}")
+    for name, r in columns:
+        if r["first_problem"]:
+            print(f"    {name}, first problem: {r['first_problem']}")
     if profiler is not None:
         print(f"\ngateway profile (py-spy, {args.profile}):\n{profiler.summary()}")
-    return 0 if len(lat) == args.kiosks else 1
+    return 0 if len(result["latencies"]) == args.kiosks else 1
 
 
 if __name__ == "__main__":

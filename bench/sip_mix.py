@@ -14,7 +14,10 @@ waits for its answer before the next is sent, as a self-check machine does.
 
 Printed per engine: messages per second over all kiosks, p50 and p99 latency (client-side, from
 sending the request to reading the whole answer), per message type p50, and the number of
-answers that were not the expected success (must be 0).
+answers that were not the expected success (must be 0). Before each engine the same kiosks run
+the same sessions against the ceiling (``bench/ceiling.py``: canned answers, no database) in the
+same run; its row is printed above the engine's, and the engine's messages a second and CPU per
+message as a share of the ceiling's (``--no-ceiling`` skips it).
 
 PostgreSQL is a throwaway cluster from ``tests/support/postgres.py`` (``fsync=off``: it measures
 the gateway, not the disk; SQLite runs in WAL mode with ``synchronous=NORMAL``, which does not
@@ -44,6 +47,9 @@ sys.path.insert(0, str(ROOT))
 from koha_gateway import demo  # noqa: E402
 from koha_gateway.db import Database, schema  # noqa: E402
 from tests.gateway import GatewayProcess  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Ceiling  # noqa: E402
 
 BLANK = " " * 18
 MESSAGES = ("99", "63", "23", "17", "11", "17b", "29", "09", "35")
@@ -151,21 +157,7 @@ def run_engine(
     gateway = GatewayProcess(workdir, url, extra_args=extra)
     gateway.start()
     try:
-        results: dict = {}
-        barrier = threading.Barrier(clients + 1)
-        threads = [
-            threading.Thread(target=kiosk, args=(gateway, n, rounds, barrier, results))
-            for n in range(clients)
-        ]
-        for thread in threads:
-            thread.start()
-        barrier.wait(120)
-        cpu_before = process_cpu_seconds(gateway.process.pid)
-        began = time.perf_counter()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - began
-        cpu = process_cpu_seconds(gateway.process.pid) - cpu_before
+        result = measure(name, gateway, clients, rounds)
         if metrics:
             # The counters saw the run: the admin listener was live while it was measured.
             import urllib.request
@@ -180,8 +172,28 @@ def run_engine(
             print(f"  /metrics counted {counted:.0f} messages", flush=True)
     finally:
         gateway.stop()
+    return result
+
+
+def measure(name: str, target, clients: int, rounds: int) -> dict:
+    """The kiosks' sessions against a running ``target`` (a gateway or the ceiling)."""
+    results: dict = {}
+    barrier = threading.Barrier(clients + 1)
+    threads = [
+        threading.Thread(target=kiosk, args=(target, n, rounds, barrier, results))
+        for n in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    barrier.wait(120)
+    cpu_before = process_cpu_seconds(target.process.pid)
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    cpu = process_cpu_seconds(target.process.pid) - cpu_before
     if len(results) != clients:
-        raise RuntimeError(f"{name}: {clients - len(results)} kiosks failed; see {gateway.log}")
+        raise RuntimeError(f"{name}: {clients - len(results)} kiosks failed")
     every: list[float] = []
     per_kind: dict[str, list[float]] = {kind: [] for kind in MESSAGES}
     failures: list[str] = []
@@ -225,12 +237,18 @@ def report(results: list[dict], clients: int, rounds: int) -> None:
     )
     print(
         f"{'engine':<16}{'messages':>10}{'seconds':>9}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'CPU us/msg':>12}"
+        f"{'CPU us/msg':>12}  share of the ceiling (msg/s, CPU/msg)"
     )
+    ceiling = None
     for r in results:
+        share = ""
+        if r["engine"] == "ceiling":
+            ceiling = r
+        elif ceiling is not None:
+            share = f"{r['rate'] / ceiling['rate']:.3f}, {ceiling['cpu_us'] / r['cpu_us']:.3f}"
         print(
             f"{r['engine']:<16}{r['messages']:>10}{r['seconds']:>9.2f}{r['rate']:>9.0f}"
-            f"{r['p50'] * 1000:>9.2f}{r['p99'] * 1000:>9.2f}{r['cpu_us']:>12.0f}"
+            f"{r['p50'] * 1000:>9.2f}{r['p99'] * 1000:>9.2f}{r['cpu_us']:>12.0f}  {share}"
         )
     print("\np50 per message type (ms):")
     print(f"{'engine':<12}" + "".join(f"{kind:>7}" for kind in MESSAGES))
@@ -255,14 +273,18 @@ def main(argv=None) -> int:
         default="off",
         help="run with the admin listener (--admin-port) and its metrics; both: without, then with",
     )
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling's runs")
     args = parser.parse_args(argv)
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     results = []
     cluster = None
     mariadb = None
+    ceiling = None
     with tempfile.TemporaryDirectory(prefix="kgw-bench-") as tmp:
         try:
+            if not args.no_ceiling:
+                ceiling = Ceiling(cpus=None).start()
             for name in engines:
                 if name not in ("sqlite", "postgresql", "mysql"):
                     parser.error(f"unknown engine {name!r}")
@@ -291,11 +313,16 @@ def main(argv=None) -> int:
                             cluster = PostgresCluster()
                             cluster.start()
                         url = cluster.create_database(f"bench_{'m' if metrics else 'p'}")
+                    if ceiling is not None:
+                        print("running the ceiling ...", flush=True)
+                        results.append(measure("ceiling", ceiling, args.clients, args.rounds))
                     print(f"running {name}{' with metrics' if metrics else ''} ...", flush=True)
                     results.append(
                         run_engine(name, url, args.clients, args.rounds, workdir, metrics)
                     )
         finally:
+            if ceiling is not None:
+                ceiling.stop()
             if cluster is not None:
                 cluster.destroy()
             if mariadb is not None:
