@@ -105,7 +105,11 @@ def check(answer: bytes, expect: bytes, seq: int | None, contains: bytes = b"") 
     it must start with ``expect``, hold ``contains``, and, when the request carried sequence
     number ``seq``, end with ``AY<seq>AZ<checksum>`` and a correct checksum."""
     if not answer.startswith(expect):
-        return f"expected {expect.decode()}..., got {answer[:60].decode('utf-8', 'replace')}"
+        text = answer.decode("utf-8", "replace")
+        screen = [f for f in text.split("|") if f.startswith("AF")]
+        return f"expected {expect.decode()}..., got {text[:24]}" + (
+            f" ({screen[0][2:]})" if screen else ""
+        )
     if contains and contains not in answer:
         return f"no {contains.decode()} in {answer[:60].decode('utf-8', 'replace')}"
     if seq is not None:
