@@ -4,7 +4,7 @@ Everything above this module (the ILS rules, the ACS, the authenticator, the adm
 the database only through :class:`Database` and :class:`Txn`, and writes SQL once, with ``?``
 placeholders, for both engines.
 
-``Database.from_url(url)`` opens a pool (:class:`twisted.enterprise.adbapi.ConnectionPool`).
+``Database.from_url(url)`` opens a pool of database threads, each with its own connection.
 ``db.run(fn, *args, **kw)`` runs ``fn(txn, *args, **kw)`` in a pool thread inside one transaction
 and returns a Deferred: commit when ``fn`` returns, rollback when it raises (the exception is
 re-raised). ``db.run_blocking`` does the same in the calling thread (admin CLI, tests, benches).
@@ -40,9 +40,12 @@ Transactions
     ``UPDATE`` counts the rows it matched, not only those it changed, as the other engines do.
     ``readonly=True`` starts ``START TRANSACTION READ ONLY``.
 
-    The pool is adbapi's (``runInteraction`` in its threads, one connection per thread), but
-    begin, commit, rollback and dropping dead connections are done here rather than by adbapi's
-    ``cp_reconnect``, which neither retries nor tells a dead connection from a failed statement.
+    The pool (:class:`_Pool`) is a queue served by up to ``max_connections`` threads, one
+    connection per thread; begin, commit, rollback and dropping dead connections are done here.
+    It replaces Twisted's ``adbapi.ConnectionPool``, whose thread pool wakes the longest-idle
+    thread (a cold connection) and wakes the reactor once per result: at eight transactions in
+    flight its hand-over cost about 55 µs of CPU per transaction against 15 µs here (SQLite,
+    ``bench/db_layer.py``; ``docs/architecture.md`` has the figures).
 
 Errors
     Driver exceptions are translated, for both engines, into :class:`DatabaseError` and its
@@ -88,6 +91,7 @@ Types (every engine returns the same Python values)
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import os
 import re
@@ -99,7 +103,6 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from twisted.enterprise import adbapi
 from twisted.logger import Logger
 from twisted.python import threadable
 
@@ -305,7 +308,7 @@ class Engine:
         return value
 
     def on_connect(self, conn) -> None:
-        """adbapi ``cp_openfun``: per-connection settings, run in the pool thread."""
+        """Per-connection settings, run in the thread that opened the connection."""
 
     def is_dead(self, conn) -> bool:
         """True when ``conn`` is known to be broken and must be dropped from the pool."""
@@ -561,7 +564,7 @@ class PostgreSQLEngine(Engine):
                 )
             conn.commit()
         except BaseException:
-            conn.close()  # adbapi does not keep a connection whose set-up failed
+            conn.close()  # the pool does not keep a connection whose set-up failed
             raise
 
     def translate(self, sql: str) -> str:
@@ -867,7 +870,7 @@ class MySQLEngine(Engine):
                 cursor.close()
             conn.commit()
         except BaseException:
-            conn.close()  # adbapi does not keep a connection whose set-up failed
+            conn.close()  # the pool does not keep a connection whose set-up failed
             raise
 
     def begin(self, conn, readonly: bool) -> None:
@@ -1195,29 +1198,191 @@ class Txn:
 # -- the pool --------------------------------------------------------------------------------
 
 
-class _Slot:
-    """Stands in for adbapi's Connection/Transaction wrappers.
+class _Worker:
+    """One database thread; ``wake`` is held while the thread sleeps and released to wake it."""
 
-    :class:`Database` manages the real connection itself (begin, commit, rollback, dropping dead
-    connections) so adbapi's ``runInteraction`` only provides the thread and the Deferred.
+    __slots__ = ("thread", "wake")
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class _Pool:
+    """The threads that run transactions, and their connections (one per thread).
+
+    Work is a FIFO queue shared by up to ``size`` threads, started on demand. A request wakes
+    the thread that went idle *last* (its connection is the warmest: SQLite's page cache, the
+    server's session), and a busy thread takes the next request from the queue without
+    sleeping. Results go back to the reactor in batches: a finished transaction wakes the
+    reactor (``callFromThread``, a write to its waker pipe) only when no wake-up is already
+    pending, and the reactor then fires every Deferred that is ready. At one request at a time
+    this is one thread switch each way, as before; under load it saves most of the wake-ups
+    (``docs/architecture.md``, "The database threads", has the figures).
+
+    Connections are keyed by thread: the pool's threads and any thread that calls
+    ``Database.run_blocking`` each have their own.
     """
 
-    def __init__(self, pool, connection=None) -> None:
-        pass
+    def __init__(self, engine: Engine, size: int, reactor, name: str) -> None:
+        from twisted.python.reflect import namedModule
 
-    def close(self) -> None:
-        pass
+        self._dbapi = namedModule(engine.dbapi_name)
+        self._connect_args = engine.connect_args()
+        self._on_connect = engine.on_connect
+        self._driver_error = engine.driver_error
+        self._reactor = reactor
+        self._name = name
+        self.size = size
+        self.connections: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._jobs: collections.deque = collections.deque()
+        self._idle: list[_Worker] = []
+        self._workers: list[_Worker] = []
+        self._stopping = False
+        self._done: collections.deque = collections.deque()
+        self._wake_pending = False
+        self._shutdown_trigger = None
 
-    def commit(self) -> None:
-        pass
+    # -- connections (called in the thread that uses them) -----------------------------------
 
-    def rollback(self) -> None:
-        pass
+    def connect(self):
+        ident = threading.get_ident()
+        conn = self.connections.get(ident)
+        if conn is None:
+            args, kwargs = self._connect_args
+            conn = self._dbapi.connect(*args, **kwargs)
+            self._on_connect(conn)
+            self.connections[ident] = conn
+        return conn
 
+    def disconnect(self, conn) -> None:
+        """Close ``conn``; forget it when it is the calling thread's connection."""
+        ident = threading.get_ident()
+        if self.connections.get(ident) is conn:
+            del self.connections[ident]
+        try:
+            conn.close()
+        except self._driver_error:
+            pass
 
-class _Pool(adbapi.ConnectionPool):
-    connectionFactory = _Slot
-    transactionFactory = _Slot
+    def close_all(self) -> None:
+        for ident, conn in list(self.connections.items()):
+            self.connections.pop(ident, None)
+            try:
+                conn.close()
+            except self._driver_error:
+                pass
+
+    # -- work --------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], args: tuple):
+        """Run ``fn(*args)`` in a pool thread; a Deferred fires with the result (reactor thread)."""
+        from twisted.internet import defer
+
+        d = defer.Deferred()
+        with self._lock:
+            if self._stopping:
+                raise DatabaseError("the database pool is closed")
+            self._jobs.append((d, fn, args))
+            worker = self._idle.pop() if self._idle else None
+            if worker is None and len(self._workers) < self.size:
+                worker = _Worker()
+                self._workers.append(worker)
+                worker.thread = threading.Thread(
+                    target=self._work,
+                    args=(worker,),
+                    name=f"{self._name}-{len(self._workers)}",
+                    daemon=True,
+                )
+                start = True
+            else:
+                start = False
+        if worker is not None:
+            if start:
+                if self._shutdown_trigger is None:
+                    self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+                        "during", "shutdown", self.stop
+                    )
+                worker.thread.start()
+            else:
+                worker.wake.release()
+        return d
+
+    def _work(self, worker: _Worker) -> None:
+        from twisted.python.failure import Failure
+
+        jobs, lock = self._jobs, self._lock
+        try:
+            while True:
+                with lock:
+                    if jobs:
+                        job = jobs.popleft()
+                    elif self._stopping:
+                        return
+                    else:
+                        job = None
+                        self._idle.append(worker)
+                if job is None:
+                    worker.wake.acquire()
+                    continue
+                d, fn, args = job
+                try:
+                    outcome = (True, fn(*args))
+                except BaseException:
+                    outcome = (False, Failure())
+                self._done.append((d, outcome))
+                del d, fn, args, job, outcome
+                with lock:
+                    if self._wake_pending:
+                        continue
+                    self._wake_pending = True
+                self._reactor.callFromThread(self._deliver)
+        finally:
+            conn = self.connections.pop(threading.get_ident(), None)
+            if conn is not None:
+                try:
+                    conn.close()
+                except self._driver_error:
+                    pass
+
+    def _deliver(self) -> None:
+        """Reactor thread: fire the Deferreds of every finished transaction."""
+        with self._lock:
+            self._wake_pending = False
+        done = self._done
+        while done:
+            d, (ok, value) = done.popleft()
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(value)
+
+    def stop(self) -> None:
+        """Let the threads finish the queued work, then end them (they close their
+        connections). Idempotent."""
+        with self._lock:
+            self._stopping = True
+            idle, self._idle = self._idle, []
+            workers = list(self._workers)
+        if self._shutdown_trigger is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            except (ValueError, KeyError):
+                pass  # running as that trigger
+            self._shutdown_trigger = None
+        for worker in idle:
+            worker.wake.release()
+        current = threading.current_thread()
+        for worker in workers:
+            if worker.thread is not current and worker.thread.ident is not None:
+                worker.thread.join()
+        self._deliver()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
 
 
 class Database:
@@ -1248,21 +1413,10 @@ class Database:
         self._available = True
         self._reactor_ident: int | None = None
         self._state_lock = threading.Lock()
-        args, kwargs = engine.connect_args()
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
-        self._pool = _Pool(
-            engine.dbapi_name,
-            *args,
-            cp_min=min_connections,
-            cp_max=max_connections,
-            cp_openfun=engine.on_connect,
-            cp_reconnect=False,
-            cp_name=f"koha-gateway-db-{engine.name}",
-            cp_reactor=reactor,
-            **kwargs,
-        )
+        self._pool = _Pool(engine, max_connections, reactor, f"koha-gateway-db-{engine.name}")
         # run_blocking() before the reactor starts (start-up checks in twistd's main thread)
         # leaves a connection keyed to what becomes the reactor thread, where run_blocking() is
         # refused from then on: close it when the reactor starts.
@@ -1271,7 +1425,7 @@ class Database:
     def _drop_reactor_thread_connection(self) -> None:
         self._startup_trigger = None
         pool = self._pool
-        conn = pool.connections.get(pool.threadID())
+        conn = pool.connections.get(threading.get_ident())
         if conn is not None:
             pool.disconnect(conn)
 
@@ -1287,8 +1441,10 @@ class Database:
         """Open a pool for ``sqlite:///abs/path``, ``postgresql://user:pass@host:port/db`` or
         ``mysql://user:pass@host:port/db``.
 
-        No connection is made yet. ``max_connections`` defaults to 4 (SQLite) or 10
-        (PostgreSQL, MariaDB/MySQL). ``reactor`` defaults to the global reactor.
+        No connection is made yet: threads and their connections are started when work needs
+        them, up to ``max_connections`` (default 4 on SQLite, 10 on PostgreSQL and
+        MariaDB/MySQL); ``min_connections`` is accepted and ignored. ``reactor`` defaults to the
+        global reactor.
         Raises :class:`koha_gateway.db.url.InvalidDatabaseURL` (a ``ValueError``).
         """
         parsed = url if isinstance(url, DatabaseURL) else parse_url(url)
@@ -1336,7 +1492,10 @@ class Database:
         if self._closed:
             return defer.fail(DatabaseError("the database pool is closed"))
         self._reactor_ident = threading.get_ident()
-        return self._pool.runInteraction(self._attempt, fn, args, kw, readonly, retry)
+        try:
+            return self._pool.submit(self._attempt, (fn, args, kw, readonly, retry))
+        except DatabaseError as exc:
+            return defer.fail(exc)
 
     def run_blocking(
         self,
@@ -1356,9 +1515,9 @@ class Database:
             threadable.isInIOThread() or threading.get_ident() == self._reactor_ident
         ):
             raise RuntimeError("run_blocking() would block the reactor thread; use run()")
-        return self._attempt(None, fn, args, kw, readonly, retry)
+        return self._attempt(fn, args, kw, readonly, retry)
 
-    def _attempt(self, _slot, fn, args, kw, readonly: bool, retry: bool) -> Any:
+    def _attempt(self, fn, args, kw, readonly: bool, retry: bool) -> Any:
         pool = self._pool
         engine = self.engine
         attempt = 0
@@ -1421,14 +1580,7 @@ class Database:
             pass
 
     def _drop(self, conn) -> None:
-        pool = self._pool
-        if pool.connections.get(pool.threadID()) is conn:
-            pool.disconnect(conn)
-        else:
-            try:
-                conn.close()
-            except self.engine.driver_error:
-                pass
+        self._pool.disconnect(conn)
 
     def _note(self, error: DatabaseError | None) -> None:
         """Track availability; log only the transitions (not every failed request)."""
@@ -1451,33 +1603,16 @@ class Database:
     # -- closing -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the pool threads and close every connection. Idempotent."""
+        """Stop the pool threads (after the work already queued) and close every connection.
+        Idempotent."""
         if self._closed:
             return
         self._closed = True
         if self._startup_trigger is not None:
-            self._reactor.removeSystemEventTrigger(self._startup_trigger)
-            self._startup_trigger = None
-        pool = self._pool
-        if pool.threadpool.joined:
-            # The reactor's shutdown trigger already closed the pool; close what is left.
-            for conn in list(pool.connections.values()):
-                try:
-                    conn.close()
-                except self.engine.driver_error:
-                    pass
-            pool.connections.clear()
-            return
-        if pool.running:
-            pool.close()
-            return
-        # Never started (no reactor ran): only blocking connections exist.
-        if pool.startID is not None:
-            self._reactor.removeSystemEventTrigger(pool.startID)
-            pool.startID = None
-        for conn in list(pool.connections.values()):
             try:
-                conn.close()
-            except self.engine.driver_error:
+                self._reactor.removeSystemEventTrigger(self._startup_trigger)
+            except (ValueError, KeyError):
                 pass
-        pool.connections.clear()
+            self._startup_trigger = None
+        self._pool.stop()
+        self._pool.close_all()
