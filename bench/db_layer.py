@@ -46,6 +46,8 @@ from koha_gateway.sip2.codec import parse  # noqa: E402
 
 #: Each figure is the best of this many runs (--repeat).
 REPEAT = 3
+#: --same-terminal: the kiosks in flight share one journal terminal (account and address).
+SAME_TERMINAL = False
 KINDS = ("99", "63", "23", "17", "11", "17b", "29", "09", "35")
 READS = ("99", "63", "23", "17")
 
@@ -174,7 +176,7 @@ def hop_figures(db: Database, n: int, concurrency: int) -> dict:
         # Every lane is a kiosk with its own patron, item and journal terminal (peer).
         def lane(i):
             items = work_for(kinds, i)
-            peer = f"10.0.0.{i}"
+            peer = "127.0.0.1" if SAME_TERMINAL else f"10.0.0.{i}"
 
             @defer.inlineCallbacks
             def go():
@@ -292,9 +294,15 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--pool", type=int, default=None, help="max_connections of the pool")
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
+    parser.add_argument(
+        "--same-terminal",
+        action="store_true",
+        help="the kiosks in flight share one SIP account and address (as in sip_mix.py)",
+    )
     args = parser.parse_args(argv)
-    global REPEAT
+    global REPEAT, SAME_TERMINAL
     REPEAT = args.repeat
+    SAME_TERMINAL = args.same_terminal
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     cluster = mariadb = None
     blocking: dict = {}

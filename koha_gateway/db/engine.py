@@ -365,7 +365,7 @@ class SQLiteEngine(Engine):
 
     name = "sqlite"
     for_update = ""
-    default_max_connections = 4
+    default_max_connections = 2
     dbapi_name = "sqlite3"
     driver_error = sqlite3.Error
     ddl_types = {
