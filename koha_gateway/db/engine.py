@@ -267,6 +267,7 @@ class Engine:
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
+        self._names: dict[str, list[str]] = {}
 
     def ddl(self, sql: str) -> str:
         """Expand the schema's type tokens (``{pk}``, ``{money}``, ...) for this engine."""
@@ -317,8 +318,39 @@ class Engine:
     def end(self, conn, readonly: bool) -> None:
         """Called after every commit or rollback of a transaction that :meth:`begin` opened."""
 
-    def column_names(self, description) -> list[str]:
-        return [d[0] for d in description]
+    lower_names = False
+    _NAMES_LIMIT = 4096
+
+    def column_names(self, description, sql: str | None = None) -> list[str]:
+        """The row keys of a result: the column names (lower-cased where the engine does not
+        fold them), cached per statement.
+
+        Rows of ``SELECT *`` from Koha's wide tables (``borrowers``, ``items``) have 60 to 100
+        columns; making the keys cost about as much as running the statement on SQLite. The
+        cache is checked against the number of columns and the first and last names, so a table
+        that gained or lost a column (an upgrade of Koha's schema) is read afresh.
+        """
+        if sql is not None:
+            names = self._names.get(sql)
+            if (
+                names is not None
+                and len(names) == len(description)
+                and names[0] == self._name_of(description[0][0])
+                and names[-1] == self._name_of(description[-1][0])
+            ):
+                return names
+        if self.lower_names:
+            names = [d[0].lower() for d in description]
+        else:
+            names = [d[0] for d in description]
+        if sql is not None:
+            if len(self._names) >= self._NAMES_LIMIT:
+                self._names.clear()
+            self._names[sql] = names
+        return names
+
+    def _name_of(self, name: str) -> str:
+        return name.lower() if self.lower_names else name
 
     def execute_batch(self, cursor, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         cursor.executemany(sql, rows)
@@ -432,8 +464,7 @@ class SQLiteEngine(Engine):
         if not readonly:
             self._write_lock.release()
 
-    def column_names(self, description) -> list[str]:
-        return [d[0].lower() for d in description]
+    lower_names = True
 
     def _adapt(self, value: Any) -> Any:
         if isinstance(value, Decimal):
@@ -896,8 +927,7 @@ class MySQLEngine(Engine):
             return ()
         return super().adapt_params(params)
 
-    def column_names(self, description) -> list[str]:
-        return [d[0].lower() for d in description]
+    lower_names = True
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -1085,7 +1115,7 @@ class Txn:
         cursor = self._execute(sql, params)
         if cursor.description is None:
             return []
-        names = self.engine.column_names(cursor.description)
+        names = self.engine.column_names(cursor.description, sql)
         try:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
         except self.engine.driver_error as exc:
@@ -1102,7 +1132,7 @@ class Txn:
             raise self.engine.wrap(exc) from None
         if row is None:
             return None
-        return dict(zip(self.engine.column_names(cursor.description), row))
+        return dict(zip(self.engine.column_names(cursor.description, sql), row))
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row, or ``None`` when there is no row."""
