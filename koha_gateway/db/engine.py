@@ -38,7 +38,9 @@ Transactions
     ``<timezone>``) names another; in addition ``READ COMMITTED``, ``FOR UPDATE`` row locks as on
     PostgreSQL, a row lock waits at most ``lock_timeout`` (``innodb_lock_wait_timeout``), and
     ``UPDATE`` counts the rows it matched, not only those it changed, as the other engines do.
-    ``readonly=True`` starts ``START TRANSACTION READ ONLY``.
+    ``readonly=True`` runs the transaction in the session's ``READ ONLY`` access mode (``SET
+    SESSION TRANSACTION READ ONLY``, sent only when a connection changes mode, so a read-only
+    transaction costs no more round trips than a read-write one).
 
     The pool (:class:`_Pool`) is a queue served by up to ``max_connections`` threads, one
     connection per thread; begin, commit, rollback and dropping dead connections are done here.
@@ -906,8 +908,16 @@ class MySQLEngine(Engine):
 
     def begin(self, conn, readonly: bool) -> None:
         # A read-write transaction begins with its first statement (autocommit is off).
-        if readonly:
-            conn.query("START TRANSACTION READ ONLY")
+        # The session's access mode applies to the transaction the next statement opens; it
+        # is changed only when this connection's last transaction had the other mode (a
+        # START TRANSACTION READ ONLY per transaction would be a round trip each time).
+        if readonly != getattr(conn, "kgw_readonly", False):
+            conn.query(
+                "SET SESSION TRANSACTION READ ONLY"
+                if readonly
+                else "SET SESSION TRANSACTION READ WRITE"
+            )
+            conn.kgw_readonly = readonly
 
     def is_dead(self, conn) -> bool:
         if conn is None:
