@@ -4,7 +4,7 @@ Everything above this module (the ILS rules, the ACS, the authenticator, the adm
 the database only through :class:`Database` and :class:`Txn`, and writes SQL once, with ``?``
 placeholders, for both engines.
 
-``Database.from_url(url)`` opens a pool (:class:`twisted.enterprise.adbapi.ConnectionPool`).
+``Database.from_url(url)`` opens a pool of database threads, each with its own connection.
 ``db.run(fn, *args, **kw)`` runs ``fn(txn, *args, **kw)`` in a pool thread inside one transaction
 and returns a Deferred: commit when ``fn`` returns, rollback when it raises (the exception is
 re-raised). ``db.run_blocking`` does the same in the calling thread (admin CLI, tests, benches).
@@ -38,11 +38,16 @@ Transactions
     ``<timezone>``) names another; in addition ``READ COMMITTED``, ``FOR UPDATE`` row locks as on
     PostgreSQL, a row lock waits at most ``lock_timeout`` (``innodb_lock_wait_timeout``), and
     ``UPDATE`` counts the rows it matched, not only those it changed, as the other engines do.
-    ``readonly=True`` starts ``START TRANSACTION READ ONLY``.
+    ``readonly=True`` runs the transaction in the session's ``READ ONLY`` access mode (``SET
+    SESSION TRANSACTION READ ONLY``, sent only when a connection changes mode, so a read-only
+    transaction costs no more round trips than a read-write one).
 
-    The pool is adbapi's (``runInteraction`` in its threads, one connection per thread), but
-    begin, commit, rollback and dropping dead connections are done here rather than by adbapi's
-    ``cp_reconnect``, which neither retries nor tells a dead connection from a failed statement.
+    The pool (:class:`_Pool`) is a queue served by up to ``max_connections`` threads, one
+    connection per thread; begin, commit, rollback and dropping dead connections are done here.
+    It replaces Twisted's ``adbapi.ConnectionPool``, whose thread pool wakes the longest-idle
+    thread (a cold connection) and wakes the reactor once per result: at eight transactions in
+    flight its hand-over cost about 55 µs of CPU per transaction against 15 µs here (SQLite,
+    ``bench/db_layer.py``; ``docs/architecture.md`` has the figures).
 
 Errors
     Driver exceptions are translated, for both engines, into :class:`DatabaseError` and its
@@ -88,6 +93,7 @@ Types (every engine returns the same Python values)
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import os
 import re
@@ -99,7 +105,6 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from twisted.enterprise import adbapi
 from twisted.logger import Logger
 from twisted.python import threadable
 
@@ -264,6 +269,7 @@ class Engine:
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
+        self._names: dict[str, list[str]] = {}
 
     def ddl(self, sql: str) -> str:
         """Expand the schema's type tokens (``{pk}``, ``{money}``, ...) for this engine."""
@@ -305,7 +311,7 @@ class Engine:
         return value
 
     def on_connect(self, conn) -> None:
-        """adbapi ``cp_openfun``: per-connection settings, run in the pool thread."""
+        """Per-connection settings, run in the thread that opened the connection."""
 
     def is_dead(self, conn) -> bool:
         """True when ``conn`` is known to be broken and must be dropped from the pool."""
@@ -314,8 +320,39 @@ class Engine:
     def end(self, conn, readonly: bool) -> None:
         """Called after every commit or rollback of a transaction that :meth:`begin` opened."""
 
-    def column_names(self, description) -> list[str]:
-        return [d[0] for d in description]
+    lower_names = False
+    _NAMES_LIMIT = 4096
+
+    def column_names(self, description, sql: str | None = None) -> list[str]:
+        """The row keys of a result: the column names (lower-cased where the engine does not
+        fold them), cached per statement.
+
+        Rows of ``SELECT *`` from Koha's wide tables (``borrowers``, ``items``) have 60 to 100
+        columns; making the keys cost about as much as running the statement on SQLite. The
+        cache is checked against the number of columns and the first and last names, so a table
+        that gained or lost a column (an upgrade of Koha's schema) is read afresh.
+        """
+        if sql is not None:
+            names = self._names.get(sql)
+            if (
+                names is not None
+                and len(names) == len(description)
+                and names[0] == self._name_of(description[0][0])
+                and names[-1] == self._name_of(description[-1][0])
+            ):
+                return names
+        if self.lower_names:
+            names = [d[0].lower() for d in description]
+        else:
+            names = [d[0] for d in description]
+        if sql is not None:
+            if len(self._names) >= self._NAMES_LIMIT:
+                self._names.clear()
+            self._names[sql] = names
+        return names
+
+    def _name_of(self, name: str) -> str:
+        return name.lower() if self.lower_names else name
 
     def execute_batch(self, cursor, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         cursor.executemany(sql, rows)
@@ -362,7 +399,7 @@ class SQLiteEngine(Engine):
 
     name = "sqlite"
     for_update = ""
-    default_max_connections = 4
+    default_max_connections = 2
     dbapi_name = "sqlite3"
     driver_error = sqlite3.Error
     ddl_types = {
@@ -429,8 +466,7 @@ class SQLiteEngine(Engine):
         if not readonly:
             self._write_lock.release()
 
-    def column_names(self, description) -> list[str]:
-        return [d[0].lower() for d in description]
+    lower_names = True
 
     def _adapt(self, value: Any) -> Any:
         if isinstance(value, Decimal):
@@ -561,7 +597,7 @@ class PostgreSQLEngine(Engine):
                 )
             conn.commit()
         except BaseException:
-            conn.close()  # adbapi does not keep a connection whose set-up failed
+            conn.close()  # the pool does not keep a connection whose set-up failed
             raise
 
     def translate(self, sql: str) -> str:
@@ -867,13 +903,21 @@ class MySQLEngine(Engine):
                 cursor.close()
             conn.commit()
         except BaseException:
-            conn.close()  # adbapi does not keep a connection whose set-up failed
+            conn.close()  # the pool does not keep a connection whose set-up failed
             raise
 
     def begin(self, conn, readonly: bool) -> None:
         # A read-write transaction begins with its first statement (autocommit is off).
-        if readonly:
-            conn.query("START TRANSACTION READ ONLY")
+        # The session's access mode applies to the transaction the next statement opens; it
+        # is changed only when this connection's last transaction had the other mode (a
+        # START TRANSACTION READ ONLY per transaction would be a round trip each time).
+        if readonly != getattr(conn, "kgw_readonly", False):
+            conn.query(
+                "SET SESSION TRANSACTION READ ONLY"
+                if readonly
+                else "SET SESSION TRANSACTION READ WRITE"
+            )
+            conn.kgw_readonly = readonly
 
     def is_dead(self, conn) -> bool:
         if conn is None:
@@ -893,8 +937,7 @@ class MySQLEngine(Engine):
             return ()
         return super().adapt_params(params)
 
-    def column_names(self, description) -> list[str]:
-        return [d[0].lower() for d in description]
+    lower_names = True
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -1082,7 +1125,7 @@ class Txn:
         cursor = self._execute(sql, params)
         if cursor.description is None:
             return []
-        names = self.engine.column_names(cursor.description)
+        names = self.engine.column_names(cursor.description, sql)
         try:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
         except self.engine.driver_error as exc:
@@ -1099,7 +1142,7 @@ class Txn:
             raise self.engine.wrap(exc) from None
         if row is None:
             return None
-        return dict(zip(self.engine.column_names(cursor.description), row))
+        return dict(zip(self.engine.column_names(cursor.description, sql), row))
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row, or ``None`` when there is no row."""
@@ -1195,29 +1238,191 @@ class Txn:
 # -- the pool --------------------------------------------------------------------------------
 
 
-class _Slot:
-    """Stands in for adbapi's Connection/Transaction wrappers.
+class _Worker:
+    """One database thread; ``wake`` is held while the thread sleeps and released to wake it."""
 
-    :class:`Database` manages the real connection itself (begin, commit, rollback, dropping dead
-    connections) so adbapi's ``runInteraction`` only provides the thread and the Deferred.
+    __slots__ = ("thread", "wake")
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class _Pool:
+    """The threads that run transactions, and their connections (one per thread).
+
+    Work is a FIFO queue shared by up to ``size`` threads, started on demand. A request wakes
+    the thread that went idle *last* (its connection is the warmest: SQLite's page cache, the
+    server's session), and a busy thread takes the next request from the queue without
+    sleeping. Results go back to the reactor in batches: a finished transaction wakes the
+    reactor (``callFromThread``, a write to its waker pipe) only when no wake-up is already
+    pending, and the reactor then fires every Deferred that is ready. At one request at a time
+    this is one thread switch each way, as before; under load it saves most of the wake-ups
+    (``docs/architecture.md``, "The database threads", has the figures).
+
+    Connections are keyed by thread: the pool's threads and any thread that calls
+    ``Database.run_blocking`` each have their own.
     """
 
-    def __init__(self, pool, connection=None) -> None:
-        pass
+    def __init__(self, engine: Engine, size: int, reactor, name: str) -> None:
+        from twisted.python.reflect import namedModule
 
-    def close(self) -> None:
-        pass
+        self._dbapi = namedModule(engine.dbapi_name)
+        self._connect_args = engine.connect_args()
+        self._on_connect = engine.on_connect
+        self._driver_error = engine.driver_error
+        self._reactor = reactor
+        self._name = name
+        self.size = size
+        self.connections: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._jobs: collections.deque = collections.deque()
+        self._idle: list[_Worker] = []
+        self._workers: list[_Worker] = []
+        self._stopping = False
+        self._done: collections.deque = collections.deque()
+        self._wake_pending = False
+        self._shutdown_trigger = None
 
-    def commit(self) -> None:
-        pass
+    # -- connections (called in the thread that uses them) -----------------------------------
 
-    def rollback(self) -> None:
-        pass
+    def connect(self):
+        ident = threading.get_ident()
+        conn = self.connections.get(ident)
+        if conn is None:
+            args, kwargs = self._connect_args
+            conn = self._dbapi.connect(*args, **kwargs)
+            self._on_connect(conn)
+            self.connections[ident] = conn
+        return conn
 
+    def disconnect(self, conn) -> None:
+        """Close ``conn``; forget it when it is the calling thread's connection."""
+        ident = threading.get_ident()
+        if self.connections.get(ident) is conn:
+            del self.connections[ident]
+        try:
+            conn.close()
+        except self._driver_error:
+            pass
 
-class _Pool(adbapi.ConnectionPool):
-    connectionFactory = _Slot
-    transactionFactory = _Slot
+    def close_all(self) -> None:
+        for ident, conn in list(self.connections.items()):
+            self.connections.pop(ident, None)
+            try:
+                conn.close()
+            except self._driver_error:
+                pass
+
+    # -- work --------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], args: tuple):
+        """Run ``fn(*args)`` in a pool thread; a Deferred fires with the result (reactor thread)."""
+        from twisted.internet import defer
+
+        d = defer.Deferred()
+        with self._lock:
+            if self._stopping:
+                raise DatabaseError("the database pool is closed")
+            self._jobs.append((d, fn, args))
+            worker = self._idle.pop() if self._idle else None
+            if worker is None and len(self._workers) < self.size:
+                worker = _Worker()
+                self._workers.append(worker)
+                worker.thread = threading.Thread(
+                    target=self._work,
+                    args=(worker,),
+                    name=f"{self._name}-{len(self._workers)}",
+                    daemon=True,
+                )
+                start = True
+            else:
+                start = False
+        if worker is not None:
+            if start:
+                if self._shutdown_trigger is None:
+                    self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+                        "during", "shutdown", self.stop
+                    )
+                worker.thread.start()
+            else:
+                worker.wake.release()
+        return d
+
+    def _work(self, worker: _Worker) -> None:
+        from twisted.python.failure import Failure
+
+        jobs, lock = self._jobs, self._lock
+        try:
+            while True:
+                with lock:
+                    if jobs:
+                        job = jobs.popleft()
+                    elif self._stopping:
+                        return
+                    else:
+                        job = None
+                        self._idle.append(worker)
+                if job is None:
+                    worker.wake.acquire()
+                    continue
+                d, fn, args = job
+                try:
+                    outcome = (True, fn(*args))
+                except BaseException:
+                    outcome = (False, Failure())
+                self._done.append((d, outcome))
+                del d, fn, args, job, outcome
+                with lock:
+                    if self._wake_pending:
+                        continue
+                    self._wake_pending = True
+                self._reactor.callFromThread(self._deliver)
+        finally:
+            conn = self.connections.pop(threading.get_ident(), None)
+            if conn is not None:
+                try:
+                    conn.close()
+                except self._driver_error:
+                    pass
+
+    def _deliver(self) -> None:
+        """Reactor thread: fire the Deferreds of every finished transaction."""
+        with self._lock:
+            self._wake_pending = False
+        done = self._done
+        while done:
+            d, (ok, value) = done.popleft()
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(value)
+
+    def stop(self) -> None:
+        """Let the threads finish the queued work, then end them (they close their
+        connections). Idempotent."""
+        with self._lock:
+            self._stopping = True
+            idle, self._idle = self._idle, []
+            workers = list(self._workers)
+        if self._shutdown_trigger is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            except (ValueError, KeyError):
+                pass  # running as that trigger
+            self._shutdown_trigger = None
+        for worker in idle:
+            worker.wake.release()
+        current = threading.current_thread()
+        for worker in workers:
+            if worker.thread is not current and worker.thread.ident is not None:
+                worker.thread.join()
+        self._deliver()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
 
 
 class Database:
@@ -1248,21 +1453,10 @@ class Database:
         self._available = True
         self._reactor_ident: int | None = None
         self._state_lock = threading.Lock()
-        args, kwargs = engine.connect_args()
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
-        self._pool = _Pool(
-            engine.dbapi_name,
-            *args,
-            cp_min=min_connections,
-            cp_max=max_connections,
-            cp_openfun=engine.on_connect,
-            cp_reconnect=False,
-            cp_name=f"koha-gateway-db-{engine.name}",
-            cp_reactor=reactor,
-            **kwargs,
-        )
+        self._pool = _Pool(engine, max_connections, reactor, f"koha-gateway-db-{engine.name}")
         # run_blocking() before the reactor starts (start-up checks in twistd's main thread)
         # leaves a connection keyed to what becomes the reactor thread, where run_blocking() is
         # refused from then on: close it when the reactor starts.
@@ -1271,7 +1465,7 @@ class Database:
     def _drop_reactor_thread_connection(self) -> None:
         self._startup_trigger = None
         pool = self._pool
-        conn = pool.connections.get(pool.threadID())
+        conn = pool.connections.get(threading.get_ident())
         if conn is not None:
             pool.disconnect(conn)
 
@@ -1287,8 +1481,10 @@ class Database:
         """Open a pool for ``sqlite:///abs/path``, ``postgresql://user:pass@host:port/db`` or
         ``mysql://user:pass@host:port/db``.
 
-        No connection is made yet. ``max_connections`` defaults to 4 (SQLite) or 10
-        (PostgreSQL, MariaDB/MySQL). ``reactor`` defaults to the global reactor.
+        No connection is made yet: threads and their connections are started when work needs
+        them, up to ``max_connections`` (default 4 on SQLite, 10 on PostgreSQL and
+        MariaDB/MySQL); ``min_connections`` is accepted and ignored. ``reactor`` defaults to the
+        global reactor.
         Raises :class:`koha_gateway.db.url.InvalidDatabaseURL` (a ``ValueError``).
         """
         parsed = url if isinstance(url, DatabaseURL) else parse_url(url)
@@ -1336,7 +1532,10 @@ class Database:
         if self._closed:
             return defer.fail(DatabaseError("the database pool is closed"))
         self._reactor_ident = threading.get_ident()
-        return self._pool.runInteraction(self._attempt, fn, args, kw, readonly, retry)
+        try:
+            return self._pool.submit(self._attempt, (fn, args, kw, readonly, retry))
+        except DatabaseError as exc:
+            return defer.fail(exc)
 
     def run_blocking(
         self,
@@ -1356,9 +1555,9 @@ class Database:
             threadable.isInIOThread() or threading.get_ident() == self._reactor_ident
         ):
             raise RuntimeError("run_blocking() would block the reactor thread; use run()")
-        return self._attempt(None, fn, args, kw, readonly, retry)
+        return self._attempt(fn, args, kw, readonly, retry)
 
-    def _attempt(self, _slot, fn, args, kw, readonly: bool, retry: bool) -> Any:
+    def _attempt(self, fn, args, kw, readonly: bool, retry: bool) -> Any:
         pool = self._pool
         engine = self.engine
         attempt = 0
@@ -1421,14 +1620,7 @@ class Database:
             pass
 
     def _drop(self, conn) -> None:
-        pool = self._pool
-        if pool.connections.get(pool.threadID()) is conn:
-            pool.disconnect(conn)
-        else:
-            try:
-                conn.close()
-            except self.engine.driver_error:
-                pass
+        self._pool.disconnect(conn)
 
     def _note(self, error: DatabaseError | None) -> None:
         """Track availability; log only the transitions (not every failed request)."""
@@ -1451,33 +1643,16 @@ class Database:
     # -- closing -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the pool threads and close every connection. Idempotent."""
+        """Stop the pool threads (after the work already queued) and close every connection.
+        Idempotent."""
         if self._closed:
             return
         self._closed = True
         if self._startup_trigger is not None:
-            self._reactor.removeSystemEventTrigger(self._startup_trigger)
-            self._startup_trigger = None
-        pool = self._pool
-        if pool.threadpool.joined:
-            # The reactor's shutdown trigger already closed the pool; close what is left.
-            for conn in list(pool.connections.values()):
-                try:
-                    conn.close()
-                except self.engine.driver_error:
-                    pass
-            pool.connections.clear()
-            return
-        if pool.running:
-            pool.close()
-            return
-        # Never started (no reactor ran): only blocking connections exist.
-        if pool.startID is not None:
-            self._reactor.removeSystemEventTrigger(pool.startID)
-            pool.startID = None
-        for conn in list(pool.connections.values()):
             try:
-                conn.close()
-            except self.engine.driver_error:
+                self._reactor.removeSystemEventTrigger(self._startup_trigger)
+            except (ValueError, KeyError):
                 pass
-        pool.connections.clear()
+            self._startup_trigger = None
+        self._pool.stop()
+        self._pool.close_all()

@@ -121,6 +121,15 @@ def test_readonly_transaction_refuses_writes_on_both_engines(db):
     # A read-write transaction on the same connection works again afterwards.
     db.run_blocking(lambda txn: txn.execute("INSERT INTO t (code) VALUES ('x')"))
     assert db.run_blocking(lambda txn: txn.scalar("SELECT code FROM t"), readonly=True) == "x"
+    # The connection's mode follows each transaction (SQLite and MariaDB switch it only when it
+    # changes): read-only again after a read-write one, and read-write after read-only ones.
+    with pytest.raises(DatabaseError):
+        db.run_blocking(lambda txn: txn.execute("INSERT INTO t (code) VALUES ('y')"), readonly=True)
+    db.run_blocking(lambda txn: txn.execute("INSERT INTO t (code) VALUES ('z')"))
+    assert db.run_blocking(lambda txn: txn.query("SELECT code FROM t ORDER BY code")) == [
+        {"code": "x"},
+        {"code": "z"},
+    ]
 
 
 def test_closed_pool_refuses_work(db_url):
