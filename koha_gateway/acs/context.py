@@ -35,6 +35,9 @@ class RequestContext:
     peer: str = ""
     print_width: int | None = None
     log: list[str] = field(default_factory=list)
+    #: The account's ``ils.context.AccountOptions`` when the caller built them already
+    #: (the gateway does, once per account); else :meth:`circ` reads them from ``account``.
+    options: Any = field(default=None, repr=False, compare=False)
     _circ: Any = field(default=None, repr=False, compare=False)
 
     def circ(self, txn, branch: str | None = None):
@@ -49,7 +52,11 @@ class RequestContext:
                 now=self.now,
                 sysprefs=self.sysprefs,
                 staff_borrowernumber=staff_borrowernumber(txn, self.staff_userid),
-                options=AccountOptions.from_account(self.account),
+                options=(
+                    self.options
+                    if self.options is not None
+                    else AccountOptions.from_account(self.account)
+                ),
             )
         if branch is not None and branch != self._circ.branch:
             return self._circ.replace(branch=branch)
