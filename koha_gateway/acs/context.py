@@ -39,6 +39,7 @@ class RequestContext:
     #: (the gateway does, once per account); else :meth:`circ` reads them from ``account``.
     options: Any = field(default=None, repr=False, compare=False)
     _circ: Any = field(default=None, repr=False, compare=False)
+    _now_text: Any = field(default=None, repr=False, compare=False)
 
     def circ(self, txn, branch: str | None = None):
         """The ILS context of this request (:class:`koha_gateway.ils.context.CircContext`):
@@ -69,8 +70,17 @@ class RequestContext:
 
     @property
     def today(self) -> str:
-        return self.now.strftime("%Y-%m-%d")
+        return self._formatted_now()[0]
 
     @property
     def now_sql(self) -> str:
-        return self.now.strftime("%Y-%m-%d %H:%M:%S")
+        return self._formatted_now()[1]
+
+    def _formatted_now(self) -> tuple[str, str]:
+        """(``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS``) of ``now``, formatted once."""
+        now = self.now
+        cached = self._now_text
+        if cached is None or cached[0] is not now:
+            text = now.strftime("%Y-%m-%d %H:%M:%S")
+            cached = self._now_text = (now, (text[:10], text))
+        return cached[1]
