@@ -113,17 +113,18 @@ class Gateway:
         """Run the ACS for ``msg`` in one transaction; a resent request comes from the journal
         (``ils.journal``). Only a lost race is run again: two copies of one request writing the
         terminal's journal row at once, or a serialization failure (nothing was written)."""
+        return self.db.run(self._attempt, ctx, msg, raw).addErrback(
+            self._again, ctx, msg, raw, RACE_RETRIES
+        )
 
-        def attempt(txn):
-            del ctx.log[:]  # what a rolled-back attempt noted did not happen
-            return journal.handle(txn, ctx, msg, raw, self.acs.handle)
+    def _attempt(self, txn, ctx: RequestContext, msg, raw: bytes):
+        del ctx.log[:]  # what a rolled-back attempt noted did not happen
+        return journal.handle(txn, ctx, msg, raw, self.acs.handle)
 
-        def again(failure, left):
-            failure.trap(journal.JournalRace, SerializationFailure)
-            d = self.db.run(attempt)
-            return d.addErrback(again, left - 1) if left > 1 else d
-
-        return self.db.run(attempt).addErrback(again, RACE_RETRIES)
+    def _again(self, failure, ctx: RequestContext, msg, raw: bytes, left: int):
+        failure.trap(journal.JournalRace, SerializationFailure)
+        d = self.db.run(self._attempt, ctx, msg, raw)
+        return d.addErrback(self._again, ctx, msg, raw, left - 1) if left > 1 else d
 
     @staticmethod
     def is_unavailable(failure) -> bool:
