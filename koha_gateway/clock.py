@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, tzinfo
 
 ENVIRONMENT = "KOHA_GATEWAY_CLOCK"
 
@@ -34,7 +34,10 @@ class WallClock:
     ):
         self._monotonic = monotonic
         self._start = None if start is None else _aware(start)
+        self._start_ts = None if start is None else self._start.timestamp()
         self._started = monotonic()
+        # (from, until, zone): the local zone's offset during one minute of UTC time.
+        self._zone: tuple[float, float, tzinfo | None] = (0.0, 0.0, None)
 
     @property
     def pinned(self) -> bool:
@@ -42,10 +45,25 @@ class WallClock:
 
     def now(self) -> datetime:
         """The current local time, aware (SIP2 timestamps are local time)."""
-        if self._start is None:
-            return datetime.now().astimezone()
-        elapsed = timedelta(seconds=self._monotonic() - self._started)
-        return (self._start + elapsed).astimezone()
+        if self._start_ts is None:
+            return self._local(time.time())
+        return self._local(self._start_ts + (self._monotonic() - self._started))
+
+    def _local(self, seconds: float) -> datetime:
+        """The instant ``seconds`` (Unix time) in the local zone.
+
+        Finding the local zone's offset (``astimezone()``) is most of what reading the clock
+        costs, so the offset found is used again for the rest of that minute of UTC time: time
+        zones change their offset (daylight saving time, new rules) only at whole minutes, so
+        the next minute, or a clock set back, asks again. A change of the system's zone itself
+        is seen within the minute, as before the next message that matters.
+        """
+        start, until, zone = self._zone
+        if zone is None or not start <= seconds < until:
+            zone = datetime.fromtimestamp(seconds).astimezone().tzinfo
+            start = seconds - seconds % 60
+            self._zone = (start, start + 60, zone)  # one tuple: threads see all or nothing
+        return datetime.fromtimestamp(seconds, zone)
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """``env`` for a child process that must share this clock."""

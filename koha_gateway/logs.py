@@ -19,14 +19,8 @@ import os
 import time
 from datetime import datetime
 
-from twisted.logger import (
-    FileLogObserver,
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    formatEvent,
-    globalLogPublisher,
-)
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from zope.interface import implementer
 
 _LEVELS = {
     LogLevel.debug: "DEBUG",
@@ -45,24 +39,60 @@ def messages_logged() -> bool:
     return _message_logging
 
 
+def _text(event: dict) -> str:
+    """The event's message: ``log_format`` filled from the event, as Twisted's ``formatEvent``
+    does; plain ``str.format_map`` for the usual event (Twisted's formatter goes through
+    ``string.Formatter`` in Python, several times slower), Twisted's for anything else
+    (``{callable()}`` fields, flattened events, an event that does not format)."""
+    fmt = event.get("log_format")
+    if type(fmt) is str and "log_flattened" not in event and "()" not in fmt:
+        try:
+            return fmt.format_map(event)
+        except Exception:  # noqa: BLE001 - Twisted's formatter reports what is wrong
+            pass
+    return formatEvent(event)
+
+
+class _Stamp:
+    """``YYYY/MM/DD HH:MM:SS`` in local time of a Unix time, formatted once per second."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[int, str] = (-1, "")
+
+    def __call__(self, when: float) -> str:
+        second = int(when)
+        last = self._last  # one tuple: a thread never sees one second's text for another
+        if last[0] == second:
+            return last[1]
+        text = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(second))
+        self._last = (second, text)
+        return text
+
+
+_stamp = _Stamp()
+_pid = os.getpid()
+
+
 def format_koha(event: dict) -> str | None:
     """One event as a Koha log line (with a trailing newline), or None to skip it."""
-    text = formatEvent(event)
+    text = _text(event)
     failure = event.get("log_failure")
     if failure is not None:
         text = f"{text}\n{failure.getTraceback()}"
     if not text:
         return None
-    when = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(event.get("log_time", time.time())))
+    when = _stamp(event.get("log_time") or time.time())
     level = _LEVELS.get(event.get("log_level"), "INFO")
     account = event.get("account") or "-"
     peer = event.get("peer") or "-"
-    return f"[{when}] [{os.getpid()}] [{level}] {account}@{peer}: {text}\n"
+    return f"[{when}] [{_pid}] [{level}] {account}@{peer}: {text}\n"
 
 
 def format_json(event: dict) -> str | None:
     """One event as a JSON object on one line (with a trailing newline), or None to skip it."""
-    text = formatEvent(event)
+    text = _text(event)
     failure = event.get("log_failure")
     if failure is not None:
         text = f"{text}\n{failure.getTraceback()}"
@@ -71,7 +101,7 @@ def format_json(event: dict) -> str | None:
     when = datetime.fromtimestamp(event.get("log_time", time.time())).astimezone()
     record = {
         "time": when.isoformat(timespec="milliseconds"),
-        "pid": os.getpid(),
+        "pid": _pid,
         "level": _LEVELS.get(event.get("log_level"), "INFO"),
         "account": event.get("account") or None,
         "peer": event.get("peer") or None,
@@ -95,8 +125,9 @@ def install(
 ) -> list:
     """Add the observers (Koha's line format, or ``json``) to Twisted's global log publisher;
     returns them."""
-    global _message_logging
+    global _message_logging, _pid
     _message_logging = level == "debug"
+    _pid = os.getpid()  # this process's (a --workers process imports this module anew)
     observers = []
     minimum = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn}[level]
     formatter = FORMATS[fmt]
@@ -109,6 +140,26 @@ def install(
     return observers
 
 
+@implementer(ILogObserver)
+class _LevelObserver:
+    """Writes the events of ``minimum`` level and above as ``formatter`` gives them.
+
+    What Twisted's ``FilteringLogObserver(FileLogObserver(...), [LogLevelFilterPredicate])``
+    does for one level over every namespace, with the level test a set lookup (the
+    predicate looks the namespace up and compares constants for every event)."""
+
+    def __init__(self, stream, minimum: LogLevel, formatter) -> None:
+        self._levels = frozenset(lvl for lvl in LogLevel.iterconstants() if not lvl < minimum)
+        self._stream = stream
+        self._formatter = formatter
+
+    def __call__(self, event: dict) -> None:
+        if event.get("log_level") not in self._levels:
+            return
+        text = self._formatter(event)
+        if text:
+            self._stream.write(text)  # line-buffered: each line reaches the file at once
+
+
 def _filtered(stream, minimum: LogLevel, formatter=format_koha):
-    predicate = LogLevelFilterPredicate(defaultLogLevel=minimum)
-    return FilteringLogObserver(FileLogObserver(stream, formatter), [predicate])
+    return _LevelObserver(stream, minimum, formatter)

@@ -124,31 +124,34 @@ class SIPProtocol(Protocol, TimeoutMixin):
         try:
             while self._queue and not self._busy and not self._closing:
                 event = self._queue.popleft()
-                if isinstance(event, Reply):
-                    self.transport.write(event.data)
-                elif isinstance(event, Close):
-                    self._close(event.reason)
-                elif isinstance(event, Credentials):
-                    self._start(self._telnet_login(event))
-                elif isinstance(event, Request):
+                if type(event) is Request:
                     if logs.messages_logged():
                         self._log("debug", "INPUT MSG: '{text}'", text=self.session.mask(event.raw))
                     if event.message.code == "93":
                         self._start(self._login(event))
                     else:
                         self._start(self._request(event))
+                elif isinstance(event, Reply):
+                    self.transport.write(event.data)
+                elif isinstance(event, Close):
+                    self._close(event.reason)
+                elif isinstance(event, Credentials):
+                    self._start(self._telnet_login(event))
             if self._paused and len(self._queue) <= _PAUSE_AT // 2 and not self._closing:
                 self._paused = False
                 self.transport.resumeProducing()
         finally:
             self._draining = False
 
-    def _start(self, deferred: defer.Deferred):
+    def _start(self, deferred: defer.Deferred | None):
+        if deferred is None:  # answered (or refused) at once
+            return
         self._busy = True
-        deferred.addErrback(self._unexpected)
         deferred.addBoth(self._finished)
 
-    def _finished(self, _):
+    def _finished(self, result):
+        if isinstance(result, Failure):
+            self._unexpected(result)
         self._busy = False
         self._drain()
 
@@ -257,51 +260,90 @@ class SIPProtocol(Protocol, TimeoutMixin):
 
     # -- requests ----------------------------------------------------------------------------
 
-    @defer.inlineCallbacks
-    def _request(self, event: Request):
+    # A request is a chain of callbacks, not an inlineCallbacks generator: one Deferred
+    # from the database and its callbacks per request, nothing else.
+
+    def _request(self, event: Request) -> defer.Deferred | None:
+        try:
+            return self._begin(event)
+        except Exception:
+            return defer.fail()  # closes the connection (_finished), as any unexpected error
+
+    def _begin(self, event: Request) -> defer.Deferred | None:
         msg = event.message
         if self.account is None:
             self._close(f"message {msg.code} before a successful login")
-            return
+            return None
         started = time.perf_counter()
-        db_started = db_seconds = None
-        outcome = db_outcome = "ok"
-        gateway = self.gateway
-        ctx = gateway.context(self.account, self.session, self.peer)
+        ctx = self.gateway.context(self.account, self.session, self.peer)
         ctx.print_width = self.print_width
+        if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
+            try:
+                checked = self._check_patron_password(msg)
+            except Exception:
+                return self._failed(Failure(), ctx, event, started, None)
+            return checked.addCallbacks(
+                self._password_checked,
+                self._failed,
+                callbackArgs=(ctx, event, started),
+                errbackArgs=(ctx, event, started, None),
+            )
+        return self._apply(ctx, event, started)
+
+    def _password_checked(self, ok, ctx, event: Request, started: float):
+        ctx.password_ok = ok
+        return self._apply(ctx, event, started)
+
+    def _apply(self, ctx, event: Request, started: float):
+        db_started = time.perf_counter()
         try:
-            if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
-                ctx.password_ok = yield self._check_patron_password(msg)
-            db_started = time.perf_counter()
-            response = yield gateway.apply(ctx, msg, event.raw)
-            db_seconds = time.perf_counter() - db_started
-            self.print_width = ctx.print_width  # a 99 sets the SC's print width
-            for line in ctx.log:  # what the committed transaction did (no passwords in them)
-                self._log("info", "{audit}", audit=line)
+            applied = self.gateway.apply(ctx, event.message, event.raw)
         except Exception:
-            failure = Failure()
-            unavailable = gateway.is_unavailable(failure)
-            outcome = "unavailable" if unavailable else "error"
-            if db_started is not None and db_seconds is None:
-                db_seconds = time.perf_counter() - db_started
-                if unavailable:
-                    db_outcome = "unavailable"
-                elif failure.check(DatabaseError):
-                    db_outcome = "error"
+            return self._failed(Failure(), ctx, event, started, db_started)
+        return applied.addCallbacks(
+            self._answered,
+            self._failed,
+            callbackArgs=(ctx, event, started, db_started),
+            errbackArgs=(ctx, event, started, db_started),
+        )
+
+    def _answered(self, response: Response, ctx, event: Request, started, db_started):
+        db_seconds = time.perf_counter() - db_started
+        self.print_width = ctx.print_width  # a 99 sets the SC's print width
+        for line in ctx.log:  # what the committed transaction did (no passwords in them)
+            self._log("info", "{audit}", audit=line)
+        self._respond(response, event, started, "ok", db_seconds, "ok")
+
+    def _failed(self, failure: Failure, ctx, event: Request, started, db_started):
+        msg = event.message
+        gateway = self.gateway
+        db_seconds = None
+        db_outcome = "ok"
+        unavailable = gateway.is_unavailable(failure)
+        outcome = "unavailable" if unavailable else "error"
+        if db_started is not None:
+            db_seconds = time.perf_counter() - db_started
             if unavailable:
-                self._log(
-                    "warn",
-                    "database unavailable for {code}: {error}",
-                    code=msg.code,
-                    error=failure.getErrorMessage(),
-                )
-            else:
-                self._log_failure(f"handling message {msg.code} failed", failure)
-            response = failure_response(ctx, msg, unavailable=unavailable)
+                db_outcome = "unavailable"
+            elif failure.check(DatabaseError):
+                db_outcome = "error"
+        if unavailable:
+            self._log(
+                "warn",
+                "database unavailable for {code}: {error}",
+                code=msg.code,
+                error=failure.getErrorMessage(),
+            )
+        else:
+            self._log_failure(f"handling message {msg.code} failed", failure)
+        response = failure_response(ctx, msg, unavailable=unavailable)
+        self._respond(response, event, started, outcome, db_seconds, db_outcome)
+
+    def _respond(self, response, event: Request, started, outcome, db_seconds, db_outcome):
         self._send(response, event.seq)
         m = metrics.current
         if m is not None:
-            m.message(msg.code, outcome, time.perf_counter() - started)
+            m.message(event.message.code, outcome, time.perf_counter() - started)
             m.database(db_seconds, db_outcome)
 
     def _check_patron_password(self, msg):

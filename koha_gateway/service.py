@@ -36,7 +36,7 @@ from koha_gateway.db.engine import Database, DatabaseError, SerializationFailure
 from koha_gateway.ils import journal
 from koha_gateway.ils import sysprefs as sysprefs_mod
 from koha_gateway.ils.circulation import branch_codes
-from koha_gateway.ils.context import staff_borrowernumber
+from koha_gateway.ils.context import AccountOptions, staff_borrowernumber
 from koha_gateway.protocol import SIPFactory
 
 log = Logger(namespace="koha_gateway.service")
@@ -62,7 +62,7 @@ class Gateway:
         self.acs = ACS()
         self.connections: set = set()
         self._db_sysprefs = db_sysprefs
-        self._sysprefs: dict[str, object] = {}
+        self._accounts: dict[int, tuple] = {}
         # What start-up found of Koha's schema (version, optional columns of newer Koha).
         self.koha_schema: koha.KohaSchema = koha.DEFAULT_SCHEMA
 
@@ -70,44 +70,61 @@ class Gateway:
         self.config = config
         if db_sysprefs is not None:
             self._db_sysprefs = db_sysprefs
-        self._sysprefs = {}
+        self._accounts = {}
 
-    def sysprefs_for(self, account):
-        """Database values, then SIPconfig.xml's global overrides, then the account's."""
-        prefs = self._sysprefs.get(account.id)
-        if prefs is None:
+    def _account_state(self, account) -> tuple:
+        """What every request of ``account`` shares, built once per account and configuration
+        (``set_config`` forgets it): (account, institution, sysprefs, account options).
+
+        Keyed by the account object: a connection logged in before a reload keeps the account
+        it logged in with, and gets that account's overrides and options."""
+        state = self._accounts.get(id(account))
+        if state is None or state[0] is not account:
             prefs = sysprefs_mod.Sysprefs(self._db_sysprefs).with_overrides(
                 self.config.syspref_overrides, account.syspref_overrides
             )
-            self._sysprefs[account.id] = prefs
-        return prefs
+            state = (
+                account,
+                self.config.institutions[account.institution],
+                prefs,
+                AccountOptions.from_account(account),
+            )
+            self._accounts[id(account)] = state
+        return state
+
+    def sysprefs_for(self, account):
+        """Database values, then SIPconfig.xml's global overrides, then the account's."""
+        return self._account_state(account)[2]
 
     def context(self, account, session, peer: str) -> RequestContext:
+        _, institution, prefs, options = self._account_state(account)
         return RequestContext(
-            account=account,
-            institution=self.config.institutions[account.institution],
-            sysprefs=self.sysprefs_for(account),
-            now=self.clock.now(),
-            protocol_version=session.protocol_version,
+            account,
+            institution,
+            prefs,
+            self.clock.now(),
+            session.protocol_version,
             staff_userid=account.id,
             peer=peer,
+            options=options,
         )
 
     def apply(self, ctx: RequestContext, msg, raw: bytes) -> defer.Deferred:
         """Run the ACS for ``msg`` in one transaction; a resent request comes from the journal
         (``ils.journal``). Only a lost race is run again: two copies of one request writing the
         terminal's journal row at once, or a serialization failure (nothing was written)."""
+        return self.db.run(self._attempt, ctx, msg, raw).addErrback(
+            self._again, ctx, msg, raw, RACE_RETRIES
+        )
 
-        def attempt(txn):
-            del ctx.log[:]  # what a rolled-back attempt noted did not happen
-            return journal.handle(txn, ctx, msg, raw, self.acs.handle)
+    def _attempt(self, txn, ctx: RequestContext, msg, raw: bytes):
+        del ctx.log[:]  # what a rolled-back attempt noted did not happen
+        return journal.handle(txn, ctx, msg, raw, self.acs.handle)
 
-        def again(failure, left):
-            failure.trap(journal.JournalRace, SerializationFailure)
-            d = self.db.run(attempt)
-            return d.addErrback(again, left - 1) if left > 1 else d
-
-        return self.db.run(attempt).addErrback(again, RACE_RETRIES)
+    def _again(self, failure, ctx: RequestContext, msg, raw: bytes, left: int):
+        failure.trap(journal.JournalRace, SerializationFailure)
+        d = self.db.run(self._attempt, ctx, msg, raw)
+        return d.addErrback(self._again, ctx, msg, raw, left - 1) if left > 1 else d
 
     @staticmethod
     def is_unavailable(failure) -> bool:

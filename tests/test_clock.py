@@ -57,3 +57,49 @@ def test_child_processes_start_at_the_pinned_time_of_the_moment():
     assert env["PATH"] == "/bin"
     assert datetime.fromisoformat(env[clock.ENVIRONMENT]) == start + timedelta(hours=1)
     assert clock.ENVIRONMENT not in clock.WallClock().environment({"PATH": "/bin"})
+
+
+@pytest.fixture
+def paris():
+    """The process's local zone is Europe/Paris for the test (TZ and tzset)."""
+    import os
+    import time
+
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset is not available")
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Paris"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+def test_the_local_offset_follows_daylight_saving_time_at_once(paris):
+    # Paris moves from +01:00 to +02:00 at 01:00 UTC on 2026-03-29, and back on 2026-10-25.
+    for switch, before, after in (
+        (datetime(2026, 3, 29, 1, 0, tzinfo=UTC), 1, 2),
+        (datetime(2026, 10, 25, 1, 0, tzinfo=UTC), 2, 1),
+    ):
+        ticks = Ticks()
+        wall = clock.WallClock(switch - timedelta(seconds=30), monotonic=ticks)
+        seen = []
+        for step in (0, 20, 29.999, 30, 31, 90):
+            ticks.value = 100.0 + step
+            now = wall.now()
+            assert now == switch + timedelta(seconds=step - 30)
+            seen.append(now.utcoffset() // timedelta(hours=1))
+        assert seen == [before, before, before, after, after, after]
+        ticks.value = 100.0  # a clock set back asks for the offset again
+        assert wall.now().utcoffset() == timedelta(hours=before)
+
+
+def test_the_unpinned_clock_gives_the_local_offset_of_the_moment(paris):
+    now = clock.WallClock().now()
+    assert now.utcoffset() == datetime.now().astimezone().utcoffset()
+    assert abs(now - datetime.now(UTC)) < timedelta(seconds=5)

@@ -35,7 +35,11 @@ class RequestContext:
     peer: str = ""
     print_width: int | None = None
     log: list[str] = field(default_factory=list)
+    #: The account's ``ils.context.AccountOptions`` when the caller built them already
+    #: (the gateway does, once per account); else :meth:`circ` reads them from ``account``.
+    options: Any = field(default=None, repr=False, compare=False)
     _circ: Any = field(default=None, repr=False, compare=False)
+    _now_text: Any = field(default=None, repr=False, compare=False)
 
     def circ(self, txn, branch: str | None = None):
         """The ILS context of this request (:class:`koha_gateway.ils.context.CircContext`):
@@ -49,7 +53,11 @@ class RequestContext:
                 now=self.now,
                 sysprefs=self.sysprefs,
                 staff_borrowernumber=staff_borrowernumber(txn, self.staff_userid),
-                options=AccountOptions.from_account(self.account),
+                options=(
+                    self.options
+                    if self.options is not None
+                    else AccountOptions.from_account(self.account)
+                ),
             )
         if branch is not None and branch != self._circ.branch:
             return self._circ.replace(branch=branch)
@@ -62,8 +70,17 @@ class RequestContext:
 
     @property
     def today(self) -> str:
-        return self.now.strftime("%Y-%m-%d")
+        return self._formatted_now()[0]
 
     @property
     def now_sql(self) -> str:
-        return self.now.strftime("%Y-%m-%d %H:%M:%S")
+        return self._formatted_now()[1]
+
+    def _formatted_now(self) -> tuple[str, str]:
+        """(``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS``) of ``now``, formatted once."""
+        now = self.now
+        cached = self._now_text
+        if cached is None or cached[0] is not now:
+            text = now.strftime("%Y-%m-%d %H:%M:%S")
+            cached = self._now_text = (now, (text[:10], text))
+        return cached[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from koha_gateway.ils import account_option, perl_true
@@ -125,12 +126,14 @@ class CircContext:
         if self.now.tzinfo is not None or self.now.microsecond:
             object.__setattr__(self, "now", self.now.replace(tzinfo=None, microsecond=0))
 
-    @property
+    # Computed once per context (cached_property writes the instance's __dict__, which a
+    # frozen dataclass allows): a checkout or checkin reads them a dozen times.
+    @cached_property
     def now_sql(self) -> str:
         """``YYYY-MM-DD HH:MM:SS``, as datetimes are stored."""
         return self.now.strftime("%Y-%m-%d %H:%M:%S")
 
-    @property
+    @cached_property
     def today(self) -> str:
         """``YYYY-MM-DD``."""
         return self.now.strftime("%Y-%m-%d")
