@@ -41,7 +41,7 @@ from koha_gateway.db.engine import Database  # noqa: E402
 from koha_gateway.db.schema import CIRCULATE  # noqa: E402
 from tests.gateway import GatewayProcess  # noqa: E402
 
-ENGINES = ("sqlite", "postgresql")
+ENGINES = ("sqlite", "postgresql", "mysql")
 
 
 def kiosk_patron(n: int) -> str:
@@ -54,8 +54,12 @@ def kiosk_item(n: int) -> str:
 
 @contextlib.contextmanager
 def database(engine: str, workdir: Path, postgresql_url: str | None = None):
-    """Yield the URL of a migrated database with the demo data set on ``engine``."""
+    """Yield the URL of a migrated database with the demo data set on ``engine``.
+
+    ``mysql`` is a throwaway MariaDB server (``tests/support/mariadb.py``) holding Koha's own
+    schema and mandatory data, with the demo data set on top."""
     cluster = None
+    mariadb = None
     try:
         if engine == "sqlite":
             url = f"sqlite:///{workdir / 'bench.sqlite'}"
@@ -68,8 +72,14 @@ def database(engine: str, workdir: Path, postgresql_url: str | None = None):
                 cluster = PostgresCluster()
                 cluster.start()
                 url = cluster.create_database("bench")
+        elif engine == "mysql":
+            from tests.support.mariadb import KOHA_TEMPLATE, MariaDBServer
+
+            mariadb = MariaDBServer()
+            mariadb.start()
+            url = mariadb.create_database("bench", template=KOHA_TEMPLATE)
         else:
-            raise ValueError(f"unknown engine {engine!r} (sqlite or postgresql)")
+            raise ValueError(f"unknown engine {engine!r} (sqlite, postgresql or mysql)")
         now = datetime.now().astimezone()
         db = Database.from_url(url)
         try:
@@ -81,6 +91,8 @@ def database(engine: str, workdir: Path, postgresql_url: str | None = None):
     finally:
         if cluster is not None:
             cluster.destroy()
+        if mariadb is not None:
+            mariadb.destroy()
 
 
 def add_kiosks(url: str, count: int) -> None:

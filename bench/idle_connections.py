@@ -6,16 +6,17 @@ process at under 50 KiB each. Self-check machines keep their connection open all
 a 99 SC Status every few minutes, so a library system with thousands of kiosks holds
 thousands of mostly idle connections.
 
-A gateway on a fresh demo database (SQLite, or PostgreSQL with ``--engine postgresql``) is
-started with a raised open-file limit (``prlimit``, within the hard limit of this shell). One
-warm-up connection logs in and sends a 99, so that the code paths and caches of a login exist
-before the first measurement. Then this process (one asyncio loop) opens ``--connections``
-RAW connections, logs each in (93 with the demo account ``joe``) and leaves them idle. The
+A gateway on a fresh demo database (SQLite, PostgreSQL with ``--engine postgresql``, or
+MariaDB with Koha's schema with ``--engine mysql``) is started with a raised open-file limit
+(``prlimit``, within the hard limit of this shell). One warm-up connection logs in and sends a
+99, so that the code paths and caches of a login exist before the first measurement. Then
+this process (one asyncio loop) opens ``--connections`` RAW connections, logs each in (93
+with the demo account ``joe``) and leaves them idle. The
 gateway's resident set size (``VmRSS``) is read before and after; the difference divided by
 the number of connections is the cost of one idle, logged-in connection. At the end a sample
 of the connections sends a 99 each, to show they are still served.
 
-    python bench/idle_connections.py [--connections 10000] [--engine sqlite|postgresql]
+    python bench/idle_connections.py [--connections 10000] [--engine sqlite|postgresql|mysql]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BenchGateway, database, pin_self, raise_nofile  # noqa: E402
+from harness import ENGINES, BenchGateway, database, pin_self, raise_nofile  # noqa: E402
 
 TIMEOUT = 30.0
 
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before measuring")
-    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--engine", choices=ENGINES, default="sqlite")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--connect-concurrency", type=int, default=200)
     parser.add_argument("--user", default="joe")

@@ -20,7 +20,7 @@ seconds; the number of dropped handshakes (``TcpExt: ListenOverflows``) is print
 Printed: time until every kiosk had its 941, p50/p99 login latency, refused or missing logins,
 and the lower bound set by bcrypt (accounts x one bcrypt / bcrypt threads).
 
-    python bench/login_storm.py [--kiosks 3000] [--accounts 30] [--engine sqlite|postgresql]
+    python bench/login_storm.py [--kiosks 3000] [--accounts 30] [--engine sqlite|postgresql|mysql]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
+    ENGINES,
     BenchGateway,
     Profiler,
     accounts_customiser,
@@ -98,10 +99,12 @@ async def run(gateway, args, accounts) -> dict:
     ]
     overflows = listen_overflows()
     port = gateway.ports["raw"]
+    cpu, own_cpu = gateway.cpu_seconds(), time.process_time()
     start = time.perf_counter()
     results = await asyncio.gather(
         *(storm_one(port, login, start) for login in logins), return_exceptions=True
     )
+    cpu, own_cpu = gateway.cpu_seconds() - cpu, time.process_time() - own_cpu
     overflows = listen_overflows() - overflows if overflows >= 0 else -1
     latencies, refused, lost = [], 0, 0
     first_problem = None
@@ -122,6 +125,8 @@ async def run(gateway, args, accounts) -> dict:
         "refused": refused,
         "lost": lost,
         "first_problem": first_problem,
+        "cpu": cpu,
+        "client_cpu": own_cpu,
     }
 
 
@@ -140,7 +145,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kiosks", type=int, default=3000)
     parser.add_argument("--accounts", type=int, default=30, help="distinct SIP accounts")
-    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--engine", choices=ENGINES, default="sqlite")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--bcrypt-threads", type=int, default=2, help="the authenticator's pool")
     parser.add_argument(
@@ -192,6 +197,11 @@ def main(argv=None) -> int:
             f"  login latency ms       p50 {percentile(lat, 50) * 1000:.0f}  "
             f"p99 {percentile(lat, 99) * 1000:.0f}"
         )
+    print(
+        f"  CPU seconds            gateway {result['cpu']:.2f} "
+        f"({result['cpu'] * 1e6 / args.kiosks:.0f} µs a login), "
+        f"load client {result['client_cpu']:.2f}"
+    )
     print(
         f"  bcrypt lower bound     {bound * 1000:.0f} ms ({args.accounts} accounts x one bcrypt "
         f"/ {args.bcrypt_threads} threads)"
