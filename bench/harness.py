@@ -217,10 +217,29 @@ class BenchGateway(GatewayProcess):
         return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the gateway has used so far."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the gateway has used so far: the master process and, with
+        ``--workers``, its worker processes (children that exited no longer count)."""
+        total = 0
+        for pid in [self.pid, *_children(self.pid)]:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the worker processes of a ``--workers`` master)."""
+    found = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with open(f"{task.path}/children") as f:
+                found += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return found
 
 
 class Profiler:

@@ -21,6 +21,7 @@ Printed: time until every kiosk had its 941, p50/p99 login latency, refused or m
 and the lower bound set by bcrypt (accounts x one bcrypt / bcrypt threads).
 
     python bench/login_storm.py [--kiosks 3000] [--accounts 30] [--engine sqlite|postgresql|mysql]
+        [--workers N]
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--backlog", type=int, help="experiment: listen queue length for the gateway's listeners"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes (--workers N); more than one are not pinned to a core",
+    )
     parser.add_argument("--profile", metavar="FILE", help="sample the gateway with py-spy")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable (default: $PATH)")
     args = parser.parse_args(argv)
@@ -167,7 +174,8 @@ def main(argv=None) -> int:
             gateway = BenchGateway(
                 gwdir,
                 url,
-                cpus="0",
+                cpus="0" if args.workers == 1 else None,
+                extra_args=["--workers", str(args.workers)] if args.workers > 1 else [],
                 nofile=args.kiosks + 512,
                 customise=accounts_customiser(accounts),
                 backlog=args.backlog,
@@ -187,6 +195,7 @@ def main(argv=None) -> int:
     print(
         f"\nlogin storm: {args.kiosks} kiosks over {args.accounts} SIP accounts on {args.engine}, "
         "all 93s written at once"
+        + (f", {args.workers} gateway processes" if args.workers > 1 else "")
         + (f" (experiment: listen backlog {args.backlog})" if args.backlog else "")
     )
     print(f"  handshakes dropped     {result['overflows']} (listen queue full)")
