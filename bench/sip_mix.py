@@ -30,7 +30,6 @@ gateway runs on it as on a live Koha database.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -216,16 +215,9 @@ def run_engine(
 def process_cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process (Linux /proc), a figure a loaded machine disturbs
     far less than a message rate."""
-    from harness import _children
+    from harness import tree_cpu_seconds
 
-    total = 0
-    for process in [pid, *_children(pid)]:  # with --workers: the master and its workers
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return tree_cpu_seconds(pid)  # with --workers: the master and its workers
 
 
 def percentile(values: list[float], pct: float) -> float:
