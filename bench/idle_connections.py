@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BenchGateway, Ceiling, database, pin_self, raise_nofile  # noqa: E402
+from harness import ENGINES, BenchGateway, Ceiling, database, pin_self, raise_nofile  # noqa: E402
 
 TIMEOUT = 30.0
 
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before measuring")
-    parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
+    parser.add_argument("--engine", choices=ENGINES, default="sqlite")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--connect-concurrency", type=int, default=200)
     parser.add_argument("--user", default="joe")

@@ -24,6 +24,7 @@ listen queue of 1024, run first in the same run; ``--no-ceiling`` skips it): wha
 handshakes and the framing alone cost.
 
     python bench/login_storm.py [--kiosks 3000] [--accounts 30] [--engine sqlite|postgresql|mysql]
+        [--workers N]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
+    ENGINES,
     BenchGateway,
     Ceiling,
     Profiler,
@@ -102,10 +104,12 @@ async def run(gateway, args, accounts) -> dict:
     ]
     overflows = listen_overflows()
     port = gateway.ports["raw"]
+    cpu, own_cpu = gateway.cpu_seconds(), time.process_time()
     start = time.perf_counter()
     results = await asyncio.gather(
         *(storm_one(port, login, start) for login in logins), return_exceptions=True
     )
+    cpu, own_cpu = gateway.cpu_seconds() - cpu, time.process_time() - own_cpu
     overflows = listen_overflows() - overflows if overflows >= 0 else -1
     latencies, refused, lost = [], 0, 0
     first_problem = None
@@ -126,6 +130,8 @@ async def run(gateway, args, accounts) -> dict:
         "refused": refused,
         "lost": lost,
         "first_problem": first_problem,
+        "cpu": cpu,
+        "client_cpu": own_cpu,
     }
 
 
@@ -144,11 +150,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kiosks", type=int, default=3000)
     parser.add_argument("--accounts", type=int, default=30, help="distinct SIP accounts")
-    parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), default="sqlite")
+    parser.add_argument("--engine", choices=ENGINES, default="sqlite")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--bcrypt-threads", type=int, default=2, help="the authenticator's pool")
     parser.add_argument(
         "--backlog", type=int, help="experiment: listen queue length for the gateway's listeners"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes (--workers N); more than one are not pinned to a core",
     )
     parser.add_argument("--profile", metavar="FILE", help="sample the gateway with py-spy")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable (default: $PATH)")
@@ -172,7 +184,8 @@ def main(argv=None) -> int:
             gateway = BenchGateway(
                 gwdir,
                 url,
-                cpus="0",
+                cpus="0" if args.workers == 1 else None,
+                extra_args=["--workers", str(args.workers)] if args.workers > 1 else [],
                 nofile=args.kiosks + 512,
                 customise=accounts_customiser(accounts),
                 backlog=args.backlog,
@@ -191,6 +204,7 @@ def main(argv=None) -> int:
     print(
         f"\nlogin storm: {args.kiosks} kiosks over {args.accounts} SIP accounts on {args.engine}, "
         "all 93s written at once"
+        + (f", {args.workers} gateway processes" if args.workers > 1 else "")
         + (f" (experiment: listen backlog {args.backlog})" if args.backlog else "")
     )
     columns = [("gateway", result)] + ([("ceiling", ceiling_result)] if ceiling_result else [])
@@ -211,6 +225,11 @@ def main(argv=None) -> int:
     row("login latency p50 ms", lambda r: ms(r, 50))
     row("login latency p99 ms", lambda r: ms(r, 99))
     row("refused / no answer", lambda r: f"{r['refused']} / {r['lost']}")
+    print(
+        f"  CPU seconds            gateway {result['cpu']:.2f} "
+        f"({result['cpu'] * 1e6 / args.kiosks:.0f} µs a login), "
+        f"load client {result['client_cpu']:.2f}"
+    )
     print(
         f"  bcrypt lower bound     {bound * 1000:.0f} ms ({args.accounts} accounts x one bcrypt "
         f"/ {args.bcrypt_threads} threads)"

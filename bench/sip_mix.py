@@ -27,12 +27,12 @@ Koha's own schema and mandatory data (``../shared/koha``), with the demo data se
 gateway runs on it as on a live Koha database.
 
     python bench/sip_mix.py [--clients 8] [--rounds 60] [--engines sqlite,postgresql,mysql]
+        [--workers 1,2,4]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -144,10 +144,19 @@ def kiosk(gateway, n: int, rounds: int, start: threading.Barrier, out: dict) -> 
 
 
 def run_engine(
-    name: str, url: str, clients: int, rounds: int, workdir: Path, metrics: bool = False
+    name: str,
+    url: str,
+    clients: int,
+    rounds: int,
+    workdir: Path,
+    metrics: bool = False,
+    workers: int = 1,
 ) -> dict:
     prepare(url, clients)
     extra = ["--log-level", "info"]
+    if workers > 1:
+        extra += ["--workers", str(workers)]
+        name += f" x{workers}"
     if metrics:
         from tests.gateway import free_port
 
@@ -218,8 +227,9 @@ def measure(name: str, target, clients: int, rounds: int) -> dict:
 def process_cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process (Linux /proc), a figure a loaded machine disturbs
     far less than a message rate."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    from harness import tree_cpu_seconds
+
+    return tree_cpu_seconds(pid)  # with --workers: the master and its workers
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -268,6 +278,11 @@ def main(argv=None) -> int:
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--postgresql", metavar="URL", help="an empty PostgreSQL database to use")
     parser.add_argument(
+        "--workers",
+        default="1",
+        help="gateway processes, a comma list to measure each (e.g. 1,2,4): throughput against N",
+    )
+    parser.add_argument(
         "--metrics",
         choices=("off", "on", "both"),
         default="off",
@@ -275,8 +290,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling's runs")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    try:
+        counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    except ValueError:
+        parser.error("--workers takes numbers, e.g. 1,2,4")
+    if not counts or min(counts) < 1:
+        parser.error("--workers takes numbers of at least 1")
+    if args.postgresql and len(counts) * len(modes) > 1:
+        parser.error("several runs need a throwaway cluster, not --postgresql")
     results = []
     cluster = None
     mariadb = None
@@ -290,8 +314,9 @@ def main(argv=None) -> int:
                     parser.error(f"unknown engine {name!r}")
                 if name == "postgresql" and args.postgresql and len(modes) > 1:
                     parser.error("--metrics both needs a throwaway cluster, not --postgresql")
-                for metrics in modes:
-                    workdir = Path(tmp) / f"{name}-{'metrics' if metrics else 'plain'}"
+                for metrics, workers in [(m, w) for m in modes for w in counts]:
+                    tag = f"{'m' if metrics else 'p'}{workers}"
+                    workdir = Path(tmp) / f"{name}-{tag}"
                     workdir.mkdir()
                     if name == "sqlite":
                         url = f"sqlite://{workdir / 'bench.sqlite'}"
@@ -301,9 +326,7 @@ def main(argv=None) -> int:
 
                             mariadb = MariaDBServer()
                             mariadb.start()
-                        url = mariadb.create_database(
-                            f"bench_{'m' if metrics else 'p'}", template=KOHA_TEMPLATE
-                        )
+                        url = mariadb.create_database(f"bench_{tag}", template=KOHA_TEMPLATE)
                     elif args.postgresql:
                         url = args.postgresql
                     else:
@@ -312,13 +335,17 @@ def main(argv=None) -> int:
 
                             cluster = PostgresCluster()
                             cluster.start()
-                        url = cluster.create_database(f"bench_{'m' if metrics else 'p'}")
+                        url = cluster.create_database(f"bench_{tag}")
                     if ceiling is not None:
                         print("running the ceiling ...", flush=True)
                         results.append(measure("ceiling", ceiling, args.clients, args.rounds))
-                    print(f"running {name}{' with metrics' if metrics else ''} ...", flush=True)
+                    print(
+                        f"running {name}{' with metrics' if metrics else ''}"
+                        f" ({workers} gateway process{'es' if workers > 1 else ''}) ...",
+                        flush=True,
+                    )
                     results.append(
-                        run_engine(name, url, args.clients, args.rounds, workdir, metrics)
+                        run_engine(name, url, args.clients, args.rounds, workdir, metrics, workers)
                     )
         finally:
             if ceiling is not None:

@@ -487,7 +487,14 @@ def _is_ipv6(address) -> bool:
     return ":" in host
 
 
-def _endpoint(reactor, address, backlog: int = 1024):
+#: Listen queue length (the kernel caps it at ``net.core.somaxconn``, 4096 by default since
+#: Linux 5.4): after a restart every kiosk reconnects at once, and a connection that does not
+#: fit is dropped and retried by the kiosk 1, 3, 7 ... seconds later. 10,000 kiosks
+#: reconnecting at once overflowed a queue of 1024 about 8,000 times (bench/login_storm.py).
+LISTEN_BACKLOG = 4096
+
+
+def _endpoint(reactor, address, backlog: int = LISTEN_BACKLOG):
     """TCP4/TCP6 server endpoint for a ``ListenAddress``; host "" (or "*") = all interfaces."""
     host = (getattr(address, "host", "") or "").strip("[]")
     if host == "*":

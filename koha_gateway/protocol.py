@@ -38,6 +38,21 @@ PATRON_PASSWORD = frozenset({"11", "15", "23", "25", "29", "35", "37", "63", "65
 _PAUSE_AT = 32
 
 
+_policies: dict[int, tuple[object, OutputPolicy]] = {}
+
+
+def _output_policy(account) -> OutputPolicy:
+    """The account's OutputPolicy, built once per account object (a reload makes new ones)."""
+    entry = _policies.get(id(account))
+    if entry is not None and entry[0] is account:
+        return entry[1]
+    if len(_policies) > 10_000:
+        _policies.clear()
+    policy = OutputPolicy.from_account(account)
+    _policies[id(account)] = (account, policy)
+    return policy
+
+
 class SIPProtocol(Protocol, TimeoutMixin):
     """One kiosk connection on a RAW or telnet ``<service>``, plain or inside TLS."""
 
@@ -66,12 +81,14 @@ class SIPProtocol(Protocol, TimeoutMixin):
             delimiter=config.delimiter,
         )
         self.gateway.connections.add(self)
-        self._log(
-            "info",
-            "connection on {service} ({transport})",
-            service=self.service.address.spec,
-            transport=self.service.transport,
-        )
+        if logs.messages_logged():
+            # At info a connection costs one line: its login (or the reason it failed).
+            self._log(
+                "debug",
+                "connection on {service} ({transport})",
+                service=self.service.address.spec,
+                transport=self.service.transport,
+            )
         if self.service.transport == "telnet":
             self.transport.write(self.session.greeting())
         self.setTimeout(config.login_timeout(self.service))
@@ -240,12 +257,13 @@ class SIPProtocol(Protocol, TimeoutMixin):
         if not result.ok:
             return False, result.reason
         self.account = account
-        self._write_events(self.session.login_ok(OutputPolicy.from_account(account)))
+        self._write_events(self.session.login_ok(_output_policy(account)))
         self.setTimeout(self.gateway.config.idle_timeout(self.service))
         self._log(
             "info",
-            "Successful login/auth for {userid!r} of {institution!r}{certificate}",
+            "Successful login/auth for {userid!r} of {institution!r} on {service}{certificate}",
             userid=userid,
+            service=self.service.address.spec,
             institution=account.institution,
             certificate=f" with client certificate {identity}" if identity else "",
         )

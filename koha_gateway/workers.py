@@ -61,8 +61,9 @@ log = Logger(namespace="koha_gateway.workers")
 #: The hidden plugin option by which the master tells a worker which descriptors to adopt.
 ADOPT_OPTION = "adopt-listeners"
 #: Default listen queue length: a restart makes every kiosk reconnect at once, and a short
-#: queue turns that burst into dropped handshakes that the kiosks retry seconds later.
-BACKLOG = 1024
+#: queue turns that burst into dropped handshakes that the kiosks retry seconds later (the
+#: same as ``listeners.LISTEN_BACKLOG``; the kernel caps it at ``net.core.somaxconn``).
+BACKLOG = 4096
 #: Seconds a worker must have run to count as healthy; one that dies sooner is restarted
 #: after a growing delay (1 s doubling up to :data:`MAX_RESTART_DELAY`).
 HEALTHY_AFTER = 10.0

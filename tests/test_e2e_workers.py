@@ -53,3 +53,50 @@ def test_three_processes_share_the_listeners(make_gateway):
         timeout=15,
         what="every process gone after the master stopped",
     )
+
+
+def test_one_winner_for_one_item_across_workers(make_gateway):
+    # Kiosks on different processes check out the same item for two patrons at the same moment:
+    # the database decides, on every engine, and exactly one patron gets the loan. (A second
+    # checkout for the winner is a renewal, as in Koha, so only the other patron's are refused.)
+    import threading
+
+    from tests.gateway import sip_date
+
+    gateway = make_gateway(extra_args=["--workers", "3"])
+    now = sip_date()
+    patrons = ["23529000000001", "23529000000002"] * 6
+    clients = [gateway.client(source_address=(f"127.0.0.{10 + n}", 0)) for n in range(12)]
+    answers: list[tuple[str, str]] = []
+    try:
+        for client in clients:
+            assert client.login("joe", "joes") == "941"
+        start = threading.Barrier(len(clients))
+
+        def send(client, patron):
+            start.wait()
+            request = f"11YN{now}{' ' * 18}AOWEL|AA{patron}|AB39999000000001|AC|"
+            answers.append((patron, client.request(request)))
+
+        threads = [threading.Thread(target=send, args=pair) for pair in zip(clients, patrons)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for client in clients:
+            client.close()
+    assert len(answers) == 12
+    loans = gateway.query(
+        "SELECT b.cardnumber FROM issues i JOIN items it ON it.itemnumber = i.itemnumber "
+        "JOIN borrowers b ON b.borrowernumber = i.borrowernumber "
+        "WHERE it.barcode = '39999000000001'"
+    )
+    assert len(loans) == 1
+    winner = loans[0]["cardnumber"]
+    assert all(a.startswith("120") for p, a in answers if p != winner), answers
+    issued = gateway.query(
+        "SELECT COUNT(*) AS n FROM statistics s JOIN items it ON it.itemnumber = s.itemnumber "
+        "WHERE it.barcode = '39999000000001' AND s.type = 'issue'"
+    )
+    assert int(issued[0]["n"]) == 1

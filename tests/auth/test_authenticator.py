@@ -110,3 +110,52 @@ def test_the_cache_and_the_throttle_run_on_the_injected_reactor_clock():
     assert auth._throttle.delay("joe") > 0
     clock.advance(901)  # failures are forgotten after 15 minutes of the same clock
     assert auth._throttle.delay("joe") == 0
+
+
+def _logins_at_once(gateway, credentials):
+    """Send every 93 before reading any answer; the answers in the same order."""
+    clients = [gateway.client() for _ in credentials]
+    try:
+        for client, (userid, password) in zip(clients, credentials):
+            client.send_raw(client.frame(f"9300CN{userid}|CO{password}|CP|"))
+        return [client.read_line() for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _batches(gateway):
+    """(borrower rows read, password checks served) of each batch in the SIP log."""
+    import re
+
+    pattern = r"reading (\d+) borrower rows for (\d+) password checks"
+    found = re.findall(pattern, gateway.sip_log_text())
+    return [(int(rows), int(checks)) for rows, checks in found]
+
+
+def test_logins_at_once_read_each_account_once_per_batch(make_gateway):
+    gateway = make_gateway(customise=_no_xml_passwords)
+    # Two wrong passwords among them (fewer than the throttle lets through unslowed).
+    credentials = [("joe", "joes")] * 40 + [("kilsc", "kilsc1")] * 20
+    credentials[7] = ("joe", "wrong")
+    credentials[33] = ("kilsc", "wrong")
+    answers = _logins_at_once(gateway, credentials)
+    expected = [b"940" if password == "wrong" else b"941" for _, password in credentials]
+    assert answers == expected
+    batches = _batches(gateway)
+    assert sum(checks for _, checks in batches) == 60
+    # Concurrent checks of the same account share one row read: fewer reads than checks.
+    assert sum(rows for rows, _ in batches) < 60
+    assert all(rows <= 2 for rows, _ in batches)
+
+
+def test_a_password_changed_by_koha_is_seen_by_the_next_batch(make_gateway):
+    # Another process (Koha's staff interface) changes the password between two storms.
+    gateway = make_gateway(customise=_no_xml_passwords)
+    assert _logins_at_once(gateway, [("joe", "joes")] * 20) == [b"941"] * 20
+    admin(gateway.database_url, "set-password", "joe", "--password", "changed")
+    # The old password twice only, so that the throttle does not slow the others down.
+    credentials = [("joe", "changed")] * 20
+    credentials[5] = credentials[14] = ("joe", "joes")
+    answers = _logins_at_once(gateway, credentials)
+    assert answers == [b"940" if p == "joes" else b"941" for _, p in credentials]
