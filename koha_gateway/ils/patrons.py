@@ -39,6 +39,7 @@ __all__ = [
     "outstanding",
     "overdue_loans",
     "patron_attributes",
+    "patron_number",
     "patron_state",
     "update_lastseen",
     "unavailable_holds",
@@ -74,24 +75,7 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
     ident = identifier.strip()
     if not ident or "\x00" in ident:
         return None
-    suffix = txn.for_update if lock else ""
-    row = None
-    for column in ("cardnumber", "userid"):
-        row = txn.one(f"SELECT * FROM borrowers WHERE {column} = ?{suffix}", (ident,))
-        if row is not None:
-            break
-    # Only identifiers with letters can differ by case (most cardnumbers are digits only).
-    if row is None and ident.lower() != ident.upper():
-        for column in ("cardnumber", "userid"):
-            rows = txn.query(
-                f"SELECT borrowernumber FROM borrowers WHERE UPPER({column}) = UPPER(?)", (ident,)
-            )
-            if len(rows) == 1:
-                row = txn.one(
-                    f"SELECT * FROM borrowers WHERE borrowernumber = ?{suffix}",
-                    (rows[0]["borrowernumber"],),
-                )
-                break
+    row = _borrower(txn, ident, "*", txn.for_update if lock else "")
     if row is None:
         return None
     # categories.noissuescharge exists from Koha 24.05 on: read only where start-up found it.
@@ -112,6 +96,40 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
         }
     )
     return patron
+
+
+def _borrower(txn, ident: str, columns: str, suffix: str) -> dict | None:
+    """``columns`` of the borrower ``ident`` names (:func:`find_patron`'s rules)."""
+    for column in ("cardnumber", "userid"):
+        row = txn.one(f"SELECT {columns} FROM borrowers WHERE {column} = ?{suffix}", (ident,))
+        if row is not None:
+            return row
+    # Only identifiers with letters can differ by case (most cardnumbers are digits only).
+    if ident.lower() != ident.upper():
+        for column in ("cardnumber", "userid"):
+            rows = txn.query(
+                f"SELECT borrowernumber FROM borrowers WHERE UPPER({column}) = UPPER(?)", (ident,)
+            )
+            if len(rows) == 1:
+                if columns == "borrowernumber" and not suffix:
+                    return rows[0]
+                return txn.one(
+                    f"SELECT {columns} FROM borrowers WHERE borrowernumber = ?{suffix}",
+                    (rows[0]["borrowernumber"],),
+                )
+    return None
+
+
+def patron_number(txn, identifier: str | None) -> int | None:
+    """The ``borrowernumber`` of the patron :func:`find_patron` finds for ``identifier``
+    (without reading the rest of the row or the category)."""
+    if identifier is None:
+        return None
+    ident = identifier.strip()
+    if not ident or "\x00" in ident:
+        return None
+    row = _borrower(txn, ident, "borrowernumber", "")
+    return None if row is None else int(row["borrowernumber"])
 
 
 def patron_by_number(txn, borrowernumber: int) -> dict | None:
