@@ -18,18 +18,18 @@ from tests.support import statements as counting
 #: The most statements each message of the session may run.
 BOUNDS = {
     "99": 1,
-    "63": 11,
-    "23": 7,
+    "63": 8,
+    "23": 6,
     "17": 4,
-    "11": 34,
+    "11": 29,
     "17b": 4,
-    "29": 28,
-    "09": 21,
+    "29": 27,
+    "09": 19,
     "35": 0,
 }
 
 #: 63 for demo patrons with loans, an overdue, holds and fines (no statement per row).
-PATRON_BOUNDS = {"23529000000001": 11, "23529000000002": 12}
+PATRON_BOUNDS = {"23529000000001": 8, "23529000000002": 8}
 
 
 @pytest.fixture
