@@ -12,6 +12,12 @@ Every kiosk works with its own patron and item, so the figures measure the reque
 parsing, one database transaction per request, the response), not lock contention. Each request
 waits for its answer before the next is sent, as a self-check machine does.
 
+The kiosks log in with one SIP account (``joe``) from 127.0.0.1, so for the request journal
+(``ils/journal.py``: one row per terminal, a SIP account at a peer address) they are one
+terminal, as kiosks behind one NAT address sharing an account are. ``--terminals own`` connects
+kiosk n from 127.0.1.n instead (any 127/8 address reaches the loopback listener on Linux): each
+kiosk is then a terminal of its own, as with one SIP account per kiosk.
+
 Printed per engine: messages per second over all kiosks, p50 and p99 latency (client-side, from
 sending the request to reading the whole answer), per message type p50, and the number of
 answers that were not the expected success (must be 0). Before each engine the same kiosks run
@@ -126,10 +132,13 @@ def session_requests(n: int) -> list[tuple[str, str, str]]:
     ]
 
 
-def kiosk(gateway, n: int, rounds: int, start: threading.Barrier, out: dict) -> None:
+def kiosk(
+    gateway, n: int, rounds: int, start: threading.Barrier, out: dict, own_terminal: bool = False
+) -> None:
     latencies: dict[str, list[float]] = {kind: [] for kind in MESSAGES}
     failures: list[str] = []
-    with gateway.logged_in() as client:
+    kw = {"source_address": (f"127.0.1.{n + 1}", 0)} if own_terminal else {}
+    with gateway.logged_in(**kw) as client:
         for _kind, request, _expect in session_requests(n):  # warm-up round, not measured
             client.request(request)
         start.wait(60)
@@ -151,6 +160,7 @@ def run_engine(
     workdir: Path,
     metrics: bool = False,
     workers: int = 1,
+    own_terminals: bool = False,
 ) -> dict:
     prepare(url, clients)
     extra = ["--log-level", "info"]
@@ -166,7 +176,7 @@ def run_engine(
     gateway = GatewayProcess(workdir, url, extra_args=extra)
     gateway.start()
     try:
-        result = measure(name, gateway, clients, rounds)
+        result = measure(name, gateway, clients, rounds, own_terminals)
         if metrics:
             # The counters saw the run: the admin listener was live while it was measured.
             import urllib.request
@@ -184,12 +194,12 @@ def run_engine(
     return result
 
 
-def measure(name: str, target, clients: int, rounds: int) -> dict:
+def measure(name: str, target, clients: int, rounds: int, own_terminals: bool = False) -> dict:
     """The kiosks' sessions against a running ``target`` (a gateway or the ceiling)."""
     results: dict = {}
     barrier = threading.Barrier(clients + 1)
     threads = [
-        threading.Thread(target=kiosk, args=(target, n, rounds, barrier, results))
+        threading.Thread(target=kiosk, args=(target, n, rounds, barrier, results, own_terminals))
         for n in range(clients)
     ]
     for thread in threads:
@@ -288,7 +298,12 @@ def main(argv=None) -> int:
         default="off",
         help="run with the admin listener (--admin-port) and its metrics; both: without, then with",
     )
-    parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling's runs")
+    parser.add_argument(
+        "--terminals",
+        choices=("shared", "own"),
+        default="shared",
+        help="shared: every kiosk is joe@127.0.0.1 (one journal row); own: kiosk n at 127.0.1.n",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
@@ -345,7 +360,16 @@ def main(argv=None) -> int:
                         flush=True,
                     )
                     results.append(
-                        run_engine(name, url, args.clients, args.rounds, workdir, metrics, workers)
+                        run_engine(
+                            name,
+                            url,
+                            args.clients,
+                            args.rounds,
+                            workdir,
+                            metrics,
+                            workers,
+                            own_terminals=args.terminals == "own",
+                        )
                     )
         finally:
             if ceiling is not None:

@@ -52,7 +52,8 @@ class ItemHandlers:
         if seen in ("mark_found", "keep_lost"):
             ils_items.mark_seen(txn, ctx.circ(txn), item, clear_lost=seen == "mark_found")
 
-        status = ils_items.circulation_status(txn, item, ctx.circ(txn).options)
+        facts = ils_items.item_circulation(txn, item, ctx.today)
+        status = ils_items.circulation_status(txn, item, ctx.circ(txn).options, facts)
         response.fixed(status, SECURITY_MARKER_TATTLE_TAPE, FEE_TYPE_OTHER, timestamp(ctx.now))
         if status == ils_items.CIRC_OTHER:
             response.maybe("AF", "Item is damaged")
@@ -63,15 +64,12 @@ class ItemHandlers:
         response.maybe("CH", item.get("sip_item_properties"))
         response.maybe("CR", fields.cr_value(ctx, item))
         response.maybe("BG", item.get("homebranch"))
-        queue = ils_items.holds_queue_length(txn, item["biblionumber"], ctx.today)
-        if queue > 0:
-            response.add("CF", str(queue))
-        loan = ils_items.current_loan(txn, item["itemnumber"])
-        if loan is not None:
-            response.maybe("AH", fields.due_date(ctx, loan["date_due"]))
-        hold = ils_items.item_hold(txn, item["itemnumber"])
-        if hold is not None and hold.get("found") == "W" and hold.get("expirationdate"):
-            response.maybe("CM", fields.sip_datetime(str(hold["expirationdate"])[:10]))
+        if facts["queue"] > 0:
+            response.add("CF", str(facts["queue"]))
+        if facts["issue_id"] is not None:
+            response.maybe("AH", fields.due_date(ctx, facts["date_due"]))
+        if facts["hold_found"] == "W" and facts["hold_expirationdate"]:
+            response.maybe("CM", fields.sip_datetime(str(facts["hold_expirationdate"])[:10]))
         response.maybe("CS", item.get("itemcallnumber"))
         fields.add_item_fields(ctx, response, item)
         return response

@@ -139,10 +139,9 @@ class PatronHandlers:
         ils_patrons.update_lastseen(txn, ctx.circ(txn), patron, "connection")
         number = patron["borrowernumber"]
         state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
-        loans = ils_patrons.current_loans(txn, number)
+        loans = list(state.loans)  # read by patron_state in this transaction
         overdue = [loan for loan in loans if ils_patrons.is_overdue(loan, ctx.now_sql)]
-        waiting = ils_patrons.waiting_holds(txn, number)
-        unavailable = ils_patrons.unavailable_holds(txn, number)
+        waiting, unavailable = ils_patrons.patron_holds(txn, number)
         fine_lines = ils_patrons.fine_lines(txn, number)
 
         response.fixed(

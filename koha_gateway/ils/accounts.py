@@ -405,6 +405,8 @@ def update_fine(
     ``amount`` > 0 (:func:`add_debit`: no manager, no library, as Koha's fine code passes
     none). ``amount`` 0 only adjusts an existing line, and only for a ``backdated`` return.
     Returns what this added to the patron's debt (``None`` when nothing)."""
+    if amount <= 0 and not backdated:
+        return None  # neither an adjustment nor a new line: nothing to read
     line = _accruing_fine(txn, loan)
     if line is not None:
         if amount <= 0 and not backdated:

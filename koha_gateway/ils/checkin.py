@@ -331,7 +331,8 @@ def checkin(
     # The return itself.
     statistic = "return"
     if loan is not None:
-        mark_issue_returned(txn, loan, format_sql_datetime(returned_at))
+        # items.onloan is cleared below, with the rest of the item's return.
+        mark_issue_returned(txn, loan, format_sql_datetime(returned_at), clear_onloan=False)
         outcome.returned = True
         fines_on = (ctx.pref("finesMode", "production") or "") == "production" and (
             ctx.flag("CalculateFinesOnReturn", True)

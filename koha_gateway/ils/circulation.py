@@ -280,17 +280,14 @@ def index_biblio(txn, ctx, biblionumber: int | None) -> None:
                 ctx.now_sql,
             ),
         )
-    pending = txn.one(
-        "SELECT id FROM zebraqueue WHERE server = 'biblioserver' AND biblio_auth_number = ? "
-        "AND operation = 'specialUpdate' AND done = 0",
-        (biblionumber,),
+    # One statement: the row is inserted unless one is already waiting.
+    txn.execute(
+        "INSERT INTO zebraqueue (biblio_auth_number, operation, server, done, time) "
+        "SELECT ?, 'specialUpdate', 'biblioserver', 0, ? FROM (SELECT 1 AS one) x "
+        "WHERE NOT EXISTS (SELECT 1 FROM zebraqueue WHERE server = 'biblioserver' "
+        "AND biblio_auth_number = ? AND operation = 'specialUpdate' AND done = 0)",
+        (biblionumber, ctx.now_sql, biblionumber),
     )
-    if pending is None:
-        txn.execute(
-            "INSERT INTO zebraqueue (biblio_auth_number, operation, server, done, time) "
-            "VALUES (?, 'specialUpdate', 'biblioserver', 0, ?)",
-            (biblionumber, ctx.now_sql),
-        )
 
 
 def patron_display_name(patron: dict | None) -> str:
@@ -329,20 +326,21 @@ LOAN_COLUMNS = (
 )
 
 
-def mark_issue_returned(txn, loan: dict, returned_sql: str) -> None:
-    """Close a loan (Koha's ``MarkIssueReturned``): ``issues.returndate`` is set, the row is
-    copied to ``old_issues`` with the same ``issue_id`` and every column, then deleted, and
-    ``items.onloan`` becomes NULL. Fines and the rest of the return are the caller's."""
-    txn.execute(
-        "UPDATE issues SET returndate = ? WHERE issue_id = ?", (returned_sql, loan["issue_id"])
-    )
+def mark_issue_returned(txn, loan: dict, returned_sql: str, *, clear_onloan: bool = True) -> None:
+    """Close a loan (Koha's ``MarkIssueReturned``): the row is copied to ``old_issues`` with
+    the same ``issue_id``, every column and ``returndate`` (Koha sets it on ``issues`` first;
+    the row written is the same), then deleted, and ``items.onloan`` becomes NULL (unless the
+    caller writes the item itself: ``clear_onloan=False``). Fines and the rest of the return
+    are the caller's."""
     columns = ", ".join(LOAN_COLUMNS)
+    values = ", ".join("?" if column == "returndate" else column for column in LOAN_COLUMNS)
     txn.execute(
-        f"INSERT INTO old_issues ({columns}) SELECT {columns} FROM issues WHERE issue_id = ?",
-        (loan["issue_id"],),
+        f"INSERT INTO old_issues ({columns}) SELECT {values} FROM issues WHERE issue_id = ?",
+        (returned_sql, loan["issue_id"]),
     )
     txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
-    txn.execute("UPDATE items SET onloan = NULL WHERE itemnumber = ?", (loan["itemnumber"],))
+    if clear_onloan:
+        txn.execute("UPDATE items SET onloan = NULL WHERE itemnumber = ?", (loan["itemnumber"],))
 
 
 def branch_exists(txn, branchcode: str | None) -> bool:

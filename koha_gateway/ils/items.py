@@ -27,6 +27,7 @@ __all__ = [
     "holds_queue_length",
     "item_attribute",
     "item_by_number",
+    "item_circulation",
     "item_hold",
     "mark_seen",
     "open_transfer",
@@ -117,7 +118,7 @@ def find_item(
     if not code or "\x00" in code:
         return None
     suffix = txn.for_update if lock else ""
-    row = txn.one(f"SELECT * FROM items WHERE barcode = ?{suffix}", (code,))
+    row = txn.one(f"{_ITEM_SELECT} WHERE it.barcode = ?{suffix}", (code,))
     if row is None:
         return None
     return _complete(txn, row)
@@ -126,17 +127,22 @@ def find_item(
 def item_by_number(txn, itemnumber: int, *, lock: bool = False) -> dict | None:
     """The item with this ``itemnumber`` (same shape as :func:`find_item`)."""
     suffix = txn.for_update if lock else ""
-    row = txn.one(f"SELECT * FROM items WHERE itemnumber = ?{suffix}", (itemnumber,))
+    row = txn.one(f"{_ITEM_SELECT} WHERE it.itemnumber = ?{suffix}", (itemnumber,))
     return None if row is None else _complete(txn, row)
+
+
+# The item with its title, author and SIP item properties in one statement. Subqueries, not
+# joins: a locking read (FOR UPDATE) then locks the items row only, on every engine.
+_ITEM_SELECT = (
+    "SELECT it.*, (SELECT b.title FROM biblio b WHERE b.biblionumber = it.biblionumber) AS title, "
+    "(SELECT b.author FROM biblio b WHERE b.biblionumber = it.biblionumber) AS author, "
+    "(SELECT p.sip_item_properties FROM kgw_item_properties p "
+    "WHERE p.itemnumber = it.itemnumber) AS sip_item_properties FROM items it"
+)
 
 
 def _complete(txn, row: dict) -> dict:
     item = dict(row)
-    biblio = txn.one(
-        "SELECT title, author FROM biblio WHERE biblionumber = ?", (item["biblionumber"],)
-    )
-    item["title"] = biblio["title"] if biblio else None
-    item["author"] = biblio["author"] if biblio else None
     itype = txn.one(
         "SELECT t.description, t.notforloan, t.rentalcharge, t.sip_media_type, p.sip_magnetic "
         "FROM itemtypes t LEFT JOIN kgw_itemtype_properties p ON p.itemtype = t.itemtype "
@@ -148,10 +154,6 @@ def _complete(txn, row: dict) -> dict:
     item["rentalcharge"] = float(itype["rentalcharge"] or 0) if itype else 0.0
     item["sip_media_type"] = itype["sip_media_type"] if itype else None
     item["sip_magnetic"] = int(itype["sip_magnetic"] or 0) if itype else 0
-    item["sip_item_properties"] = txn.scalar(
-        "SELECT sip_item_properties FROM kgw_item_properties WHERE itemnumber = ?",
-        (item["itemnumber"],),
-    )
     return item
 
 
@@ -202,7 +204,34 @@ def holds_queue_length(txn, biblionumber: int, today: str | None = None) -> int:
     return int(count or 0)
 
 
-def circulation_status(txn, item: dict, options: Any = None) -> str:
+def item_circulation(txn, item: dict, today: str) -> dict:
+    """What 17 tells of an item's circulation, in one statement: ``in_transit`` (an open
+    transfer, :func:`open_transfer`), ``issue_id`` and ``date_due`` of its loan
+    (:func:`current_loan`), ``hold_found`` and ``hold_expirationdate`` of the hold attached to
+    it (:func:`item_hold`), and ``queue``, :func:`holds_queue_length` on ``today``."""
+    number = item["itemnumber"]
+    attached = (
+        "FROM reserves r WHERE r.itemnumber = ? AND r.found IN ('W', 'T', 'P') "
+        "ORDER BY r.reserve_id LIMIT 1"
+    )
+    row = txn.one(
+        "SELECT (SELECT COUNT(*) FROM branchtransfers t WHERE t.itemnumber = ? "
+        "AND t.datearrived IS NULL AND t.datecancelled IS NULL) AS transfers, "
+        "(SELECT i.issue_id FROM issues i WHERE i.itemnumber = ?) AS issue_id, "
+        "(SELECT i.date_due FROM issues i WHERE i.itemnumber = ?) AS date_due, "
+        f"(SELECT r.found {attached}) AS hold_found, "
+        f"(SELECT r.expirationdate {attached}) AS hold_expirationdate, "
+        "(SELECT COUNT(*) FROM reserves q WHERE q.biblionumber = ? AND q.reservedate <= ?) "
+        "AS queue",
+        (number, number, number, number, number, item["biblionumber"], today),
+    )
+    facts = dict(row)
+    facts["in_transit"] = int(facts.pop("transfers") or 0) > 0
+    facts["queue"] = int(facts["queue"] or 0)
+    return facts
+
+
+def circulation_status(txn, item: dict, options: Any = None, facts: dict | None = None) -> str:
     """3M SIP2 2.00 circulation status (18), first match wins, as Koha decides it:
 
     ``10`` in transit; ``13`` lost with ``itemlost`` equal to the account's
@@ -214,9 +243,17 @@ def circulation_status(txn, item: dict, options: Any = None) -> str:
 
     Koha's ``11`` (claimed returned) needs return claims, which this ILS does not record, so
     it is never answered. A not-for-loan item (``notforloan`` > 0) is ``03``, as in Koha.
+    ``facts`` (:func:`item_circulation`) saves reading the transfer, loan and hold again.
     """
     number = item["itemnumber"]
-    if open_transfer(txn, number) is not None:
+    if facts is not None:
+        in_transit = facts["in_transit"]
+        on_loan = facts["issue_id"] is not None
+        attached = facts["hold_found"] is not None
+    else:
+        in_transit = open_transfer(txn, number) is not None
+        on_loan = attached = None
+    if in_transit:
         return CIRC_IN_TRANSIT
     lost = int(item.get("itemlost") or 0)
     if lost:
@@ -224,9 +261,9 @@ def circulation_status(txn, item: dict, options: Any = None) -> str:
         if missing is not None and missing == str(lost):
             return CIRC_MISSING
         return CIRC_LOST
-    if current_loan(txn, number) is not None:
+    if on_loan if on_loan is not None else current_loan(txn, number) is not None:
         return CIRC_CHARGED
-    if item_hold(txn, number) is not None:
+    if attached if attached is not None else item_hold(txn, number) is not None:
         return CIRC_ON_HOLD_SHELF
     if (item.get("location") or "") == "CART":
         return CIRC_SHELVING_CART

@@ -18,13 +18,17 @@ only when all of these hold:
 
 Anything else is applied as a new request. The journal keeps one row per terminal in
 ``kgw_request_journal`` (so it works across connections, ``--workers`` processes and restarts);
-the row is written in the transaction that applied the request. Two copies of one request that
-race each other (the resend arrives while the first is still running) both try to write the
-terminal's row: the unique key, or the row's changed ``serial``, makes the loser fail with
-:class:`JournalRace`, and the caller runs the loser again, which then finds the winner's
-answer. Each write checks the row's ``serial`` that it read, so a row written meanwhile by a
-committed transaction also counts as a race (PostgreSQL's READ COMMITTED would otherwise let
-the loser overwrite it).
+the row is written in the transaction that applied the request. It is read without a lock and
+written at the end, so that the terminal's row stays locked only from that write to the commit:
+kiosks that share a terminal (one SIP account behind one address, a common set-up) apply their
+requests side by side instead of queueing behind each other's whole transactions. Each write
+checks the row's ``serial`` that it read; a row written meanwhile (the UPDATE waits for the
+writer's commit, then sees the new row: PostgreSQL's READ COMMITTED, InnoDB's locking read) is
+read again: written by another request of the terminal, it is replaced, as it would have been
+had that request come first; written by a copy of this request (the resend raced the first
+copy), this transaction fails with :class:`JournalRace` and the caller runs it again, when it
+finds the winner's answer. Two first rows of a terminal collide on the unique key: the same
+race. The outcome is the one of running the terminal's requests one after the other.
 """
 
 from __future__ import annotations
@@ -70,16 +74,23 @@ def digest(raw: bytes) -> str:
 
 def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
     """Answer ``msg`` (received as ``raw``) in ``txn``: from the journal when it is a resend,
-    else by ``apply(txn, ctx, msg)``, journalling the answer."""
+    else by ``apply(txn, ctx, msg)``, journalling the answer.
+
+    The terminal's row is read without a lock, and written (locked) only at the end, so that
+    the lock is held from that write to the commit, not for the whole request: the writes of
+    kiosks that share a terminal (one SIP account behind one address) then overlap instead of
+    queueing. The outcome is the one of running the terminal's requests one after the other:
+    a row written meanwhile by a copy of this request makes this one a :class:`JournalRace`
+    (run again, it is then answered from the journal); a row written meanwhile by another
+    request of the terminal is simply replaced, as it would have been had that request come
+    first (see :func:`_write`)."""
     if msg.code not in MUTATING:
         return apply(txn, ctx, msg)
     account, peer = ctx.account.id, ctx.peer or "-"
     key = digest(raw)
-    # Locked: the requests of one terminal (kiosks sharing an account behind one address
-    # included) queue here instead of racing.
     previous = txn.one(
         "SELECT serial, digest, fingerprint, response, created FROM kgw_request_journal "
-        f"WHERE account = ? AND peer = ?{txn.for_update}",
+        "WHERE account = ? AND peer = ?",
         (account, peer),
     )
     if (
@@ -91,7 +102,7 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
         ctx.log.append(f"resent {msg.code} answered from the request journal")
         return restore(previous["response"])
     response = apply(txn, ctx, msg)
-    record(
+    _write(
         txn,
         account,
         peer,
@@ -102,6 +113,27 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
         created=ctx.now_sql,
     )
     return response
+
+
+def _write(txn, account: str, peer: str, serial: int | None, **row) -> None:
+    """:func:`record` this request over the row read with ``serial``. When another transaction
+    replaced that row meanwhile (committed, since the UPDATE waits for the row lock and then
+    sees the latest row), the row is read again, locked: written by a copy of this request
+    (the same digest), this transaction lost the race; written by another request of the
+    terminal, this request comes after it and replaces it."""
+    try:
+        record(txn, account, peer, serial, **row)
+    except JournalRace:
+        if serial is None:
+            raise  # two first rows: the loser's transaction is spoilt (PostgreSQL) anyway
+        current = txn.one(
+            "SELECT serial, digest FROM kgw_request_journal "
+            f"WHERE account = ? AND peer = ?{txn.for_update}",
+            (account, peer),
+        )
+        if current is None or current["digest"] == row["key"]:
+            raise
+        record(txn, account, peer, int(current["serial"]), **row)
 
 
 def record(txn, account: str, peer: str, serial: int | None, **row) -> None:
@@ -135,70 +167,96 @@ def purge(txn, before: str) -> int:
 
 
 def fingerprint(txn, ctx, msg) -> str:
-    """A digest of the circulation state of the item (AB) and patron (AA) ``msg`` touches."""
+    """A digest of the circulation state of the item (AB) and patron (AA) ``msg`` touches.
+
+    Four statements at most: the item with its loan and its title's holds (one join), the
+    patron's number, the patron with the sums of their account, their restrictions, loans and
+    holds (one ``UNION ALL``)."""
     state: list[Any] = []
     barcode = msg.get("AB")
     if barcode:
         input_filter = ctx.sysprefs.get("itemBarcodeInputFilter") if ctx.sysprefs else None
-        item = ils_items.find_item(txn, barcode, input_filter=input_filter)
-        state.append(_item_state(txn, item["itemnumber"]) if item else None)
+        code = ils_items.barcodedecode(barcode, input_filter)
+        state.append(_item_state(txn, code) if code and "\x00" not in code else None)
     patron_id = msg.get("AA")
     if patron_id:
-        patron = ils_patrons.find_patron(txn, patron_id)
-        state.append(_patron_state(txn, patron["borrowernumber"]) if patron else None)
+        number = ils_patrons.patron_number(txn, patron_id)
+        state.append(_patron_state(txn, number) if number is not None else None)
     return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()
 
 
-def _item_state(txn, itemnumber: int) -> list:
-    item = txn.one(f"SELECT {_ITEM_COLUMNS} FROM items WHERE itemnumber = ?", (itemnumber,))
-    loan = txn.one(
-        "SELECT issue_id, borrowernumber, date_due, renewals_count FROM issues "
-        "WHERE itemnumber = ?",
-        (itemnumber,),
-    )
-    holds = txn.query(
-        "SELECT reserve_id, borrowernumber, itemnumber, priority, found, suspend FROM reserves "
-        "WHERE biblionumber = ? ORDER BY reserve_id",
-        (item["biblionumber"],),
-    )
-    return [_values(item), _values(loan), [_values(h) for h in holds]]
+_ITEM_STATE = (
+    "SELECT "
+    + ", ".join(f"it.{column.strip()}" for column in _ITEM_COLUMNS.split(","))
+    + ", i.issue_id, i.borrowernumber AS loan_borrowernumber, i.date_due, i.renewals_count, "
+    "r.reserve_id, r.borrowernumber AS hold_borrowernumber, r.itemnumber AS hold_itemnumber, "
+    "r.priority, r.found, r.suspend "
+    "FROM items it LEFT JOIN issues i ON i.itemnumber = it.itemnumber "
+    "LEFT JOIN reserves r ON r.biblionumber = it.biblionumber "
+    "WHERE it.barcode = ? ORDER BY r.reserve_id"
+)
+_ITEM_KEYS = tuple(column.strip() for column in _ITEM_COLUMNS.split(","))
+_LOAN_KEYS = ("issue_id", "loan_borrowernumber", "date_due", "renewals_count")
+_HOLD_KEYS = (
+    "reserve_id",
+    "hold_borrowernumber",
+    "hold_itemnumber",
+    "priority",
+    "found",
+    "suspend",
+)
+
+
+def _item_state(txn, barcode: str) -> list | None:
+    """The item's row, its loan and the holds of its title (``None``: no such item)."""
+    rows = txn.query(_ITEM_STATE, (barcode,))
+    if not rows:
+        return None
+    first = rows[0]
+    loan = None if first["issue_id"] is None else _values(first, _LOAN_KEYS)
+    holds = [_values(row, _HOLD_KEYS) for row in rows if row["reserve_id"] is not None]
+    return [_values(first, _ITEM_KEYS), loan, holds]
+
+
+_PATRON_ROW = (
+    "SELECT "
+    + ", ".join(f"b.{column.strip()}" for column in _PATRON_COLUMNS.split(","))
+    + ", a.n, a.last, a.owed FROM (SELECT COUNT(*) AS n, MAX(accountlines_id) AS last, "
+    "SUM(amountoutstanding) AS owed FROM accountlines WHERE borrowernumber = ?) a "
+    "LEFT JOIN borrowers b ON b.borrowernumber = ?"
+)
+_PATRON_KEYS = tuple(column.strip() for column in _PATRON_COLUMNS.split(","))
+# One list of the holds (R), loans (I) and restrictions (D), columns of one type each (the
+# first branch names the numeric columns: PostgreSQL types a column by its first branches).
+_PATRON_LISTS = (
+    "SELECT 'R' AS kind, reserve_id AS id, itemnumber AS num, priority AS cnt, suspend AS flg, "
+    "found AS txt, NULL AS dt FROM reserves WHERE borrowernumber = ? "
+    "UNION ALL SELECT 'I', issue_id, itemnumber, renewals_count, NULL, NULL, date_due "
+    "FROM issues WHERE borrowernumber = ? "
+    "UNION ALL SELECT 'D', borrower_debarment_id, NULL, NULL, NULL, type, expiration "
+    "FROM borrower_debarments WHERE borrowernumber = ? ORDER BY 1, 2"
+)
 
 
 def _patron_state(txn, borrowernumber: int) -> list:
-    patron = txn.one(
-        f"SELECT {_PATRON_COLUMNS} FROM borrowers WHERE borrowernumber = ?", (borrowernumber,)
-    )
-    restrictions = txn.query(
-        "SELECT borrower_debarment_id, type, expiration FROM borrower_debarments "
-        "WHERE borrowernumber = ? ORDER BY borrower_debarment_id",
-        (borrowernumber,),
-    )
-    loans = txn.query(
-        "SELECT issue_id, itemnumber, date_due, renewals_count FROM issues "
-        "WHERE borrowernumber = ? ORDER BY issue_id",
-        (borrowernumber,),
-    )
-    holds = txn.query(
-        "SELECT reserve_id, itemnumber, priority, found, suspend FROM reserves "
-        "WHERE borrowernumber = ? ORDER BY reserve_id",
-        (borrowernumber,),
-    )
-    account = txn.one(
-        "SELECT COUNT(*) AS n, MAX(accountlines_id) AS last, SUM(amountoutstanding) AS owed "
-        "FROM accountlines WHERE borrowernumber = ?",
-        (borrowernumber,),
-    )
+    """The patron's row, restrictions, loans, holds and account (count, last line, balance)."""
+    row = txn.one(_PATRON_ROW, (borrowernumber, borrowernumber))
+    lists = txn.query(_PATRON_LISTS, (borrowernumber,) * 3)
+    patron = None if row["borrowernumber"] is None else _values(row, _PATRON_KEYS)
     return [
-        _values(patron),
-        [_values(r) for r in restrictions],
-        [_values(r) for r in loans],
-        [_values(r) for r in holds],
-        _values(account),
+        patron,
+        [_values(r, ("id", "txt", "dt")) for r in lists if r["kind"] == "D"],
+        [_values(r, ("id", "num", "dt", "cnt")) for r in lists if r["kind"] == "I"],
+        [_values(r, ("id", "num", "cnt", "txt", "flg")) for r in lists if r["kind"] == "R"],
+        _values(row, ("n", "last", "owed")),
     ]
 
 
-def _values(row) -> list | None:
-    return None if row is None else [str(v) if v is not None else None for v in row.values()]
+def _values(row, keys: tuple[str, ...] | None = None) -> list | None:
+    if row is None:
+        return None
+    values = row.values() if keys is None else (row[key] for key in keys)
+    return [str(v) if v is not None else None for v in values]
 
 
 def _within(created, ctx, window: timedelta) -> bool:

@@ -39,6 +39,8 @@ __all__ = [
     "outstanding",
     "overdue_loans",
     "patron_attributes",
+    "patron_holds",
+    "patron_number",
     "patron_state",
     "update_lastseen",
     "unavailable_holds",
@@ -74,24 +76,7 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
     ident = identifier.strip()
     if not ident or "\x00" in ident:
         return None
-    suffix = txn.for_update if lock else ""
-    row = None
-    for column in ("cardnumber", "userid"):
-        row = txn.one(f"SELECT * FROM borrowers WHERE {column} = ?{suffix}", (ident,))
-        if row is not None:
-            break
-    # Only identifiers with letters can differ by case (most cardnumbers are digits only).
-    if row is None and ident.lower() != ident.upper():
-        for column in ("cardnumber", "userid"):
-            rows = txn.query(
-                f"SELECT borrowernumber FROM borrowers WHERE UPPER({column}) = UPPER(?)", (ident,)
-            )
-            if len(rows) == 1:
-                row = txn.one(
-                    f"SELECT * FROM borrowers WHERE borrowernumber = ?{suffix}",
-                    (rows[0]["borrowernumber"],),
-                )
-                break
+    row = _borrower(txn, ident, "*", txn.for_update if lock else "")
     if row is None:
         return None
     # categories.noissuescharge exists from Koha 24.05 on: read only where start-up found it.
@@ -112,6 +97,40 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
         }
     )
     return patron
+
+
+def _borrower(txn, ident: str, columns: str, suffix: str) -> dict | None:
+    """``columns`` of the borrower ``ident`` names (:func:`find_patron`'s rules)."""
+    for column in ("cardnumber", "userid"):
+        row = txn.one(f"SELECT {columns} FROM borrowers WHERE {column} = ?{suffix}", (ident,))
+        if row is not None:
+            return row
+    # Only identifiers with letters can differ by case (most cardnumbers are digits only).
+    if ident.lower() != ident.upper():
+        for column in ("cardnumber", "userid"):
+            rows = txn.query(
+                f"SELECT borrowernumber FROM borrowers WHERE UPPER({column}) = UPPER(?)", (ident,)
+            )
+            if len(rows) == 1:
+                if columns == "borrowernumber" and not suffix:
+                    return rows[0]
+                return txn.one(
+                    f"SELECT {columns} FROM borrowers WHERE borrowernumber = ?{suffix}",
+                    (rows[0]["borrowernumber"],),
+                )
+    return None
+
+
+def patron_number(txn, identifier: str | None) -> int | None:
+    """The ``borrowernumber`` of the patron :func:`find_patron` finds for ``identifier``
+    (without reading the rest of the row or the category)."""
+    if identifier is None:
+        return None
+    ident = identifier.strip()
+    if not ident or "\x00" in ident:
+        return None
+    row = _borrower(txn, ident, "borrowernumber", "")
+    return None if row is None else int(row["borrowernumber"])
 
 
 def patron_by_number(txn, borrowernumber: int) -> dict | None:
@@ -313,6 +332,42 @@ def unavailable_holds(txn, borrowernumber: int) -> list[dict]:
     return rows
 
 
+def patron_holds(txn, borrowernumber: int) -> tuple[list[dict], list[dict]]:
+    """``(waiting_holds(...), unavailable_holds(...))`` in one statement: the same rows in the
+    same order (the engine's order of NULL dates included)."""
+    rows = txn.query(
+        f"SELECT {_HOLD_COLUMNS}, (SELECT t.barcode FROM items t "
+        "WHERE t.biblionumber = r.biblionumber AND t.barcode IS NOT NULL "
+        "ORDER BY t.itemnumber LIMIT 1) AS title_barcode "
+        "FROM reserves r JOIN biblio b ON b.biblionumber = r.biblionumber "
+        "LEFT JOIN items it ON it.itemnumber = r.itemnumber WHERE r.borrowernumber = ?",
+        (borrowernumber,),
+    )
+    nulls_last = txn.engine.name == "postgresql"
+
+    def by(column):
+        def key(row):
+            value = row[column]
+            return (
+                (value is None) == nulls_last,
+                "" if value is None else str(value),
+                row["reserve_id"],
+            )
+
+        return key
+
+    waiting = sorted((row for row in rows if row["found"] == "W"), key=by("waitingdate"))
+    unavailable = sorted((row for row in rows if row["found"] != "W"), key=by("reservedate"))
+    for row in waiting:
+        row["barcode"] = row["item_barcode"]
+    for row in unavailable:
+        barcode = row["item_barcode"]
+        row["barcode"] = row["title_barcode"] if barcode is None else barcode
+    for row in rows:
+        del row["title_barcode"]
+    return waiting, unavailable
+
+
 def patron_attributes(txn, borrowernumber: int, code: str) -> list[str]:
     """The values of the patron's extended attribute ``code``, in stored order."""
     rows = txn.query(
@@ -391,6 +446,9 @@ class PatronState:
     status_string: str
     screen_message: str
     messages: tuple[str, ...] = field(default=())
+    #: The patron's loans as :func:`current_loans` gives them, read with the rest (``None``
+    #: when the state was built without them).
+    loans: tuple[dict, ...] | None = field(default=None, compare=False, repr=False)
 
 
 def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
@@ -412,7 +470,15 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     now_sql = ctx.now.strftime("%Y-%m-%d %H:%M:%S")
     number = patron["borrowernumber"]
 
-    debarments = active_debarments(txn, number, today)
+    # The balance and the restrictions in force, in one statement (always one row at least).
+    standing = txn.query(
+        "SELECT s.balance, d.borrower_debarment_id, d.expiration, d.type, d.comment, d.created "
+        "FROM (SELECT SUM(amountoutstanding) AS balance FROM accountlines "
+        "WHERE borrowernumber = ?) s LEFT JOIN borrower_debarments d ON d.borrowernumber = ? "
+        "AND (d.expiration IS NULL OR d.expiration > ?) ORDER BY d.borrower_debarment_id",
+        (number, number, today),
+    )
+    debarments = [row for row in standing if row["borrower_debarment_id"] is not None]
     flag_until = str(patron.get("debarred") or "")[:10]
     debarred = bool(debarments) or bool(
         flag_until and (flag_until.startswith("9999") or flag_until > today)
@@ -433,7 +499,7 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
         warn_from = date.fromisoformat(dateexpiry) - timedelta(days=notify_days)
         expires_soon = warn_from.isoformat() < today
 
-    fines = outstanding(txn, number)
+    fines = round_money(standing[0]["balance"] or 0)  # outstanding(), read above
     limit = fee_limit(patron, sysprefs)
     fine_blocked = limit is not None and fines > limit
 
@@ -510,6 +576,7 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
         status_string="".join(status),
         screen_message=screen,
         messages=tuple(messages),
+        loans=tuple(loans),
     )
 
 

@@ -208,3 +208,67 @@ def test_gateway_apply_runs_again_only_a_lost_race(db, ctx, sipconfig, error, at
         assert outcome[0].check(IntegrityError) and not outcome[0].check(SerializationFailure)
     else:
         assert outcome[0].code == "12" and outcome[0].fixed_values[0] == "1"
+
+
+def test_a_row_replaced_by_another_request_of_the_terminal_is_replaced_again(db):
+    """The row is read unlocked and written at the end: one written meanwhile by another
+    request of the terminal is replaced (that request came first); one written meanwhile by a
+    copy of this request is a race (run again, this one is then the resend)."""
+    row = {"state": "s", "response": "{}", "created": "2026-03-10 14:30:00"}
+    db.run_blocking(journal.record, "joe", "10.0.0.1", None, key="a", **row)
+    db.run_blocking(journal._write, "joe", "10.0.0.1", 0, key="b", **row)  # read before "a"
+    rows = db.run_blocking(lambda txn: txn.query("SELECT serial, digest FROM kgw_request_journal"))
+    assert [(int(r["serial"]), r["digest"]) for r in rows] == [(2, "b")]
+    with pytest.raises(journal.JournalRace):
+        db.run_blocking(journal._write, "joe", "10.0.0.1", 1, key="b", **row)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_the_terminal_s_row_is_not_locked_while_a_request_is_applied(db, ctx, engine):
+    """Two kiosks sharing a terminal (one account, one address): the second one's payment
+    commits while the first one's checkout is still being applied; then the checkout commits
+    too and its answer is the terminal's last one."""
+    import threading
+
+    other = f"37{STAMP}0100NZDBV1.00|AOWEL|AA23529000000002|BKtxn|"
+    inside, release = threading.Event(), threading.Event()
+    outcome = []
+
+    def slow(txn, context, msg):
+        response = ACS().handle(txn, context, msg)
+        inside.set()
+        assert release.wait(30)
+        return response
+
+    def first():
+        try:
+            outcome.append(send(db, ctx, CHECKOUT, slow, peer="10.0.0.9"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            outcome.append(exc)
+
+    send(
+        db,
+        ctx,
+        f"37{STAMP}0100NZDBV2.00|AOWEL|AA23529000000002|BKtxn|",
+        Counting(),
+        peer="10.0.0.9",
+    )
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        second = send(db, ctx, other, ACS().handle, peer="10.0.0.9")
+        assert second.startswith('{"code": "38", "fixed": ["Y"'), second
+    finally:
+        release.set()
+        thread.join(30)
+    assert isinstance(outcome[0], str), outcome
+    assert outcome[0].startswith('{"code": "12", "fixed": ["1"'), outcome
+    rows = db.run_blocking(
+        lambda txn: txn.query(
+            "SELECT serial, digest FROM kgw_request_journal WHERE peer = '10.0.0.9'"
+        )
+    )
+    assert [(int(r["serial"]), r["digest"]) for r in rows] == [
+        (3, journal.digest(CHECKOUT.encode()))
+    ]

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""SQL statements per SIP2 message type, on SQLite, PostgreSQL and MariaDB (Koha's schema).
+
+Each engine gets a fresh database with the schema, the demo data set and one kiosk patron and
+item (``tests/support/statements.py``); the kiosk session of ``bench/sip_mix.py`` (99, 63, 23,
+17, 11, 17 on loan, 29, 09, 35) is run in this process as the gateway runs it (the request
+journal around the ACS, one transaction per message) and every statement is counted. The
+second session is reported (the first one creates the terminal's journal row). A 63 for Ada
+(demo patron with loans, an overdue and a waiting hold) and one for Grace (fines, a title-level
+hold) follow. On PostgreSQL and MariaDB each statement is one round trip; the transaction's
+``BEGIN`` (PostgreSQL) and ``COMMIT`` come on top.
+
+    python bench/statements.py [--engines sqlite,postgresql,mysql] [--sql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from koha_gateway.config.sipconfig import load_sip_config  # noqa: E402
+from koha_gateway.db import Database  # noqa: E402
+from tests.conftest import load_demo_database  # noqa: E402
+from tests.gateway import NOW  # noqa: E402
+from tests.support import statements as counting  # noqa: E402
+
+ADA, GRACE = "23529000000001", "23529000000002"
+
+
+def measure(url: str, show_sql: bool) -> dict[str, int]:
+    load_demo_database(url, NOW)
+    db = Database.from_url(url, max_connections=1)
+    try:
+        db.run_blocking(counting.add_kiosk, 0, NOW.date())
+        make_context = counting.context(db, load_sip_config(ROOT / "conf" / "SIPconfig.xml"), NOW)
+        patron, item = counting.kiosk_patron(0), counting.kiosk_item(0)
+        counting.count_session(db, make_context, patron, item, NOW)
+        rows = counting.count_session(db, make_context, patron, item, NOW)
+        ts = NOW.strftime("%Y%m%d    %H%M%S")
+        for kind, who in (("63 Ada", ADA), ("63 Grace", GRACE)):
+            raw = f"63001{ts}          AOWEL|AA{who}|"
+            answer, sql = counting.run_request(db, make_context, raw)
+            rows.append((kind, sql, answer, "64"))
+    finally:
+        db.close()
+    counts = {}
+    for kind, sql, answer, expect in rows:
+        if not answer.startswith(expect):
+            raise SystemExit(f"{kind}: unexpected answer {answer[:60]!r}")
+        counts[kind] = len(sql)
+        if show_sql:
+            print(f"\n-- {kind}: {len(sql)} statements")
+            for text in sql:
+                print("   ", " ".join(text.split())[:200])
+    return counts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engines", default="sqlite,postgresql,mysql")
+    parser.add_argument("--sql", action="store_true", help="list every statement")
+    args = parser.parse_args(argv)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    results: dict[str, dict[str, int]] = {}
+    cluster = mariadb = None
+    with tempfile.TemporaryDirectory(prefix="kgw-statements-") as tmp:
+        try:
+            for name in engines:
+                if name == "sqlite":
+                    url = f"sqlite:///{Path(tmp) / 'count.sqlite'}"
+                elif name == "postgresql":
+                    from tests.support.postgres import PostgresCluster
+
+                    cluster = PostgresCluster()
+                    cluster.start()
+                    url = cluster.create_database("count")
+                elif name == "mysql":
+                    from tests.support.mariadb import KOHA_TEMPLATE, MariaDBServer
+
+                    mariadb = MariaDBServer()
+                    mariadb.start()
+                    url = mariadb.create_database("count", template=KOHA_TEMPLATE)
+                else:
+                    parser.error(f"unknown engine {name!r}")
+                if args.sql:
+                    print(f"\n==== {name}")
+                results[name] = measure(url, args.sql)
+        finally:
+            if cluster is not None:
+                cluster.destroy()
+            if mariadb is not None:
+                mariadb.destroy()
+    kinds = list(next(iter(results.values())))
+    print("\nSQL statements per message (second kiosk session; 63 Ada / Grace: demo patrons)\n")
+    print(f"{'message':<10}" + "".join(f"{name:>12}" for name in results))
+    for kind in kinds:
+        print(f"{kind:<10}" + "".join(f"{results[name][kind]:>12}" for name in results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

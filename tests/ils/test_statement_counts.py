@@ -1,0 +1,63 @@
+"""How many SQL statements each SIP2 message runs: upper bounds, so that a regression shows.
+
+On PostgreSQL and MariaDB every statement is a round trip to the server. The session is the
+kiosk session of ``bench/sip_mix.py`` (``tests/support/statements.py``), run as the gateway
+runs it (request journal around the ACS, one transaction per message), on every engine; the
+second session is counted (the first one writes the terminal's first journal row). The counts
+are deterministic: the same data and the same instant give the same statements.
+``python bench/statements.py --sql`` lists them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ils.conftest import NOW
+from tests.support import statements as counting
+
+#: The most statements each message of the session may run.
+BOUNDS = {
+    "99": 1,
+    "63": 8,
+    "23": 6,
+    "17": 4,
+    "11": 29,
+    "17b": 4,
+    "29": 27,
+    "09": 19,
+    "35": 0,
+}
+
+#: 63 for demo patrons with loans, an overdue, holds and fines (no statement per row).
+PATRON_BOUNDS = {"23529000000001": 8, "23529000000002": 8}
+
+
+@pytest.fixture
+def kiosk(db, sipconfig):
+    db.run_blocking(counting.add_kiosk, 0, NOW.date())
+    return counting.context(db, sipconfig, NOW)
+
+
+def test_statements_per_message_of_the_kiosk_session(db, kiosk):
+    patron, item = counting.kiosk_patron(0), counting.kiosk_item(0)
+    counting.count_session(db, kiosk, patron, item, NOW)
+    counted = {}
+    for kind, statements, answer, expect in counting.count_session(db, kiosk, patron, item, NOW):
+        assert answer.startswith(expect), (kind, answer)
+        counted[kind] = len(statements)
+    assert counted.keys() == BOUNDS.keys()
+    over = {kind: (n, BOUNDS[kind]) for kind, n in counted.items() if n > BOUNDS[kind]}
+    assert not over, f"more statements than allowed (counted, bound): {over}"
+
+
+@pytest.mark.parametrize("cardnumber", sorted(PATRON_BOUNDS))
+def test_patron_information_does_not_grow_with_loans_and_holds(db, kiosk, cardnumber):
+    ts = NOW.strftime("%Y%m%d    %H%M%S")
+    # The first lookup of a patron in a process reads which optional columns Koha's schema has.
+    counting.run_request(db, kiosk, f"23001{ts}AOWEL|AA{cardnumber}|AC|")
+    for summary in ("Y         ", "  Y       ", "     Y    "):
+        answer, statements = counting.run_request(
+            db, kiosk, f"63001{ts}{summary}AOWEL|AA{cardnumber}|"
+        )
+        assert answer.startswith("64"), answer
+        assert len(statements) <= PATRON_BOUNDS[cardnumber], statements
