@@ -310,32 +310,36 @@ class ReferenceCache:
     ) -> None:
         self.max_age = float(max_age)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._snapshot: Snapshot | None = None
-        self._checked = -math.inf
+        self._lock = threading.Lock()  # held by the thread that checks, while it checks
+        self._swap = threading.Lock()  # held only to swap the state (flush never waits long)
+        # (snapshot, when it was checked), swapped as one object so that a thread never pairs
+        # one check's time with another's snapshot.
+        self._state: tuple[Snapshot | None, float] = (None, -math.inf)
         self._generation = 0
         self._staff: dict[str, int] = {}
         self.checks = 0
         self.loads = 0
 
     def flush(self) -> None:
-        """Forget everything: the next request reads the tables again (SIGHUP, reload)."""
-        with self._lock:
+        """Forget everything: the next request reads the tables again (SIGHUP, reload).
+
+        Safe on the reactor thread: it never waits for a check in progress (whose result is
+        then used by its own request only)."""
+        with self._swap:
             self._generation += 1
-            self._snapshot = None
-            self._checked = -math.inf
+            self._state = (None, -math.inf)
             self._staff = {}
 
     def snapshot(self, txn) -> Snapshot:
         """The snapshot, checked within the last ``max_age`` seconds (checked now otherwise,
         in ``txn``)."""
-        snap = self._snapshot
-        if snap is not None and self._clock() - self._checked < self.max_age:
+        snap, checked = self._state
+        if snap is not None and self._clock() - checked < self.max_age:
             return snap
         with self._lock:
-            snap = self._snapshot
+            snap, checked = self._state
             started = self._clock()
-            if snap is not None and started - self._checked < self.max_age:
+            if snap is not None and started - checked < self.max_age:
                 return snap  # another thread checked while this one waited
             generation = self._generation
             found = fingerprint(txn)
@@ -343,9 +347,12 @@ class ReferenceCache:
             if snap is None or found != snap.fingerprint:
                 snap = load(txn, found)
                 self.loads += 1
-            self._snapshot = snap
-            self._staff = {}
-            self._checked = started if generation == self._generation else -math.inf
+            with self._swap:
+                if generation == self._generation:
+                    self._staff = {}
+                    self._state = (snap, started)
+                # else a flush came while the tables were read: this copy serves this request
+                # only, and the next one reads again.
             return snap
 
     def staff_borrowernumber(self, txn, userid: str) -> int | None:

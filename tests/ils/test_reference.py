@@ -292,3 +292,19 @@ def test_threads_share_one_check(db, cache, clock):
         answers = list(pool.map(lambda _: db.run_blocking(_issuelength), range(8)))
     assert answers == ["14"] * 8
     assert cache.checks == 2
+
+
+def test_a_flush_during_a_check_is_not_lost(db, cache, monkeypatch):
+    """A SIGHUP that comes while a thread reads the tables: that copy serves its own request,
+    and the next request checks again."""
+    checking = reference.fingerprint
+
+    def flushed_meanwhile(txn):
+        cache.flush()
+        return checking(txn)
+
+    monkeypatch.setattr(reference, "fingerprint", flushed_meanwhile)
+    assert db.run_blocking(_issuelength) == "14"
+    monkeypatch.undo()
+    assert db.run_blocking(_issuelength) == "14"
+    assert (cache.checks, cache.loads) == (2, 2)
