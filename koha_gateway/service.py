@@ -157,6 +157,7 @@ class GatewayService(MultiService):
         self._log_observers: list = []
         self._purge = None
         self._prefs = None
+        self._reference = None
         self.config_source = None
         self._reload_lock = defer.DeferredLock()
 
@@ -310,6 +311,11 @@ class GatewayService(MultiService):
         self._prefs.start(self.sysprefs_seconds, now=False).addErrback(
             lambda f: log.failure("system preferences refresh", f)
         )
+        if self.gateway.reference is not None:
+            self._reference = task.LoopingCall(self._refresh_reference)
+            self._reference.start(self.gateway.reference.max_age / 2, now=False).addErrback(
+                lambda f: log.failure("reference data check", f)
+            )
         if self.config_source is not None:
             self.config_source.start_polling(self.reload)
         try:
@@ -323,7 +329,7 @@ class GatewayService(MultiService):
     @defer.inlineCallbacks
     def stopService(self):
         yield super().stopService()
-        for loop in (self._purge, self._prefs):
+        for loop in (self._purge, self._prefs, self._reference):
             if loop is not None and loop.running:
                 loop.stop()
         if self.config_source is not None:
@@ -359,6 +365,15 @@ class GatewayService(MultiService):
                     "system preferences not re-read: {error}", error=f.getErrorMessage()
                 )
             )
+        )
+
+    def _refresh_reference(self):
+        """Check the reference data in the background, so that requests seldom have to
+        (``ils.reference``); a failure is left to the next request's own check."""
+        return self.gateway.db.run(
+            self.gateway.reference.refresh, retry=True, readonly=True
+        ).addErrback(
+            lambda f: log.debug("reference data not checked: {error}", error=f.getErrorMessage())
         )
 
     def _purge_journal(self):

@@ -308,3 +308,21 @@ def test_a_flush_during_a_check_is_not_lost(db, cache, monkeypatch):
     monkeypatch.undo()
     assert db.run_blocking(_issuelength) == "14"
     assert (cache.checks, cache.loads) == (2, 2)
+
+
+def test_the_background_check_keeps_requests_from_checking(db, other, cache, clock):
+    """refresh() (the gateway runs it every half bound) checks once half the bound has passed;
+    a request within the bound then finds a fresh snapshot and checks nothing."""
+    assert db.run_blocking(_issuelength) == "14"
+    other.run_blocking(
+        lambda txn: set_rule(txn, "issuelength", "21", branchcode=None, itemtype="BK")
+    )
+    clock.now += 4.9
+    db.run_blocking(cache.refresh)
+    assert cache.checks == 1
+    clock.now += 0.1
+    db.run_blocking(cache.refresh)
+    assert (cache.checks, cache.loads) == (2, 2)
+    clock.now += 9.9
+    assert db.run_blocking(_issuelength) == "21"
+    assert cache.checks == 2
