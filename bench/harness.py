@@ -1,13 +1,20 @@
-"""What the benchmarks of bench/ share: a database, a gateway process, figures.
+"""What the benchmarks of bench/ share: a database, a gateway process, the ceiling, figures.
 
 * :func:`database` gives a migrated database with the demo data set on SQLite (a file in the
-  work directory) or on a throwaway PostgreSQL cluster (``tests/support/postgres.py``);
-* :func:`add_kiosks` adds one patron and one item per simulated kiosk;
+  work directory), on a throwaway PostgreSQL cluster (``tests/support/postgres.py``) or on a
+  throwaway MariaDB server holding Koha's own schema and mandatory data
+  (``tests/support/mariadb.py``, engine ``mysql``);
+* :func:`add_kiosks` adds one patron (optionally with a password) and one item per simulated
+  kiosk;
 * :func:`add_accounts` adds SIP accounts (staff patrons with the circulate permission and
-  their own bcrypt hash) and returns the ``<login>`` entries for SIPconfig.xml;
+  their own bcrypt hash, or one shared password) and returns the ``<login>`` entries for
+  SIPconfig.xml;
 * :class:`BenchGateway` is ``tests/gateway.py``'s ``GatewayProcess`` started through
   ``taskset`` (pinned to a core) and ``prlimit`` (a raised open-file limit), with logging at
-  ``info`` instead of the tests' ``debug``;
+  ``info`` instead of the tests' ``debug`` and the machine's clock (the data is loaded as of
+  now);
+* :class:`Ceiling` is ``bench/ceiling.py`` (canned SIP2 answers, no database) started the same
+  way, the figure every bench prints beside the gateway's;
 * :class:`Profiler` samples a running gateway with py-spy (all threads: the reactor, the
   database pool and bcrypt) and sums the samples per function;
 * :func:`rss_kib` reads a process's resident set size; :func:`percentile` and
@@ -41,7 +48,7 @@ from koha_gateway.db.engine import Database  # noqa: E402
 from koha_gateway.db.schema import CIRCULATE  # noqa: E402
 from tests.gateway import GatewayProcess  # noqa: E402
 
-ENGINES = ("sqlite", "postgresql")
+ENGINES = ("sqlite", "postgresql", "mysql")
 
 
 def kiosk_patron(n: int) -> str:
@@ -54,8 +61,10 @@ def kiosk_item(n: int) -> str:
 
 @contextlib.contextmanager
 def database(engine: str, workdir: Path, postgresql_url: str | None = None):
-    """Yield the URL of a migrated database with the demo data set on ``engine``."""
+    """Yield the URL of a migrated database with the demo data set on ``engine`` (sqlite,
+    postgresql, or mysql: MariaDB with Koha's schema and mandatory data underneath)."""
     cluster = None
+    mariadb = None
     try:
         if engine == "sqlite":
             url = f"sqlite:///{workdir / 'bench.sqlite'}"
@@ -68,8 +77,14 @@ def database(engine: str, workdir: Path, postgresql_url: str | None = None):
                 cluster = PostgresCluster()
                 cluster.start()
                 url = cluster.create_database("bench")
+        elif engine == "mysql":
+            from tests.support.mariadb import KOHA_TEMPLATE, MariaDBServer
+
+            mariadb = MariaDBServer()
+            mariadb.start()
+            url = mariadb.create_database("bench", template=KOHA_TEMPLATE)
         else:
-            raise ValueError(f"unknown engine {engine!r} (sqlite or postgresql)")
+            raise ValueError(f"unknown engine {engine!r} (sqlite, postgresql or mysql)")
         now = datetime.now().astimezone()
         db = Database.from_url(url)
         try:
@@ -81,18 +96,38 @@ def database(engine: str, workdir: Path, postgresql_url: str | None = None):
     finally:
         if cluster is not None:
             cluster.destroy()
+        if mariadb is not None:
+            mariadb.destroy()
 
 
-def add_kiosks(url: str, count: int) -> None:
-    """One patron (:func:`kiosk_patron`) and one available item (:func:`kiosk_item`) each."""
+#: The password of the kiosk patrons when :func:`add_kiosks` is asked for one (AD).
+KIOSK_PATRON_PASSWORD = "1234"
+
+
+def add_kiosks(url: str, count: int, *, password: str | None = None) -> None:
+    """One patron (:func:`kiosk_patron`) and one available item (:func:`kiosk_item`) each.
+
+    With ``password`` every patron gets it, all with the same bcrypt hash: the gateway's
+    authenticator remembers a verified (hash, password) pair, so the whole set costs one bcrypt
+    check, not one per kiosk."""
     today = datetime.now().date()
+    stored = hash_password(password) if password else None
 
     def add(txn):
         for n in range(count):
             txn.execute(
-                "INSERT INTO borrowers (cardnumber, userid, surname, firstname, branchcode, "
-                "categorycode, dateenrolled, dateexpiry) VALUES (?, ?, ?, ?, 'WEL', 'PT', ?, ?)",
-                (kiosk_patron(n), f"kiosk{n}", "Kiosk", f"Patron {n}", today, today + _YEAR),
+                "INSERT INTO borrowers (cardnumber, userid, password, surname, firstname, "
+                "branchcode, categorycode, dateenrolled, dateexpiry) "
+                "VALUES (?, ?, ?, ?, ?, 'WEL', 'PT', ?, ?)",
+                (
+                    kiosk_patron(n),
+                    f"kiosk{n}",
+                    stored,
+                    "Kiosk",
+                    f"Patron {n}",
+                    today,
+                    today + _YEAR,
+                ),
             )
             demo.add_title_with_item(
                 txn,
@@ -112,12 +147,19 @@ def add_kiosks(url: str, count: int) -> None:
 _YEAR = timedelta(days=365)
 
 
-def add_accounts(url: str, count: int) -> list[tuple[str, str]]:
+def add_accounts(url: str, count: int, *, password: str | None = None) -> list[tuple[str, str]]:
     """``count`` SIP accounts ``sc0000`` ... with passwords ``pw-sc0000`` ...; each has its own
-    bcrypt hash (Koha's cost), so that no two logins can share a bcrypt computation."""
+    bcrypt hash (Koha's cost), so that no two logins can share a bcrypt computation.
+
+    With ``password`` all accounts have that password and one shared hash (one bcrypt check
+    for all their logins): distinct terminals for the request journal, cheap to log in."""
     today = datetime.now().date()
-    accounts = [(f"sc{n:04d}", f"pw-sc{n:04d}") for n in range(count)]
-    hashes = [hash_password(password) for _, password in accounts]
+    if password is None:
+        accounts = [(f"sc{n:04d}", f"pw-sc{n:04d}") for n in range(count)]
+        hashes = [hash_password(secret) for _, secret in accounts]
+    else:
+        accounts = [(f"sc{n:04d}", password) for n in range(count)]
+        hashes = [hash_password(password)] * count
 
     def add(txn):
         for n, ((userid, _), stored) in enumerate(zip(accounts, hashes)):
@@ -174,6 +216,7 @@ class BenchGateway(GatewayProcess):
         **kw,
     ):
         extra = list(kw.pop("extra_args", ())) + ["--log-level", "info"]
+        kw.setdefault("clock", None)
         super().__init__(workdir, url, extra_args=extra, **kw)
         self.cpus = cpus if cpus and shutil.which("taskset") and (os.cpu_count() or 1) > 1 else None
         # Raising the hard limit needs CAP_SYS_RESOURCE: stay within this process's hard limit.
@@ -205,10 +248,125 @@ class BenchGateway(GatewayProcess):
         return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the gateway has used so far."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the gateway has used so far (with its ``--workers``)."""
+        return tree_cpu_seconds(self.pid)
+
+
+class Ceiling:
+    """``bench/ceiling.py`` as a child process on a free port of 127.0.0.1, pinned to ``cpus``
+    (``taskset -c``) with ``nofile`` open files, like :class:`BenchGateway`."""
+
+    script = Path(__file__).resolve().parent / "ceiling.py"
+
+    def __init__(self, *, cpus: str | None = "0", nofile=65536, terminator: str = "cr"):
+        self.cpus = cpus if cpus and shutil.which("taskset") and (os.cpu_count() or 1) > 1 else None
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        self.nofile = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)
+        self.terminator = terminator
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    def command(self) -> list[str]:
+        prefix = []
+        if self.cpus is not None:
+            prefix += ["taskset", "-c", self.cpus]
+        if self.nofile and shutil.which("prlimit"):
+            prefix += ["prlimit", f"--nofile={self.nofile}:{self.nofile}"]
+        return prefix + [
+            sys.executable,
+            str(self.script),
+            "--port",
+            "0",
+            "--terminator",
+            self.terminator,
+        ]
+
+    def start(self, timeout: float = 30.0) -> Ceiling:
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        deadline = time.monotonic() + timeout
+        # The first line says where it listens; readline blocks, so bound it with a timer.
+        import threading
+
+        timer = threading.Timer(timeout, self.process.kill)
+        timer.start()
+        try:
+            line = self.process.stdout.readline().decode(errors="replace")
+        finally:
+            timer.cancel()
+        if not line.startswith("ceiling listening on ") or time.monotonic() > deadline:
+            rest = self.process.stdout.read().decode(errors="replace") if self.alive() else ""
+            self.stop()
+            raise RuntimeError(f"the ceiling server did not start: {line}{rest}")
+        self.port = int(line.rsplit(":", 1)[1])
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+    def __enter__(self) -> Ceiling:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its descendants still running (a ``--workers`` master and
+    its workers; ``taskset`` and ``prlimit`` exec the program, so the pid is the program)."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current)
+        except OSError:
+            continue
+        for task in _tasks(current):
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    pending += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
+    return total
+
+
+def _tasks(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
 
 
 class Profiler:
