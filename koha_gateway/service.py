@@ -33,7 +33,7 @@ from koha_gateway.config import ConfigError
 from koha_gateway.configsource import ConfigSource, ConfigSourceError, describe_sources
 from koha_gateway.db import koha, schema
 from koha_gateway.db.engine import Database, DatabaseError, SerializationFailure, Unavailable
-from koha_gateway.ils import journal
+from koha_gateway.ils import journal, reference
 from koha_gateway.ils import sysprefs as sysprefs_mod
 from koha_gateway.ils.circulation import branch_codes
 from koha_gateway.ils.context import AccountOptions, staff_borrowernumber
@@ -42,7 +42,8 @@ from koha_gateway.protocol import SIPFactory
 log = Logger(namespace="koha_gateway.service")
 
 JOURNAL_HOURS = 24
-SYSPREFS_SECONDS = 60
+#: The shortest interval between two reads of the system preferences.
+SYSPREFS_MIN_SECONDS = 1.0
 #: How often a request that lost a race (see Gateway.apply) is run again.
 RACE_RETRIES = 3
 
@@ -65,6 +66,9 @@ class Gateway:
         self._accounts: dict[int, tuple] = {}
         # What start-up found of Koha's schema (version, optional columns of newer Koha).
         self.koha_schema: koha.KohaSchema = koha.DEFAULT_SCHEMA
+        # Branches, item types, categories, rules, calendars, currency, staff patrons
+        # (ils.reference); None: read per request (--reference-max-age 0).
+        self.reference: reference.ReferenceCache | None = None
 
     def set_config(self, config, db_sysprefs: dict[str, str] | None = None):
         self.config = config
@@ -149,7 +153,7 @@ def _startup_checks(txn, config):
                 f"{config.where(inst)}: institution {inst.id!r} is not a branchcode in the database"
             )
     for account in config.accounts.values():
-        if version and staff_borrowernumber(txn, account.id) is None:
+        if version and staff_borrowernumber(txn, account.id, fresh=True) is None:
             warnings.append(
                 f"{config.where(account)}: account {account.id!r} has no patron "
                 "with that userid in the database; it cannot log in"
@@ -170,6 +174,7 @@ class GatewayService(MultiService):
         self._log_observers: list = []
         self._purge = None
         self._prefs = None
+        self._reference = None
         self.config_source = None
         self._reload_lock = defer.DeferredLock()
 
@@ -217,6 +222,10 @@ class GatewayService(MultiService):
         gateway = Gateway(config, db, auth, prefs, clock=wall_clock)
         gateway.koha_schema = koha_schema
         koha.remember(db.engine, koha_schema)
+        max_age = options.get("reference-max-age")
+        max_age = reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
+        if max_age > 0:
+            gateway.reference = reference.install(db.engine, reference.ReferenceCache(max_age))
         service = cls(gateway, options)
         service.config_source = source
         service.startup_warnings = list(config.warnings) + warnings
@@ -316,9 +325,14 @@ class GatewayService(MultiService):
         self._purge = task.LoopingCall(self._purge_journal)
         self._purge.start(3600, now=True).addErrback(lambda f: log.failure("journal purge", f))
         self._prefs = task.LoopingCall(self._refresh_sysprefs)
-        self._prefs.start(SYSPREFS_SECONDS, now=False).addErrback(
+        self._prefs.start(self.sysprefs_seconds, now=False).addErrback(
             lambda f: log.failure("system preferences refresh", f)
         )
+        if self.gateway.reference is not None:
+            self._reference = task.LoopingCall(self._refresh_reference)
+            self._reference.start(self.gateway.reference.max_age / 2, now=False).addErrback(
+                lambda f: log.failure("reference data check", f)
+            )
         if self.config_source is not None:
             self.config_source.start_polling(self.reload)
         try:
@@ -332,7 +346,7 @@ class GatewayService(MultiService):
     @defer.inlineCallbacks
     def stopService(self):
         yield super().stopService()
-        for loop in (self._purge, self._prefs):
+        for loop in (self._purge, self._prefs, self._reference):
             if loop is not None and loop.running:
                 loop.stop()
         if self.config_source is not None:
@@ -344,8 +358,16 @@ class GatewayService(MultiService):
         for observer in self._log_observers:
             globalLogPublisher.removeObserver(observer)
 
+    @property
+    def sysprefs_seconds(self) -> float:
+        """The system preferences are re-read as often as reference data is checked
+        (``--reference-max-age``, at least every second)."""
+        max_age = self.options.get("reference-max-age")
+        max_age = reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
+        return max(SYSPREFS_MIN_SECONDS, max_age)
+
     def _refresh_sysprefs(self):
-        """Koha re-reads system preferences per connection; here every SYSPREFS_SECONDS."""
+        """Koha re-reads system preferences per connection; here every ``sysprefs_seconds``."""
 
         def apply(prefs):
             if prefs != self.gateway._db_sysprefs:
@@ -360,6 +382,15 @@ class GatewayService(MultiService):
                     "system preferences not re-read: {error}", error=f.getErrorMessage()
                 )
             )
+        )
+
+    def _refresh_reference(self):
+        """Check the reference data in the background, so that requests seldom have to
+        (``ils.reference``); a failure is left to the next request's own check."""
+        return self.gateway.db.run(
+            self.gateway.reference.refresh, retry=True, readonly=True
+        ).addErrback(
+            lambda f: log.debug("reference data not checked: {error}", error=f.getErrorMessage())
         )
 
     def _purge_journal(self):
@@ -383,6 +414,9 @@ class GatewayService(MultiService):
 
     @defer.inlineCallbacks
     def _reload(self):
+        if self.gateway.reference is not None:
+            # Whatever else happens, the next request reads the reference data again.
+            self.gateway.reference.flush()
         old = self.gateway.config
         try:
             new = yield self.config_source.load(old)

@@ -61,6 +61,14 @@ class Options(usage.Options):
             "30",
             "Seconds between checks of Koha's SIP configuration tables for edits (0: only SIGHUP).",
         ],
+        [
+            "reference-max-age",
+            None,
+            "10",
+            "Seconds reference data (branches, item types, categories, circulation rules, "
+            "calendars, currency) and system preferences are used before the database is "
+            "checked for changes (0: reference data read per request).",
+        ],
     ]
     optFlags = [
         ["check-config", None, "Check the configuration files and the database, then exit."],
@@ -119,6 +127,12 @@ class Options(usage.Options):
             self["sip-config-poll"] = float(self["sip-config-poll"])
         except ValueError:
             raise usage.UsageError("--sip-config-poll takes a number of seconds") from None
+        try:
+            self["reference-max-age"] = float(self["reference-max-age"])
+        except ValueError:
+            raise usage.UsageError("--reference-max-age takes a number of seconds") from None
+        if self["reference-max-age"] < 0:
+            raise usage.UsageError("--reference-max-age is 0 or more seconds")
         if self["workers"] < 1:
             raise usage.UsageError("--workers is at least 1")
         if self["admin-port"] is None and self["koha_conf"] is not None:

@@ -83,7 +83,7 @@ class StatusHandlers:
         # off-line 98 when this transaction fails. Koha dies when the SIP user has no
         # borrowers row; here the request is answered and the problem logged.
         userid = ctx.staff_userid or getattr(ctx.account, "id", None)
-        if staff_borrowernumber(txn, userid) is None:
+        if staff_borrowernumber(txn, userid, fresh=True) is None:
             ctx.log.append(f"SIP account {userid!r} has no patron record with that userid")
         version = requested_version(msg.fixed.get("protocol_version"))
         ctx.protocol_version = version

@@ -458,6 +458,11 @@ def fix_overdues_on_return(txn, loan: dict, status: str) -> None:
 
 def active_currency(txn) -> dict | None:
     """The active currency (``currency``, ``isocode``), or ``None`` when none is active."""
+    from koha_gateway.ils import reference
+
+    snapshot = reference.cached(txn)
+    if snapshot is not None:
+        return None if snapshot.currency is None else dict(snapshot.currency)
     row = txn.one(
         "SELECT currency, isocode FROM currency WHERE active = 1 ORDER BY currency LIMIT 1"
     )

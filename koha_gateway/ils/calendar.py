@@ -9,11 +9,9 @@ Koha keeps the closed days of each library in two tables:
   every other row of the same date, as Koha's ``MAX(isexception)``).
 
 :class:`Calendar` is a pure, immutable value built from those rows; it never reads the clock or
-the database. :func:`load_calendar` reads one library's rows in one query. A calendar is loaded
-once per operation (a checkout, a renewal, a return): a holiday added with
-``koha-gateway-admin add-holiday`` is seen by the next request. The value is hashable and
-cheap to keep, so a process-wide cache keyed by branch can be put in front of
-:func:`load_calendar` without touching the arithmetic.
+the database. :func:`load_calendar` gives one library's calendar: in the gateway from the
+reference cache (:mod:`koha_gateway.ils.reference`, every library's calendar built once per
+change, checked at most every ``--reference-max-age`` seconds), otherwise read in one query.
 
 The arithmetic follows Koha's ``addDuration`` / ``addDays`` / ``addHours`` and the
 ``useDaysMode`` values:
@@ -247,6 +245,11 @@ def load_calendar(txn, branchcode: str | None) -> Calendar:
     """The calendar of ``branchcode``, read in one query (an empty one without a branch)."""
     if not branchcode:
         return Calendar("")
+    from koha_gateway.ils import reference
+
+    snapshot = reference.cached(txn)
+    if snapshot is not None:
+        return snapshot.calendar(branchcode)
     return Calendar.from_rows(branchcode, txn.query(_ROWS_SQL, (branchcode, branchcode)))
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from koha_gateway.ils import round_money
+from koha_gateway.ils import reference, round_money
 from koha_gateway.ils.accounts import fix_overdues_on_return, update_fine
 from koha_gateway.ils.circulation import (
     as_datetime,
@@ -478,9 +478,15 @@ def _success_message(txn, account: Any, sysprefs: Any, item: dict, borrower: dic
         if sysprefs is not None and sysprefs.flag("UseLocationAsAQInSIP"):
             where = item.get("permanent_location") or ""
         else:
+            snapshot = reference.cached(txn)
             where = (
-                txn.scalar(
-                    "SELECT branchname FROM branches WHERE branchcode = ?", (item["homebranch"],)
+                (
+                    snapshot.branchname(item["homebranch"])
+                    if snapshot is not None
+                    else txn.scalar(
+                        "SELECT branchname FROM branches WHERE branchcode = ?",
+                        (item["homebranch"],),
+                    )
                 )
                 or item.get("homebranch")
                 or ""

@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from koha_gateway.ils import reference
 from koha_gateway.ils.rules import rule_int
 
 __all__ = [
@@ -347,6 +348,9 @@ def branch_exists(txn, branchcode: str | None) -> bool:
     """Whether ``branchcode`` is a library (``branches``)."""
     if not branchcode:
         return False
+    snapshot = reference.cached(txn)
+    if snapshot is not None:
+        return snapshot.has_branch(branchcode)
     return (
         txn.one("SELECT branchcode FROM branches WHERE branchcode = ?", (branchcode,)) is not None
     )

@@ -157,9 +157,19 @@ class CircContext:
         return replace(self, **changes)
 
 
-def staff_borrowernumber(txn, userid: str | None) -> int | None:
-    """The borrowernumber of the staff patron ``userid`` (the SIP login), or ``None``."""
+def staff_borrowernumber(txn, userid: str | None, *, fresh: bool = False) -> int | None:
+    """The borrowernumber of the staff patron ``userid`` (the SIP login), or ``None``.
+
+    In the gateway it is remembered by the reference cache until its next check
+    (:mod:`koha_gateway.ils.reference`); ``fresh=True`` always reads it (99's reach of the
+    database, the start-up checks)."""
     if not userid:
         return None
+    if not fresh:
+        from koha_gateway.ils import reference
+
+        cache = reference.cache_of(txn)
+        if cache is not None:
+            return cache.staff_borrowernumber(txn, userid)
     value = txn.scalar("SELECT borrowernumber FROM borrowers WHERE userid = ?", (userid,))
     return None if value is None else int(value)

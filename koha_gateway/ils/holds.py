@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from koha_gateway.ils import reference
 from koha_gateway.ils.circulation import add_days, as_date, log_action, perl_dump, wants_log
 from koha_gateway.ils.patrons import update_lastseen
 from koha_gateway.ils.rules import rule_int
@@ -340,6 +341,9 @@ def lock_title(txn, biblionumber: int) -> None:
 def _branch_exists(txn, branchcode: str | None) -> bool:
     if not branchcode:
         return False
+    snapshot = reference.cached(txn)
+    if snapshot is not None:
+        return snapshot.has_branch(branchcode)
     return (
         txn.one("SELECT branchcode FROM branches WHERE branchcode = ?", (branchcode,)) is not None
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from koha_gateway.ils import db_text
+from koha_gateway.ils import db_text, reference
 
 __all__ = [
     "barcodedecode",
@@ -143,11 +143,16 @@ _ITEM_SELECT = (
 
 def _complete(txn, row: dict) -> dict:
     item = dict(row)
-    itype = txn.one(
-        "SELECT t.description, t.notforloan, t.rentalcharge, t.sip_media_type, p.sip_magnetic "
-        "FROM itemtypes t LEFT JOIN kgw_itemtype_properties p ON p.itemtype = t.itemtype "
-        "WHERE t.itemtype = ?",
-        (item["itype"],),
+    snapshot = reference.cached(txn)
+    itype = (
+        snapshot.itemtype(item["itype"])
+        if snapshot is not None
+        else txn.one(
+            "SELECT t.description, t.notforloan, t.rentalcharge, t.sip_media_type, p.sip_magnetic "
+            "FROM itemtypes t LEFT JOIN kgw_itemtype_properties p ON p.itemtype = t.itemtype "
+            "WHERE t.itemtype = ?",
+            (item["itype"],),
+        )
     )
     item["itype_description"] = itype["description"] if itype else None
     item["itype_notforloan"] = int(itype["notforloan"] or 0) if itype else 0

@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from koha_gateway.db import koha
-from koha_gateway.ils import db_text, perl_true, round_money
+from koha_gateway.ils import db_text, perl_true, reference, round_money
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -80,12 +80,16 @@ def find_patron(txn, identifier: str | None, *, lock: bool = False) -> dict | No
     if row is None:
         return None
     # categories.noissuescharge exists from Koha 24.05 on: read only where start-up found it.
-    charge = "noissuescharge" if koha.schema_of(txn).has_category_noissuescharge else "NULL"
-    category = txn.one(
-        f"SELECT {_CATEGORY_COLUMNS}, {charge} AS category_noissuescharge "
-        "FROM categories WHERE categorycode = ?",
-        (row["categorycode"],),
-    )
+    snapshot = reference.cached(txn)
+    if snapshot is not None:
+        category = snapshot.category(row["categorycode"])
+    else:
+        charge = "noissuescharge" if koha.schema_of(txn).has_category_noissuescharge else "NULL"
+        category = txn.one(
+            f"SELECT {_CATEGORY_COLUMNS}, {charge} AS category_noissuescharge "
+            "FROM categories WHERE categorycode = ?",
+            (row["categorycode"],),
+        )
     patron = dict(row)
     patron.update(
         category

@@ -13,11 +13,14 @@ An empty ``rule_value`` means "unlimited / not set" in Koha; :func:`rule_int` an
 :func:`rule_float` return ``default`` for it. Which branch to pass (the checkout library, the
 patron's or the item's home library) is the caller's decision (Koha's ``CircControl``).
 
-No cache: the rules are a handful of indexed rows read inside the request's transaction, so a
-change made with ``koha-gateway-admin`` or Koha's staff interface is seen by the next request.
+In the gateway the rules come from the reference cache (:mod:`koha_gateway.ils.reference`,
+the same order in memory), checked against the table at most every ``--reference-max-age``
+seconds; without a cache (``koha-gateway-admin``, tests) they are read per call.
 """
 
 from __future__ import annotations
+
+from koha_gateway.ils import reference
 
 __all__ = ["ANY", "get_rule", "rule_float", "rule_int", "set_rule"]
 
@@ -38,6 +41,9 @@ def get_rule(
     itemtype: str | None,
 ) -> str | None:
     """The effective value of ``rule_name``, or ``None`` when no row applies."""
+    snapshot = reference.cached(txn)
+    if snapshot is not None:
+        return snapshot.rule(rule_name, _key(branchcode), _key(categorycode), _key(itemtype))
     conditions = ["rule_name = ?"]
     params: list = [rule_name]
     for column, value in (
