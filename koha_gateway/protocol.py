@@ -28,7 +28,6 @@ from koha_gateway import logs, metrics
 from koha_gateway.acs.fallback import failure_response
 from koha_gateway.db.engine import DatabaseError
 from koha_gateway.sip2.codec import Response
-from koha_gateway.sip2.output import OutputPolicy
 from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Session
 
 log = Logger(namespace="koha_gateway.protocol")
@@ -36,21 +35,6 @@ log = Logger(namespace="koha_gateway.protocol")
 # Requests whose AD (patron password) is checked before the transaction.
 PATRON_PASSWORD = frozenset({"11", "15", "23", "25", "29", "35", "37", "63", "65"})
 _PAUSE_AT = 32
-
-
-_policies: dict[int, tuple[object, OutputPolicy]] = {}
-
-
-def _output_policy(account) -> OutputPolicy:
-    """The account's OutputPolicy, built once per account object (a reload makes new ones)."""
-    entry = _policies.get(id(account))
-    if entry is not None and entry[0] is account:
-        return entry[1]
-    if len(_policies) > 10_000:
-        _policies.clear()
-    policy = OutputPolicy.from_account(account)
-    _policies[id(account)] = (account, policy)
-    return policy
 
 
 class SIPProtocol(Protocol, TimeoutMixin):
@@ -257,7 +241,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
         if not result.ok:
             return False, result.reason
         self.account = account
-        self._write_events(self.session.login_ok(_output_policy(account)))
+        self._write_events(self.session.login_ok(self.gateway.output_policy(account)))
         self.setTimeout(self.gateway.config.idle_timeout(self.service))
         self._log(
             "info",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import signal
 from datetime import timedelta
+from typing import NamedTuple
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -38,10 +39,23 @@ from koha_gateway.ils import sysprefs as sysprefs_mod
 from koha_gateway.ils.circulation import branch_codes
 from koha_gateway.ils.context import AccountOptions, staff_borrowernumber
 from koha_gateway.protocol import SIPFactory
+from koha_gateway.sip2.output import OutputPolicy
 
 log = Logger(namespace="koha_gateway.service")
 
 JOURNAL_HOURS = 24
+
+
+class _AccountState(NamedTuple):
+    """What every connection and request of one SIP account shares (Gateway._account_state)."""
+
+    account: object
+    institution: object
+    sysprefs: object
+    options: AccountOptions
+    output: OutputPolicy
+
+
 #: The shortest interval between two reads of the system preferences.
 SYSPREFS_MIN_SECONDS = 1.0
 #: How often a request that lost a race (see Gateway.apply) is run again.
@@ -63,7 +77,7 @@ class Gateway:
         self.acs = ACS()
         self.connections: set = set()
         self._db_sysprefs = db_sysprefs
-        self._accounts: dict[int, tuple] = {}
+        self._accounts: dict[int, _AccountState] = {}
         # What start-up found of Koha's schema (version, optional columns of newer Koha).
         self.koha_schema: koha.KohaSchema = koha.DEFAULT_SCHEMA
         # Branches, item types, categories, rules, calendars, currency, staff patrons
@@ -76,32 +90,37 @@ class Gateway:
             self._db_sysprefs = db_sysprefs
         self._accounts = {}
 
-    def _account_state(self, account) -> tuple:
+    def _account_state(self, account) -> _AccountState:
         """What every request of ``account`` shares, built once per account and configuration
-        (``set_config`` forgets it): (account, institution, sysprefs, account options).
+        (``set_config`` forgets it).
 
         Keyed by the account object: a connection logged in before a reload keeps the account
         it logged in with, and gets that account's overrides and options."""
         state = self._accounts.get(id(account))
-        if state is None or state[0] is not account:
+        if state is None or state.account is not account:
             prefs = sysprefs_mod.Sysprefs(self._db_sysprefs).with_overrides(
                 self.config.syspref_overrides, account.syspref_overrides
             )
-            state = (
+            state = _AccountState(
                 account,
                 self.config.institutions[account.institution],
                 prefs,
                 AccountOptions.from_account(account),
+                OutputPolicy.from_account(account),
             )
             self._accounts[id(account)] = state
         return state
 
     def sysprefs_for(self, account):
         """Database values, then SIPconfig.xml's global overrides, then the account's."""
-        return self._account_state(account)[2]
+        return self._account_state(account).sysprefs
+
+    def output_policy(self, account) -> OutputPolicy:
+        """How answers to ``account`` are written (its ``<login>`` output options)."""
+        return self._account_state(account).output
 
     def context(self, account, session, peer: str) -> RequestContext:
-        _, institution, prefs, options = self._account_state(account)
+        _, institution, prefs, options, _ = self._account_state(account)
         return RequestContext(
             account,
             institution,
@@ -133,6 +152,12 @@ class Gateway:
     @staticmethod
     def is_unavailable(failure) -> bool:
         return failure.check(Unavailable) is not None
+
+
+def _reference_max_age(options) -> float:
+    """``--reference-max-age`` in seconds (the default when the options do not say)."""
+    max_age = options.get("reference-max-age")
+    return reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
 
 
 def _startup_checks(txn, config):
@@ -222,8 +247,7 @@ class GatewayService(MultiService):
         gateway = Gateway(config, db, auth, prefs, clock=wall_clock)
         gateway.koha_schema = koha_schema
         koha.remember(db.engine, koha_schema)
-        max_age = options.get("reference-max-age")
-        max_age = reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
+        max_age = _reference_max_age(options)
         if max_age > 0:
             gateway.reference = reference.install(db.engine, reference.ReferenceCache(max_age))
         service = cls(gateway, options)
@@ -362,9 +386,7 @@ class GatewayService(MultiService):
     def sysprefs_seconds(self) -> float:
         """The system preferences are re-read as often as reference data is checked
         (``--reference-max-age``, at least every second)."""
-        max_age = self.options.get("reference-max-age")
-        max_age = reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
-        return max(SYSPREFS_MIN_SECONDS, max_age)
+        return max(SYSPREFS_MIN_SECONDS, _reference_max_age(self.options))
 
     def _refresh_sysprefs(self):
         """Koha re-reads system preferences per connection; here every ``sysprefs_seconds``."""

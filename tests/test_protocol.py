@@ -23,6 +23,7 @@ from koha_gateway.auth.authenticator import LoginResult
 from koha_gateway.config import load_sip_config
 from koha_gateway.protocol import SIPFactory
 from koha_gateway.sip2.codec import Response
+from koha_gateway.sip2.output import OutputPolicy
 from tests.gateway import SHIPPED_SIPCONFIG
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -53,6 +54,9 @@ class Gateway:
         self.connections: set = set()
         self.auth = Auth()
         self.pending: list[tuple[object, defer.Deferred]] = []
+
+    def output_policy(self, account):
+        return OutputPolicy.from_account(account)
 
     def context(self, account, session, peer):
         return RequestContext(
