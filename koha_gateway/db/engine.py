@@ -8,7 +8,10 @@ placeholders, for both engines.
 ``db.run(fn, *args, **kw)`` runs ``fn(txn, *args, **kw)`` in a pool thread inside one transaction
 and returns a Deferred: commit when ``fn`` returns, rollback when it raises (the exception is
 re-raised). ``db.run_blocking`` does the same in the calling thread (admin CLI, tests, benches).
-The reactor thread never waits on the database.
+The reactor thread never waits on a lock or a server: ``db.run(fn, inline=True)`` (a transaction
+that probably only reads) runs ``fn`` on the reactor thread on SQLite, with a read-only
+connection that never waits for a lock, and falls back to the pool when ``fn`` writes or meets
+a lock (:meth:`Database._run_inline`; URL option ``inline_reads=off`` turns it off).
 
 Transactions
     SQLite: the database runs in WAL mode with ``synchronous=NORMAL`` (a committed transaction
@@ -121,6 +124,8 @@ __all__ = [
     "SerializationFailure",
     "Txn",
     "Unavailable",
+    "WouldWait",
+    "must_not_wait",
 ]
 
 log = Logger(namespace="koha_gateway.db")
@@ -174,6 +179,19 @@ class Unavailable(DatabaseError):
         self.outcome_unknown = outcome_unknown
         # The first statement of the transaction failed on a dead pooled connection.
         self.stale = stale
+
+
+class WouldWait(Exception):
+    """Raised inside an inline transaction (``Database.run(..., inline=True)``) by code that
+    would otherwise wait for another thread, e.g. for a lock a database thread holds: the
+    transaction is rolled back and run on the database threads instead, where waiting is
+    allowed. Ask :func:`must_not_wait` before raising it."""
+
+
+def must_not_wait(txn) -> bool:
+    """True when ``txn`` runs on the reactor thread (an inline read): it must not wait for a
+    lock that another thread may hold for long; raise :class:`WouldWait` instead."""
+    return getattr(txn._conn, "must_not_wait", False)
 
 
 # -- SQL helpers -----------------------------------------------------------------------------
@@ -377,6 +395,52 @@ class _SQLiteConnection(sqlite3.Connection):
         super().__init__(database, *args, **kwargs)
 
 
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY (primary codes): an inline read that meets one of
+# these is run again on the database threads.
+_SQLITE_FALL_BACK = {5, 6, 8}
+_SQLITE_FALL_BACK_TEXT = ("is locked", "readonly database", "database is busy")
+
+
+def _falls_back(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_FALL_BACK
+    message = str(exc).lower()
+    return any(text in message for text in _SQLITE_FALL_BACK_TEXT)
+
+
+class _InlineCursor(sqlite3.Cursor):
+    """Notes on its connection when a statement met a lock or tried to write: the transaction
+    then falls back to the pool even if the code that ran the statement caught the error."""
+
+    def execute(self, sql, parameters=()):
+        try:
+            return sqlite3.Cursor.execute(self, sql, parameters)
+        except sqlite3.Error as exc:
+            if _falls_back(exc):
+                self.connection.refused = True
+            raise
+
+    def executemany(self, sql, seq_of_parameters):
+        try:
+            return sqlite3.Cursor.executemany(self, sql, seq_of_parameters)
+        except sqlite3.Error as exc:
+            if _falls_back(exc):
+                self.connection.refused = True
+            raise
+
+
+class _InlineConnection(sqlite3.Connection):
+    """The SQLite connection of inline reads (:meth:`Database.run` with ``inline=True``), used
+    on the reactor thread only: ``query_only``, busy timeout 0."""
+
+    must_not_wait = True
+    refused = False  # a statement of the current transaction met a lock or tried to write
+
+    def cursor(self, factory=None):
+        return sqlite3.Connection.cursor(self, _InlineCursor)
+
+
 _SQLITE_UNAVAILABLE = {
     5: "busy",  # SQLITE_BUSY
     6: "locked",  # SQLITE_LOCKED
@@ -416,6 +480,7 @@ class SQLiteEngine(Engine):
         self.path = url.database
         self.busy_timeout_ms = int(url.option("busy_timeout", "10000"))
         self.synchronous = (url.option("synchronous", "normal") or "normal").upper()
+        self.inline_reads = url.option("inline_reads", "on") != "off"
         self._write_lock = threading.Lock()
 
     def connect_args(self) -> tuple[tuple, dict]:
@@ -441,6 +506,33 @@ class SQLiteEngine(Engine):
                     mode=mode,
                 )
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+
+    def inline_connect(self) -> _InlineConnection | None:
+        """A connection for inline reads: it never creates the database file (``mode=rw``),
+        never waits for a lock (busy timeout 0) and refuses to write (``query_only``).
+        ``None`` when the database is not in WAL mode (there readers wait for writers)."""
+        from urllib.parse import quote
+
+        conn = sqlite3.connect(
+            f"file:{quote(self.path, safe='/')}?mode=rw",
+            uri=True,
+            timeout=0,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_InlineConnection,
+            cached_statements=256,
+        )
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("PRAGMA query_only = 1")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        if str(mode).lower() != "wal":
+            conn.close()
+            return None
+        return conn
 
     def begin(self, conn, readonly: bool) -> None:
         # 3M SIP2 transactions are short; the write lock is taken before the first read so that
@@ -1457,6 +1549,13 @@ class Database:
             from twisted.internet import reactor
         self._reactor = reactor
         self._pool = _Pool(engine, max_connections, reactor, f"koha-gateway-db-{engine.name}")
+        # Inline reads (SQLite only, see run()): the connection, the thread it belongs to, and
+        # how many transactions ran inline and how many fell back to the pool.
+        self._inline_on = bool(getattr(engine, "inline_reads", False))
+        self._inline_conn: _InlineConnection | None = None
+        self._inline_ident: int | None = None
+        self.inline_answered = 0
+        self.inline_fallbacks = 0
         # run_blocking() before the reactor starts (start-up checks in twistd's main thread)
         # leaves a connection keyed to what becomes the reactor thread, where run_blocking() is
         # refused from then on: close it when the reactor starts.
@@ -1517,6 +1616,7 @@ class Database:
         *args: Any,
         retry: bool = False,
         readonly: bool = False,
+        inline: bool = False,
         **kw: Any,
     ):
         """Run ``fn(txn, *args, **kw)`` in a pool thread inside one transaction.
@@ -1524,14 +1624,21 @@ class Database:
         Returns a Deferred firing with ``fn``'s result, or failing with its exception
         (database errors as :class:`DatabaseError` subclasses). ``retry=True`` declares ``fn``
         an idempotent read that may be run a second time after a dropped connection;
-        ``readonly=True`` runs it in a read-only transaction. Both keywords are consumed here,
-        every other keyword goes to ``fn``.
+        ``readonly=True`` runs it in a read-only transaction. ``inline=True`` says ``fn``
+        probably only reads: on SQLite (unless the URL says ``inline_reads=off``) it is
+        first tried right here, on the reactor thread (see :meth:`_run_inline`), and the
+        Deferred has fired when ``run`` returns; PostgreSQL and MariaDB/MySQL ignore it. These
+        keywords are consumed here, every other keyword goes to ``fn``.
         """
         from twisted.internet import defer
 
         if self._closed:
             return defer.fail(DatabaseError("the database pool is closed"))
         self._reactor_ident = threading.get_ident()
+        if inline and self._inline_on:
+            done = self._run_inline(fn, args, kw)
+            if done is not None:
+                return done
         try:
             return self._pool.submit(self._attempt, (fn, args, kw, readonly, retry))
         except DatabaseError as exc:
@@ -1612,6 +1719,103 @@ class Database:
         finally:
             engine.end(conn, readonly)
 
+    def _run_inline(self, fn, args, kw):
+        """Try ``fn`` on the reactor thread's own SQLite connection; ``None`` when it must run
+        on the pool instead (what it did is rolled back; the pool then runs it as a read-write
+        transaction, exactly as without inline reads).
+
+        The connection is opened on first use (never creating the file), refuses writes
+        (``PRAGMA query_only``) and never waits for a lock (busy timeout 0): in WAL mode a
+        reader does not wait for writers, so a transaction here is as long as its reads.
+        It falls back to the pool when a statement meets a lock (``SQLITE_BUSY``,
+        ``SQLITE_LOCKED``) or tries to write (``SQLITE_READONLY``; e.g. ``borrowers.lastseen``),
+        when ``fn`` raises :class:`WouldWait`, and when the connection cannot be opened (the
+        pool's connections may still work). Every transaction is ``BEGIN`` ... ``COMMIT``, so
+        that no read transaction stays open between two (it would keep the WAL from being
+        checkpointed) and each sees the last committed state. Other errors are reported as
+        the pool reports them.
+        """
+        from twisted.internet import defer
+        from twisted.python.failure import Failure
+
+        conn = self._inline_conn
+        if conn is None:
+            if self._inline_ident not in (None, threading.get_ident()):
+                return None
+            try:
+                conn = self.engine.inline_connect()
+            except (sqlite3.Error, OSError):
+                return None
+            if conn is None:
+                self._inline_on = False
+                log.info(
+                    "SQLite database {path} is not in WAL mode: no inline reads",
+                    path=self.engine.path,
+                )
+                return None
+            self._inline_conn = conn
+            self._inline_ident = threading.get_ident()
+        elif self._inline_ident != threading.get_ident() or conn.in_transaction:
+            return None  # another thread, or a run() from inside an inline transaction
+        engine = self.engine
+        conn.refused = False
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            return self._inline_failed(conn, engine.wrap(exc), _falls_back(exc))
+        # Txn's readonly flag stays False: for the code in fn this is the transaction it gets
+        # from the pool; only SQLite's query_only makes the difference.
+        txn = Txn(engine, conn, False)
+        try:
+            result = fn(txn, *args, **kw)
+        except WouldWait:
+            txn.close()
+            return self._inline_failed(conn, None, True)
+        except BaseException:
+            failure = Failure()
+            txn.close()
+            return self._inline_failed(conn, failure, conn.refused)
+        txn.close()
+        if conn.refused:  # fn caught the error of a refused statement and went on
+            return self._inline_failed(conn, None, True)
+        try:
+            conn.commit()
+        except sqlite3.Error as exc:
+            return self._inline_failed(conn, engine.wrap(exc), _falls_back(exc))
+        self.inline_answered += 1
+        self._note(None)
+        return defer.succeed(result)
+
+    def _inline_failed(self, conn, error, fall_back: bool):
+        """End the inline transaction (rolled back); ``None`` to fall back to the pool, else a
+        failed Deferred with ``error`` (a Failure or a DatabaseError)."""
+        from twisted.internet import defer
+        from twisted.python.failure import Failure
+
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+        except sqlite3.Error:
+            pass
+        if conn.in_transaction:  # never keep a read transaction open: start afresh next time
+            self._close_inline()
+        if fall_back:
+            self.inline_fallbacks += 1
+            return None
+        if not isinstance(error, Failure):
+            error = Failure(error)
+        if error.check(Unavailable):
+            self._note(error.value)
+        return defer.fail(error)
+
+    def _close_inline(self) -> None:
+        conn, self._inline_conn = self._inline_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
     def _rollback(self, conn) -> None:
         try:
             conn.rollback()
@@ -1654,5 +1858,6 @@ class Database:
             except (ValueError, KeyError):
                 pass
             self._startup_trigger = None
+        self._close_inline()
         self._pool.stop()
         self._pool.close_all()

@@ -11,8 +11,10 @@ SQLite
     slashes are accepted too), or ``sqlite:relative/path.sqlite`` (no slashes after the colon,
     resolved against the current directory when parsed). In-memory databases are refused: every
     pooled connection would see a different, empty database. Query options: ``busy_timeout``
-    (milliseconds a writer waits for the write lock, default 10000) and ``synchronous``
-    (``normal``, the default, or ``full``).
+    (milliseconds a writer waits for the write lock, default 10000), ``synchronous``
+    (``normal``, the default, or ``full``) and ``inline_reads`` (``on``, the default, or
+    ``off``: SIP messages that only read run on the reactor thread, see
+    :class:`koha_gateway.db.engine.Database`; ``off`` sends them to the database threads).
 
 PostgreSQL
     ``postgresql://`` or ``postgres://``. User, password and database are percent-decoded (a
@@ -92,7 +94,7 @@ _LIBPQ_KEYWORDS = frozenset(
     ]
 )
 
-_SQLITE_OPTIONS = frozenset({"busy_timeout", "synchronous"})
+_SQLITE_OPTIONS = frozenset({"busy_timeout", "synchronous", "inline_reads"})
 _MYSQL_OPTIONS = frozenset(
     {
         "unix_socket",
@@ -229,7 +231,9 @@ def _parse_sqlite(rest: str) -> DatabaseURL:
             raise InvalidDatabaseURL("sqlite busy_timeout is a number of milliseconds")
         if key == "synchronous" and value.lower() not in ("normal", "full"):
             raise InvalidDatabaseURL("sqlite synchronous is 'normal' or 'full'")
-        options.append((key, value.lower() if key == "synchronous" else value))
+        if key == "inline_reads" and value.lower() not in ("on", "off"):
+            raise InvalidDatabaseURL("sqlite inline_reads is 'on' or 'off'")
+        options.append((key, value.lower() if key in ("synchronous", "inline_reads") else value))
     return DatabaseURL(engine="sqlite", database=path, options=tuple(options))
 
 

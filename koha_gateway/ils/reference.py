@@ -51,6 +51,7 @@ from types import MappingProxyType
 from typing import Any
 
 from koha_gateway.db import koha
+from koha_gateway.db.engine import WouldWait, must_not_wait
 from koha_gateway.ils.calendar import Calendar
 
 __all__ = [
@@ -341,6 +342,10 @@ class ReferenceCache:
         snap, checked = self._state
         if snap is not None and self._clock() - checked < max_age:
             return snap
+        if must_not_wait(txn):
+            # An inline read (reactor thread): the check may wait for another thread's and
+            # reads every kept row (on SQLite, to hash them here): the database threads do it.
+            raise WouldWait("the reference data are due for a check")
         with self._lock:
             snap, checked = self._state
             started = self._clock()
