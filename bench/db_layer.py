@@ -13,11 +13,16 @@ and one patron and item, as ``sip_mix.py`` prepares them):
   (``Database.run``, the gateway's path): one request at a time, and ``--concurrency``
   requests in flight. "hop" is the CPU per request above the same work done with
   ``run_blocking``: the thread switch(es), the queues, the Deferred, the wake-up of the reactor.
+  On SQLite the read messages (99, 63, 23, 17) run inline on the reactor thread
+  (``Database.run(..., inline=True)``, what ``Gateway.apply`` asks for), so their "hop" is
+  the cost of that path; ``--inline-reads both`` (the default) also measures the same database
+  with ``?inline_reads=off`` (every transaction on the pool), as a second table.
 
 CPU is ``time.process_time()`` of the whole process (every thread), so the figures do not depend
 much on what else runs on the machine; wall times do.
 
     python bench/db_layer.py [--engines sqlite,postgresql,mysql] [--n 400] [--concurrency 8]
+                             [--inline-reads both|on|off]
 """
 
 from __future__ import annotations
@@ -295,6 +300,12 @@ def main(argv=None) -> int:
     parser.add_argument("--pool", type=int, default=None, help="max_connections of the pool")
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     parser.add_argument(
+        "--inline-reads",
+        choices=("both", "on", "off"),
+        default="both",
+        help="SQLite: hop figures with inline reads on, off (?inline_reads=off) or both",
+    )
+    parser.add_argument(
         "--same-terminal",
         action="store_true",
         help="the kiosks in flight share one SIP account and address (as in sip_mix.py)",
@@ -329,7 +340,16 @@ def main(argv=None) -> int:
                 print(f"{name}: transactions ...", flush=True)
                 blocking[name], urls[name] = run_engine(name, url, args.n, args.concurrency)
             # The reactor runs once per process: every engine's hop figures in one run.
-            hops = all_hops(engines, urls, args)
+            targets = []
+            for name in engines:
+                if name != "sqlite":
+                    targets.append((name, urls[name]))
+                    continue
+                if args.inline_reads in ("both", "on"):
+                    targets.append(("sqlite", urls[name]))
+                if args.inline_reads in ("both", "off"):
+                    targets.append(("sqlite, inline_reads=off", urls[name] + "?inline_reads=off"))
+            hops = all_hops(targets, args)
         finally:
             if cluster is not None:
                 cluster.destroy()
@@ -340,7 +360,7 @@ def main(argv=None) -> int:
         print(f"{'':<18}{'CPU us':>9}{'wall us':>9}{'stmts':>7}")
         for key, (c, w, s) in blocking[name].items():
             print(f"{key:<18}{c:>9.0f}{w:>9.0f}{s:>7}")
-    for name in engines:
+    for name, _url in targets:
         print(f"\n== {name}: through Database.run from the reactor")
         print(f"{'':<28}{'CPU us/req':>11}{'wall us/req':>12}")
         for key, (c, w) in hops[name].items():
@@ -348,16 +368,16 @@ def main(argv=None) -> int:
     return 0
 
 
-def all_hops(engines, urls, args) -> dict:
+def all_hops(targets, args) -> dict:
     from twisted.internet import defer, reactor
 
     hops: dict = {}
-    dbs = {name: Database.from_url(urls[name], max_connections=args.pool) for name in engines}
+    dbs = {name: Database.from_url(url, max_connections=args.pool) for name, url in targets}
 
     @defer.inlineCallbacks
     def go():
         try:
-            for name in engines:
+            for name, _url in targets:
                 print(f"{name}: hop ...", flush=True)
                 hops[name] = yield hop_figures(dbs[name], args.n, args.concurrency)
         except Exception:

@@ -606,6 +606,13 @@ def main(argv=None) -> int:
     parser.add_argument("--target-cpus", default="0", help="taskset list of the targets (0)")
     parser.add_argument("--client-cpu", type=int, default=1, help="core of this client (1)")
     parser.add_argument("--gateway-arg", action="append", default=[], help="passed to the gateway")
+    parser.add_argument(
+        "--url-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="added to the gateway's database URL (e.g. inline_reads=off on SQLite)",
+    )
     args = parser.parse_args(argv)
     connections = args.connections or (1000 if args.mode == "rate" else 50)
     plan = Plan(
@@ -646,9 +653,13 @@ def main(argv=None) -> int:
                         cpus = args.target_cpus
                         if n > 1 and args.target_cpus == "0":
                             cpus = f"0-{min(n, os.cpu_count() or 1) - 1}"
+                        gateway_url = url
+                        if args.url_option:
+                            sep = "&" if "?" in url else "?"
+                            gateway_url = url + sep + "&".join(args.url_option)
                         gateway = gateway_for(
                             workdir / f"gateway-{n}",
-                            url,
+                            gateway_url,
                             plan,
                             customise,
                             cpus=cpus,
