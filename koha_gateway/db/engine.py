@@ -1746,12 +1746,13 @@ class Database:
                 conn = self.engine.inline_connect()
             except (sqlite3.Error, OSError):
                 return None
-            if conn is None:
-                self._inline_on = False
-                log.info(
-                    "SQLite database {path} is not in WAL mode: no inline reads",
-                    path=self.engine.path,
-                )
+            if conn is None:  # not in WAL mode (yet: the pool's connections switch to it)
+                if self._pool.connections:
+                    self._inline_on = False
+                    log.info(
+                        "SQLite database {path} is not in WAL mode: no inline reads",
+                        path=self.engine.path,
+                    )
                 return None
             self._inline_conn = conn
             self._inline_ident = threading.get_ident()

@@ -273,3 +273,18 @@ def test_a_run_from_inside_an_inline_transaction_goes_to_the_pool(
     thread, rows = reactor_thread.call(db.run, outer, inline=True)
     assert thread == reactor and len(rows) == 2
     assert reactor_thread.call(lambda: inner[0]) != reactor
+
+
+def test_a_database_not_yet_in_wal_mode_is_read_on_the_pool_until_it_is(
+    tmp_path, open_db, reactor_thread
+):
+    path = tmp_path / "journal.sqlite"
+    with sqlite3.connect(str(path), isolation_level=None) as conn:
+        conn.execute(TABLE)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    reactor = reactor_thread.call(threading.get_ident)
+    db = open_db(f"sqlite://{path}")
+    # The first read finds the file in rollback-journal mode: the pool runs it (and its
+    # connection switches the file to WAL); the next one is inline.
+    assert reactor_thread.call(db.run, where, inline=True)[0] != reactor
+    assert reactor_thread.call(db.run, where, inline=True)[0] == reactor
