@@ -337,7 +337,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
     def _checked_and_failed(self, failure: Failure, ctx, event, started, db_started, check):
         if failure.check(SlowPath) is not None:
             # Rolled back before the message was handled: the password check needs bcrypt,
-            # LDAP or a failure counted. Today's path: check, then apply.
+            # LDAP or a failure counted. The slow path: check, then apply.
             ctx.password_ok = None
             return self._check_then_apply(ctx, event, started)
         self.gateway.auth.patron_checked(check)
