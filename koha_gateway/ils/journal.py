@@ -172,11 +172,12 @@ def purge(txn, before: str) -> int:
 def fingerprint(txn, ctx, msg, locked: dict | None = None) -> str:
     """A digest of the circulation state of the item (AB) and patron (AA) ``msg`` touches.
 
-    Three statements at most: the item with its loan and its title's holds (one join), the
-    patron's number, the patron with the sums of their account, their restrictions, loans and
-    holds (one statement). ``locked`` (:func:`note_locked_patron`) gives the patron's number
-    when the request found and locked the patron by that very cardnumber: the lookup would
-    find the same row, so it is not read again."""
+    Two statements at most: the patron's number, then the item with its loan and its title's
+    holds with the patron, the sums of their account, their restrictions, loans and holds (one
+    statement; one each when the message names only one of them). ``locked``
+    (:func:`note_locked_patron`) gives the patron's number when the request found and locked
+    the patron by that very cardnumber: the lookup would find the same row, so it is not read
+    again."""
     state: list[Any] = []
     barcode, patron_id = msg.get("AB"), msg.get("AA")
     code = number = None
