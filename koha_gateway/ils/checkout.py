@@ -28,6 +28,7 @@ kiosk bypass a rule:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -444,6 +445,21 @@ def _patron_loan(state: Any, patron: dict, item: dict) -> dict | None:
     return None
 
 
+def _undo_needed(txn, patron: dict, loan: dict | None, own_loan: bool, holds: list) -> bool:
+    """Whether the checkout's writes need a savepoint of their own, to be undone when the
+    UNIQUE key on ``issues.itemnumber`` refuses the loan (:class:`_LoanConflict`).
+
+    Not for a renewal (no loan is inserted). Not when the INSERT of the loan is the first
+    write (no loan to move, no hold of the patron to fill) on SQLite and MariaDB, where a
+    refused statement undoes itself and the transaction goes on; PostgreSQL spoils the
+    whole transaction after an error, so there it always is (two statements more)."""
+    if own_loan:
+        return False
+    if txn.engine.name == "postgresql" or loan is not None:
+        return True
+    return any(hold["borrowernumber"] == patron["borrowernumber"] for hold in holds)
+
+
 def _loan_of(txn, item: dict, patron: dict, state: Any) -> dict | None:
     """The item's current loan (:func:`~koha_gateway.ils.items.current_loan`), read only when
     neither the item's own read (:func:`~koha_gateway.ils.items.find_item`, ``loan_issue_id``,
@@ -545,6 +561,7 @@ def checkout(
 
     # CanBookBeIssued: the confirmations, which a kiosk cannot give.
     messages: list[str] = []
+    holds: list[dict] = []
     if own_loan:
         messages.append("Item already checked out to you: renewing item.")
     else:
@@ -587,7 +604,7 @@ def checkout(
         )
 
     try:
-        with txn.savepoint():
+        with txn.savepoint() if _undo_needed(txn, patron, loan, own_loan, holds) else nullcontext():
             if own_loan:
                 due = _renewal_due_date(
                     txn,

@@ -23,7 +23,7 @@ BOUNDS = {
     "63": 7,
     "23": 5,
     "17": 4,
-    "11": 24,
+    "11": 22,
     "17b": 4,
     "29": 22,
     "09": 14,
@@ -36,12 +36,17 @@ CACHED_BOUNDS = {
     "63": 4,
     "23": 2,
     "17": 2,
-    "11": 14,
+    "11": 12,
     "17b": 2,
     "29": 12,
     "09": 12,
     "35": 0,
 }
+
+#: More statements a message may run on an engine: on PostgreSQL a checkout's writes run in a
+#: savepoint (an error spoils the whole transaction there; SQLite and MariaDB undo just the
+#: refused statement).
+ENGINE_EXTRA = {"postgresql": {"11": 2}}
 
 #: 63 for demo patrons with loans, an overdue, holds and fines (no statement per row).
 PATRON_BOUNDS = {"23529000000001": 7, "23529000000002": 7}
@@ -55,7 +60,11 @@ def kiosk(db, sipconfig):
 
 @pytest.mark.parametrize("cache", [False, True], ids=["uncached", "cached"])
 def test_statements_per_message_of_the_kiosk_session(db, kiosk, cache):
-    bounds = CACHED_BOUNDS if cache else BOUNDS
+    extra = ENGINE_EXTRA.get(db.engine.name, {})
+    bounds = {
+        kind: bound + extra.get(kind, 0)
+        for kind, bound in (CACHED_BOUNDS if cache else BOUNDS).items()
+    }
     if cache:
         # An hour's bound: the check and the first reads come before the counted messages.
         reference.install(db.engine, reference.ReferenceCache(3600))
