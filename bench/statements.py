@@ -10,7 +10,11 @@ second session is reported (the first one creates the terminal's journal row). A
 hold) follow. On PostgreSQL and MariaDB each statement is one round trip; the transaction's
 ``BEGIN`` (PostgreSQL) and ``COMMIT`` come on top.
 
-    python bench/statements.py [--engines sqlite,postgresql,mysql] [--sql]
+The counts are without the reference cache (as ``tests/ils/test_statement_counts.py`` pins
+them, and as ``--reference-max-age 0`` runs); ``--cache`` installs the reference cache as the
+gateway runs by default (checked in advance, so that no check falls in a counted message).
+
+    python bench/statements.py [--engines sqlite,postgresql,mysql] [--sql] [--cache]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from koha_gateway.config.sipconfig import load_sip_config  # noqa: E402
 from koha_gateway.db import Database  # noqa: E402
+from koha_gateway.ils import reference  # noqa: E402
 from tests.conftest import load_demo_database  # noqa: E402
 from tests.gateway import NOW  # noqa: E402
 from tests.support import statements as counting  # noqa: E402
@@ -32,9 +37,13 @@ from tests.support import statements as counting  # noqa: E402
 ADA, GRACE = "23529000000001", "23529000000002"
 
 
-def measure(url: str, show_sql: bool) -> dict[str, int]:
+def measure(url: str, show_sql: bool, cache: bool = False) -> dict[str, int]:
     load_demo_database(url, NOW)
     db = Database.from_url(url, max_connections=1)
+    if cache:
+        # An hour's bound: the check and the first reads happen before the counting.
+        reference.install(db.engine, reference.ReferenceCache(3600))
+        db.run_blocking(lambda txn: reference.cached(txn))
     try:
         db.run_blocking(counting.add_kiosk, 0, NOW.date())
         make_context = counting.context(db, load_sip_config(ROOT / "conf" / "SIPconfig.xml"), NOW)
@@ -64,6 +73,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", default="sqlite,postgresql,mysql")
     parser.add_argument("--sql", action="store_true", help="list every statement")
+    parser.add_argument(
+        "--cache", action="store_true", help="with the reference cache, as the gateway runs"
+    )
     args = parser.parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     results: dict[str, dict[str, int]] = {}
@@ -89,14 +101,18 @@ def main(argv=None) -> int:
                     parser.error(f"unknown engine {name!r}")
                 if args.sql:
                     print(f"\n==== {name}")
-                results[name] = measure(url, args.sql)
+                results[name] = measure(url, args.sql, args.cache)
         finally:
             if cluster is not None:
                 cluster.destroy()
             if mariadb is not None:
                 mariadb.destroy()
     kinds = list(next(iter(results.values())))
-    print("\nSQL statements per message (second kiosk session; 63 Ada / Grace: demo patrons)\n")
+    cached = ", reference cache" if args.cache else ", no reference cache"
+    print(
+        "\nSQL statements per message (second kiosk session; 63 Ada / Grace: demo patrons"
+        f"{cached})\n"
+    )
     print(f"{'message':<10}" + "".join(f"{name:>12}" for name in results))
     for kind in kinds:
         print(f"{kind:<10}" + "".join(f"{results[name][kind]:>12}" for name in results))

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from koha_gateway.acs import fields
-from koha_gateway.ils import account_option
+from koha_gateway.ils import account_option, journal
 from koha_gateway.ils import accounts as ils_accounts
 from koha_gateway.ils import checkin as ils_checkin
 from koha_gateway.ils import checkout as ils_checkout
@@ -143,6 +143,7 @@ class CirculationHandlers:
         # Row locks: the item, then the patron (see koha_gateway.ils.checkout).
         item = _item(txn, ctx, barcode, lock=True)
         patron = ils_patrons.find_patron(txn, patron_id, lock=True)
+        journal.note_locked_patron(ctx, patron_id, patron)
         if patron is None:
             return self._checkout_failed(txn, ctx, msg, None, item, INVALID_PATRON)
         if item is None:
@@ -322,6 +323,7 @@ class CirculationHandlers:
         """
         item = _item(txn, ctx, msg.get("AB"), lock=True)
         patron = ils_patrons.find_patron(txn, msg.get("AA"), lock=True)
+        journal.note_locked_patron(ctx, msg.get("AA"), patron)
         if patron is None:
             return self._renew_failed(ctx, msg, None, item, INVALID_PATRON_BARCODE)
         if _wrong_password(ctx, msg):

@@ -39,6 +39,10 @@ class RequestContext:
     #: The account's ``ils.context.AccountOptions`` when the caller built them already
     #: (the gateway does, once per account); else :meth:`circ` reads them from ``account``.
     options: Any = field(default=None, repr=False, compare=False)
+    #: Patrons this request found by their exact cardnumber and locked, by identifier
+    #: (``ils.journal.note_locked_patron``): the journal's fingerprint then need not look
+    #: their number up again.
+    locked_patrons: dict = field(default_factory=dict, repr=False, compare=False)
     _circ: Any = field(default=None, repr=False, compare=False)
     _now_text: Any = field(default=None, repr=False, compare=False)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
 from koha_gateway.ils import round_money
 from koha_gateway.ils.circulation import log_action, perl_dump, wants_log, write_statistic
@@ -397,27 +398,53 @@ def _accruing_fine(txn, loan: dict) -> dict | None:
     )
 
 
+#: :func:`update_fine` did not read the accruing line (``fix_overdues_on_return`` reads it).
+UNREAD = object()
+
+
 def update_fine(
-    txn, ctx, *, loan: dict, item: dict, amount: float, backdated: bool, description: str = ""
+    txn,
+    ctx,
+    *,
+    loan: dict,
+    item: dict,
+    amount: float,
+    backdated: bool,
+    description: str = "",
+    accruing: list | None = None,
+    known_absent: bool = False,
 ) -> float | None:
     """Koha's ``UpdateFine`` for one loan: the accruing (``UNRETURNED``) ``OVERDUE`` line of
     the loan is adjusted to ``amount`` (:func:`adjust_overdue`), or a new one is charged when
     ``amount`` > 0 (:func:`add_debit`: no manager, no library, as Koha's fine code passes
     none). ``amount`` 0 only adjusts an existing line, and only for a ``backdated`` return.
-    Returns what this added to the patron's debt (``None`` when nothing)."""
+    Returns what this added to the patron's debt (``None`` when nothing).
+
+    ``accruing``, a list, receives the loan's accruing line as it is now (``id`` and
+    ``amount``; ``None`` when there is none), for :func:`fix_overdues_on_return`, which then
+    need not read it again in the same transaction (the line was read locked).
+    ``known_absent``: a read of this transaction found no accruing line; with ``amount`` 0 it
+    is not read again (there is nothing to adjust). A charge always reads it, locked."""
     if amount <= 0 and not backdated:
         return None  # neither an adjustment nor a new line: nothing to read
+    if amount <= 0 and known_absent:
+        if accruing is not None:
+            accruing.append(None)
+        return None
     line = _accruing_fine(txn, loan)
     if line is not None:
-        if amount <= 0 and not backdated:
-            return None
         before = _cents(line["amount"])
         adjust_overdue(txn, ctx, dict(line), amount)
+        if accruing is not None:
+            # adjust_overdue leaves the line unchanged when the amount is the same.
+            accruing.append({"accountlines_id": line["accountlines_id"], "amount": amount})
         added = _cents(amount) - before
         return added / 100 if added > 0 else None
     if amount <= 0:
+        if accruing is not None:
+            accruing.append(None)
         return None
-    add_debit(
+    line_id = add_debit(
         txn,
         ctx,
         borrowernumber=loan["borrowernumber"],
@@ -427,14 +454,18 @@ def update_fine(
         itemnumber=item["itemnumber"],
         issue_id=loan["issue_id"],
     )
+    if accruing is not None:
+        accruing.append({"accountlines_id": line_id, "amount": amount})
     return round_money(amount)
 
 
-def fix_overdues_on_return(txn, loan: dict, status: str) -> None:
+def fix_overdues_on_return(txn, loan: dict, status: str, line: Any = UNREAD) -> None:
     """Koha's ``_FixOverduesOnReturn``: the loan's accruing ``OVERDUE`` line gets ``status``
     (``RETURNED`` on checkin, ``RENEWED`` on renewal), or is deleted with its offsets when its
-    amount is 0 and nothing was paid on it."""
-    line = _accruing_fine(txn, loan)
+    amount is 0 and nothing was paid on it. ``line``: the accruing line as :func:`update_fine`
+    left it in this transaction (``None``: there is none); read here when not given."""
+    if line is UNREAD:
+        line = _accruing_fine(txn, loan)
     if line is None:
         return
     if _cents(line["amount"]) == 0:

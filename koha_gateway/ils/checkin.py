@@ -33,6 +33,7 @@ from typing import Any
 from koha_gateway.ils import reference, round_money
 from koha_gateway.ils.accounts import fix_overdues_on_return, update_fine
 from koha_gateway.ils.circulation import (
+    LOAN_COLUMNS,
     as_datetime,
     circ_control_branch,
     format_sql_datetime,
@@ -45,7 +46,7 @@ from koha_gateway.ils.circulation import (
 from koha_gateway.ils.context import CircContext
 from koha_gateway.ils.fines import calc_fine
 from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
-from koha_gateway.ils.items import current_loan, item_attribute, open_transfer
+from koha_gateway.ils.items import item_attribute
 from koha_gateway.ils.patrons import update_lastseen
 from koha_gateway.ils.sysprefs import format_date
 
@@ -243,11 +244,63 @@ def _return_allowed(sysprefs: Any, item: dict, branch: str) -> tuple[bool, str |
     return True, None
 
 
-def _old_issue_clash(txn, loan: dict) -> bool:
-    return (
-        txn.one("SELECT issue_id FROM old_issues WHERE issue_id = ?", (loan["issue_id"],))
-        is not None
-    )
+_OPEN_TRANSFER = (
+    "FROM branchtransfers t WHERE t.itemnumber = ? AND t.datearrived IS NULL "
+    "AND t.datecancelled IS NULL ORDER BY t.datesent, t.branchtransfer_id LIMIT 1"
+)
+# What a checkin reads of the item's circulation, in one statement (always one row): the
+# borrower of its loan (every column, NULL when on the shelf), the loan's columns
+# (LOAN_COLUMNS, as kgw_loan_<column>), whether its issue_id is already in old_issues, and
+# the item's open transfer (open_transfer: its id and destination) and whether the loan has an
+# accruing fine (an UNRETURNED OVERDUE line; read again, locked, before it is changed). Not
+# locked here: the
+# foreign-key checks of old_issues and accountlines lock the borrower (shared) after the item,
+# the order every circulation request follows.
+_CHECKIN_FACTS = (
+    "SELECT b.*, "
+    + ", ".join(f"i.{column} AS kgw_loan_{column}" for column in LOAN_COLUMNS)
+    + ", (SELECT o.issue_id FROM old_issues o WHERE o.issue_id = i.issue_id) AS kgw_old_issue, "
+    "(SELECT MIN(f.accountlines_id) FROM accountlines f WHERE f.borrowernumber = i.borrowernumber "
+    "AND f.itemnumber = i.itemnumber AND f.debit_type_code = 'OVERDUE' "
+    "AND f.status = 'UNRETURNED') AS kgw_accruing, "
+    f"(SELECT t.branchtransfer_id {_OPEN_TRANSFER}) AS kgw_transfer_id, "
+    f"(SELECT t.tobranch {_OPEN_TRANSFER}) AS kgw_transfer_tobranch "
+    "FROM (SELECT 1 AS one) x LEFT JOIN issues i ON i.itemnumber = ? "
+    "LEFT JOIN borrowers b ON b.borrowernumber = i.borrowernumber"
+)
+_LOAN_KEYS = {f"kgw_loan_{column}": column for column in LOAN_COLUMNS}
+
+
+def _checkin_facts(txn, itemnumber: int) -> tuple[dict | None, dict | None, bool, dict | None]:
+    """``(loan, borrower, clash, transfer)`` of the item: its loan (the ``issues`` columns
+    with ``kgw_accruing``, whether it has an accruing fine line),
+    ``MarkIssueReturned`` copies, with the borrower's ``cardnumber``, ``userid``, names,
+    ``borrower_branchcode`` and ``categorycode`` as :func:`~koha_gateway.ils.items.current_loan`
+    gives them), the loan's borrower (``borrowers`` row), whether the loan's ``issue_id`` is
+    already in ``old_issues`` and the open transfer (``branchtransfer_id``, ``tobranch``) as
+    :func:`~koha_gateway.ils.items.open_transfer` finds it."""
+    row = txn.one(_CHECKIN_FACTS, (itemnumber, itemnumber, itemnumber))
+    transfer = None
+    if row["kgw_transfer_id"] is not None:
+        transfer = {
+            "branchtransfer_id": row["kgw_transfer_id"],
+            "tobranch": row["kgw_transfer_tobranch"],
+        }
+    if row["kgw_loan_issue_id"] is None:
+        return None, None, False, transfer
+    borrower: dict = {}
+    loan: dict = {}
+    for key, value in row.items():
+        column = _LOAN_KEYS.get(key)
+        if column is not None:
+            loan[column] = value
+        elif not key.startswith("kgw_"):
+            borrower[key] = value
+    for key in ("cardnumber", "userid", "firstname", "surname", "categorycode"):
+        loan[key] = borrower.get(key)
+    loan["borrower_branchcode"] = borrower.get("branchcode")
+    loan["kgw_accruing"] = row["kgw_accruing"] is not None
+    return loan, borrower, row["kgw_old_issue"] is not None, transfer
 
 
 def _future_holds_days(sysprefs: Any) -> int:
@@ -286,14 +339,7 @@ def checkin(
     local, now_sql, today = ctx.now, ctx.now_sql, ctx.today
     returned_at = (return_date or local).replace(tzinfo=None, microsecond=0)
     flag = sysprefs.flag if sysprefs is not None else (lambda _name: False)
-    loan = current_loan(txn, item["itemnumber"])
-    borrower = None
-    if loan is not None:
-        # Not locked here: the foreign-key checks of old_issues and accountlines lock it
-        # (shared) after the item, the order every circulation request follows.
-        borrower = txn.one(
-            "SELECT * FROM borrowers WHERE borrowernumber = ?", (loan["borrowernumber"],)
-        )
+    loan, borrower, clash, transfer = _checkin_facts(txn, item["itemnumber"])
 
     def refused(message: str | None, alert: str | None, destination: str | None = None):
         return CheckinOutcome(
@@ -304,7 +350,7 @@ def checkin(
             patron=borrower,
         )
 
-    if loan is not None and _old_issue_clash(txn, loan):
+    if clash:
         return refused("Checkin failed: data problem", ALERT_DATA_PROBLEM)
     # Koha's AddReturn (and holds_block_checkin) look ConfirmFutureHolds days ahead.
     lookahead = _future_holds_days(sysprefs)
@@ -330,6 +376,7 @@ def checkin(
 
     # The return itself.
     statistic = "return"
+    accruing: list = []  # the accruing fine's line when update_fine read it
     if loan is not None:
         # items.onloan is cleared below, with the rest of the item's return.
         mark_issue_returned(txn, loan, format_sql_datetime(returned_at), clear_onloan=False)
@@ -356,6 +403,8 @@ def checkin(
                 amount=amount,
                 backdated=return_date is not None,
                 description=_fine_description(item, loan, dateformat),
+                accruing=accruing,
+                known_absent=not loan["kgw_accruing"],
             )
     else:
         outcome.not_issued = True
@@ -377,7 +426,9 @@ def checkin(
         outcome.messages.append("WasLost")
     item = dict(item, onloan=None, holdingbranch=branch, itemlost=0, datelastseen=now_sql)
     if loan is not None:
-        fix_overdues_on_return(txn, loan, "RETURNED")
+        if not accruing and not loan["kgw_accruing"]:
+            accruing.append(None)  # none when the loan was read, none made since
+        fix_overdues_on_return(txn, loan, "RETURNED", *accruing)
     write_statistic(txn, ctx, statistic, branch=branch, item=item, patron=borrower, value=0)
     if borrower is not None:
         if wants_log(ctx, "ReturnLog"):
@@ -393,7 +444,7 @@ def checkin(
 
     # Holds.
     holds = holds_for_item(txn, item, today, lock=True, lookahead_days=lookahead)
-    transfer = open_transfer(txn, item["itemnumber"])
+    # The open transfer was read with the loan: nothing here has changed it since.
     if holds:
         hold = holds[0]
         here = hold["branchcode"] == branch

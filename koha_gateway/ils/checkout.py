@@ -28,6 +28,7 @@ kiosk bypass a rule:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -271,6 +272,7 @@ def _renewal_fine(txn, ctx: CircContext, *, patron: dict, item: dict, loan: dict
     accruing fine ``RENEWED``."""
     from koha_gateway.ils.checkin import fine_rules_branch, overdue_fine
 
+    accruing: list = []  # the accruing fine's line when update_fine read it
     if (ctx.pref("finesMode", "production") or "") == "production" and ctx.flag(
         "CalculateFinesOnReturn", True
     ):
@@ -283,8 +285,10 @@ def _renewal_fine(txn, ctx: CircContext, *, patron: dict, item: dict, loan: dict
             rules_branch=fine_rules_branch(ctx.sysprefs, loan, patron, item),
         )
         if amount > 0:
-            update_fine(txn, ctx, loan=loan, item=item, amount=amount, backdated=False)
-    fix_overdues_on_return(txn, loan, "RENEWED")
+            update_fine(
+                txn, ctx, loan=loan, item=item, amount=amount, backdated=False, accruing=accruing
+            )
+    fix_overdues_on_return(txn, loan, "RENEWED", *accruing)
 
 
 def _apply_renewal(
@@ -431,6 +435,48 @@ def _previously_checked_out(txn, patron: dict, item: dict, sysprefs) -> bool:
     return row is not None
 
 
+def _patron_loan(state: Any, patron: dict, item: dict) -> dict | None:
+    """The patron's loan of ``item`` from the loans ``state`` read (with the item and the
+    patron locked: no other request can have changed it since) as a loan row (``issues``
+    columns plus ``borrowernumber``); ``None`` when the item is not on loan to the patron."""
+    for loan in state.loans:
+        if loan["itemnumber"] == item["itemnumber"]:
+            return {**loan, "borrowernumber": patron["borrowernumber"]}
+    return None
+
+
+def _undo_needed(txn, patron: dict, loan: dict | None, own_loan: bool, holds: list) -> bool:
+    """Whether the checkout's writes need a savepoint of their own, to be undone when the
+    UNIQUE key on ``issues.itemnumber`` refuses the loan (:class:`_LoanConflict`).
+
+    Not for a renewal (no loan is inserted). Not when the INSERT of the loan is the first
+    write (no loan to move, no hold of the patron to fill) on SQLite and MariaDB, where a
+    refused statement undoes itself and the transaction goes on; PostgreSQL spoils the
+    whole transaction after an error, so there it always is (two statements more)."""
+    if own_loan:
+        return False
+    if txn.engine.name == "postgresql" or loan is not None:
+        return True
+    return any(hold["borrowernumber"] == patron["borrowernumber"] for hold in holds)
+
+
+def _loan_of(txn, item: dict, patron: dict, state: Any) -> dict | None:
+    """The item's current loan (:func:`~koha_gateway.ils.items.current_loan`), read only when
+    neither the item's own read (:func:`~koha_gateway.ils.items.find_item`, ``loan_issue_id``,
+    the item locked) nor the patron's loans (``state.loans``) tell it: none when the item read
+    saw none (should a loan have been committed since, the UNIQUE key on
+    ``issues.itemnumber`` refuses the new one, as for two checkouts at the same moment), the
+    patron's own from their loans."""
+    if "loan_issue_id" in item:
+        if item["loan_issue_id"] is None:
+            return None
+        if getattr(state, "loans", None) is not None:
+            own = _patron_loan(state, patron, item)
+            if own is not None and own["issue_id"] == item["loan_issue_id"]:
+                return own
+    return current_loan(txn, item["itemnumber"])
+
+
 def checkout(
     txn,
     ctx: CircContext,
@@ -457,7 +503,7 @@ def checkout(
     rental charge, refused unless the fee is acknowledged (BO=Y).
     """
     sysprefs, branch, today = ctx.sysprefs, ctx.branch, ctx.today
-    loan = current_loan(txn, item["itemnumber"])
+    loan = _loan_of(txn, item, patron, state)
     own_loan = loan is not None and loan["borrowernumber"] == patron["borrowernumber"]
 
     if no_block_due is not None:
@@ -515,6 +561,7 @@ def checkout(
 
     # CanBookBeIssued: the confirmations, which a kiosk cannot give.
     messages: list[str] = []
+    holds: list[dict] = []
     if own_loan:
         messages.append("Item already checked out to you: renewing item.")
     else:
@@ -557,7 +604,7 @@ def checkout(
         )
 
     try:
-        with txn.savepoint():
+        with txn.savepoint() if _undo_needed(txn, patron, loan, own_loan, holds) else nullcontext():
             if own_loan:
                 due = _renewal_due_date(
                     txn,
@@ -655,7 +702,12 @@ def renew(
     """
     if check_patron and (not renewals_allowed_by_policy or not state.renew_ok):
         return RenewOutcome(False, "Renewals not allowed.")
-    loan = current_loan(txn, item["itemnumber"]) if item is not None else None
+    if item is None:
+        loan = None
+    elif getattr(state, "loans", None) is not None:
+        loan = _patron_loan(state, patron, item)  # read with the patron's state
+    else:
+        loan = current_loan(txn, item["itemnumber"])
     if loan is None or loan["borrowernumber"] != patron["borrowernumber"]:
         name = f"{patron.get('firstname') or ''} {patron.get('surname') or ''}".strip()
         return RenewOutcome(False, f"Item not checked out to {name}")

@@ -8,7 +8,8 @@ and 5.3). An item row from :func:`find_item` is the ``items`` row plus:
   ``itype_description``, and ``sip_magnetic`` (kept by the gateway in
   ``kgw_itemtype_properties``: Koha has no such column);
 * ``sip_item_properties``: the item properties (CH) last stored by 19 Item Status Update
-  (``kgw_item_properties``).
+  (``kgw_item_properties``);
+* ``loan_issue_id``: the ``issue_id`` of its current loan (``None`` when on the shelf).
 """
 
 from __future__ import annotations
@@ -131,13 +132,16 @@ def item_by_number(txn, itemnumber: int, *, lock: bool = False) -> dict | None:
     return None if row is None else _complete(txn, row)
 
 
-# The item with its title, author and SIP item properties in one statement. Subqueries, not
-# joins: a locking read (FOR UPDATE) then locks the items row only, on every engine.
+# The item with its title, author, SIP item properties and the issue_id of its loan (NULL on
+# the shelf: checkout then reads no loan) in one statement. Subqueries, not joins: a locking
+# read (FOR UPDATE) then locks the items row only, on every engine.
 _ITEM_SELECT = (
     "SELECT it.*, (SELECT b.title FROM biblio b WHERE b.biblionumber = it.biblionumber) AS title, "
     "(SELECT b.author FROM biblio b WHERE b.biblionumber = it.biblionumber) AS author, "
     "(SELECT p.sip_item_properties FROM kgw_item_properties p "
-    "WHERE p.itemnumber = it.itemnumber) AS sip_item_properties FROM items it"
+    "WHERE p.itemnumber = it.itemnumber) AS sip_item_properties, "
+    "(SELECT i.issue_id FROM issues i WHERE i.itemnumber = it.itemnumber) AS loan_issue_id "
+    "FROM items it"
 )
 
 

@@ -101,6 +101,9 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
     ):
         ctx.log.append(f"resent {msg.code} answered from the request journal")
         return restore(previous["response"])
+    locked = getattr(ctx, "locked_patrons", None)
+    if locked:
+        locked.clear()  # a transaction run again starts afresh
     response = apply(txn, ctx, msg)
     _write(
         txn,
@@ -108,7 +111,7 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
         peer,
         None if previous is None else int(previous["serial"]),
         key=key,
-        state=fingerprint(txn, ctx, msg),
+        state=fingerprint(txn, ctx, msg, locked=getattr(ctx, "locked_patrons", None)),
         response=store(response),
         created=ctx.now_sql,
     )
@@ -166,23 +169,50 @@ def purge(txn, before: str) -> int:
     return txn.execute("DELETE FROM kgw_request_journal WHERE created < ?", (before,))
 
 
-def fingerprint(txn, ctx, msg) -> str:
+def fingerprint(txn, ctx, msg, locked: dict | None = None) -> str:
     """A digest of the circulation state of the item (AB) and patron (AA) ``msg`` touches.
 
-    Four statements at most: the item with its loan and its title's holds (one join), the
-    patron's number, the patron with the sums of their account, their restrictions, loans and
-    holds (one ``UNION ALL``)."""
+    Two statements at most: the patron's number, then the item with its loan and its title's
+    holds with the patron, the sums of their account, their restrictions, loans and holds (one
+    statement; one each when the message names only one of them). ``locked``
+    (:func:`note_locked_patron`) gives the patron's number when the request found and locked
+    the patron by that very cardnumber: the lookup would find the same row, so it is not read
+    again."""
     state: list[Any] = []
-    barcode = msg.get("AB")
+    barcode, patron_id = msg.get("AB"), msg.get("AA")
+    code = number = None
     if barcode:
         input_filter = ctx.sysprefs.get("itemBarcodeInputFilter") if ctx.sysprefs else None
         code = ils_items.barcodedecode(barcode, input_filter)
-        state.append(_item_state(txn, code) if code and "\x00" not in code else None)
-    patron_id = msg.get("AA")
+        if not code or "\x00" in code:
+            code = None
     if patron_id:
-        number = ils_patrons.patron_number(txn, patron_id)
-        state.append(_patron_state(txn, number) if number is not None else None)
+        number = locked.get(patron_id) if locked else None
+        if number is None:
+            number = ils_patrons.patron_number(txn, patron_id)
+    if code is not None and number is not None:
+        state.extend(_item_and_patron_state(txn, code, number))
+    else:
+        if barcode:
+            state.append(_item_state(txn, code) if code is not None else None)
+        if patron_id:
+            state.append(_patron_state(txn, number) if number is not None else None)
     return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()
+
+
+def note_locked_patron(ctx, identifier: str | None, patron: dict | None) -> None:
+    """Remember, for the fingerprint written after the request, that ``identifier`` found
+    ``patron`` (locked ``FOR UPDATE`` for the rest of the transaction) by its cardnumber.
+
+    Only an exact match of the cardnumber is remembered: cardnumbers are unique and the locked
+    row keeps its cardnumber, so :func:`~koha_gateway.ils.patrons.patron_number` would find
+    this patron again at the end of the transaction. A patron found by userid or by a
+    case-insensitive match is looked up again (another row could match first by then)."""
+    locked = getattr(ctx, "locked_patrons", None)
+    if locked is None or patron is None or identifier is None:
+        return
+    if patron.get("cardnumber") is not None and patron["cardnumber"] == identifier.strip():
+        locked[identifier] = int(patron["borrowernumber"])
 
 
 _ITEM_STATE = (
@@ -218,30 +248,32 @@ def _item_state(txn, barcode: str) -> list | None:
     return [_values(first, _ITEM_KEYS), loan, holds]
 
 
-_PATRON_ROW = (
+_PATRON_KEYS = tuple(column.strip() for column in _PATRON_COLUMNS.split(","))
+# One statement: the patron's row with the sums of their account (always one row), joined
+# with one list of the holds (R), loans (I) and restrictions (D), columns of one type each
+# (the first branch names the numeric columns: PostgreSQL types a column by its first
+# branches). Every row repeats the patron's columns; no list row gives one row of NULLs.
+_PATRON_STATE = (
     "SELECT "
     + ", ".join(f"b.{column.strip()}" for column in _PATRON_COLUMNS.split(","))
-    + ", a.n, a.last, a.owed FROM (SELECT COUNT(*) AS n, MAX(accountlines_id) AS last, "
+    + ", a.n, a.last, a.owed, l.kind, l.id, l.num, l.cnt, l.flg, l.txt, l.dt "
+    "FROM (SELECT COUNT(*) AS n, MAX(accountlines_id) AS last, "
     "SUM(amountoutstanding) AS owed FROM accountlines WHERE borrowernumber = ?) a "
-    "LEFT JOIN borrowers b ON b.borrowernumber = ?"
-)
-_PATRON_KEYS = tuple(column.strip() for column in _PATRON_COLUMNS.split(","))
-# One list of the holds (R), loans (I) and restrictions (D), columns of one type each (the
-# first branch names the numeric columns: PostgreSQL types a column by its first branches).
-_PATRON_LISTS = (
-    "SELECT 'R' AS kind, reserve_id AS id, itemnumber AS num, priority AS cnt, suspend AS flg, "
-    "found AS txt, NULL AS dt FROM reserves WHERE borrowernumber = ? "
+    "LEFT JOIN borrowers b ON b.borrowernumber = ? "
+    "LEFT JOIN (SELECT 'R' AS kind, reserve_id AS id, itemnumber AS num, priority AS cnt, "
+    "suspend AS flg, found AS txt, NULL AS dt FROM reserves WHERE borrowernumber = ? "
     "UNION ALL SELECT 'I', issue_id, itemnumber, renewals_count, NULL, NULL, date_due "
     "FROM issues WHERE borrowernumber = ? "
     "UNION ALL SELECT 'D', borrower_debarment_id, NULL, NULL, NULL, type, expiration "
-    "FROM borrower_debarments WHERE borrowernumber = ? ORDER BY 1, 2"
+    "FROM borrower_debarments WHERE borrowernumber = ?) l ON 1 = 1 ORDER BY l.kind, l.id"
 )
 
 
 def _patron_state(txn, borrowernumber: int) -> list:
     """The patron's row, restrictions, loans, holds and account (count, last line, balance)."""
-    row = txn.one(_PATRON_ROW, (borrowernumber, borrowernumber))
-    lists = txn.query(_PATRON_LISTS, (borrowernumber,) * 3)
+    rows = txn.query(_PATRON_STATE, (borrowernumber,) * 5)
+    row = rows[0]
+    lists = [r for r in rows if r["kind"] is not None]
     patron = None if row["borrowernumber"] is None else _values(row, _PATRON_KEYS)
     return [
         patron,
@@ -250,6 +282,66 @@ def _patron_state(txn, borrowernumber: int) -> list:
         [_values(r, ("id", "num", "cnt", "txt", "flg")) for r in lists if r["kind"] == "R"],
         _values(row, ("n", "last", "owed")),
     ]
+
+
+# The item's and the patron's state in one statement (what _item_state and _patron_state
+# read): the patron's row with the sums of their account, the item with its loan, joined with
+# one list of the title's holds (H), the patron's holds (R), loans (I) and restrictions (D).
+# The loans' branch comes first: PostgreSQL types the columns of a chain of UNIONs pair by
+# pair, and NULL with NULL would make ``dt`` text.
+_BOTH_STATE = (
+    "SELECT "
+    + ", ".join(f"it.{column.strip()}" for column in _ITEM_COLUMNS.split(","))
+    + ", i.issue_id, i.borrowernumber AS loan_borrowernumber, i.date_due, i.renewals_count, "
+    + ", ".join(f"b.{column.strip()}" for column in _PATRON_COLUMNS.split(","))
+    + ", a.n, a.last, a.owed, l.kind, l.id, l.num, l.cnt, l.flg, l.txt, l.dt, l.bn "
+    "FROM (SELECT COUNT(*) AS n, MAX(accountlines_id) AS last, "
+    "SUM(amountoutstanding) AS owed FROM accountlines WHERE borrowernumber = ?) a "
+    "LEFT JOIN borrowers b ON b.borrowernumber = ? "
+    "LEFT JOIN items it ON it.barcode = ? "
+    "LEFT JOIN issues i ON i.itemnumber = it.itemnumber "
+    "LEFT JOIN (SELECT 'I' AS kind, issue_id AS id, itemnumber AS num, renewals_count AS cnt, "
+    "NULL AS flg, NULL AS txt, date_due AS dt, NULL AS bn FROM issues WHERE borrowernumber = ? "
+    "UNION ALL SELECT 'H', reserve_id, itemnumber, priority, suspend, found, NULL, borrowernumber "
+    "FROM reserves WHERE biblionumber = (SELECT biblionumber FROM items WHERE barcode = ?) "
+    "UNION ALL SELECT 'R', reserve_id, itemnumber, priority, suspend, found, NULL, NULL "
+    "FROM reserves WHERE borrowernumber = ? "
+    "UNION ALL SELECT 'D', borrower_debarment_id, NULL, NULL, NULL, type, expiration, NULL "
+    "FROM borrower_debarments WHERE borrowernumber = ?) l ON 1 = 1 ORDER BY l.kind, l.id"
+)
+
+
+def _item_and_patron_state(txn, barcode: str, borrowernumber: int) -> list:
+    """``[_item_state(barcode), _patron_state(borrowernumber)]`` in one statement."""
+    number = borrowernumber
+    rows = txn.query(_BOTH_STATE, (number, number, barcode, number, barcode, number, number))
+    first = rows[0]
+    item = None
+    if first["itemnumber"] is not None:
+        loan = None if first["issue_id"] is None else _values(first, _LOAN_KEYS)
+        holds = [
+            [_text(r["id"]), _text(r["bn"]), _text(r["num"]), _text(r["cnt"])]
+            + [_text(r["txt"]), _text(r["flg"])]
+            for r in rows
+            if r["kind"] == "H"
+        ]
+        item = [_values(first, _ITEM_KEYS), loan, holds]
+    patron = None if first["borrowernumber"] is None else _values(first, _PATRON_KEYS)
+    lists = [r for r in rows if r["kind"] in ("R", "I", "D")]
+    return [
+        item,
+        [
+            patron,
+            [_values(r, ("id", "txt", "dt")) for r in lists if r["kind"] == "D"],
+            [_values(r, ("id", "num", "dt", "cnt")) for r in lists if r["kind"] == "I"],
+            [_values(r, ("id", "num", "cnt", "txt", "flg")) for r in lists if r["kind"] == "R"],
+            _values(first, ("n", "last", "owed")),
+        ],
+    ]
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def _values(row, keys: tuple[str, ...] | None = None) -> list | None:

@@ -264,18 +264,37 @@ def lift_sip_restrictions(txn, ctx, borrowernumber: int) -> int:
 # --- loans and holds --------------------------------------------------------------------
 
 
+_LOAN_KEYS = (
+    "issue_id",
+    "itemnumber",
+    "date_due",
+    "issuedate",
+    "branchcode",
+    "renewals_count",
+    "unseen_renewals",
+    "onsite_checkout",
+    "barcode",
+    "biblionumber",
+    "itype",
+    "itemlost",
+    "homebranch",
+    "holdingbranch",
+    "title",
+    "author",
+)
+_LOANS = (
+    "SELECT i.issue_id, i.itemnumber, i.date_due, i.issuedate, i.branchcode, "
+    "i.renewals_count, i.unseen_renewals, i.onsite_checkout, it.barcode, it.biblionumber, "
+    "it.itype, it.itemlost, it.homebranch, it.holdingbranch, b.title, b.author "
+    "FROM issues i JOIN items it ON it.itemnumber = i.itemnumber "
+    "JOIN biblio b ON b.biblionumber = it.biblionumber WHERE i.borrowernumber = ?"
+)
+
+
 def current_loans(txn, borrowernumber: int) -> list[dict]:
     """The patron's checkouts, oldest first: the ``issues`` row plus ``barcode``, ``title``,
     ``author``, ``biblionumber``, ``itype``, ``itemlost`` and ``homebranch`` of the item."""
-    return txn.query(
-        "SELECT i.issue_id, i.itemnumber, i.date_due, i.issuedate, i.branchcode, "
-        "i.renewals_count, i.unseen_renewals, i.onsite_checkout, it.barcode, it.biblionumber, "
-        "it.itype, it.itemlost, it.homebranch, it.holdingbranch, b.title, b.author "
-        "FROM issues i JOIN items it ON it.itemnumber = i.itemnumber "
-        "JOIN biblio b ON b.biblionumber = it.biblionumber "
-        "WHERE i.borrowernumber = ? ORDER BY i.issuedate, i.issue_id",
-        (borrowernumber,),
-    )
+    return txn.query(f"{_LOANS} ORDER BY i.issuedate, i.issue_id", (borrowernumber,))
 
 
 def overdue_loans(txn, borrowernumber: int, now_sql: str) -> list[dict]:
@@ -474,15 +493,28 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     now_sql = ctx.now.strftime("%Y-%m-%d %H:%M:%S")
     number = patron["borrowernumber"]
 
-    # The balance and the restrictions in force, in one statement (always one row at least).
+    # The balance, the restrictions in force and the loans (current_loans), in one statement:
+    # one row per restriction and loan (at least one row, the balance's).
     standing = txn.query(
-        "SELECT s.balance, d.borrower_debarment_id, d.expiration, d.type, d.comment, d.created "
-        "FROM (SELECT SUM(amountoutstanding) AS balance FROM accountlines "
+        "SELECT s.balance, d.borrower_debarment_id, d.expiration, d.type, d.comment, d.created, "
+        "l.* FROM (SELECT SUM(amountoutstanding) AS balance FROM accountlines "
         "WHERE borrowernumber = ?) s LEFT JOIN borrower_debarments d ON d.borrowernumber = ? "
-        "AND (d.expiration IS NULL OR d.expiration > ?) ORDER BY d.borrower_debarment_id",
-        (number, number, today),
+        f"AND (d.expiration IS NULL OR d.expiration > ?) LEFT JOIN ({_LOANS}) l ON 1 = 1 "
+        "ORDER BY d.borrower_debarment_id, l.issuedate, l.issue_id",
+        (number, number, today, number),
     )
-    debarments = [row for row in standing if row["borrower_debarment_id"] is not None]
+    debarments: list = []
+    loans: list[dict] = []
+    seen_debarments: set = set()
+    seen_loans: set = set()
+    for row in standing:
+        debarment_id, issue_id = row["borrower_debarment_id"], row["issue_id"]
+        if debarment_id is not None and debarment_id not in seen_debarments:
+            seen_debarments.add(debarment_id)
+            debarments.append(row)
+        if issue_id is not None and issue_id not in seen_loans:
+            seen_loans.add(issue_id)
+            loans.append({key: row[key] for key in _LOAN_KEYS})
     flag_until = str(patron.get("debarred") or "")[:10]
     debarred = bool(debarments) or bool(
         flag_until and (flag_until.startswith("9999") or flag_until > today)
@@ -507,7 +539,6 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     limit = fee_limit(patron, sysprefs)
     fine_blocked = limit is not None and fines > limit
 
-    loans = current_loans(txn, number)
     overdue_count = sum(1 for loan in loans if is_overdue(loan, now_sql))
     overdues_setting = (sysprefs.get("OverduesBlockCirc") or "noblock") if sysprefs else "noblock"
     overdues_block = overdue_count > 0 and overdues_setting != "noblock"

@@ -367,6 +367,36 @@ def test_unique_loan_constraint_is_answered_not_raised(db, ctx):
     assert db.run_blocking(work) == (None, 3)
 
 
+def test_a_loan_committed_after_the_item_was_read_is_refused_and_nothing_is_written(db, ctx):
+    """The item's read said "on the shelf" (a loan committed meanwhile by a writer that does
+    not lock the item first): the UNIQUE key refuses the loan, the checkout writes nothing --
+    without a savepoint on SQLite and MariaDB -- and the transaction goes on."""
+    context = ctx()
+
+    def work(txn):
+        item = find_item(txn, BARCODE[6], lock=True)  # on loan to Ada
+        item["loan_issue_id"] = None  # as read before that loan was committed
+        patron = find_patron(txn, STAFF_CARD, lock=True)
+        state = patron_state(txn, patron, context.circ(txn))
+        counts = (
+            "SELECT (SELECT COUNT(*) FROM statistics) AS s, (SELECT COUNT(*) FROM action_logs) "
+            "AS l, (SELECT COUNT(*) FROM issues) AS i, (SELECT COUNT(*) FROM zebraqueue) AS z"
+        )
+        before = dict(txn.one(counts))
+        item_before = dict(txn.one("SELECT * FROM items WHERE barcode = ?", (BARCODE[6],)))
+        outcome = ils_checkout.checkout(
+            txn, context.circ(txn), patron=patron, state=state, item=item
+        )
+        after = dict(txn.one(counts))
+        item_after = dict(txn.one("SELECT * FROM items WHERE barcode = ?", (BARCODE[6],)))
+        return outcome, before == after, item_before == item_after
+
+    outcome, same_counts, same_item = db.run_blocking(work)
+    assert (outcome.ok, outcome.message) == (False, "Item checked out to another patron")
+    assert same_counts and same_item
+    assert _loan(db, BARCODE[6])["cardnumber"] == ADA
+
+
 # --- renewals --------------------------------------------------------------------------------
 
 

@@ -272,3 +272,31 @@ def test_the_terminal_s_row_is_not_locked_while_a_request_is_applied(db, ctx, en
     assert [(int(r["serial"]), r["digest"]) for r in rows] == [
         (3, journal.digest(CHECKOUT.encode()))
     ]
+
+
+def test_the_one_statement_fingerprint_reads_what_the_two_read(db):
+    """The item's and the patron's state read together (11, 29) are the state read apart: the
+    digests written before the two were merged still match."""
+
+    def add_restriction(txn):
+        txn.execute(
+            "INSERT INTO borrower_debarments (borrowernumber, type, comment, created) "
+            "SELECT borrowernumber, 'MANUAL', 'test', '2026-03-01 10:00:00' FROM borrowers "
+            "WHERE cardnumber = ?",
+            (ADA,),
+        )
+
+    db.run_blocking(add_restriction)
+
+    def compare(txn):
+        barcodes = [r["barcode"] for r in txn.query("SELECT barcode FROM items ORDER BY 1")]
+        numbers = [r["borrowernumber"] for r in txn.query("SELECT borrowernumber FROM borrowers")]
+        compared = 0
+        for barcode in [*barcodes, "no such item"]:
+            for number in [*numbers, 999999]:
+                apart = [journal._item_state(txn, barcode), journal._patron_state(txn, number)]
+                assert journal._item_and_patron_state(txn, barcode, number) == apart
+                compared += 1
+        return compared
+
+    assert db.run_blocking(compare) > 10

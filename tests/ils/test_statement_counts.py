@@ -12,24 +12,44 @@ from __future__ import annotations
 
 import pytest
 
+from koha_gateway.ils import reference
 from tests.ils.conftest import NOW
 from tests.support import statements as counting
 
-#: The most statements each message of the session may run.
+#: The most statements each message of the session may run (without the reference cache:
+#: the reference data is read per request, as with ``--reference-max-age 0``).
 BOUNDS = {
     "99": 1,
-    "63": 8,
-    "23": 6,
+    "63": 7,
+    "23": 5,
     "17": 4,
-    "11": 29,
+    "11": 22,
     "17b": 4,
-    "29": 27,
-    "09": 19,
+    "29": 22,
+    "09": 14,
     "35": 0,
 }
 
+#: The same with the reference cache, as the gateway runs by default.
+CACHED_BOUNDS = {
+    "99": 1,
+    "63": 4,
+    "23": 2,
+    "17": 2,
+    "11": 12,
+    "17b": 2,
+    "29": 12,
+    "09": 12,
+    "35": 0,
+}
+
+#: More statements a message may run on an engine: on PostgreSQL a checkout's writes run in a
+#: savepoint (an error spoils the whole transaction there; SQLite and MariaDB undo just the
+#: refused statement).
+ENGINE_EXTRA = {"postgresql": {"11": 2}}
+
 #: 63 for demo patrons with loans, an overdue, holds and fines (no statement per row).
-PATRON_BOUNDS = {"23529000000001": 8, "23529000000002": 8}
+PATRON_BOUNDS = {"23529000000001": 7, "23529000000002": 7}
 
 
 @pytest.fixture
@@ -38,15 +58,30 @@ def kiosk(db, sipconfig):
     return counting.context(db, sipconfig, NOW)
 
 
-def test_statements_per_message_of_the_kiosk_session(db, kiosk):
-    patron, item = counting.kiosk_patron(0), counting.kiosk_item(0)
-    counting.count_session(db, kiosk, patron, item, NOW)
-    counted = {}
-    for kind, statements, answer, expect in counting.count_session(db, kiosk, patron, item, NOW):
-        assert answer.startswith(expect), (kind, answer)
-        counted[kind] = len(statements)
-    assert counted.keys() == BOUNDS.keys()
-    over = {kind: (n, BOUNDS[kind]) for kind, n in counted.items() if n > BOUNDS[kind]}
+@pytest.mark.parametrize("cache", [False, True], ids=["uncached", "cached"])
+def test_statements_per_message_of_the_kiosk_session(db, kiosk, cache):
+    extra = ENGINE_EXTRA.get(db.engine.name, {})
+    bounds = {
+        kind: bound + extra.get(kind, 0)
+        for kind, bound in (CACHED_BOUNDS if cache else BOUNDS).items()
+    }
+    if cache:
+        # An hour's bound: the check and the first reads come before the counted messages.
+        reference.install(db.engine, reference.ReferenceCache(3600))
+        db.run_blocking(reference.cached)
+    try:
+        patron, item = counting.kiosk_patron(0), counting.kiosk_item(0)
+        counting.count_session(db, kiosk, patron, item, NOW)
+        counted = {}
+        for kind, statements, answer, expect in counting.count_session(
+            db, kiosk, patron, item, NOW
+        ):
+            assert answer.startswith(expect), (kind, answer)
+            counted[kind] = len(statements)
+    finally:
+        reference.uninstall(db.engine)
+    assert counted.keys() == bounds.keys()
+    over = {kind: (n, bounds[kind]) for kind, n in counted.items() if n > bounds[kind]}
     assert not over, f"more statements than allowed (counted, bound): {over}"
 
 
