@@ -48,7 +48,8 @@ Transactions
     the transaction, so the writes and the locking reads are atomic and isolated as before.
     Writes whose result the caller never reads go through :meth:`Txn.execute_later`: they are
     sent, in order, in the round trip of the next statement (before it, so it sees them) or
-    with the ``COMMIT`` (``INSERT ...; UPDATE ...; COMMIT``). An acknowledged transaction
+    with the ``COMMIT`` (``INSERT ...; UPDATE ...; COMMIT``); so do ``SAVEPOINT`` and
+    ``RELEASE SAVEPOINT``. An acknowledged transaction
     is still committed before the answer is sent, so a SIGKILL after the answer loses
     nothing. MariaDB/MySQL connections use ``CLIENT_MULTI_STATEMENTS`` for these batches
     (all parameters are interpolated by the driver, never by string formatting).
@@ -275,6 +276,14 @@ _LOCKS_OR_WRITES = re.compile(
 )
 
 
+_DDL = re.compile(r"^\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1024)
+def _is_ddl(sql: str) -> bool:
+    return _DDL.match(sql) is not None
+
+
 @lru_cache(maxsize=4096)
 def needs_transaction(sql: str) -> bool:
     """Whether ``sql`` writes or locks, so that it must run inside the transaction: anything
@@ -375,6 +384,8 @@ class Engine:
     #: Several statements can be sent in one round trip (:meth:`send`): deferred writes ride
     #: along with the next statement or the ``COMMIT``.
     batches = False
+    #: DDL commits the open transaction (MariaDB/MySQL).
+    ddl_commits = False
 
     def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
         """Run ``parts`` (statements in driver form) in one round trip; the cursor then holds
@@ -1031,6 +1042,7 @@ class MySQLEngine(Engine):
     lazy_begin = True
     begin_sql = "START TRANSACTION"
     batches = True
+    ddl_commits = True
 
     def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
         # One COM_QUERY (CLIENT_MULTI_STATEMENTS): the server runs the statements in order,
@@ -1232,6 +1244,7 @@ class Txn:
         "_open",
         "_later",
         "_later_params",
+        "_later_writes",
         "_failed",
     )
 
@@ -1247,6 +1260,9 @@ class Txn:
         # Deferred writes (translated SQL) and their parameters, in order.
         self._later: list[str] = []
         self._later_params: list[Any] = []
+        # Whether writes are queued (not only SAVEPOINT/RELEASE, which fail only with the
+        # connection).
+        self._later_writes = False
         # The error of a round trip that carried deferred writes: the transaction is spoilt.
         self._failed: DatabaseError | None = None
 
@@ -1273,6 +1289,7 @@ class Txn:
         text = engine.translate(sql)
         params = engine.adapt_params(params)
         carried = self._later
+        writes = False
         if self._open and not carried:
             parts: Any = text
         else:
@@ -1283,17 +1300,21 @@ class Txn:
             if carried:
                 parts.extend(carried)
                 params = (*self._later_params, *params)
-                self._later, self._later_params = [], []
+                writes = self._later_writes
+                self._later, self._later_params, self._later_writes = [], [], False
             parts.append(text)
             if len(parts) == 1:
                 parts = text
         try:
             self._send(parts, params)
         except engine.driver_error as exc:
-            raise self._error(exc, carried) from None
+            raise self._error(exc, writes) from None
+        if engine.ddl_commits and _is_ddl(sql):
+            # MariaDB commits before and after DDL: the next write opens a new transaction.
+            self._open = False
         return self._cursor
 
-    def _error(self, exc: BaseException, carried: list) -> DatabaseError:
+    def _error(self, exc: BaseException, carried: bool) -> DatabaseError:
         engine = self.engine
         dead = engine.is_dead(self._conn)
         if dead:
@@ -1327,6 +1348,7 @@ class Txn:
             raise self._failed
         engine = self.engine
         self._defer(engine.translate(sql).rstrip().rstrip(";"), engine.adapt_params(params))
+        self._later_writes = True
 
     def _defer(self, text: str, params: Sequence[Any]) -> None:
         self._later.append(text)
@@ -1337,7 +1359,7 @@ class Txn:
         """Send the writes queued by :meth:`execute_later` now (one round trip, none when
         nothing is queued), so that an error the next statement raises is its own: call it
         before a statement whose :class:`IntegrityError` the caller handles."""
-        if self._later:
+        if self._later_writes:
             self._flush()
 
     def _flush(self) -> None:
@@ -1348,14 +1370,14 @@ class Txn:
             raise self._failed
         parts = [] if self._open else [self.engine.begin_sql]
         self._open = True
-        carried = self._later
-        parts.extend(carried)
+        parts.extend(self._later)
         params = tuple(self._later_params)
-        self._later, self._later_params = [], []
+        writes = self._later_writes
+        self._later, self._later_params, self._later_writes = [], [], False
         try:
             self._send(parts[0] if len(parts) == 1 else parts, params)
         except self.engine.driver_error as exc:
-            raise self._error(exc, carried) from None
+            raise self._error(exc, writes) from None
 
     def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         """Run one statement for every parameter sequence (batched on PostgreSQL)."""
@@ -1367,7 +1389,7 @@ class Txn:
         try:
             engine.execute_batch(self._cursor, engine.translate(sql), rows)
         except engine.driver_error as exc:
-            raise self._error(exc, []) from None
+            raise self._error(exc, False) from None
         self.round_trips += 1
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -1461,24 +1483,51 @@ class Txn:
         """Undo only the statements of the ``with`` block when it raises (then re-raise).
 
         Needed on PostgreSQL to go on after an error inside a transaction, for example after an
-        :class:`IntegrityError` that the caller handles.
+        :class:`IntegrityError` that the caller handles. On PostgreSQL and MariaDB/MySQL the
+        ``SAVEPOINT`` and the ``RELEASE`` travel with the next statement, like deferred
+        writes; a block that sent nothing costs no round trip.
         """
         self._savepoints += 1
         name = f"kgw_sp_{self._savepoints}"
-        self.execute(f"SAVEPOINT {name}")  # carries the deferred writes queued before it
+        if not self.engine.batches:
+            self.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                self._undo_block(name)
+                raise
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            return
+        # SAVEPOINT and RELEASE are queued like deferred writes: they travel with the next
+        # statement (nothing of the block runs before the SAVEPOINT, nothing after the block
+        # before the RELEASE). A savepoint that nothing was sent after is never sent at all.
+        queue, mark, params_mark = self._later, len(self._later), len(self._later_params)
+        writes_before = self._later_writes
+        self._defer(f"SAVEPOINT {name}", ())
         try:
             yield self
         except BaseException:
-            # Writes queued since the last statement (within this block) are undone anyway.
-            self._later, self._later_params = [], []
-            try:
-                self.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                self.execute(f"RELEASE SAVEPOINT {name}")
-            except DatabaseError:
-                pass  # the connection is gone; the original error is the one to report
+            if self._later is queue:  # nothing sent since: forget the block
+                del queue[mark:]
+                del self._later_params[params_mark:]
+                self._later_writes = writes_before
+            else:
+                self._undo_block(name)
             raise
+        if self._later is queue:
+            del queue[mark]  # the block's writes are still queued, after what came before
         else:
-            self.execute(f"RELEASE SAVEPOINT {name}")  # carries the block's deferred writes
+            self._defer(f"RELEASE SAVEPOINT {name}", ())
+
+    def _undo_block(self, name: str) -> None:
+        # Writes queued since the last statement (within the block) are undone anyway.
+        self._later, self._later_params = [], []
+        self._later_writes = False
+        try:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+        except DatabaseError:
+            pass  # the connection is gone; the original error is the one to report
 
     def close(self) -> None:
         try:
@@ -1514,7 +1563,7 @@ class Txn:
         parts.extend(self._later)
         parts.append("COMMIT")
         params = tuple(self._later_params)
-        self._later, self._later_params = [], []
+        self._later, self._later_params, self._later_writes = [], [], False
         try:
             self._send(parts[0] if len(parts) == 1 else parts, params)
         except engine.driver_error as exc:
@@ -1532,7 +1581,7 @@ class Txn:
         raises a driver error (a dead connection cannot roll back; the server discards the
         transaction)."""
         engine = self.engine
-        self._later, self._later_params = [], []
+        self._later, self._later_params, self._later_writes = [], [], False
         if not engine.lazy_begin:
             self.close()
             try:

@@ -11,9 +11,17 @@ warning), and ``txn.round_trips``.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from koha_gateway.db.engine import DatabaseError, IntegrityError, Unavailable, needs_transaction
+from koha_gateway.db.engine import (
+    Database,
+    DatabaseError,
+    IntegrityError,
+    Unavailable,
+    needs_transaction,
+)
 
 TABLE = "CREATE TABLE t (id {pk}, code {text} UNIQUE, n INTEGER NOT NULL DEFAULT 0)"
 
@@ -252,10 +260,42 @@ def test_deferred_writes_of_a_savepoint_block_go_with_its_release_or_are_undone(
         return round_trips
 
     result, trips, _ = run(tdb, work)
-    # SAVEPOINT (with BEGIN and a), RELEASE (with b), SAVEPOINT, c, ROLLBACK TO, RELEASE
-    assert result == 6
-    assert trips == 7  # e with the COMMIT
+    # The first block sent nothing: no SAVEPOINT at all. BEGIN, a, b, SAVEPOINT and c in one
+    # round trip, then ROLLBACK TO, RELEASE; e with the COMMIT.
+    assert result == 3
+    assert trips == 4
     assert codes(tdb) == ["first", "a", "b", "e"]
+
+
+def test_savepoint_and_release_travel_with_statements(tdb):
+    def work(txn):
+        txn.scalar("SELECT COUNT(*) AS n FROM t")
+        with txn.savepoint():
+            txn.execute("INSERT INTO t (code) VALUES ('a')")
+            txn.execute_later("UPDATE t SET n = 1 WHERE code = 'a'")
+        return txn.scalar("SELECT n FROM t WHERE code = 'a'")
+
+    result, trips, _ = run(tdb, work)
+    # SELECT; BEGIN + SAVEPOINT + INSERT; RELEASE + UPDATE... in order: UPDATE, RELEASE, SELECT
+    assert result == 1
+    assert trips == 4  # and COMMIT
+    assert codes(tdb) == ["first", "a"]
+
+
+def test_an_error_in_a_savepoint_block_that_sent_nothing_is_undone_without_round_trips(tdb):
+    def work(txn):
+        txn.execute_later("INSERT INTO t (code) VALUES ('a')")
+        try:
+            with txn.savepoint():
+                txn.execute_later("INSERT INTO t (code) VALUES ('b')")
+                raise ValueError
+        except ValueError:
+            pass
+        return txn.round_trips
+
+    result, trips, _ = run(tdb, work)
+    assert (result, trips) == (0, 1)  # BEGIN; a; COMMIT
+    assert codes(tdb) == ["first", "a"]
 
 
 def test_flush_makes_the_next_error_its_own(tdb):
@@ -325,3 +365,51 @@ def test_statement_kinds():
         "CREATE TABLE x (a INTEGER)",
     ):
         assert needs_transaction(sql), sql
+
+
+def test_a_deferred_write_failing_at_commit_reports_whether_the_commit_ran(tdb, db_url):
+    """PostgreSQL says the transaction aborted before its COMMIT: the outcome is known (not
+    committed). MariaDB cannot tell which statement of the batch failed: unknown."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock(txn):
+        txn.one(f"SELECT id FROM t WHERE code = 'first'{txn.for_update}")
+        locked.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=tdb.run_blocking, args=(hold_lock,))
+    holder.start()
+    impatient = Database.from_url(db_url + "?lock_timeout=500")
+    try:
+        assert locked.wait(30)
+
+        def work(txn):
+            txn.execute("INSERT INTO t (code) VALUES ('a')")
+            txn.execute_later("UPDATE t SET n = 9 WHERE code = 'first'")
+
+        with pytest.raises(Unavailable) as caught:
+            impatient.run_blocking(work)
+        assert caught.value.outcome_unknown == (tdb.engine.name == "mysql")
+    finally:
+        release.set()
+        holder.join(30)
+        impatient.close()
+    assert codes(tdb) == ["first"]
+
+
+def test_writes_after_ddl_are_one_transaction_again_on_mariadb(tdb):
+    """MariaDB commits at DDL; the writes after it still commit or roll back together."""
+
+    def work(txn):
+        txn.execute("INSERT INTO t (code) VALUES ('a')")
+        txn.execute(txn.engine.ddl("CREATE TABLE u (id {pk}, v INTEGER)"))
+        txn.execute("INSERT INTO t (code) VALUES ('b')")
+        txn.execute("INSERT INTO u (v) VALUES (1)")
+        raise ValueError
+
+    with pytest.raises(ValueError):
+        tdb.run_blocking(work)
+    expected = ["first"] if tdb.engine.name == "postgresql" else ["first", "a"]
+    assert codes(tdb) == expected
+    if tdb.engine.name == "mysql":
+        assert tdb.run_blocking(lambda txn: txn.scalar("SELECT COUNT(*) AS n FROM u")) == 0
