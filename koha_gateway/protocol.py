@@ -26,13 +26,15 @@ from twisted.python.failure import Failure
 
 from koha_gateway import logs, metrics
 from koha_gateway.acs.fallback import failure_response
+from koha_gateway.auth.authenticator import SlowPath
 from koha_gateway.db.engine import DatabaseError
 from koha_gateway.sip2.codec import Response
 from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Session
 
 log = Logger(namespace="koha_gateway.protocol")
 
-# Requests whose AD (patron password) is checked before the transaction.
+# Requests whose AD (patron password) is checked: in the message's transaction when the
+# credentials are remembered (auth.authenticator.PatronCheck), else before it.
 PATRON_PASSWORD = frozenset({"11", "15", "23", "25", "29", "35", "37", "63", "65"})
 _PAUSE_AT = 32
 
@@ -280,34 +282,66 @@ class SIPProtocol(Protocol, TimeoutMixin):
         ctx = self.gateway.context(self.account, self.session, self.peer)
         ctx.print_width = self.print_width
         if msg.code in PATRON_PASSWORD and msg.get("AD") is not None:
-            try:
-                checked = self._check_patron_password(msg)
-            except Exception:
-                return self._failed(Failure(), ctx, event, started, None)
-            return checked.addCallbacks(
-                self._password_checked,
-                self._failed,
-                callbackArgs=(ctx, event, started),
-                errbackArgs=(ctx, event, started, None),
-            )
+            patron, password = msg.get("AA"), msg.get("AD")
+            if not patron or not password:
+                ctx.password_ok = False
+                return self._apply(ctx, event, started)
+            # Fast path: decided in the message's own transaction when no bcrypt and no LDAP
+            # is needed (auth.authenticator.PatronCheck); else checked first, then applied.
+            check = self.gateway.auth.patron_check(patron, password)
+            if check is not None:
+                return self._apply(ctx, event, started, check)
+            return self._check_then_apply(ctx, event, started)
         return self._apply(ctx, event, started)
+
+    def _check_then_apply(self, ctx, event: Request, started: float):
+        try:
+            checked = self._check_patron_password(event.message)
+        except Exception:
+            return self._failed(Failure(), ctx, event, started, None)
+        return checked.addCallbacks(
+            self._password_checked,
+            self._failed,
+            callbackArgs=(ctx, event, started),
+            errbackArgs=(ctx, event, started, None),
+        )
 
     def _password_checked(self, ok, ctx, event: Request, started: float):
         ctx.password_ok = ok
         return self._apply(ctx, event, started)
 
-    def _apply(self, ctx, event: Request, started: float):
+    def _apply(self, ctx, event: Request, started: float, check=None):
         db_started = time.perf_counter()
         try:
-            applied = self.gateway.apply(ctx, event.message, event.raw)
+            applied = self.gateway.apply(ctx, event.message, event.raw, check)
         except Exception:
             return self._failed(Failure(), ctx, event, started, db_started)
+        if check is not None:
+            return applied.addCallbacks(
+                self._checked_and_answered,
+                self._checked_and_failed,
+                callbackArgs=(ctx, event, started, db_started, check),
+                errbackArgs=(ctx, event, started, db_started, check),
+            )
         return applied.addCallbacks(
             self._answered,
             self._failed,
             callbackArgs=(ctx, event, started, db_started),
             errbackArgs=(ctx, event, started, db_started),
         )
+
+    def _checked_and_answered(self, response, ctx, event, started, db_started, check):
+        self.gateway.auth.patron_checked(check)
+        return self._answered(response, ctx, event, started, db_started)
+
+    def _checked_and_failed(self, failure: Failure, ctx, event, started, db_started, check):
+        if failure.check(SlowPath) is not None:
+            # Rolled back before the message was handled: the password check needs bcrypt,
+            # LDAP or a failure counted. The slow path: check, then apply.
+            ctx.password_ok = None
+            return self._check_then_apply(ctx, event, started)
+        self.gateway.auth.patron_checked(check)
+        return self._failed(failure, ctx, event, started, db_started)
 
     def _answered(self, response: Response, ctx, event: Request, started, db_started):
         db_seconds = time.perf_counter() - db_started

@@ -132,22 +132,29 @@ class Gateway:
             options=options,
         )
 
-    def apply(self, ctx: RequestContext, msg, raw: bytes) -> defer.Deferred:
+    def apply(self, ctx: RequestContext, msg, raw: bytes, check=None) -> defer.Deferred:
         """Run the ACS for ``msg`` in one transaction; a resent request comes from the journal
         (``ils.journal``). Only a lost race is run again: two copies of one request writing the
-        terminal's journal row at once, or a serialization failure (nothing was written)."""
-        return self.db.run(self._attempt, ctx, msg, raw).addErrback(
-            self._again, ctx, msg, raw, RACE_RETRIES
+        terminal's journal row at once, or a serialization failure (nothing was written).
+
+        ``check`` (an ``auth.authenticator.PatronCheck``) decides the patron password first,
+        in the same transaction, and sets ``ctx.password_ok``; when it cannot, the transaction
+        fails with ``auth.authenticator.SlowPath`` before the message is handled."""
+        return self.db.run(self._attempt, ctx, msg, raw, check).addErrback(
+            self._again, ctx, msg, raw, check, RACE_RETRIES
         )
 
-    def _attempt(self, txn, ctx: RequestContext, msg, raw: bytes):
+    def _attempt(self, txn, ctx: RequestContext, msg, raw: bytes, check=None):
         del ctx.log[:]  # what a rolled-back attempt noted did not happen
+        if check is not None:
+            # Before the journal: a resend answered from it has its password checked too.
+            ctx.password_ok = check.decide(txn)
         return journal.handle(txn, ctx, msg, raw, self.acs.handle)
 
-    def _again(self, failure, ctx: RequestContext, msg, raw: bytes, left: int):
+    def _again(self, failure, ctx: RequestContext, msg, raw: bytes, check, left: int):
         failure.trap(journal.JournalRace, SerializationFailure)
-        d = self.db.run(self._attempt, ctx, msg, raw)
-        return d.addErrback(self._again, ctx, msg, raw, left - 1) if left > 1 else d
+        d = self.db.run(self._attempt, ctx, msg, raw, check)
+        return d.addErrback(self._again, ctx, msg, raw, check, left - 1) if left > 1 else d
 
     @staticmethod
     def is_unavailable(failure) -> bool:

@@ -42,6 +42,9 @@ class Auth:
         ok = known and password == config_password
         return defer.succeed(LoginResult(ok, "ok" if ok else "wrong password"))
 
+    def patron_check(self, patron, password):
+        return None  # never decided in the transaction here: check_patron
+
     def check_patron(self, patron, password, peer):
         return defer.succeed(True)
 
@@ -67,7 +70,7 @@ class Gateway:
             peer=peer,
         )
 
-    def apply(self, ctx, msg, raw):
+    def apply(self, ctx, msg, raw, check=None):
         d = defer.Deferred()
         self.pending.append((msg, d))
         return d

@@ -17,8 +17,9 @@ class RequestContext:
     datetime in the server's local time zone: handlers never read the clock themselves.
 
     ``password_ok`` is the outcome of checking the patron password (AD) against the patron's
-    identifier (AA) before the transaction started, through the shared authenticator (local
-    hash or LDAP): ``None`` when the message carried no AD, else True/False.
+    identifier (AA) through the shared authenticator (local hash or LDAP), in the request's
+    transaction before the handler runs or before the transaction started: ``None`` when the
+    message carried no AD, else True/False.
 
     ``log`` collects one line per thing the request did or noticed (a loan made, a fee paid, a
     restriction set); the adapter writes them to the SIP log at INFO once the transaction has

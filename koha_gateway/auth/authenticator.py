@@ -20,7 +20,11 @@ Beyond Koha, for thousands of kiosks logging in at once after a restart:
   read, new requests gather in the next, which then goes to the database as one transaction
   with one query per distinct account (:class:`_BorrowerLookups`). Every request is answered
   from a query that started after it arrived, so a password changed in Koha is always seen;
-* repeated failures per account and per peer address are slowed down exponentially.
+* repeated failures per account and per peer address are slowed down exponentially;
+* a patron password whose credentials are remembered is checked inside the transaction of the
+  message that carries it (:meth:`Authenticator.patron_check`, :class:`PatronCheck`): one
+  transaction and one thread hop per message instead of two. Whatever needs bcrypt, LDAP or
+  a failure counted gives up there and takes the path above (:class:`SlowPath`).
 """
 
 from __future__ import annotations
@@ -200,6 +204,33 @@ class Authenticator:
             self._throttle.failed(*keys)
         return ok
 
+    def patron_check(self, identifier: str, password: str) -> PatronCheck | None:
+        """A :class:`PatronCheck` to decide inside the message's transaction, or None when
+        only :meth:`check_patron` can decide: LDAP configured, no identifier or password, or
+        the patron slowed down by the throttle (then :meth:`check_patron` waits as always).
+        On the reactor thread, before the transaction is submitted."""
+        if self.ldap is not None or not identifier or not password:
+            return None
+        if self._throttle.delay(f"patron:{identifier}"):
+            return None
+        return PatronCheck(self, identifier, password, self._reactor.seconds())
+
+    def patron_checked(self, check: PatronCheck) -> None:
+        """After the transaction of ``check`` (on the reactor thread): what
+        :meth:`check_patron` does once it has its answer, the throttle's bookkeeping and the
+        warning for a locked account. Nothing when the transaction gave up or failed before
+        deciding."""
+        ok = check.ok
+        if ok is None:
+            return
+        identifier = check.identifier
+        if check.locked:
+            log.warn("account {identifier!r} is locked after failed logins", identifier=identifier)
+        if ok:
+            self._throttle.succeeded(f"patron:{identifier}")
+        else:
+            self._throttle.failed(f"patron:{identifier}")
+
     # -- the check itself ---------------------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -235,6 +266,14 @@ class Authenticator:
         self._verified.move_to_end(key)
         while len(self._verified) > _CACHE_SIZE:
             self._verified.popitem(last=False)
+
+    def _known_at(self, key: tuple, now: float) -> bool:
+        """Whether ``key`` is remembered and not expired at ``now`` (a reactor time taken by
+        the caller), from any thread: one dictionary lookup, which the interpreter lock makes
+        atomic (the key is a tuple of str and bytes: no Python code runs in the lookup). Only
+        the reactor thread writes ``_verified`` (:meth:`_remember`, :meth:`_known`)."""
+        expiry = self._verified.get(key)
+        return expiry is not None and expiry >= now
 
     def _known(self, key: tuple) -> bool:
         expiry = self._verified.get(key)
@@ -384,7 +423,8 @@ _BORROWER_COLUMNS = "borrowernumber, cardnumber, userid, password, flags, login_
 def _find_borrowers(txn, keys: list[tuple[str, bool]]) -> dict:
     """``{(identifier, by_userid): row or None}`` in one transaction: by cardnumber, then by
     userid (Koha's order for patrons; SIP accounts by userid only), with the
-    ``FailedLoginAttempts`` preference read once."""
+    ``FailedLoginAttempts`` preference read once, and only for a row with failed attempts (a
+    row without cannot be locked: its ``max_attempts`` is 0)."""
     limit = None
     found = {}
     for identifier, by_userid in keys:
@@ -397,7 +437,9 @@ def _find_borrowers(txn, keys: list[tuple[str, bool]]) -> dict:
             row = txn.one(
                 f"SELECT {_BORROWER_COLUMNS} FROM borrowers WHERE userid = ?", (identifier,)
             )
-        if row is not None:
+        if row is not None and not row["login_attempts"]:
+            row["max_attempts"] = 0
+        elif row is not None:
             if limit is None:
                 value = txn.scalar(
                     "SELECT value FROM systempreferences WHERE variable = 'FailedLoginAttempts'"
@@ -406,6 +448,63 @@ def _find_borrowers(txn, keys: list[tuple[str, bool]]) -> dict:
             row["max_attempts"] = limit
         found[identifier, by_userid] = row
     return found
+
+
+class SlowPath(Exception):
+    """A :class:`PatronCheck` that the message's transaction cannot decide: it is rolled back
+    and the message takes the slow path, :meth:`Authenticator.check_patron` then the message."""
+
+
+class PatronCheck:
+    """One patron password check (AD) decided inside the message's own transaction.
+
+    Built on the reactor thread by :meth:`Authenticator.patron_check`; :meth:`decide` runs in
+    the database thread, in the transaction of the message, before the message is handled;
+    :meth:`Authenticator.patron_checked` does the rest on the reactor once the transaction is
+    over. The borrower row is read as the slow path reads it (:func:`_find_borrowers`), and
+    the answers are the slow path's: no such borrower or a locked account is refused; a local
+    hash whose credentials are remembered (verified by bcrypt before) is accepted, with
+    ``login_attempts`` set back to 0 in the same transaction. Anything else raises
+    :class:`SlowPath`: a remembered-credentials miss (bcrypt), a wrong or missing password (the
+    failure must be counted, and bcrypt is needed to know it is wrong anyway).
+    """
+
+    __slots__ = ("identifier", "password", "ok", "locked", "_auth", "_now")
+
+    def __init__(self, auth: Authenticator, identifier: str, password: str, now: float):
+        self.identifier = identifier
+        self.password = password
+        self.ok: bool | None = None  # the answer, once decided
+        self.locked = False
+        self._auth = auth
+        self._now = now  # the reactor's time when the check was asked for
+
+    def decide(self, txn) -> bool:
+        """The answer (CQ), or :class:`SlowPath`. Reads the verified-credentials cache, never
+        writes it (this runs in a database thread)."""
+        self.ok = None
+        self.locked = False
+        key = (self.identifier, False)
+        borrower = _find_borrowers(txn, [key])[key]
+        if borrower is None:
+            self.ok = False
+            return False
+        if _locked(borrower):
+            self.locked = True
+            self.ok = False
+            return False
+        stored = borrower["password"]
+        auth = self._auth
+        if not stored or not auth._known_at(
+            ("local", stored, auth._mac(stored, self.password)), self._now
+        ):
+            raise SlowPath()
+        if borrower["login_attempts"]:
+            if txn.readonly:
+                raise SlowPath()
+            _reset_attempts(txn, borrower["borrowernumber"])
+        self.ok = True
+        return True
 
 
 def _find_borrower_by_number(txn, borrowernumber: int):

@@ -275,3 +275,22 @@ def test_a_hung_ldap_server_never_blocks_other_connections(make_gateway, black_h
         assert thread.is_alive()
         thread.join(15)
     assert waiting["answer"].startswith("940")
+
+
+def test_with_ldap_every_patron_password_is_checked_before_the_message(ldap_gateway):
+    """LDAP configured: no patron password is decided inside the message's transaction (the
+    fast path of a remembered local password), LDAP is asked each time, as Koha does; a
+    patron LDAP does not know still falls back to the local hash."""
+    gateway = ldap_gateway()
+
+    def reads():
+        return gateway.sip_log_text().count("borrower rows for")
+
+    with gateway.logged_in() as sc:
+        before = reads()
+        for _ in range(2):
+            answer = fields(sc.request(f"63000{NOW}          AOWEL|AAjdoe|AD{PASSWORDS['jdoe']}|"))
+            assert answer["CQ"] == ["Y"]
+            answer = fields(sc.request(f"63000{NOW}          AOWEL|AA23529000000001|AD1234|"))
+            assert answer["CQ"] == ["Y"]
+        assert reads() == before + 4
