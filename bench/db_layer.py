@@ -6,8 +6,8 @@ and one patron and item, as ``sip_mix.py`` prepares them):
 
 * **transactions** -- each message of the kiosk session (``99 63 23 17 11 17 29 09 35``) run
   as the gateway runs it (``journal.handle`` -> ``ACS.handle`` in one transaction) with
-  ``Database.run_blocking`` in this thread: CPU and wall time per message and the statements it
-  runs, and the same for an empty transaction (read-write and read-only) and one ``SELECT 1``:
+  ``Database.run_blocking`` in this thread: CPU and wall time per message and the round trips
+  it takes, and the same for an empty transaction (read-write and read-only) and one ``SELECT 1``:
   the engine's fixed cost per transaction and per statement.
 * **hop** -- the same work handed from a running reactor to the database threads and back
   (``Database.run``, the gateway's path): one request at a time, and ``--concurrency``
@@ -58,22 +58,24 @@ READS = ("99", "63", "23", "17")
 
 
 class Counter:
-    """Counts the statements of :class:`Txn` (wraps ``Txn._execute``)."""
+    """Counts what :class:`Txn` sends (wraps ``Txn._send``): on PostgreSQL and MariaDB the
+    round trips to the server (``COMMIT`` included; ``BEGIN`` and deferred writes travel with
+    a statement), on SQLite the statements (its ``BEGIN``/``COMMIT`` are not counted)."""
 
     def __init__(self) -> None:
         self.n = 0
-        self._orig = Txn._execute
+        self._orig = Txn._send
 
         counter = self
 
-        def counting(txn, sql, params):
+        def counting(txn, parts, params):
             counter.n += 1
-            return counter._orig(txn, sql, params)
+            return counter._orig(txn, parts, params)
 
-        Txn._execute = counting
+        Txn._send = counting
 
     def restore(self) -> None:
-        Txn._execute = self._orig
+        Txn._send = self._orig
 
 
 def session(n: int):
@@ -357,7 +359,7 @@ def main(argv=None) -> int:
                 mariadb.destroy()
     for name in engines:
         print(f"\n== {name}: one transaction in this thread (run_blocking)")
-        print(f"{'':<18}{'CPU us':>9}{'wall us':>9}{'stmts':>7}")
+        print(f"{'':<18}{'CPU us':>9}{'wall us':>9}{'trips':>7}")
         for key, (c, w, s) in blocking[name].items():
             print(f"{key:<18}{c:>9.0f}{w:>9.0f}{s:>7}")
     for name, _url in targets:

@@ -127,7 +127,16 @@ class ReplayDatabase:
             return defer.fail()
 
 
-_CALLS = ("execute", "executemany", "query", "one", "scalar", "insert", "upsert")
+_CALLS = (
+    "execute",
+    "execute_later",
+    "executemany",
+    "query",
+    "one",
+    "scalar",
+    "insert",
+    "upsert",
+)
 
 
 class _Savepoints:
@@ -151,6 +160,9 @@ class RecordingTxn(_Savepoints):
         self.engine = txn.engine
         self.readonly = txn.readonly
         self.for_update = txn.for_update
+
+    def flush(self):
+        self._txn.flush()
 
     def __getattr__(self, name):
         if name not in _CALLS:
@@ -190,6 +202,12 @@ class ReplayTxn(_Savepoints):
 
     def execute(self, sql, params=()):
         return self._next("execute", sql)
+
+    def execute_later(self, sql, params=()):
+        return self._next("execute_later", sql)
+
+    def flush(self):
+        pass
 
     def executemany(self, sql, rows):
         return self._next("executemany", sql)

@@ -7,8 +7,10 @@ item (``tests/support/statements.py``); the kiosk session of ``bench/sip_mix.py`
 journal around the ACS, one transaction per message) and every statement is counted. The
 second session is reported (the first one creates the terminal's journal row). A 63 for Ada
 (demo patron with loans, an overdue and a waiting hold) and one for Grace (fines, a title-level
-hold) follow. On PostgreSQL and MariaDB each statement is one round trip; the transaction's
-``BEGIN`` (PostgreSQL) and ``COMMIT`` come on top.
+hold) follow. On PostgreSQL and MariaDB the round trips to the server are counted too: the
+statement that opens the transaction carries its ``BEGIN``, writes queued with
+``txn.execute_later`` ride with the next statement or the ``COMMIT``, a message that only
+reads sends no ``BEGIN``/``COMMIT`` (``docs/architecture.md``, "The database threads").
 
 The counts are without the reference cache (as ``tests/ils/test_statement_counts.py`` pins
 them, and as ``--reference-max-age 0`` runs); ``--cache`` installs the reference cache as the
@@ -37,7 +39,7 @@ from tests.support import statements as counting  # noqa: E402
 ADA, GRACE = "23529000000001", "23529000000002"
 
 
-def measure(url: str, show_sql: bool, cache: bool = False) -> dict[str, int]:
+def measure(url: str, show_sql: bool, cache: bool = False) -> dict[str, tuple[int, int]]:
     load_demo_database(url, NOW)
     db = Database.from_url(url, max_connections=1)
     if cache:
@@ -61,9 +63,9 @@ def measure(url: str, show_sql: bool, cache: bool = False) -> dict[str, int]:
     for kind, sql, answer, expect in rows:
         if not answer.startswith(expect):
             raise SystemExit(f"{kind}: unexpected answer {answer[:60]!r}")
-        counts[kind] = len(sql)
+        counts[kind] = (len(sql), sql.round_trips)
         if show_sql:
-            print(f"\n-- {kind}: {len(sql)} statements")
+            print(f"\n-- {kind}: {len(sql)} statements, {sql.round_trips} round trips")
             for text in sql:
                 print("   ", " ".join(text.split())[:200])
     return counts
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    results: dict[str, dict[str, int]] = {}
+    results: dict[str, dict[str, tuple[int, int]]] = {}
     cluster = mariadb = None
     with tempfile.TemporaryDirectory(prefix="kgw-statements-") as tmp:
         try:
@@ -108,14 +110,18 @@ def main(argv=None) -> int:
             if mariadb is not None:
                 mariadb.destroy()
     kinds = list(next(iter(results.values())))
-    cached = ", reference cache" if args.cache else ", no reference cache"
+    cached = "reference cache" if args.cache else "no reference cache"
     print(
-        "\nSQL statements per message (second kiosk session; 63 Ada / Grace: demo patrons"
-        f"{cached})\n"
+        "\nSQL statements / round trips per message (second kiosk session; 63 Ada / Grace: "
+        f"demo patrons; {cached}; SQLite has no server: its round trips are the statements "
+        "sent)\n"
     )
-    print(f"{'message':<10}" + "".join(f"{name:>12}" for name in results))
+    print(f"{'message':<10}" + "".join(f"{name:>14}" for name in results))
     for kind in kinds:
-        print(f"{kind:<10}" + "".join(f"{results[name][kind]:>12}" for name in results))
+        cells = "".join(
+            f"{f'{results[name][kind][0]} / {results[name][kind][1]}':>14}" for name in results
+        )
+        print(f"{kind:<10}" + cells)
     return 0
 
 

@@ -30,8 +30,32 @@ Transactions
     PostgreSQL (psycopg2): ``READ COMMITTED``; rows that a transaction reads and then changes are
     locked with ``txn.for_update`` (``" FOR UPDATE"``; ``""`` on SQLite, where the transaction
     already holds the write lock). A row lock waits at most ``lock_timeout`` (URL option,
-    default 10 s). ``readonly=True`` starts ``BEGIN READ ONLY``. Sessions run with
-    ``TimeZone = UTC`` and ``DateStyle = ISO, YMD``.
+    default 10 s). Sessions run with ``TimeZone = UTC`` and ``DateStyle = ISO, YMD``.
+    ``readonly=True`` runs the transaction in the session's ``READ ONLY`` access mode (``SET
+    SESSION CHARACTERISTICS AS TRANSACTION READ ONLY``, sent only when a connection changes
+    mode), which refuses writes in autocommit statements and in ``BEGIN`` alike.
+
+    Round trips (PostgreSQL and MariaDB/MySQL, ``engine.lazy_begin``): the connection runs in
+    autocommit mode and :class:`Txn` opens the server transaction itself, with the first
+    statement that writes or locks (``INSERT``/``UPDATE``/``DELETE``, ``SELECT ... FOR
+    UPDATE``, ``SAVEPOINT``, DDL: :func:`needs_transaction`), sent with it in one round trip
+    (``BEGIN; <statement>``, ``START TRANSACTION; <statement>``). The plain reads
+    before it run as autocommit statements, and a function that only reads sends neither
+    ``BEGIN`` nor ``COMMIT``; ``COMMIT`` (or ``ROLLBACK``) is sent only when a transaction was
+    opened. This gives the same results as opening the transaction first, because both
+    engines run at ``READ COMMITTED`` (set per session in :meth:`~Engine.on_connect`): there
+    every statement reads a snapshot taken when *it* starts, inside a transaction or not, and
+    a plain ``SELECT`` takes no row lock that the transaction would hold; the only thing a
+    read inside the transaction could see in addition is the transaction's own writes, and
+    there are none before the first write. From the first write on, every statement runs in
+    the transaction, so the writes and the locking reads are atomic and isolated as before.
+    Writes whose result the caller never reads go through :meth:`Txn.execute_later`: they are
+    sent, in order, in the round trip of the next statement (before it, so it sees them) or
+    with the ``COMMIT`` (``INSERT ...; UPDATE ...; COMMIT``); so do ``SAVEPOINT`` and
+    ``RELEASE SAVEPOINT``. An acknowledged transaction
+    is still committed before the answer is sent, so a SIGKILL after the answer loses
+    nothing. MariaDB/MySQL connections use ``CLIENT_MULTI_STATEMENTS`` for these batches
+    (all parameters are interpolated by the driver, never by string formatting).
 
     MariaDB/MySQL (mysqlclient, ``MySQLdb``; Koha's own database): sessions run as Koha's
     ``Koha::Database`` sets them up, with ``utf8mb4``, Koha's strict ``sql_mode``
@@ -43,7 +67,8 @@ Transactions
     ``UPDATE`` counts the rows it matched, not only those it changed, as the other engines do.
     ``readonly=True`` runs the transaction in the session's ``READ ONLY`` access mode (``SET
     SESSION TRANSACTION READ ONLY``, sent only when a connection changes mode, so a read-only
-    transaction costs no more round trips than a read-write one).
+    transaction costs no more round trips than a read-write one; autocommit statements and
+    ``START TRANSACTION`` follow it).
 
     The pool (:class:`_Pool`) is a queue served by up to ``max_connections`` threads, one
     connection per thread; begin, commit, rollback and dropping dead connections are done here.
@@ -69,7 +94,11 @@ Outages (PostgreSQL, MariaDB/MySQL)
     have effects outside the database before its first statement). Any other failure is only
     retried when the caller says the work is an idempotent read: ``run(fn, retry=True)``. A
     failure while committing is :class:`Unavailable` with ``outcome_unknown=True``: the
-    transaction may or may not have been committed, and it is never retried.
+    transaction may or may not have been committed, and it is never retried. When deferred
+    writes travel with the ``COMMIT`` and one of them fails, PostgreSQL reports the
+    transaction aborted (the ``COMMIT`` did not run): the error is the write's, with
+    ``outcome_unknown=False``; MariaDB cannot tell which statement failed, and the outcome
+    is reported unknown there.
 
 Types (every engine returns the same Python values)
     Rows are plain ``dict`` objects keyed by lower-case column names (PostgreSQL folds unquoted
@@ -257,6 +286,34 @@ def _format_date(value: _dt.date) -> str:
     return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
 
 
+_READS = ("SELECT", "SHOW", "EXPLAIN", "VALUES")
+_LOCKS_OR_WRITES = re.compile(
+    r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b|\bLOCK\s+IN\s+SHARE\s+MODE\b"
+    r"|\b(?:NEXTVAL|SETVAL|PG_ADVISORY_\w*|GET_LOCK)\s*\(",
+    re.IGNORECASE,
+)
+
+
+_DDL = re.compile(r"^\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1024)
+def _is_ddl(sql: str) -> bool:
+    return _DDL.match(sql) is not None
+
+
+@lru_cache(maxsize=4096)
+def needs_transaction(sql: str) -> bool:
+    """Whether ``sql`` writes or locks, so that it must run inside the transaction: anything
+    but a plain ``SELECT``/``SHOW``/``EXPLAIN``/``VALUES`` (``SELECT ... FOR UPDATE``, ``FOR
+    SHARE``, ``LOCK IN SHARE MODE``, sequence and lock functions count as writes; so does
+    ``WITH``, which may hold a data-modifying statement). Cached per distinct statement."""
+    head = sql.lstrip()[:8].upper()
+    if not head.startswith(_READS):
+        return True
+    return _LOCKS_OR_WRITES.search(sql) is not None
+
+
 # -- engines ---------------------------------------------------------------------------------
 
 
@@ -337,6 +394,36 @@ class Engine:
 
     def end(self, conn, readonly: bool) -> None:
         """Called after every commit or rollback of a transaction that :meth:`begin` opened."""
+
+    #: The connection runs in autocommit mode and :class:`Txn` opens the server transaction with
+    #: its first write (``begin_sql`` in front of it); ``False``: :meth:`begin` opened it.
+    lazy_begin = False
+    begin_sql = "BEGIN"
+    #: Several statements can be sent in one round trip (:meth:`send`): deferred writes ride
+    #: along with the next statement or the ``COMMIT``.
+    batches = False
+    #: DDL commits the open transaction (MariaDB/MySQL).
+    ddl_commits = False
+
+    def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
+        """Run ``parts`` (statements in driver form) in one round trip; the cursor then holds
+        the result of the last one."""
+        if len(parts) != 1:
+            raise DatabaseError(f"{self.name} runs one statement at a time")
+        cursor.execute(parts[0], params)
+
+    def mark_dead(self, conn) -> None:
+        """Remember that :meth:`is_dead` found ``conn`` broken (closing its cursor may clear
+        the driver's error state)."""
+
+    def in_transaction(self, conn) -> bool:
+        """Whether ``conn`` may have a server transaction open (``lazy_begin`` engines)."""
+        return True
+
+    def in_failed_transaction(self, conn) -> bool:
+        """Whether the server reported ``conn``'s transaction aborted by an error (so that a
+        ``COMMIT`` sent after the failing statement did not run)."""
+        return False
 
     lower_names = False
     _NAMES_LIMIT = 4096
@@ -620,6 +707,22 @@ def _psycopg2_types() -> dict[str, Any]:
         return _pg_types
 
 
+_pg_connection: list[type] = []
+
+
+def _pg_connection_class() -> type:
+    """psycopg2's connection with room for the engine's per-connection state."""
+    with _pg_types_lock:
+        if not _pg_connection:
+            from psycopg2 import extensions as ext
+
+            class _PostgreSQLConnection(ext.connection):
+                kgw_readonly: bool | None = None
+
+            _pg_connection.append(_PostgreSQLConnection)
+        return _pg_connection[0]
+
+
 class PostgreSQLEngine(Engine):
     """PostgreSQL through psycopg2 (see the module docstring)."""
 
@@ -649,6 +752,8 @@ class PostgreSQLEngine(Engine):
         self.driver_error = psycopg2.Error
         self.lock_timeout_ms = int(url.option("lock_timeout", "10000"))
         self._pk_cache: dict[str, str] = {}
+        self._idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        self._inerror = psycopg2.extensions.TRANSACTION_STATUS_INERROR
 
     def connect_args(self) -> tuple[tuple, dict]:
         url = self.url
@@ -661,6 +766,7 @@ class PostgreSQLEngine(Engine):
             "keepalives_idle": "30",
             "keepalives_interval": "10",
             "keepalives_count": "3",
+            "connection_factory": _pg_connection_class(),
         }
         if url.host:
             kw["host"] = url.host
@@ -681,13 +787,16 @@ class PostgreSQLEngine(Engine):
         try:
             for caster in _psycopg2_types().values():
                 ext.register_type(caster, conn)
-            conn.isolation_level = ext.ISOLATION_LEVEL_READ_COMMITTED
+            # psycopg2 sends no BEGIN of its own: Txn opens a transaction with its first write.
+            conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute(
-                    "SET datestyle TO 'ISO, YMD'; SET TimeZone TO 'UTC'; SET lock_timeout TO %s",
+                    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED, "
+                    "READ WRITE; SET datestyle TO 'ISO, YMD'; SET TimeZone TO 'UTC'; "
+                    "SET lock_timeout TO %s",
                     (self.lock_timeout_ms,),
                 )
-            conn.commit()
+            conn.kgw_readonly = False
         except BaseException:
             conn.close()  # the pool does not keep a connection whose set-up failed
             raise
@@ -709,11 +818,32 @@ class PostgreSQLEngine(Engine):
             )
         return params
 
+    lazy_begin = True
+    batches = True
+
     def begin(self, conn, readonly: bool) -> None:
-        # psycopg2 opens the transaction with the first statement; READ ONLY is part of BEGIN.
-        want = True if readonly else None
-        if conn.readonly != want:
-            conn.readonly = want
+        # No round trip: Txn opens the transaction with its first write. The session's
+        # default access mode (which autocommit statements and BEGIN follow) changes only
+        # when this connection's last transaction had the other mode.
+        if conn.kgw_readonly != readonly:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+                    if readonly
+                    else "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"
+                )
+            conn.kgw_readonly = readonly
+
+    def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
+        # One simple-query message; the server runs the statements in order and stops at the
+        # first error (the transaction is then aborted); psycopg2 keeps the last result.
+        cursor.execute("; ".join(parts), params)
+
+    def in_transaction(self, conn) -> bool:
+        return conn.get_transaction_status() != self._idle
+
+    def in_failed_transaction(self, conn) -> bool:
+        return conn.get_transaction_status() == self._inerror
 
     def is_dead(self, conn) -> bool:
         return conn is not None and bool(conn.closed)
@@ -954,10 +1084,13 @@ class MySQLEngine(Engine):
             "db": url.database,
             "charset": "utf8mb4",
             "use_unicode": True,
-            "autocommit": False,
+            # Txn opens a transaction (START TRANSACTION) with its first write.
+            "autocommit": True,
             "conv": _mysqldb_conversions(),
-            # UPDATE reports the rows it matched (as SQLite and PostgreSQL), not only changed.
-            "client_flag": self._client.FOUND_ROWS,
+            # UPDATE reports the rows it matched (as SQLite and PostgreSQL), not only changed;
+            # several statements go in one round trip (START TRANSACTION with the first write,
+            # deferred writes with the next statement or the COMMIT).
+            "client_flag": self._client.FOUND_ROWS | self._client.MULTI_STATEMENTS,
             "connect_timeout": int(url.option("connect_timeout", "5")),
             "read_timeout": int(url.option("read_timeout", "30")),
             "write_timeout": int(url.option("write_timeout", "30")),
@@ -998,11 +1131,24 @@ class MySQLEngine(Engine):
             conn.close()  # the pool does not keep a connection whose set-up failed
             raise
 
+    lazy_begin = True
+    begin_sql = "START TRANSACTION"
+    batches = True
+    ddl_commits = True
+
+    def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
+        # One COM_QUERY (CLIENT_MULTI_STATEMENTS): the server runs the statements in order,
+        # stops at the first error and streams every result; each is read in turn (an error
+        # is raised by the nextset() of its statement), the cursor keeps the last one.
+        cursor.execute("; ".join(parts), params)
+        for _ in range(len(parts) - 1):
+            cursor.nextset()
+
     def begin(self, conn, readonly: bool) -> None:
-        # A read-write transaction begins with its first statement (autocommit is off).
-        # The session's access mode applies to the transaction the next statement opens; it
-        # is changed only when this connection's last transaction had the other mode (a
-        # START TRANSACTION READ ONLY per transaction would be a round trip each time).
+        # No round trip: Txn opens the transaction with its first write. The session's access
+        # mode applies to autocommit statements and to the transaction START TRANSACTION
+        # opens; it is changed only when this connection's last transaction had the other
+        # mode (a START TRANSACTION READ ONLY per transaction would be a round trip each time).
         if readonly != getattr(conn, "kgw_readonly", False):
             conn.query(
                 "SET SESSION TRANSACTION READ ONLY"
@@ -1011,9 +1157,14 @@ class MySQLEngine(Engine):
             )
             conn.kgw_readonly = readonly
 
+    def mark_dead(self, conn) -> None:
+        conn.kgw_dead = True
+
     def is_dead(self, conn) -> bool:
         if conn is None:
             return False
+        if getattr(conn, "kgw_dead", False):
+            return True
         try:
             return not conn.open or conn.errno() in _MY_CONNECTION_LOST
         except self.driver_error:
@@ -1166,17 +1317,46 @@ class Txn:
     SQL uses ``?`` placeholders on every engine. Do not commit or roll back yourself: the
     transaction ends when the function returns (commit) or raises (rollback). Use
     :meth:`savepoint` to undo part of a transaction.
+
+    On PostgreSQL and MariaDB/MySQL (``engine.lazy_begin``) the server transaction is opened
+    by the first statement that writes or locks (:func:`needs_transaction`), in the same round
+    trip (``BEGIN; <statement>``); reads before it run as autocommit statements, and a
+    function that only reads sends neither ``BEGIN`` nor ``COMMIT``. Writes queued with
+    :meth:`execute_later` go in the round trip of the next statement, or with the ``COMMIT``.
+    ``round_trips`` counts the round trips to the server this transaction made.
     """
 
-    __slots__ = ("engine", "readonly", "_conn", "_cursor", "_statements", "_savepoints")
+    __slots__ = (
+        "engine",
+        "readonly",
+        "round_trips",
+        "_conn",
+        "_cursor",
+        "_savepoints",
+        "_open",
+        "_later",
+        "_later_params",
+        "_later_writes",
+        "_failed",
+    )
 
     def __init__(self, engine: Engine, conn, readonly: bool = False) -> None:
         self.engine = engine
         self.readonly = readonly
         self._conn = conn
         self._cursor = conn.cursor()
-        self._statements = 0
+        self.round_trips = 0
         self._savepoints = 0
+        # Whether the server transaction is open (SQLite: Database began it already).
+        self._open = not engine.lazy_begin
+        # Deferred writes (translated SQL) and their parameters, in order.
+        self._later: list[str] = []
+        self._later_params: list[Any] = []
+        # Whether writes are queued (not only SAVEPOINT/RELEASE, which fail only with the
+        # connection).
+        self._later_writes = False
+        # The error of a round trip that carried deferred writes: the transaction is spoilt.
+        self._failed: DatabaseError | None = None
 
     @property
     def for_update(self) -> str:
@@ -1184,20 +1364,112 @@ class Txn:
         SELECT."""
         return self.engine.for_update
 
+    def _send(self, parts, params) -> None:
+        """One round trip: a statement (``str``, driver placeholders) or several (a list, only
+        on engines with ``batches``); the cursor holds the result of the last one. Driver
+        errors are raised as they are."""
+        if type(parts) is str:
+            self._cursor.execute(parts, params)
+        else:
+            self.engine.send(self._cursor, parts, params)
+        self.round_trips += 1
+
     def _execute(self, sql: str, params) -> Any:
         engine = self.engine
-        cursor = self._cursor
+        if self._failed is not None:
+            raise self._failed
+        text = engine.translate(sql)
+        params = engine.adapt_params(params)
+        carried = self._later
+        writes = False
+        if self._open and not carried:
+            parts: Any = text
+        else:
+            parts = []
+            if not self._open and (carried or needs_transaction(sql)):
+                parts.append(engine.begin_sql)
+                self._open = True
+            if carried:
+                parts.extend(carried)
+                params = (*self._later_params, *params)
+                writes = self._later_writes
+                self._later, self._later_params, self._later_writes = [], [], False
+            parts.append(text)
+            if len(parts) == 1:
+                parts = text
         try:
-            cursor.execute(engine.translate(sql), engine.adapt_params(params))
+            self._send(parts, params)
         except engine.driver_error as exc:
-            stale = self._statements == 0 and engine.is_dead(self._conn)
-            raise engine.wrap(exc, stale=stale) from None
-        self._statements += 1
-        return cursor
+            raise self._error(exc, writes) from None
+        if engine.ddl_commits and _is_ddl(sql):
+            # MariaDB commits before and after DDL: the next write opens a new transaction.
+            self._open = False
+        return self._cursor
+
+    def _error(self, exc: BaseException, carried: bool) -> DatabaseError:
+        engine = self.engine
+        dead = engine.is_dead(self._conn)
+        if dead:
+            engine.mark_dead(self._conn)
+        error = engine.wrap(exc, stale=dead and self.round_trips == 0)
+        if carried:
+            # A deferred write may have failed, not the statement the caller sees failing:
+            # whatever the caller does with the error, the transaction cannot commit.
+            self._failed = error
+        return error
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the number of rows it changed (-1 when not applicable)."""
         return self._execute(sql, params).rowcount
+
+    def execute_later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a write whose result the caller does not need, in the round trip of the next
+        statement of this transaction (before it) or of the ``COMMIT``.
+
+        Same order of writes and same rows as :meth:`execute`; the next statement sees them.
+        An error of the write is raised (as the same :class:`DatabaseError` subclass) by that
+        next statement, or by the commit, and the transaction then cannot commit, whatever the
+        caller does with the error: never use it for a statement whose error the caller
+        handles, and call :meth:`flush` before a statement whose error it handles. Executed at
+        once on SQLite (no round trip to save). The SQL must not end with a ``--`` comment.
+        """
+        if not self.engine.batches:
+            self._execute(sql, params)
+            return
+        if self._failed is not None:
+            raise self._failed
+        engine = self.engine
+        self._defer(engine.translate(sql).rstrip().rstrip(";"), engine.adapt_params(params))
+        self._later_writes = True
+
+    def _defer(self, text: str, params: Sequence[Any]) -> None:
+        self._later.append(text)
+        if params:
+            self._later_params.extend(params)
+
+    def flush(self) -> None:
+        """Send the writes queued by :meth:`execute_later` now (one round trip, none when
+        nothing is queued), so that an error the next statement raises is its own: call it
+        before a statement whose :class:`IntegrityError` the caller handles."""
+        if self._later_writes:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Open the transaction and send the deferred writes (one round trip), if needed."""
+        if self._open and not self._later:
+            return
+        if self._failed is not None:
+            raise self._failed
+        parts = [] if self._open else [self.engine.begin_sql]
+        self._open = True
+        parts.extend(self._later)
+        params = tuple(self._later_params)
+        writes = self._later_writes
+        self._later, self._later_params, self._later_writes = [], [], False
+        try:
+            self._send(parts[0] if len(parts) == 1 else parts, params)
+        except self.engine.driver_error as exc:
+            raise self._error(exc, writes) from None
 
     def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         """Run one statement for every parameter sequence (batched on PostgreSQL)."""
@@ -1205,12 +1477,12 @@ class Txn:
         rows = [engine.adapt_params(p) for p in seq_of_params]
         if not rows:
             return
+        self._flush()
         try:
             engine.execute_batch(self._cursor, engine.translate(sql), rows)
         except engine.driver_error as exc:
-            stale = self._statements == 0 and engine.is_dead(self._conn)
-            raise engine.wrap(exc, stale=stale) from None
-        self._statements += 1
+            raise self._error(exc, False) from None
+        self.round_trips += 1
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """All rows of a query, as dicts keyed by lower-case column name."""
@@ -1303,28 +1575,120 @@ class Txn:
         """Undo only the statements of the ``with`` block when it raises (then re-raise).
 
         Needed on PostgreSQL to go on after an error inside a transaction, for example after an
-        :class:`IntegrityError` that the caller handles.
+        :class:`IntegrityError` that the caller handles. On PostgreSQL and MariaDB/MySQL the
+        ``SAVEPOINT`` and the ``RELEASE`` travel with the next statement, like deferred
+        writes; a block that sent nothing costs no round trip.
         """
         self._savepoints += 1
         name = f"kgw_sp_{self._savepoints}"
-        self.execute(f"SAVEPOINT {name}")
+        if not self.engine.batches:
+            self.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                self._undo_block(name)
+                raise
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            return
+        # SAVEPOINT and RELEASE are queued like deferred writes: they travel with the next
+        # statement (nothing of the block runs before the SAVEPOINT, nothing after the block
+        # before the RELEASE). A savepoint that nothing was sent after is never sent at all.
+        queue, mark, params_mark = self._later, len(self._later), len(self._later_params)
+        writes_before = self._later_writes
+        self._defer(f"SAVEPOINT {name}", ())
         try:
             yield self
         except BaseException:
-            try:
-                self.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                self.execute(f"RELEASE SAVEPOINT {name}")
-            except DatabaseError:
-                pass  # the connection is gone; the original error is the one to report
+            if self._later is queue:  # nothing sent since: forget the block
+                del queue[mark:]
+                del self._later_params[params_mark:]
+                self._later_writes = writes_before
+            else:
+                self._undo_block(name)
             raise
+        if self._later is queue:
+            del queue[mark]  # the block's writes are still queued, after what came before
         else:
+            self._defer(f"RELEASE SAVEPOINT {name}", ())
+
+    def _undo_block(self, name: str) -> None:
+        # Writes queued since the last statement (within the block) are undone anyway.
+        self._later, self._later_params = [], []
+        self._later_writes = False
+        try:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.execute(f"RELEASE SAVEPOINT {name}")
+        except DatabaseError:
+            pass  # the connection is gone; the original error is the one to report
 
     def close(self) -> None:
         try:
             self._cursor.close()
         except Exception:  # noqa: BLE001 - closing a cursor of a dead connection
             pass
+
+    # -- the end of the transaction (Database only) -------------------------------------------
+
+    def _commit(self) -> None:
+        """Commit (closing the cursor): on the engines with ``lazy_begin`` only when a
+        transaction was opened or writes are still queued, the queued writes and ``COMMIT`` in
+        one round trip. Raises the :class:`DatabaseError` (after rolling back);
+        :class:`Unavailable` with ``outcome_unknown`` when the ``COMMIT`` may have been
+        applied."""
+        engine = self.engine
+        if self._failed is not None:
+            self._rollback()
+            raise self._failed
+        if not engine.lazy_begin:
+            self.close()
+            try:
+                self._conn.commit()
+            except engine.driver_error as exc:
+                self._rollback()
+                raise engine.wrap(exc, commit=True) from None
+            return
+        if not self._open and not self._later:
+            self.close()
+            return
+        parts = [] if self._open else [engine.begin_sql]
+        self._open = True
+        parts.extend(self._later)
+        parts.append("COMMIT")
+        params = tuple(self._later_params)
+        self._later, self._later_params, self._later_writes = [], [], False
+        try:
+            self._send(parts[0] if len(parts) == 1 else parts, params)
+        except engine.driver_error as exc:
+            conn = self._conn
+            # A queued write failed (the server says the transaction is aborted): the COMMIT
+            # did not run. Otherwise the COMMIT may have been applied.
+            unknown = engine.is_dead(conn) or not engine.in_failed_transaction(conn)
+            self._rollback()
+            raise engine.wrap(exc, commit=unknown) from None
+        self._open = False
+        self.close()
+
+    def _rollback(self) -> None:
+        """Roll back whatever was opened, drop the queued writes, close the cursor. Never
+        raises a driver error (a dead connection cannot roll back; the server discards the
+        transaction)."""
+        engine = self.engine
+        self._later, self._later_params, self._later_writes = [], [], False
+        if not engine.lazy_begin:
+            self.close()
+            try:
+                self._conn.rollback()
+            except engine.driver_error:
+                pass
+            return
+        if self._open:
+            self._open = False
+            try:
+                if engine.in_transaction(self._conn):
+                    self._send("ROLLBACK", ())
+            except engine.driver_error:
+                pass
+        self.close()
 
 
 # -- the pool --------------------------------------------------------------------------------
@@ -1706,15 +2070,9 @@ class Database:
             try:
                 result = fn(txn, *args, **kw)
             except BaseException:
-                txn.close()
-                self._rollback(conn)
+                txn._rollback()
                 raise
-            txn.close()
-            try:
-                conn.commit()
-            except engine.driver_error as exc:
-                self._rollback(conn)
-                raise engine.wrap(exc, commit=True) from None
+            txn._commit()
             return result
         finally:
             engine.end(conn, readonly)

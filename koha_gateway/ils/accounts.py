@@ -89,7 +89,7 @@ def outstanding_debits(txn, borrowernumber: int, *, lock: bool = False) -> list[
 
 
 def _offset(txn, ctx, *, credit_id, debit_id, kind: str, amount_cents: int) -> None:
-    txn.execute(
+    txn.execute_later(
         "INSERT INTO account_offsets (credit_id, debit_id, type, amount, created_on) "
         "VALUES (?, ?, ?, ?, ?)",
         (credit_id, debit_id, kind, amount_cents / 100, ctx.now_sql),
@@ -240,7 +240,7 @@ def apply_credit(txn, ctx, credit_id: int, credit_cents: int, debits: list[dict]
             continue
         remaining -= part
         debit["amountoutstanding"] = (outstanding - part) / 100
-        txn.execute(
+        txn.execute_later(
             "UPDATE accountlines SET amountoutstanding = ? WHERE accountlines_id = ?",
             ((outstanding - part) / 100, debit["accountlines_id"]),
         )
@@ -252,7 +252,7 @@ def apply_credit(txn, ctx, credit_id: int, credit_cents: int, debits: list[dict]
             kind="APPLY",
             amount_cents=-part,
         )
-    txn.execute(
+    txn.execute_later(
         "UPDATE accountlines SET amountoutstanding = ? WHERE accountlines_id = ?",
         (-remaining / 100, credit_id),
     )
@@ -273,7 +273,7 @@ def adjust_overdue(txn, ctx, line: dict, amount: float) -> None:
     overpaid = 0
     if outstanding < 0:
         overpaid, outstanding = -outstanding, 0
-    txn.execute(
+    txn.execute_later(
         "UPDATE accountlines SET date = ?, amount = ?, amountoutstanding = ? "
         "WHERE accountlines_id = ?",
         (ctx.now_sql, new / 100, outstanding / 100, line["accountlines_id"]),
@@ -474,14 +474,14 @@ def fix_overdues_on_return(txn, loan: dict, status: str, line: Any = UNREAD) -> 
             (line["accountlines_id"],),
         )
         if not int(paid or 0):
-            txn.execute(
+            txn.execute_later(
                 "DELETE FROM account_offsets WHERE debit_id = ?", (line["accountlines_id"],)
             )
-            txn.execute(
+            txn.execute_later(
                 "DELETE FROM accountlines WHERE accountlines_id = ?", (line["accountlines_id"],)
             )
             return
-    txn.execute(
+    txn.execute_later(
         "UPDATE accountlines SET status = ? WHERE accountlines_id = ?",
         (status, line["accountlines_id"]),
     )

@@ -417,7 +417,7 @@ def checkin(
     # here from the locked row, so the statement does not depend on the engine's order of
     # evaluating assignments (MariaDB's is left to right).
     found = ", itemlost = 0, itemlost_on = NULL" if was_lost else ""
-    txn.execute(
+    txn.execute_later(
         f"UPDATE items SET onloan = NULL, holdingbranch = ?, datelastseen = ?{found} "
         "WHERE itemnumber = ?",
         (branch, now_sql, item["itemnumber"]),
@@ -457,14 +457,14 @@ def checkin(
             hold = dict(hold, found=found, itemnumber=item["itemnumber"])
         outcome.hold = _hold_with_patron(txn, hold)
     elif transfer is not None and transfer["tobranch"] == branch:
-        txn.execute(
+        txn.execute_later(
             "UPDATE branchtransfers SET datearrived = ? WHERE branchtransfer_id = ?",
             (now_sql, transfer["branchtransfer_id"]),
         )
         outcome.messages.append("TransferArrived")
     elif transfer is not None:
         # Arrived at the wrong library: it must still go where the transfer was headed.
-        txn.execute(
+        txn.execute_later(
             "UPDATE branchtransfers SET frombranch = ?, datesent = ? WHERE branchtransfer_id = ?",
             (branch, now_sql, transfer["branchtransfer_id"]),
         )

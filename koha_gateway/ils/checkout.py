@@ -223,7 +223,7 @@ def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: st
         (item["itemnumber"], borrowernumber),
     )
     for row in rows:
-        txn.execute(
+        txn.execute_later(
             "UPDATE reserves SET found = NULL, waitingdate = NULL, priority = 0, "
             "itemnumber = ?, timestamp = ? WHERE reserve_id = ?",
             (
@@ -234,7 +234,7 @@ def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: st
         )
         renumber_priorities(txn, row["biblionumber"])
     if rows:
-        txn.execute(
+        txn.execute_later(
             "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
             "AND reason = 'Reserve' AND datearrived IS NULL AND datecancelled IS NULL",
             (now_sql, item["itemnumber"]),
@@ -298,12 +298,12 @@ def _apply_renewal(
     and the item (``items.renewals``, ``onloan``; ``datelastseen`` unchanged), the ``renew``
     statistic, the RENEWAL log (RenewalLog), ``lastseen`` (``renewal``) and an index request."""
     _renewal_fine(txn, ctx, patron=patron, item=item, loan=loan)
-    txn.execute(
+    txn.execute_later(
         "UPDATE issues SET date_due = ?, renewals_count = renewals_count + 1, "
         "lastreneweddate = ? WHERE issue_id = ?",
         (due, ctx.now_sql, loan["issue_id"]),
     )
-    txn.execute(
+    txn.execute_later(
         "UPDATE items SET renewals = COALESCE(renewals, 0) + 1, onloan = ? WHERE itemnumber = ?",
         (due[:10], item["itemnumber"]),
     )
@@ -371,6 +371,7 @@ def _insert_issue(
         1 if auto_renew else 0,
         issuer,
     )
+    txn.flush()  # the IntegrityError caught below must be the insert's own
     try:
         if savepoint:
             with txn.savepoint():
@@ -385,7 +386,7 @@ def _insert_issue(
     # here from the locked row, so the statement does not depend on the engine's order of
     # evaluating assignments (MariaDB's is left to right).
     found = ", itemlost_on = NULL" if int(item.get("itemlost") or 0) else ""
-    txn.execute(
+    txn.execute_later(
         "UPDATE items SET issues = COALESCE(issues, 0) + 1, holdingbranch = ?, itemlost = 0, "
         f"onloan = ?, datelastborrowed = ?, datelastseen = ?{found} WHERE itemnumber = ?",
         (ctx.branch, due[:10], ctx.today, ctx.now_sql, item["itemnumber"]),
@@ -414,7 +415,7 @@ def _record_local_use(txn, ctx: CircContext, *, patron: dict, item: dict) -> Non
     request)."""
     write_statistic(txn, ctx, "localuse", branch=ctx.branch, item=item, patron=patron, value=0)
     found = ", itemlost = 0, itemlost_on = NULL" if int(item.get("itemlost") or 0) else ""
-    txn.execute(
+    txn.execute_later(
         f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
         (ctx.now_sql, item["itemnumber"]),
     )

@@ -159,7 +159,7 @@ def write_statistic(
     """
     circulation = kind in CIRCULATION_STATISTICS
     item = item or {}
-    txn.execute(
+    txn.execute_later(
         "INSERT INTO statistics (datetime, branch, value, type, other, itemnumber, itemtype, "
         "location, borrowernumber, ccode, categorycode, interface) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -217,7 +217,7 @@ def log_action(txn, ctx, module: str, action: str, obj: int | None, info: str | 
     """One ``action_logs`` row (Koha's ``C4::Log::logaction``): ``user`` is the staff patron
     of the session (0 without one), ``interface`` the context's; the caller checks the
     preference that asks for it (IssueLog, ReturnLog, RenewalLog, HoldsLog, FinesLog)."""
-    txn.execute(
+    txn.execute_later(
         f"INSERT INTO action_logs (timestamp, {_user_column(txn)}, module, action, object, "
         "info, interface) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
@@ -263,7 +263,7 @@ def index_biblio(txn, ctx, biblionumber: int | None) -> None:
     if engine == "Elasticsearch":
         import json
 
-        txn.execute(
+        txn.execute_later(
             "INSERT INTO background_jobs (status, size, borrowernumber, type, queue, data, "
             "context, enqueued_on) VALUES ('new', 1, ?, 'update_elastic_index', "
             "'elastic_index', ?, ?, ?)",
@@ -282,7 +282,7 @@ def index_biblio(txn, ctx, biblionumber: int | None) -> None:
             ),
         )
     # One statement: the row is inserted unless one is already waiting.
-    txn.execute(
+    txn.execute_later(
         "INSERT INTO zebraqueue (biblio_auth_number, operation, server, done, time) "
         "SELECT ?, 'specialUpdate', 'biblioserver', 0, ? FROM (SELECT 1 AS one) x "
         "WHERE NOT EXISTS (SELECT 1 FROM zebraqueue WHERE server = 'biblioserver' "
@@ -335,13 +335,15 @@ def mark_issue_returned(txn, loan: dict, returned_sql: str, *, clear_onloan: boo
     are the caller's."""
     columns = ", ".join(LOAN_COLUMNS)
     values = ", ".join("?" if column == "returndate" else column for column in LOAN_COLUMNS)
-    txn.execute(
+    txn.execute_later(
         f"INSERT INTO old_issues ({columns}) SELECT {values} FROM issues WHERE issue_id = ?",
         (returned_sql, loan["issue_id"]),
     )
-    txn.execute("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
+    txn.execute_later("DELETE FROM issues WHERE issue_id = ?", (loan["issue_id"],))
     if clear_onloan:
-        txn.execute("UPDATE items SET onloan = NULL WHERE itemnumber = ?", (loan["itemnumber"],))
+        txn.execute_later(
+            "UPDATE items SET onloan = NULL WHERE itemnumber = ?", (loan["itemnumber"],)
+        )
 
 
 def branch_exists(txn, branchcode: str | None) -> bool:

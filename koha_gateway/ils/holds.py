@@ -123,7 +123,7 @@ def renumber_priorities(txn, biblionumber: int) -> None:
     rows.sort(key=_hold_sort_key)
     for position, row in enumerate(rows, start=1):
         if row.get("priority") != position:
-            txn.execute(
+            txn.execute_later(
                 "UPDATE reserves SET priority = ? WHERE reserve_id = ?",
                 (position, row["reserve_id"]),
             )
@@ -188,11 +188,11 @@ def archive_hold(
     if txn.engine.name == "mysql":
         columns = columns + _KOHA_ARCHIVED_COLUMNS
     names = ", ".join(columns)
-    txn.execute(
+    txn.execute_later(
         f"INSERT INTO old_reserves ({names}) SELECT {names} FROM reserves WHERE reserve_id = ?",
         (hold["reserve_id"],),
     )
-    txn.execute(
+    txn.execute_later(
         "UPDATE old_reserves SET priority = 0, found = ?, itemnumber = ?, "
         "cancellationdate = ?, cancellation_reason = ? WHERE reserve_id = ?",
         (
@@ -203,7 +203,7 @@ def archive_hold(
             hold["reserve_id"],
         ),
     )
-    txn.execute("DELETE FROM reserves WHERE reserve_id = ?", (hold["reserve_id"],))
+    txn.execute_later("DELETE FROM reserves WHERE reserve_id = ?", (hold["reserve_id"],))
     renumber_priorities(txn, hold["biblionumber"])
     archived = dict(hold, priority=0, found=found)
     if found == "F":
@@ -236,18 +236,18 @@ def capture_hold(txn, ctx, hold: dict, item: dict, *, branch: str, pickup_delay_
         return "W"
     if hold["branchcode"] == branch:
         waiting_until = add_days(as_date(today), max(0, pickup_delay_days)).isoformat()
-        txn.execute(
+        txn.execute_later(
             "UPDATE reserves SET found = 'W', itemnumber = ?, priority = 0, waitingdate = ?, "
             "expirationdate = ?, timestamp = ? WHERE reserve_id = ?",
             (item["itemnumber"], today, waiting_until, now, hold["reserve_id"]),
         )
         # A transfer to this library has arrived; one to elsewhere is no longer wanted.
-        txn.execute(
+        txn.execute_later(
             "UPDATE branchtransfers SET datearrived = ? WHERE itemnumber = ? AND tobranch = ? "
             "AND datearrived IS NULL AND datecancelled IS NULL",
             (now, item["itemnumber"], branch),
         )
-        txn.execute(
+        txn.execute_later(
             "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
             "AND datearrived IS NULL AND datecancelled IS NULL",
             (now, item["itemnumber"]),
@@ -269,7 +269,7 @@ def capture_hold(txn, ctx, hold: dict, item: dict, *, branch: str, pickup_delay_
         return "W"
     if hold.get("found") == "T":
         return "T"
-    txn.execute(
+    txn.execute_later(
         "UPDATE reserves SET found = 'T', itemnumber = ?, priority = 0, timestamp = ? "
         "WHERE reserve_id = ?",
         (item["itemnumber"], now, hold["reserve_id"]),
@@ -284,7 +284,7 @@ def start_transfer(txn, ctx, item: dict, *, frombranch: str, tobranch: str, reas
     """Send ``item`` from ``frombranch`` to ``tobranch`` (Koha's ``ModItemTransfer``): open
     transfers of the item are cancelled first, so at most one is in progress."""
     now = ctx.now_sql
-    txn.execute(
+    txn.execute_later(
         "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
         "AND datearrived IS NULL AND datecancelled IS NULL",
         (now, item["itemnumber"]),
@@ -510,7 +510,7 @@ def alter_hold(
         changes["expirationdate"] = expiration
     if changes:
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        txn.execute(
+        txn.execute_later(
             f"UPDATE reserves SET {assignments}, timestamp = ? WHERE reserve_id = ?",
             (*changes.values(), now, hold["reserve_id"]),
         )

@@ -298,7 +298,7 @@ def mark_seen(txn, ctx, item: dict, *, clear_lost: bool) -> None:
         found = ", itemlost = 0, itemlost_on = NULL"
         item["itemlost"] = 0
         item["itemlost_on"] = None
-    txn.execute(
+    txn.execute_later(
         f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
         (ctx.now_sql, item["itemnumber"]),
     )
@@ -317,7 +317,7 @@ def set_item_properties(txn, itemnumber: int, properties: str | None) -> None:
         "UPDATE kgw_item_properties SET sip_item_properties = ? WHERE itemnumber = ?",
         (value, itemnumber),
     ):
-        txn.execute(
+        txn.execute_later(
             "INSERT INTO kgw_item_properties (itemnumber, sip_item_properties) VALUES (?, ?)",
             (itemnumber, value),
         )

@@ -144,6 +144,7 @@ def record(txn, account: str, peer: str, serial: int | None, **row) -> None:
     there was none); JournalRace when another transaction wrote the terminal's row since."""
     values = (row["key"], row["state"], row["response"], row["created"])
     if serial is None:
+        txn.flush()  # the IntegrityError caught below must be the insert's own
         try:
             txn.execute(
                 "INSERT INTO kgw_request_journal (account, peer, serial, digest, fingerprint, "

@@ -210,7 +210,7 @@ def update_debarment_flags(txn, borrowernumber: int) -> None:
         (borrowernumber,),
     )
     if not rows:
-        txn.execute(
+        txn.execute_later(
             "UPDATE borrowers SET debarred = NULL, debarredcomment = NULL WHERE borrowernumber = ?",
             (borrowernumber,),
         )
@@ -220,7 +220,7 @@ def update_debarment_flags(txn, borrowernumber: int) -> None:
     else:
         until = max(str(row["expiration"])[:10] for row in rows)
     comments = "\n".join(row["comment"] for row in rows if row["comment"])
-    txn.execute(
+    txn.execute_later(
         "UPDATE borrowers SET debarred = ?, debarredcomment = ? WHERE borrowernumber = ?",
         (until, comments or None, borrowernumber),
     )
@@ -256,7 +256,7 @@ def lift_sip_restrictions(txn, ctx, borrowernumber: int) -> int:
     condition = f"borrowernumber = ? AND type = ? AND expiration IS NULL AND {where}"
     count = txn.scalar(f"SELECT COUNT(*) FROM borrower_debarments WHERE {condition}", params)
     if count:
-        txn.execute(f"DELETE FROM borrower_debarments WHERE {condition}", params)
+        txn.execute_later(f"DELETE FROM borrower_debarments WHERE {condition}", params)
         update_debarment_flags(txn, borrowernumber)
     return int(count or 0)
 
@@ -428,7 +428,7 @@ def update_lastseen(txn, ctx, patron: dict, activity: str) -> bool:
             return False
     else:
         return False
-    txn.execute(
+    txn.execute_later(
         "UPDATE borrowers SET lastseen = ? WHERE borrowernumber = ?",
         (ctx.now_sql, patron["borrowernumber"]),
     )

@@ -57,7 +57,8 @@ def test_sessions_are_set_up_as_koha_does(mydb, server):
     assert {settings["cs_client"], settings["cs_results"], settings["cs_connection"]} == {"utf8mb4"}
     assert settings["tz"] == settings["server_tz"]  # the server's zone, not overridden
     assert settings["lock_wait"] == 10
-    assert settings["autocommit"] == 0
+    # Autocommit: a transaction is opened (START TRANSACTION) by the first write or lock.
+    assert settings["autocommit"] == 1
 
 
 def test_time_zone_option_sets_the_session_zone(server, my_url):

@@ -189,7 +189,7 @@ def test_mysql_localhost_and_socket_as_libmysql():
         args, kwargs = db.engine.connect_args()
         assert kwargs["unix_socket"] == "/run/mysqld/mysqld.sock"
         assert kwargs["host"] == "localhost" and kwargs["db"] == "koha"
-        assert kwargs["charset"] == "utf8mb4" and kwargs["autocommit"] is False
+        assert kwargs["charset"] == "utf8mb4" and kwargs["autocommit"] is True
         assert (kwargs["connect_timeout"], kwargs["read_timeout"]) == (5, 30)
         assert "ssl" not in kwargs
         assert "pw" not in repr(db)

@@ -7,8 +7,9 @@ one transaction, a new :class:`RequestContext` per message) in the calling proce
 
 * :func:`recording` records every statement a :class:`~koha_gateway.db.engine.Txn` runs
   while it is active (``execute``, ``query``, ``one``, ``scalar``, ``insert``, ``upsert``,
-  ``executemany`` and the savepoints); the transaction's own ``BEGIN``/``COMMIT`` are not
-  statements of the request and are not counted;
+  ``executemany``, ``execute_later`` and the savepoints); the transaction's own
+  ``BEGIN``/``COMMIT`` are not statements of the request and are not counted as such, but
+  ``recording().round_trips`` counts the round trips to the server, theirs included;
 * :func:`add_kiosk` adds a patron and an available item of its own (as ``bench/sip_mix.py``
   gives every kiosk), :func:`session` the kiosk session of ``bench/sip_mix.py``;
 * :func:`count_session` runs a session and returns ``[(kind, statements, answer)]``.
@@ -40,13 +41,23 @@ KINDS = ("99", "63", "23", "17", "11", "17b", "29", "09", "35")
 _lock = threading.Lock()
 
 
+class Recording(list):
+    """The SQL of the statements run (a list of strings), and ``round_trips``: the round trips
+    to the server they took, ``BEGIN`` and ``COMMIT`` included (on PostgreSQL and MariaDB a
+    statement opening the transaction carries ``BEGIN``, and writes queued with
+    ``txn.execute_later`` ride with the next statement or the ``COMMIT``). On SQLite there
+    is no server: ``round_trips`` counts the statements as sent to the library."""
+
+    round_trips = 0
+
+
 @contextmanager
-def recording() -> Iterator[list[str]]:
-    """Yield a list that collects the SQL of every statement run through a ``Txn`` (in any
-    thread) until the block ends."""
-    statements: list[str] = []
+def recording() -> Iterator[Recording]:
+    """Yield a :class:`Recording` that collects the SQL of every statement run through a
+    ``Txn`` (in any thread) until the block ends, and counts the round trips."""
+    statements = Recording()
     with _lock:
-        execute, executemany = Txn._execute, Txn.executemany
+        execute, executemany, defer, send = Txn._execute, Txn.executemany, Txn._defer, Txn._send
 
         def counted_execute(self, sql, params):
             statements.append(sql)
@@ -54,13 +65,28 @@ def recording() -> Iterator[list[str]]:
 
         def counted_executemany(self, sql, seq_of_params):
             statements.append(sql)
+            statements.round_trips += 1
             return executemany(self, sql, seq_of_params)
 
+        def counted_defer(self, text, params):
+            statements.append(text)
+            return defer(self, text, params)
+
+        def counted_send(self, parts, params):
+            statements.round_trips += 1
+            return send(self, parts, params)
+
         Txn._execute, Txn.executemany = counted_execute, counted_executemany
+        Txn._defer, Txn._send = counted_defer, counted_send
         try:
             yield statements
         finally:
-            Txn._execute, Txn.executemany = execute, executemany
+            Txn._execute, Txn.executemany, Txn._defer, Txn._send = (
+                execute,
+                executemany,
+                defer,
+                send,
+            )
 
 
 def kiosk_patron(n: int) -> str:
@@ -133,8 +159,9 @@ def context(db, sipconfig, now: datetime, account_id: str = "joe", peer: str = "
     return build
 
 
-def run_request(db, make_context, raw: str, acs: ACS | None = None) -> tuple[str, list[str]]:
-    """Run ``raw`` as the gateway does; return ``(answer text, statements)``."""
+def run_request(db, make_context, raw: str, acs: ACS | None = None) -> tuple[str, Recording]:
+    """Run ``raw`` as the gateway does; return ``(answer text, statements)`` (statements
+    also carry ``round_trips``)."""
     acs = acs or ACS()
     msg = parse(raw)
     ctx = make_context()
