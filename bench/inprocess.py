@@ -94,7 +94,7 @@ class SyncDatabase:
         self.available = True
         self.recording: list | None = None
 
-    def run(self, fn, *args, retry=False, readonly=False, **kw):
+    def run(self, fn, *args, retry=False, readonly=False, inline=False, **kw):
         def body(txn):
             if self.recording is not None:
                 transcript: list = []
@@ -118,7 +118,7 @@ class ReplayDatabase:
         self.transcripts = transcripts
         self.position = 0
 
-    def run(self, fn, *args, retry=False, readonly=False, **kw):
+    def run(self, fn, *args, retry=False, readonly=False, inline=False, **kw):
         transcript = self.transcripts[self.position]
         self.position = (self.position + 1) % len(self.transcripts)
         try:

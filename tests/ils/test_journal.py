@@ -171,7 +171,7 @@ class _Blocking:
     def __init__(self, db):
         self.db = db
 
-    def run(self, fn, *args, **kw):
+    def run(self, fn, *args, inline=False, **kw):
         from twisted.internet import defer
 
         return defer.maybeDeferred(self.db.run_blocking, fn, *args, **kw)
