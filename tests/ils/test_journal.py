@@ -234,7 +234,6 @@ def test_each_request_of_a_terminal_has_its_row_and_only_a_copy_races(db):
 
 
 PAYMENT = f"37{STAMP}0100NZDBV1.00|AOWEL|AA23529000000002|BKkiosk-a|"
-OTHER_ITEM = "39999000000002"
 
 
 def _payments(db) -> int:
@@ -259,11 +258,16 @@ def test_a_resend_after_another_kiosk_of_the_terminal_is_answered_from_the_journ
     """Kiosks A and B share one SIP account behind one address: one terminal. A's checkout
     is applied (its answer lost), B checks out another item, A resends: A's answer, one loan
     (not a renewal)."""
+    from tests.support import statements
+
+    db.run_blocking(statements.add_kiosk, 1, NOW.date())  # a patron and item of kiosk B's
     apply = Counting()
-    other = f"11YN{STAMP}{BLANK}AOWEL|AA23529000000002|AB{OTHER_ITEM}|AC|"
+    patron, item = statements.kiosk_patron(1), statements.kiosk_item(1)
+    other = f"11YN{STAMP}{BLANK}AOWEL|AA{patron}|AB{item}|AC|"
     first = send(db, ctx, CHECKOUT, apply, peer="10.0.0.1")
     assert first.startswith('{"code": "12", "fixed": ["1"'), first
-    assert send(db, ctx, other, apply, peer="10.0.0.1").startswith('{"code": "12"')
+    answer = send(db, ctx, other, apply, peer="10.0.0.1")
+    assert answer.startswith('{"code": "12", "fixed": ["1"'), answer
     later = NOW + timedelta(seconds=30)
     assert send(db, ctx, CHECKOUT, apply, peer="10.0.0.1", now=later) == first
     assert apply.applied == 2
