@@ -356,8 +356,8 @@ sip_probe "before purge"
 
 step "A Koha instance: the server runs as its <instance>-koha user"
 # What koha-create leaves behind, reduced to what the SIP server reads: the
-# instance user, /etc/koha/sites/<i>/koha-conf.xml (here on SQLite, as Koha's
-# MariaDB is not an option for koha-gateway) and /var/lib/koha/<i>/.
+# instance user, /etc/koha/sites/<i>/koha-conf.xml (here on SQLite, a database of
+# the gateway's own; lib1 below is on Koha's MariaDB) and /var/lib/koha/<i>/.
 created_koha_instance=yes
 kuser="$koha_instance-koha"
 adduser --system --group --quiet --no-create-home --home "/var/lib/koha/$koha_instance" "$kuser"
