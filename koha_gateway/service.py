@@ -234,9 +234,14 @@ class GatewayService(MultiService):
         except Unavailable as exc:
             raise StartupError(f"cannot reach the database: {exc}") from None
         if version < schema.LATEST:
+            found = (
+                f"the database schema is at version {version}"
+                if version
+                else "the database has no koha-gateway tables yet"
+            )
             raise StartupError(
-                f"the database schema is at version {version}, this gateway needs "
-                f"{schema.LATEST}: run 'koha-gateway-admin --database URL init'"
+                f"{found}, this gateway needs schema version {schema.LATEST}: run "
+                "'koha-gateway-admin init' with the same --koha-conf or --database"
             )
         if isinstance(koha_schema, koha.SchemaError):
             raise StartupError(

@@ -36,7 +36,8 @@ class Options(usage.Options):
             "database",
             "d",
             None,
-            "Database URL: sqlite:///abs/path.sqlite or postgresql://user:pass@host:port/db. "
+            "Database URL: mysql://user:pass@host:port/db (Koha's database), "
+            "postgresql://user:pass@host:port/db or sqlite:///abs/path.sqlite. "
             "Default: from --koha-conf.",
         ],
         ["koha-conf", "k", None, "Koha's koha-conf.xml (database and LDAP settings)."],
