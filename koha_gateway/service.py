@@ -162,9 +162,12 @@ class Gateway:
         return failure.check(Unavailable) is not None
 
 
-def _reference_max_age(options) -> float:
-    """``--reference-max-age`` in seconds (the default when the options do not say)."""
+def _reference_max_age(options, config=None) -> float:
+    """``--reference-max-age`` in seconds; when not given, ``reference_max_age`` of
+    ``config``'s ``<server-params>``; else the default."""
     max_age = options.get("reference-max-age")
+    if max_age is None and config is not None:
+        max_age = getattr(config.server_params, "reference_max_age", None)
     return reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
 
 
@@ -208,6 +211,8 @@ class GatewayService(MultiService):
         self._purge = None
         self._prefs = None
         self._reference = None
+        # The bound in force (--reference-max-age, else <server-params>, else the default).
+        self.reference_max_age = _reference_max_age(options)
         self.config_source = None
         self._reload_lock = defer.DeferredLock()
 
@@ -260,13 +265,14 @@ class GatewayService(MultiService):
         gateway = Gateway(config, db, auth, prefs, clock=wall_clock)
         gateway.koha_schema = koha_schema
         koha.remember(db.engine, koha_schema)
-        max_age = _reference_max_age(options)
+        max_age = _reference_max_age(options, config)
         if max_age > 0:
             gateway.reference = reference.install(db.engine, reference.ReferenceCache(max_age))
         service = cls(gateway, options)
+        service.reference_max_age = max_age
         service.config_source = source
         service.startup_warnings = list(config.warnings) + warnings
-        count = options.get("workers") or 1
+        count = options.get("workers") or getattr(config.server_params, "workers", None) or 1
         try:
             service.adopted = workers.adopt_listeners(reactor, options.get("adopt-listeners"))
         except ValueError as exc:
@@ -361,15 +367,7 @@ class GatewayService(MultiService):
         self.gateway.auth.start()
         self._purge = task.LoopingCall(self._purge_journal)
         self._purge.start(3600, now=True).addErrback(lambda f: log.failure("journal purge", f))
-        self._prefs = task.LoopingCall(self._refresh_sysprefs)
-        self._prefs.start(self.sysprefs_seconds, now=False).addErrback(
-            lambda f: log.failure("system preferences refresh", f)
-        )
-        if self.gateway.reference is not None:
-            self._reference = task.LoopingCall(self._refresh_reference)
-            self._reference.start(self.gateway.reference.max_age / 2, now=False).addErrback(
-                lambda f: log.failure("reference data check", f)
-            )
+        self._start_refresh_loops()
         if self.config_source is not None:
             self.config_source.start_polling(self.reload)
         try:
@@ -395,11 +393,55 @@ class GatewayService(MultiService):
         for observer in self._log_observers:
             globalLogPublisher.removeObserver(observer)
 
+    def _start_refresh_loops(self) -> None:
+        """The background reads of the system preferences and checks of the reference data,
+        at the intervals of the bound in force."""
+        self._prefs = task.LoopingCall(self._refresh_sysprefs)
+        self._prefs.start(self.sysprefs_seconds, now=False).addErrback(
+            lambda f: log.failure("system preferences refresh", f)
+        )
+        if self.gateway.reference is not None:
+            self._reference = task.LoopingCall(self._refresh_reference)
+            self._reference.start(self.gateway.reference.max_age / 2, now=False).addErrback(
+                lambda f: log.failure("reference data check", f)
+            )
+
+    def _apply_reference_max_age(self, config) -> None:
+        """A reload: ``reference_max_age`` of the new ``<server-params>`` in force, unless
+        ``--reference-max-age`` was given. The cache is made, changed or dropped; the
+        background loops restart with the new intervals. A transaction running meanwhile
+        keeps what it already read (snapshots are immutable)."""
+        max_age = _reference_max_age(self.options, config)
+        if max_age == self.reference_max_age:
+            return
+        gateway = self.gateway
+        engine = gateway.db.engine
+        self.reference_max_age = max_age
+        if max_age == 0:
+            reference.uninstall(engine)
+            gateway.reference = None
+        elif gateway.reference is None:
+            gateway.reference = reference.install(engine, reference.ReferenceCache(max_age))
+        else:
+            gateway.reference.max_age = max_age  # read once per check: no lock needed
+        if self.running:
+            for loop in (self._prefs, self._reference):
+                if loop is not None and loop.running:
+                    loop.stop()
+            self._prefs = self._reference = None
+            self._start_refresh_loops()
+        log.info(
+            "reference data: {what}",
+            what=f"checked for changes at most every {max_age:g} s"
+            if max_age
+            else "read per request (reference_max_age 0)",
+        )
+
     @property
     def sysprefs_seconds(self) -> float:
         """The system preferences are re-read as often as reference data is checked
         (``--reference-max-age``, at least every second)."""
-        return max(SYSPREFS_MIN_SECONDS, _reference_max_age(self.options))
+        return max(SYSPREFS_MIN_SECONDS, self.reference_max_age)
 
     def _refresh_sysprefs(self):
         """Koha re-reads system preferences per connection; here every ``sysprefs_seconds``."""
@@ -479,6 +521,7 @@ class GatewayService(MultiService):
         for listener, service_config, apply in appliers:
             apply()
             listener.sip_factory.service = service_config
+        self._apply_reference_max_age(new)
         try:
             version, _schema, prefs, warnings = yield self.gateway.db.run(_startup_checks, new)
         except Exception as exc:

@@ -45,7 +45,13 @@ class Options(usage.Options):
         ["error-log", None, None, "Write warnings and errors in Koha's log format to this file."],
         ["db-pool-size", None, None, "Database connections in the pool (default per engine)."],
         ["log-level", None, "info", "Lowest level written to the SIP logs: debug, info, warn."],
-        ["workers", None, "1", "Processes serving the listeners, sharing their sockets."],
+        [
+            "workers",
+            None,
+            None,
+            "Processes serving the listeners, sharing their sockets (default: workers in "
+            "<server-params>; 1).",
+        ],
         [
             "admin-port",
             None,
@@ -65,10 +71,11 @@ class Options(usage.Options):
         [
             "reference-max-age",
             None,
-            "10",
+            None,
             "Seconds reference data (branches, item types, categories, circulation rules, "
             "calendars, currency) and system preferences are used before the database is "
-            "checked for changes (0: reference data read per request).",
+            "checked for changes (0: reference data read per request; default: "
+            "reference_max_age in <server-params>; 10).",
         ],
     ]
     optFlags = [
@@ -120,22 +127,25 @@ class Options(usage.Options):
                 self["db-pool-size"] = int(self["db-pool-size"])
             except ValueError:
                 raise usage.UsageError("--db-pool-size takes a number") from None
-        try:
-            self["workers"] = int(self["workers"])
-        except ValueError:
-            raise usage.UsageError("--workers takes a number") from None
+        if self["workers"] is not None:
+            try:
+                self["workers"] = int(self["workers"])
+            except ValueError:
+                raise usage.UsageError("--workers takes a number") from None
+            if self["workers"] < 1:
+                raise usage.UsageError("--workers is at least 1")
         try:
             self["sip-config-poll"] = float(self["sip-config-poll"])
         except ValueError:
             raise usage.UsageError("--sip-config-poll takes a number of seconds") from None
-        try:
-            self["reference-max-age"] = float(self["reference-max-age"])
-        except ValueError:
-            raise usage.UsageError("--reference-max-age takes a number of seconds") from None
-        if self["reference-max-age"] < 0:
-            raise usage.UsageError("--reference-max-age is 0 or more seconds")
-        if self["workers"] < 1:
-            raise usage.UsageError("--workers is at least 1")
+        # None when not given: <server-params> may say, else the default (service.py).
+        if self["reference-max-age"] is not None:
+            try:
+                self["reference-max-age"] = float(self["reference-max-age"])
+            except ValueError:
+                raise usage.UsageError("--reference-max-age takes a number of seconds") from None
+            if not 0 <= self["reference-max-age"] < float("inf"):
+                raise usage.UsageError("--reference-max-age is 0 or more seconds")
         if self["admin-port"] is None and self["koha_conf"] is not None:
             self["admin-port"] = getattr(self["koha_conf"], "admin_port", None)
         if self["admin-port"] is not None:

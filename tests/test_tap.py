@@ -14,8 +14,11 @@ def _options(*argv):
     return options
 
 
-def test_reference_max_age_defaults_to_ten_seconds():
-    assert _options()["reference-max-age"] == 10.0
+def test_reference_max_age_and_workers_are_none_unless_given():
+    """None: <server-params> may set them (service.py), else the defaults (10 s, 1)."""
+    assert _options()["reference-max-age"] is None
+    assert _options()["workers"] is None
+    assert _options("--workers", "3")["workers"] == 3
     assert _options("--reference-max-age", "0")["reference-max-age"] == 0.0
     assert _options("--reference-max-age", "2.5")["reference-max-age"] == 2.5
 
@@ -25,6 +28,8 @@ def test_reference_max_age_defaults_to_ten_seconds():
     [
         ("soon", "--reference-max-age takes a number of seconds"),
         ("-1", "--reference-max-age is 0 or more seconds"),
+        ("nan", "--reference-max-age is 0 or more seconds"),
+        ("inf", "--reference-max-age is 0 or more seconds"),
     ],
 )
 def test_reference_max_age_errors(value, message):

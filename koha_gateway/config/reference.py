@@ -101,6 +101,14 @@ SIPCONFIG: dict[str, tuple[str, str | None, tuple[Setting, ...]]] = {
                 "processes sharing the listeners (as `--workers`)",
                 default="1",
             ),
+            S(
+                "reference_max_age",
+                "no",
+                "seconds reference data and system preferences are used before the database is "
+                "checked for changes; 0: reference data read per request (as "
+                "`--reference-max-age`, which wins when given; a reload applies a change)",
+                default="10",
+            ),
         ),
     ),
     "service": (
