@@ -25,6 +25,7 @@ def installed(tmp_path):
         log = Logger(namespace="koha_gateway.test")
         return (lambda: sip.read_text()), (lambda: error.read_text()), log
 
+    make.observers = added
     yield make
     for observer in added:
         globalLogPublisher.removeObserver(observer)
@@ -61,6 +62,25 @@ def test_debug_level_writes_debug_events(installed):
     sip, _, log = installed("debug")
     log.debug("INPUT MSG: '{text}'", text="9900302.00", account="joe", peer="p")
     assert sip().endswith("[DEBUG] joe@p: INPUT MSG: '9900302.00'\n")
+
+
+def test_set_level_changes_the_sip_log_and_not_the_error_log(installed):
+    """A reload that reads another level from Koha's log4perl.conf (service.py)."""
+    sip, error, log = installed("info")
+    assert not logs.messages_logged()
+    log.debug("hidden")
+    logs.set_level(installed.observers, "debug")
+    assert logs.messages_logged()
+    log.debug("shown")
+    logs.set_level(installed.observers, "warn")
+    assert not logs.messages_logged()
+    log.info("hidden too")
+    log.warn("a warning")
+    assert [LINE.match(line).group(3, 6) for line in sip().splitlines()] == [
+        ("DEBUG", "shown"),
+        ("WARN", "a warning"),
+    ]
+    assert [LINE.match(line).group(6) for line in error().splitlines()] == ["a warning"]
 
 
 def test_the_time_stamp_is_the_events_second_in_local_time():
