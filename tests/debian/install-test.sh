@@ -100,6 +100,23 @@ file_mode_owner() { stat -c '%a %U' -- "$1"; }
 # pipefail, a writer cut off by grep's early exit would fail the check).
 contains() { [[ "$1" == *"$2"* ]]; }
 installed() { contains "$(dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null || true)" "ok installed"; }
+# kgw_tables KOHA_CONF: the gateway's kgw_ tables in the MariaDB database of
+# that koha-conf.xml, one line each.
+kgw_tables() {
+    /usr/bin/python3 -c '
+import sys
+from koha_gateway.config.kohaconf import load_koha_conf
+from koha_gateway.db import Database
+db = Database.from_url(load_koha_conf(sys.argv[1]).database_url)
+try:
+    rows = db.run_blocking(lambda txn: txn.query(
+        "SELECT table_name AS name FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name LIKE ?", ("kgw\\_%",)))
+    print("\n".join(sorted(r["name"] for r in rows)))
+finally:
+    db.close()
+' "$1"
+}
 # schema_version DB: the koha-gateway schema version of a SQLite database.
 schema_version() {
     /usr/bin/python3 -c '
@@ -495,20 +512,24 @@ finally:
 ' "$lconf") || fail "the installed package could not read Koha's database through $lconf"
 [ "$version" = "23.0600007" ] || fail "Koha's Version preference read as '$version'"
 ok "the installed package reads Koha's database (Version $version) as $luser through koha-conf.xml"
-koha-sip --enable "$lib1" || fail "koha-sip --enable $lib1"
+out=$(koha-sip --enable "$lib1" 2>&1) || fail "koha-sip --enable $lib1: $out"
+contains "$out" "only the gateway's kgw_ tables are created or upgraded" ||
+    fail "koha-sip --enable $lib1 did not create the gateway's tables in Koha's database: $out"
 lsip="/etc/koha/sites/$lib1/SIPconfig.xml"
 [ "$(file_mode_owner "$lsip")" = "600 $luser" ] ||
     fail "$lsip is $(file_mode_owner "$lsip"), expected mode 600 owned by $luser"
 [ ! -e "/var/lib/koha/$lib1/koha-gateway.sqlite3" ] ||
     fail "--enable created a SIP-only database in a Koha instance"
 sed -i -e 's|127.0.0.1:6001/tcp|127.0.0.1:6003/tcp|' -e 's|127.0.0.1:8023/tcp|127.0.0.1:8025/tcp|' "$lsip"
-ok "koha-sip --enable $lib1: SIPconfig.xml owned by $luser, no SQLite database"
+[ "$(kgw_tables "$lconf")" != "" ] || fail "no kgw_ table in $lib1's database after --enable"
+out=$(runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" init) ||
+    fail "koha-gateway-admin init on Koha's database"
+contains "$out" "schema is up to date" || fail "init after --enable did not find a current schema: $out"
+ok "koha-sip --enable $lib1: SIPconfig.xml owned by $luser, the kgw_ tables in Koha's database, no SQLite database"
 if [ "$koha_mariadb_circulation" = yes ]; then
-    runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" init ||
-        fail "koha-gateway-admin init on Koha's database"
     runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" load-demo ||
         fail "koha-gateway-admin load-demo on Koha's database"
-    ok "koha-gateway-admin init and load-demo on Koha's database"
+    ok "koha-gateway-admin load-demo on Koha's database"
     koha-sip --start "$lib1" || fail "koha-sip --start $lib1"
     lpid=$(cat "/var/run/koha/$lib1/$lib1-koha-sip.pid")
     [ "$(ps -o user= -p "$lpid" | tr -d ' ')" = "$luser" ] ||
@@ -531,6 +552,34 @@ finally:
     [ "$loans" = "0 1 None" ] ||
         fail "Koha's tables after checkout and checkin: issues, old_issues, onloan = $loans"
     ok "$lib1: login, patron information, checkout and checkin; the loan is in old_issues"
+
+    step "Reinstall with $lib1's kgw_ tables missing (an upgrade that adds some): postinst creates them"
+    runuser -u "$luser" -- /usr/bin/python3 -c '
+import sys
+from koha_gateway.config.kohaconf import load_koha_conf
+from koha_gateway.db import Database
+db = Database.from_url(load_koha_conf(sys.argv[1]).database_url)
+def drop(txn):
+    txn.execute("SET FOREIGN_KEY_CHECKS = 0")
+    for table in sys.argv[2:]:
+        txn.execute(f"DROP TABLE {table}")
+    txn.execute("SET FOREIGN_KEY_CHECKS = 1")
+try:
+    db.run_blocking(drop)
+finally:
+    db.close()
+' "$lconf" $(kgw_tables "$lconf") || fail "could not drop the kgw_ tables of $lib1"
+    [ "$(kgw_tables "$lconf")" = "" ] || fail "kgw_ tables left in $lib1's database"
+    out=$(dpkg -i "$deb" 2>&1) || fail "reinstall: $out"
+    contains "$out" "koha-gateway: $lib1: Koha database" && contains "$out" "schema upgraded: version 0 ->" ||
+        fail "postinst did not upgrade $lib1's database: $out"
+    koha-sip --status "$lib1" >/dev/null || fail "the server of $lib1 is not running after the upgrade"
+    /usr/bin/python3 "$here/sip2_probe.py" --sip-config "$lsip" --patron "$patron" --timeout 15 ||
+        fail "SIP2 on $lib1 after the upgrade"
+    koha_version=$(runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" init) ||
+        fail "init after the upgrade"
+    contains "$koha_version" "schema is up to date" || fail "the schema of $lib1 is not current: $koha_version"
+    ok "$lib1: the package's postinst created the kgw_ tables again (as $luser), the server restarted and answers"
     koha-sip --stop "$lib1" || fail "koha-sip --stop $lib1"
 else
     ok "$lib1: SIP2 circulation on Koha's database not run (KOHA_MARIADB_CIRCULATION=no)"
