@@ -72,26 +72,28 @@ def test_debug_in_log4perl_conf_logs_every_message_masked(make_gateway, tmp_path
     assert "AD1234" not in log and "COjoes" not in log
     assert not (tmp_path / "koha-sip.log").exists()  # the appender's file is not used
 
-    # INFO and a SIGHUP: no more message lines.
-    _write_level(log4perl_conf, "INFO")
+    # WARN and a SIGHUP: no more message lines, nor logins; warnings still.
+    _write_level(log4perl_conf, "WARN")
     gateway.signal(signal.SIGHUP)
-    gateway.wait_for_log("SIP log level now info")
+    gateway.wait_for_log("SIP log level now warn")
     gateway.wait_for_log("reloaded")
     before = gateway.sip_log_text()
     _patron_information(gateway, "WEL")
-    _wait_for_sip_log(gateway, "Successful login/auth", 2)
-    after = gateway.sip_log_text()[len(before) :]
-    assert "Successful login/auth" in after and "MSG" not in after
+    with gateway.client() as sc:
+        assert sc.login("joe", "not-joes").startswith("940")
+    after = _wait_for_sip_log(gateway, "login failed for 'joe'")[len(before) :]
+    assert "MSG" not in after and "Successful login/auth" not in after, after
 
 
 @pytest.mark.parametrize("engine", ["sqlite"])
-def test_info_in_log4perl_conf_logs_no_message(make_gateway, tmp_path, demo_url):
+def test_info_in_log4perl_conf_logs_every_message_as_koha(make_gateway, tmp_path, demo_url):
+    # Koha's SIP server writes INPUT MSG / OUTPUT MSG at log4perl's INFO.
     conf, log4perl_conf = _koha_conf(tmp_path, demo_url, "INFO")
     gateway = _start(make_gateway, conf)
-    gateway.wait_for_log(f"SIP log level info ({log4perl_conf}:2: log4perl.logger.sip = INFO)")
+    gateway.wait_for_log(f"SIP log level debug ({log4perl_conf}:2: log4perl.logger.sip = INFO)")
     _patron_information(gateway, "WEL")
-    log = _wait_for_sip_log(gateway, "Successful login/auth")
-    assert "INPUT MSG" not in log and "OUTPUT MSG" not in log
+    log = _wait_for_sip_log(gateway, "OUTPUT MSG: '64")
+    assert "INPUT MSG: '63" in log and "Successful login/auth" in log
 
     # --check-config says which level is in force and where it comes from.
     check = make_gateway(koha_conf=conf, start=False, extra_args=["--check-config"])
@@ -101,7 +103,7 @@ def test_info_in_log4perl_conf_logs_no_message(make_gateway, tmp_path, demo_url)
     check.process.wait(30)
     output = check.process.stdout.read().decode()
     assert check.process.returncode == 0, output
-    assert f"SIP log level info ({log4perl_conf}:2: log4perl.logger.sip = INFO)" in output
+    assert f"SIP log level debug ({log4perl_conf}:2: log4perl.logger.sip = INFO)" in output
 
 
 @pytest.mark.parametrize("engine", ["sqlite"])

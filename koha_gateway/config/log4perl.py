@@ -14,20 +14,21 @@ rest names appenders).
 
 ``logger.sip`` gives the level. When it is not set, the ``sip`` category inherits the root
 logger's (``rootLogger``), as log4perl does; when neither is set the gateway's default, ``info``,
-stays. Koha's level names map to the gateway's three levels:
+stays. Koha's level names map to the gateway's levels so that sip.log holds what Koha's would:
+Koha writes ``INPUT MSG``/``OUTPUT MSG`` at log4perl's INFO, the gateway at its ``debug``.
 
-==============================  ===========  ==============================================
-log4perl                        gateway      what the gateway logs
-==============================  ===========  ==============================================
-``ALL``, ``TRACE``, ``DEBUG``   ``debug``    everything, every message in and out
-``INFO``                        ``info``     connections, logins, warnings; no messages
-``WARN``, ``ERROR``, ``FATAL``  ``warn``     warnings and errors (the gateway's highest)
-``OFF``                         ``warn``     warnings and errors: the gateway never turns
-                                             its SIP log off (leave out ``--sip-log``)
-==============================  ===========  ==============================================
+=========================================  ===========  =======================================
+log4perl                                   gateway      what the gateway logs
+=========================================  ===========  =======================================
+``ALL``, ``TRACE``, ``DEBUG``, ``INFO``    ``debug``    everything, every message in and out
+``WARN``, ``ERROR``, ``FATAL``             ``warn``     warnings and errors (its highest)
+``OFF``                                    ``warn``     warnings and errors: the gateway never
+                                                        turns its SIP log off (leave out
+                                                        ``--sip-log``)
+=========================================  ===========  =======================================
 
-Koha writes ``INPUT MSG``/``OUTPUT MSG`` at log4perl's INFO; the gateway writes them at
-``debug`` only, so ``INFO`` here means no message logging (README, "What differs").
+The gateway's ``info`` (logins and warnings, no messages) has no log4perl level: it is the
+default without a log4perl.conf, or ``--log-level info``.
 
 Not read: the appenders (the gateway writes to ``--sip-log``, never to the appender's
 ``filename``), levels of sub-categories (``log4perl.logger.sip.<account>``), appender thresholds
@@ -54,7 +55,7 @@ LEVELS = {
     "ALL": "debug",
     "TRACE": "debug",
     "DEBUG": "debug",
-    "INFO": "info",
+    "INFO": "debug",  # Koha logs INPUT MSG / OUTPUT MSG at INFO
     "WARN": "warn",
     "ERROR": "warn",
     "FATAL": "warn",
