@@ -22,7 +22,14 @@ import os
 import time
 from datetime import datetime
 
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LogLevel,
+    LogPublisher,
+    formatEvent,
+    globalLogPublisher,
+)
 from zope.interface import implementer
 
 _LEVELS = {
@@ -35,6 +42,17 @@ _LEVELS = {
 
 
 _message_logging = False
+
+#: Where the SIP messages in and out (``INPUT MSG`` / ``OUTPUT MSG``) go: to the ``--sip-log``
+#: observer only once :func:`install` has one, so that twistd's own log (``sip-output.log``
+#: with the Debian package) does not get a second copy of every message; until then, and
+#: without ``--sip-log``, to Twisted's global publisher like any other event.
+_message_publisher = LogPublisher(globalLogPublisher)
+
+
+def message_log(namespace: str) -> Logger:
+    """A logger for the SIP message lines of ``namespace`` (see ``_message_publisher``)."""
+    return Logger(namespace=namespace, observer=_message_publisher)
 
 
 def messages_logged() -> bool:
@@ -142,11 +160,22 @@ def install(
         observer = _filtered(_file(sip_log), minimum, formatter)
         observer.follows_level = True
         observers.append(observer)
+        _message_publisher.removeObserver(globalLogPublisher)
+        _message_publisher.addObserver(observer)
     if error_log:
         observers.append(_filtered(_file(error_log), LogLevel.warn, formatter))
     for observer in observers:
         globalLogPublisher.addObserver(observer)
     return observers
+
+
+def uninstall(observers) -> None:
+    """Take the observers :func:`install` returned off the publishers; the SIP message lines
+    go to Twisted's global publisher again."""
+    for observer in observers:
+        globalLogPublisher.removeObserver(observer)
+        _message_publisher.removeObserver(observer)
+    _message_publisher.addObserver(globalLogPublisher)  # added once, whatever was before
 
 
 def set_level(observers, level: str) -> None:

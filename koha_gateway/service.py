@@ -412,10 +412,9 @@ class GatewayService(MultiService):
             self.config_source.stop_polling()
         self.gateway.auth.stop()
         self.gateway.db.close()
-        from twisted.logger import globalLogPublisher
+        from koha_gateway import logs
 
-        for observer in self._log_observers:
-            globalLogPublisher.removeObserver(observer)
+        logs.uninstall(self._log_observers)
 
     def _start_refresh_loops(self) -> None:
         """The background reads of the system preferences and checks of the reference data,

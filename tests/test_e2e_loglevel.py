@@ -71,6 +71,8 @@ def test_debug_in_log4perl_conf_logs_every_message_masked(make_gateway, tmp_path
     assert "9300CNjoe|CO****|" in log
     assert "AD1234" not in log and "COjoes" not in log
     assert not (tmp_path / "koha-sip.log").exists()  # the appender's file is not used
+    # twistd's own log (sip-output.log with the Debian package) gets no second copy.
+    assert "MSG:" not in gateway.log.read_text(errors="replace")
 
     # WARN and a SIGHUP: no more message lines, nor logins; warnings still.
     _write_level(log4perl_conf, "WARN")

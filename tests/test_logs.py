@@ -27,8 +27,7 @@ def installed(tmp_path):
 
     make.observers = added
     yield make
-    for observer in added:
-        globalLogPublisher.removeObserver(observer)
+    logs.uninstall(added)
 
 
 LINE = re.compile(
@@ -121,3 +120,26 @@ def test_json_lines(installed):
     record = json.loads(sip())
     assert record["message"] == "checkout of 3999" and record["level"] == "INFO"
     assert record["account"] == "joe" and record["pid"] == os.getpid()
+
+
+def test_message_lines_go_to_the_sip_log_only(installed):
+    """INPUT MSG / OUTPUT MSG reach --sip-log, not twistd's own log (a second copy of every
+    message in sip-output.log); without --sip-log they go to Twisted's publisher as before."""
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        message_log = logs.message_log("koha_gateway.test")
+        message_log.debug("INPUT MSG: '{text}'", account="-", peer="-", text="before install")
+        assert [e["text"] for e in seen if "text" in e] == ["before install"]
+
+        sip, _, _ = installed("debug")
+        message_log.debug("INPUT MSG: '{text}'", account="joe", peer="10.0.0.1", text="9900302.00")
+        assert "joe@10.0.0.1: INPUT MSG: '9900302.00'" in sip()
+        assert [e["text"] for e in seen if "text" in e] == ["before install"]
+
+        logs.uninstall(installed.observers)
+        message_log.debug("INPUT MSG: '{text}'", account="-", peer="-", text="after")
+        assert [e["text"] for e in seen if "text" in e] == ["before install", "after"]
+        assert "after" not in sip()
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
