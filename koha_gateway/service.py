@@ -7,7 +7,8 @@ SIPconfig.xml accounts and institutions, the database pool, the authenticator an
 SIGHUP re-reads SIPconfig.xml and the TLS certificates without dropping a connection: new
 connections and new logins see the new accounts, institutions and policies; a broken new file is
 refused with a log line and the old configuration stays in force. Listener addresses and
-transports cannot change without a restart (a warning says so).
+transports cannot change without a restart (a warning says so). Unless ``--log-level`` was given,
+a reload also reads the SIP log level of Koha's log4perl.conf again (:func:`_log_level`).
 
 Where the database has Koha's SIP configuration tables (Koha bug 37893) the configuration comes
 from them as Koha takes it, and an edit there is applied like a SIGHUP reload
@@ -30,7 +31,7 @@ from koha_gateway import workers
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
 from koha_gateway.auth.authenticator import Authenticator
-from koha_gateway.config import ConfigError
+from koha_gateway.config import ConfigError, log4perl
 from koha_gateway.configsource import ConfigSource, ConfigSourceError, describe_sources
 from koha_gateway.db import koha, schema
 from koha_gateway.db.engine import Database, DatabaseError, SerializationFailure, Unavailable
@@ -171,6 +172,19 @@ def _reference_max_age(options, config=None) -> float:
     return reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
 
 
+def _log_level(options) -> log4perl.SipLevel:
+    """``--log-level``; when not given, the ``sip`` level of the log4perl.conf that
+    koha-conf.xml's ``<log4perl_conf>`` names (read anew at each call); else ``info``."""
+    given = options.get("log-level")
+    if given is not None:
+        return log4perl.SipLevel(given, "--log-level")
+    koha_conf = options.get("koha_conf")
+    path = getattr(koha_conf, "log4perl_conf", None)
+    if path is None:
+        return log4perl.SipLevel(log4perl.DEFAULT_LEVEL, "default; no <log4perl_conf>")
+    return log4perl.read_sip_level(path)
+
+
 def _startup_checks(txn, config):
     """Schema version, Koha's tables and columns (a :class:`koha.KohaSchema`, or the
     :class:`koha.SchemaError` naming what is missing), system preferences, and the warnings
@@ -208,6 +222,8 @@ class GatewayService(MultiService):
         self.adopted: dict = {}  # worker: endpoints on the sockets inherited from the master
         self.sockets: dict = {}  # master with --workers: the sockets it shares
         self._log_observers: list = []
+        # The level of --sip-log in force and where it came from.
+        self.log_level = _log_level(options)
         self._purge = None
         self._prefs = None
         self._reference = None
@@ -271,7 +287,9 @@ class GatewayService(MultiService):
         service = cls(gateway, options)
         service.reference_max_age = max_age
         service.config_source = source
-        service.startup_warnings = list(config.warnings) + warnings
+        service.startup_warnings = (
+            list(config.warnings) + warnings + list(service.log_level.warnings)
+        )
         count = options.get("workers") or getattr(config.server_params, "workers", None) or 1
         try:
             service.adopted = workers.adopt_listeners(reactor, options.get("adopt-listeners"))
@@ -341,6 +359,7 @@ class GatewayService(MultiService):
             f"{config.path}: {len(config.services)} listeners, {len(config.accounts)} accounts, "
             f"{len(config.institutions)} institutions: OK{describe_sources(config)}"
         )
+        print(f"SIP log level {self.log_level.level} ({self.log_level.source})")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -350,11 +369,16 @@ class GatewayService(MultiService):
         self._log_observers = logs.install(
             self.options.get("sip-log"),
             self.options.get("error-log"),
-            self.options.get("log-level") or "info",
+            self.log_level.level,
             self.options.get("log-format") or "koha",
         )
         for warning in self.startup_warnings:
             log.warn("{warning}", warning=warning)
+        log.info(
+            "SIP log level {sip_level} ({source})",
+            sip_level=self.log_level.level,
+            source=self.log_level.source,
+        )
         log.info("database {line}", line=self._database_line())
         if self.gateway.config.from_database:
             log.info("SIP configuration{sources}", sources=describe_sources(self.gateway.config))
@@ -388,10 +412,9 @@ class GatewayService(MultiService):
             self.config_source.stop_polling()
         self.gateway.auth.stop()
         self.gateway.db.close()
-        from twisted.logger import globalLogPublisher
+        from koha_gateway import logs
 
-        for observer in self._log_observers:
-            globalLogPublisher.removeObserver(observer)
+        logs.uninstall(self._log_observers)
 
     def _start_refresh_loops(self) -> None:
         """The background reads of the system preferences and checks of the reference data,
@@ -489,8 +512,34 @@ class GatewayService(MultiService):
         """Re-read the configuration and certificates; keep the old ones if anything is wrong."""
         return self._reload_lock.run(self._reload)
 
+    def _reload_log_level(self) -> None:
+        """A reload: the level of Koha's log4perl.conf read again (unless ``--log-level`` was
+        given), and put in force when it changed."""
+        if self.options.get("log-level") is not None:
+            return
+        found = _log_level(self.options)
+        for warning in found.warnings:
+            log.warn("{warning}", warning=warning)
+        if found.level != self.log_level.level:
+            from koha_gateway import logs
+
+            # Said at info while a level that writes it is in force: the old one when the
+            # level goes up to warn, the new one otherwise.
+            lowered = found.level == "warn"
+            if not lowered:
+                logs.set_level(self._log_observers, found.level)
+            log.info(
+                "SIP log level now {sip_level} ({source})",
+                sip_level=found.level,
+                source=found.source,
+            )
+            if lowered:
+                logs.set_level(self._log_observers, found.level)
+        self.log_level = found
+
     @defer.inlineCallbacks
     def _reload(self):
+        self._reload_log_level()
         if self.gateway.reference is not None:
             # Whatever else happens, the next request reads the reference data again.
             self.gateway.reference.flush()

@@ -44,7 +44,13 @@ class Options(usage.Options):
         ["sip-log", None, None, "Write SIP activity in Koha's log format to this file."],
         ["error-log", None, None, "Write warnings and errors in Koha's log format to this file."],
         ["db-pool-size", None, None, "Database connections in the pool (default per engine)."],
-        ["log-level", None, "info", "Lowest level written to the SIP logs: debug, info, warn."],
+        [
+            "log-level",
+            None,
+            None,
+            "Lowest level written to the SIP logs: debug (also every message), info, warn "
+            "(default: the sip level of Koha's log4perl.conf named by koha-conf.xml; info).",
+        ],
         [
             "workers",
             None,
@@ -157,7 +163,8 @@ class Options(usage.Options):
                 raise usage.UsageError("--admin-port takes a port number (1..65535)")
         if self["log-format"] not in ("koha", "json"):
             raise usage.UsageError("--log-format is koha or json")
-        if self["log-level"] not in ("debug", "info", "warn"):
+        # None when not given: Koha's log4perl.conf may say, else info (service.py).
+        if self["log-level"] is not None and self["log-level"] not in ("debug", "info", "warn"):
             raise usage.UsageError("--log-level is one of debug, info, warn")
 
 

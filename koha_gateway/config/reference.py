@@ -441,6 +441,14 @@ KOHA_CONF: tuple[Setting, ...] = (
     S("useldapserver", "yes", "`1`: check passwords in LDAP first", "use_ldap"),
     S("ldapserver", "yes", "the LDAP settings (below)", default="none"),
     S(
+        "log4perl_conf",
+        "yes",
+        "Koha's log4perl.conf; its `log4perl.logger.sip` level (else `log4perl.rootLogger`'s) "
+        "is the SIP log level when `--log-level` is not given: `DEBUG` logs every message "
+        "(see [Operations](operations.md#logs))",
+        "log4perl_conf",
+    ),
+    S(
         "admin_port",
         "no",
         "port of the HTTP admin listener (`/metrics`, `/health`, `/ready`)",
