@@ -40,6 +40,7 @@ from koha_gateway.ils.circulation import (
     circ_control_branch,
     end_of_day,
     format_sql_datetime,
+    holds_queue_update,
     index_biblio,
     log_action,
     mark_issue_returned,
@@ -313,6 +314,9 @@ def _apply_renewal(
             txn, ctx, "CIRCULATION", "RENEWAL", patron["borrowernumber"], str(item["itemnumber"])
         )
     update_lastseen(txn, ctx, patron, "renewal")
+    # AddRenewal's item store (without skip_holds_queue) queues the holds-queue job; the
+    # index request follows the transaction.
+    holds_queue_update(txn, ctx, item.get("biblionumber"))
     index_biblio(txn, ctx, item.get("biblionumber"))
 
 
@@ -406,6 +410,7 @@ def _insert_issue(
         )
     update_lastseen(txn, ctx, patron, "check_out")
     index_biblio(txn, ctx, item.get("biblionumber"))
+    holds_queue_update(txn, ctx, item.get("biblionumber"))  # the end of AddIssue
     return issue_id
 
 
@@ -620,8 +625,10 @@ def checkout(
                 issue_id = loan["issue_id"]
             else:
                 if loan is not None:
-                    # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
-                    mark_issue_returned(txn, loan, ctx.now_sql)
+                    # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron (Koha's
+                    # AddIssue returns it first: AddReturn queues its holds-queue job).
+                    mark_issue_returned(txn, loan, ctx.now_sql, ctx=ctx)
+                    holds_queue_update(txn, ctx, item.get("biblionumber"))
                 due = _due_date(
                     txn, patron=patron, item=item, branch=branch, now=ctx.now, sysprefs=sysprefs
                 )
@@ -672,7 +679,7 @@ def _offline_checkout(
     try:
         with txn.savepoint():
             if loan is not None:
-                mark_issue_returned(txn, loan, ctx.now_sql)
+                mark_issue_returned(txn, loan, ctx.now_sql, ctx=ctx)
             _revert_waiting_for_others(txn, item, patron["borrowernumber"], ctx.now_sql)
             _fill_own_hold(txn, ctx, item, patron["borrowernumber"])
             issue_id = _insert_issue(txn, ctx, patron=patron, item=item, due=due, savepoint=False)
