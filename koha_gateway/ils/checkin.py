@@ -40,6 +40,7 @@ from koha_gateway.ils.circulation import (
     holds_queue_update,
     index_biblio,
     log_action,
+    log_found_item,
     mark_issue_returned,
     wants_log,
     write_statistic,
@@ -427,6 +428,7 @@ def checkin(
     )
     if was_lost:
         outcome.messages.append("WasLost")
+        log_found_item(txn, ctx, item["itemnumber"])  # ModDateLastSeen's store
     item = dict(item, onloan=None, holdingbranch=branch, itemlost=0, datelastseen=now_sql)
     if loan is not None:
         if not accruing and not loan["kgw_accruing"]:

@@ -43,6 +43,7 @@ from koha_gateway.ils.circulation import (
     holds_queue_update,
     index_biblio,
     log_action,
+    log_found_item,
     mark_issue_returned,
     wants_log,
     write_statistic,
@@ -424,6 +425,8 @@ def _record_local_use(txn, ctx: CircContext, *, patron: dict, item: dict) -> Non
         f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
         (ctx.now_sql, item["itemnumber"]),
     )
+    if found:
+        log_found_item(txn, ctx, item["itemnumber"])
     index_biblio(txn, ctx, item.get("biblionumber"))
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "format_sql_datetime",
     "holds_queue_update",
     "loan_period_days",
+    "log_found_item",
     "patron_display_name",
     "index_biblio",
     "log_action",
@@ -252,6 +253,22 @@ LOG_PREFERENCE_DEFAULTS = {
 def wants_log(ctx, preference: str) -> bool:
     """Whether the log preference is on (Koha's default when the preference is not set)."""
     return ctx.flag(preference, LOG_PREFERENCE_DEFAULTS.get(preference, False))
+
+
+def log_found_item(txn, ctx, itemnumber: int) -> None:
+    """CataloguingLog (Koha's default: on) when a lost item is seen again: ``ModDateLastSeen``
+    stores the item with ``log_action`` only when it clears ``itemlost`` (AddReturn, and
+    CanBookBeIssued's local use), so ``Koha::Item->store`` logs ``CATALOGUING`` ``MODIFY``,
+    object the itemnumber, info ``item `` and the item's whole row as stored (``Data::Dumper``,
+    sorted keys). Every other item store of the circulation passes ``log_action => 0``.
+
+    Call after the item's UPDATE: the row is read back (its ``timestamp`` is the database's),
+    one round trip, only for a lost item found with the preference on."""
+    if not wants_log(ctx, "CataloguingLog"):
+        return
+    row = txn.one("SELECT * FROM items WHERE itemnumber = ?", (itemnumber,))
+    if row is not None:
+        log_action(txn, ctx, "CATALOGUING", "MODIFY", itemnumber, "item " + perl_dump(row))
 
 
 def index_biblio(txn, ctx, biblionumber: int | None) -> None:

@@ -198,3 +198,71 @@ def test_real_time_holds_queue_follows_the_elasticsearch_job_of_a_checkout(db, c
         "update_elastic_index",
         "update_holds_queue_for_biblios",
     ]
+
+
+# --- CataloguingLog ------------------------------------------------------------------------
+
+
+def _lose(db, n):
+    db.run_blocking(
+        lambda txn: txn.execute(
+            "UPDATE items SET itemlost = 2, itemlost_on = '2026-03-01 09:00:00' WHERE barcode = ?",
+            (BARCODE[n],),
+        )
+    )
+
+
+def _logs(db, module):
+    return _query(db, "SELECT * FROM action_logs WHERE module = ? ORDER BY action_id", (module,))
+
+
+def test_cataloguing_log_when_a_lost_item_is_returned(db, ctx):
+    """ModDateLastSeen stores a found item with log_action: CATALOGUING MODIFY, the item's row
+    as stored after the return, before the return's CIRCULATION row."""
+    _lose(db, 7)
+    assert call(db, ctx(), checkin(BARCODE[7])).startswith("101")
+    item = _item(db, 7)
+    [log] = _logs(db, "CATALOGUING")
+    assert (log["action"], log["object"], log["interface"], log["user"]) == (
+        "MODIFY",
+        item["itemnumber"],
+        "sip",
+        _staff(db),
+    )
+    assert log["info"].startswith("item $VAR1 = {\n")
+    lines = log["info"].splitlines()
+    assert f"          'itemnumber' => {item['itemnumber']}," in lines
+    assert "          'itemlost' => 0," in lines
+    assert "          'itemlost_on' => undef," in lines
+    assert "          'onloan' => undef," in lines
+    assert f"          'datelastseen' => '{NOW_SQL}'," in lines
+    keys = [line.split("'")[1] for line in lines[1:-1]]
+    assert keys == sorted(keys) and set(keys) == set(item)
+    circulation = _logs(db, "CIRCULATION")
+    assert [r["action"] for r in circulation] == ["RETURN"]
+    assert circulation[0]["action_id"] > log["action_id"]
+
+
+def test_no_cataloguing_log_for_items_not_lost_or_with_the_preference_off(db, ctx):
+    assert call(db, ctx(), checkout(ADA, BARCODE[1])).startswith("121")
+    assert call(db, ctx(), renew(ADA, BARCODE[1])).startswith("301")
+    assert call(db, ctx(), checkin(BARCODE[1])).startswith("101")
+    _lose(db, 7)
+    assert call(db, ctx(sysprefs={"CataloguingLog": "0"}), checkin(BARCODE[7])).startswith("101")
+    assert _logs(db, "CATALOGUING") == []
+
+
+def test_cataloguing_log_when_a_statistics_patron_finds_a_lost_item(db, ctx):
+    def setup(txn):
+        txn.execute(
+            "INSERT INTO categories (categorycode, description, category_type) "
+            "VALUES ('STATS', 'Statistics', 'X')"
+        )
+        txn.execute("UPDATE borrowers SET categorycode = 'STATS' WHERE cardnumber = ?", (ADA,))
+
+    db.run_blocking(setup)
+    _lose(db, 1)
+    assert call(db, ctx(), checkout(ADA, BARCODE[1])).startswith("120")
+    [log] = _logs(db, "CATALOGUING")
+    assert (log["action"], log["object"]) == ("MODIFY", _item(db, 1)["itemnumber"])
+    assert "          'itemlost' => 0," in log["info"].splitlines()
