@@ -216,8 +216,12 @@ def renewal_refusal(txn, ctx: CircContext, *, patron: dict, item: dict, loan: di
     return None
 
 
-def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: str) -> None:
-    """Put holds attached to ``item`` for other patrons back at the head of their queue."""
+def _revert_waiting_for_others(
+    txn, item: dict, borrowernumber: int, now_sql: str, ctx: CircContext | None = None
+) -> None:
+    """Put holds attached to ``item`` for other patrons back at the head of their queue
+    (Koha's ``RevertWaitingStatus``, which queues a holds-queue job per hold with
+    RealTimeHoldsQueue)."""
     rows = txn.query(
         "SELECT reserve_id, biblionumber, item_level_hold FROM reserves "
         "WHERE itemnumber = ? AND borrowernumber <> ? AND found IN ('W', 'T', 'P')"
@@ -235,6 +239,7 @@ def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: st
             ),
         )
         renumber_priorities(txn, row["biblionumber"])
+        holds_queue_update(txn, ctx, row["biblionumber"])
     if rows:
         txn.execute_later(
             "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
@@ -683,7 +688,7 @@ def _offline_checkout(
         with txn.savepoint():
             if loan is not None:
                 mark_issue_returned(txn, loan, ctx.now_sql, ctx=ctx)
-            _revert_waiting_for_others(txn, item, patron["borrowernumber"], ctx.now_sql)
+            _revert_waiting_for_others(txn, item, patron["borrowernumber"], ctx.now_sql, ctx)
             _fill_own_hold(txn, ctx, item, patron["borrowernumber"])
             issue_id = _insert_issue(txn, ctx, patron=patron, item=item, due=due, savepoint=False)
     except _LoanConflict:

@@ -266,3 +266,16 @@ def test_cataloguing_log_when_a_statistics_patron_finds_a_lost_item(db, ctx):
     [log] = _logs(db, "CATALOGUING")
     assert (log["action"], log["object"]) == ("MODIFY", _item(db, 1)["itemnumber"])
     assert "          'itemlost' => 0," in log["info"].splitlines()
+
+
+def test_real_time_holds_queue_when_a_no_block_checkout_reverts_a_waiting_hold(db, ctx):
+    """ProcessOfflineIssue: the hold waiting for someone else goes back to the queue
+    (RevertWaitingStatus queues a job), then AddIssue's."""
+    context = ctx(sysprefs={"RealTimeHoldsQueue": "1"})
+    biblio = _item(db, 8)["biblionumber"]
+    answer = call(db, context, f"11YY{TS}20260320    120000AOWEL|AAy76t5r43|AB{BARCODE[8]}|AC|")
+    assert answer.startswith("121")
+    assert _query(db, "SELECT found FROM reserves WHERE biblionumber = ?", (biblio,)) == [
+        {"found": None}
+    ]
+    _assert_jobs(db, [biblio] * 2)
