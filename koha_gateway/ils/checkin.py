@@ -37,8 +37,10 @@ from koha_gateway.ils.circulation import (
     as_datetime,
     circ_control_branch,
     format_sql_datetime,
+    holds_queue_update,
     index_biblio,
     log_action,
+    log_found_item,
     mark_issue_returned,
     wants_log,
     write_statistic,
@@ -379,7 +381,9 @@ def checkin(
     accruing: list = []  # the accruing fine's line when update_fine read it
     if loan is not None:
         # items.onloan is cleared below, with the rest of the item's return.
-        mark_issue_returned(txn, loan, format_sql_datetime(returned_at), clear_onloan=False)
+        mark_issue_returned(
+            txn, loan, format_sql_datetime(returned_at), clear_onloan=False, ctx=ctx
+        )
         outcome.returned = True
         fines_on = (ctx.pref("finesMode", "production") or "") == "production" and (
             ctx.flag("CalculateFinesOnReturn", True)
@@ -424,6 +428,7 @@ def checkin(
     )
     if was_lost:
         outcome.messages.append("WasLost")
+        log_found_item(txn, ctx, item["itemnumber"])  # ModDateLastSeen's store
     item = dict(item, onloan=None, holdingbranch=branch, itemlost=0, datelastseen=now_sql)
     if loan is not None:
         if not accruing and not loan["kgw_accruing"]:
@@ -488,6 +493,8 @@ def checkin(
             outcome.messages.append("NeedsTransfer")
 
     index_biblio(txn, ctx, item.get("biblionumber"))
+    if outcome.returned:
+        holds_queue_update(txn, ctx, item.get("biblionumber"))  # AddReturn's, after the index
 
     # Sort bin.
     rules = parse_sort_bin_rules(
