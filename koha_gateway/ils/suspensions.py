@@ -174,8 +174,11 @@ def debar_on_return(
     docstring). Returns the restriction's expiration (``YYYY-MM-DD``), or ``None`` when the
     return suspends nobody (on time, no ``finedays`` rule, within the grace)."""
     borrowernumber = borrower.get("borrowernumber")
-    if borrowernumber is None:
-        return None
+    if returned_at.tzinfo is not None:
+        returned_at = returned_at.replace(tzinfo=None)
+    due = as_datetime(loan.get("date_due"))
+    if borrowernumber is None or due is None or not due < returned_at:
+        return None  # on time: the common case, decided without a rule lookup
     rows: list[dict] = []
     read = False
 
