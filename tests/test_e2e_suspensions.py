@@ -48,3 +48,4 @@ def test_late_checkin_suspends_and_the_next_63_shows_it(demo_url, make_gateway, 
         "SELECT debarred, debarredcomment FROM borrowers WHERE cardnumber = ?", (ADA,)
     )
     assert (str(flags["debarred"])[:10], flags["debarredcomment"]) == ("2026-12-09", None)
+    gateway.wait_for_log("suspended until 2026-12-09")

@@ -24,9 +24,11 @@ comment, the session's staff patron as ``manager_id`` and ``created`` now; an ex
 the later of the two expirations, ``manager_id`` and ``updated`` now (``created`` too, as
 MariaDB's ``ON UPDATE`` in Koha's schema makes it). Then ``borrowers.debarred`` and
 ``debarredcomment`` are recomputed from the restrictions in force (Koha's
-``UpdateBorrowerDebarmentFlags``). No ``action_logs`` row: the Koha the schema comes from logs
-no restriction changes. The 10 answer does not change (Koha's SIP checkin ignores the
-``Debarred`` message); the next 23/63 reports the patron restricted.
+``UpdateBorrowerDebarmentFlags``). No ``action_logs`` row, as in the restriction code of the
+Koha the schema comes from (newer Koha, whose ``restriction_types`` has ``lift_after_payment``,
+logs ``MEMBERS`` ``CREATE_RESTRICTION`` / ``MODIFY_RESTRICTION`` under BorrowersLog). The 10
+answer does not change (Koha's SIP checkin ignores the ``Debarred`` message); the next 23/63
+reports the patron restricted.
 
 One read (the patron's restrictions) and deferred writes, only when the rule applies.
 """
