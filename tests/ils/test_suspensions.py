@@ -349,3 +349,42 @@ def test_max_fine_caps_a_renewal_fine(db, ctx):
         ]
     )
     assert amounts == [1.25]
+
+
+# --- cost ----------------------------------------------------------------------------------
+
+
+def _counted(db, context, barcode: str) -> tuple[int, int]:
+    from tests.support.statements import recording
+
+    with recording() as statements:
+        answer = call(db, context, f"09N{TS}{BLANK}APWEL|AOWEL|AB{barcode}|AC|")
+    assert answer.startswith("101"), answer
+    return len(statements), statements.round_trips
+
+
+def test_a_suspension_costs_one_round_trip(db, ctx):
+    """With the reference cache (as the gateway runs), a late return that suspends runs one
+    read more (the patron's restrictions) and two deferred writes; on time or without
+    ``finedays`` it runs nothing more (the kiosk session's counts are pinned in
+    test_statement_counts)."""
+    from koha_gateway.ils import reference
+
+    cache = reference.install(db.engine, reference.ReferenceCache(3600))
+    try:
+        db.run_blocking(reference.cached)
+        late = ctx(now=_at(28, 10), sysprefs={"finesMode": "off"})  # four days late, no fine
+        _checkout(db, ctx())  # book 01, due 24 March
+        plain = _counted(db, late, BARCODE[1])  # no finedays rule
+        _checkout(db, ctx())  # again
+        _rules(db, finedays="1")
+        db.run_blocking(lambda txn: cache.snapshot(txn, 0))  # sees the new rule
+        suspending = _counted(db, late, BARCODE[1])
+    finally:
+        reference.uninstall(db.engine)
+    assert [row["expiration"] for row in _restrictions(db)] == ["2026-04-01"]
+    statements, trips = plain
+    if db.engine.name == "sqlite":
+        assert suspending == (statements + 3, trips + 3)  # no server: every statement counts
+    else:
+        assert suspending == (statements + 3, trips + 1)
