@@ -13,7 +13,9 @@ What is decided here, in Koha's order:
 2. the return: the loan moves to ``old_issues``, an overdue fine is charged (days or hours
    late, without the library's closed days per ``finesCalendar``, x rule ``fine`` per
    ``chargeperiod``, capped by ``overduefinescap``; an accruing ``UNRETURNED`` fine of the
-   loan is finalised instead of charged twice), a lost item is found;
+   loan is finalised instead of charged twice; ``MaxFine`` caps it), a lost item is found,
+   and a late return suspends the patron under a ``finedays`` rule
+   (:mod:`koha_gateway.ils.suspensions`);
 3. holds: the first hold the item can fill is captured at this library (CV 01, waiting) or for
    another one (CV 02, in transit with a ``Reserve`` transfer), unless the account turns
    ``holds_get_captured`` off;
@@ -50,6 +52,7 @@ from koha_gateway.ils.fines import calc_fine
 from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
 from koha_gateway.ils.items import item_attribute
 from koha_gateway.ils.patrons import update_lastseen
+from koha_gateway.ils.suspensions import debar_on_return
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -76,8 +79,9 @@ class CheckinOutcome:
     ``returned`` whether a loan was closed; ``alert_type`` the CV code; ``destination`` the CT
     library; ``hold`` the captured (or, with ``holds_get_captured`` off, found) hold with its
     patron's ``cardnumber``, names, ``email`` and ``phone``; ``patron`` the borrower the item
-    was on loan to; ``fine`` an overdue fine charged now; ``messages`` Koha's ``AddReturn``
-    message keys; ``warnings`` lines for the log (malformed sort bin rules).
+    was on loan to; ``fine`` an overdue fine charged now; ``suspended_until`` the expiration
+    of the patron's ``SUSPENSION`` when the late return made or extended one; ``messages``
+    Koha's ``AddReturn`` message keys; ``warnings`` lines for the log (malformed sort bin rules).
     """
 
     ok: bool
@@ -89,6 +93,7 @@ class CheckinOutcome:
     hold: dict | None = None
     patron: dict | None = None
     fine: float | None = None
+    suspended_until: str | None = None
     sort_bin: str | None = None
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -434,6 +439,10 @@ def checkin(
         if not accruing and not loan["kgw_accruing"]:
             accruing.append(None)  # none when the loan was read, none made since
         fix_overdues_on_return(txn, loan, "RETURNED", *accruing)
+        if borrower is not None:
+            outcome.suspended_until = debar_on_return(
+                txn, ctx, loan=loan, item=item, borrower=borrower, returned_at=returned_at
+            )
     write_statistic(txn, ctx, statistic, branch=branch, item=item, patron=borrower, value=0)
     if borrower is not None:
         if wants_log(ctx, "ReturnLog"):
