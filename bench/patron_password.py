@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from twisted.logger import globalLogBeginner, globalLogPublisher, textFileLogObserver  # noqa: E402
+from twisted.logger import globalLogBeginner, textFileLogObserver  # noqa: E402
 
 from bench import inprocess  # noqa: E402
 from bench.harness import add_kiosks, database  # noqa: E402
@@ -88,8 +88,7 @@ def main(argv=None) -> int:
                     flush=True,
                 )
         finally:
-            for observer in observers:
-                globalLogPublisher.removeObserver(observer)
+            logs.uninstall(observers)
     return 0
 
 

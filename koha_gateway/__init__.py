@@ -1,3 +1,3 @@
 """koha-gateway: a SIP2 (3M Standard Interchange Protocol 2.00) server for Koha libraries."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -715,11 +715,15 @@ def cmd_show_holidays(txn, args, out) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Prepare and look after the koha-gateway ILS database.",
+        description="Prepare and look after the database of the koha-gateway SIP2 server: "
+        "Koha's database (init creates only the gateway's kgw_ tables there) or a database of "
+        "the gateway's own.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--database", metavar="URL", help="sqlite:///abs/path.sqlite or postgresql://..."
+        "--database",
+        metavar="URL",
+        help="mysql://..., postgresql://... or sqlite:///abs/path.sqlite",
     )
     source.add_argument(
         "--koha-conf", metavar="PATH", help="read the database from a Koha koha-conf.xml"

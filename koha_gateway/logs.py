@@ -6,6 +6,9 @@ working. Modules log through ``twisted.logger.Logger`` with ``account`` and ``pe
 observers here write the files given by ``--sip-log`` and ``--error-log``. Passwords never reach a
 log: the protocol logs messages through ``Session.mask`` (CO, AD and AC hidden).
 
+The level of ``--sip-log`` (``debug``, ``info``, ``warn``) can change while the gateway runs
+(:func:`set_level`: a reload re-reads Koha's log4perl.conf); ``--error-log`` is always ``warn``.
+
 ``--log-format json`` writes the same events as one JSON object per line instead
 (:func:`format_json`): ``time`` (ISO 8601 with the offset), ``pid``, ``level``, ``account``,
 ``peer``, ``message`` and ``namespace``. The message is the same masked text as in Koha's
@@ -19,7 +22,14 @@ import os
 import time
 from datetime import datetime
 
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LogLevel,
+    LogPublisher,
+    formatEvent,
+    globalLogPublisher,
+)
 from zope.interface import implementer
 
 _LEVELS = {
@@ -32,6 +42,17 @@ _LEVELS = {
 
 
 _message_logging = False
+
+#: Where the SIP messages in and out (``INPUT MSG`` / ``OUTPUT MSG``) go: to the ``--sip-log``
+#: observer only once :func:`install` has one, so that twistd's own log (``sip-output.log``
+#: with the Debian package) does not get a second copy of every message; until then, and
+#: without ``--sip-log``, to Twisted's global publisher like any other event.
+_message_publisher = LogPublisher(globalLogPublisher)
+
+
+def message_log(namespace: str) -> Logger:
+    """A logger for the SIP message lines of ``namespace`` (see ``_message_publisher``)."""
+    return Logger(namespace=namespace, observer=_message_publisher)
 
 
 def messages_logged() -> bool:
@@ -120,6 +141,10 @@ def _file(path: str):
     return open(path, "a", encoding="utf-8", buffering=1)
 
 
+#: The levels of ``--log-level`` and the lowest Twisted level each one writes.
+MINIMUM = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn}
+
+
 def install(
     sip_log: str | None, error_log: str | None, level: str = "info", fmt: str = "koha"
 ) -> list:
@@ -129,15 +154,40 @@ def install(
     _message_logging = level == "debug"
     _pid = os.getpid()  # this process's (a --workers process imports this module anew)
     observers = []
-    minimum = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn}[level]
+    minimum = MINIMUM[level]
     formatter = FORMATS[fmt]
     if sip_log:
-        observers.append(_filtered(_file(sip_log), minimum, formatter))
+        observer = _filtered(_file(sip_log), minimum, formatter)
+        observer.follows_level = True
+        observers.append(observer)
+        _message_publisher.removeObserver(globalLogPublisher)
+        _message_publisher.addObserver(observer)
     if error_log:
         observers.append(_filtered(_file(error_log), LogLevel.warn, formatter))
     for observer in observers:
         globalLogPublisher.addObserver(observer)
     return observers
+
+
+def uninstall(observers) -> None:
+    """Take the observers :func:`install` returned off the publishers; the SIP message lines
+    go to Twisted's global publisher again."""
+    for observer in observers:
+        globalLogPublisher.removeObserver(observer)
+        _message_publisher.removeObserver(observer)
+    _message_publisher.addObserver(globalLogPublisher)  # added once, whatever was before
+
+
+def set_level(observers, level: str) -> None:
+    """Put ``level`` in force for the ``--sip-log`` observer among ``observers`` (what
+    :func:`install` returned) and for the message logging of the protocol. An event logged
+    meanwhile by another thread is judged by the old level or the new one, each whole."""
+    global _message_logging
+    minimum = MINIMUM[level]
+    for observer in observers:
+        if getattr(observer, "follows_level", False):
+            observer.set_minimum(minimum)
+    _message_logging = level == "debug"
 
 
 @implementer(ILogObserver)
@@ -148,10 +198,16 @@ class _LevelObserver:
     does for one level over every namespace, with the level test a set lookup (the
     predicate looks the namespace up and compares constants for every event)."""
 
+    follows_level = False  # True: the --sip-log observer, whose level set_level changes
+
     def __init__(self, stream, minimum: LogLevel, formatter) -> None:
-        self._levels = frozenset(lvl for lvl in LogLevel.iterconstants() if not lvl < minimum)
+        self.set_minimum(minimum)
         self._stream = stream
         self._formatter = formatter
+
+    def set_minimum(self, minimum: LogLevel) -> None:
+        # One assignment of a new set: a thread logging meanwhile sees the old or the new one.
+        self._levels = frozenset(lvl for lvl in LogLevel.iterconstants() if not lvl < minimum)
 
     def __call__(self, event: dict) -> None:
         if event.get("log_level") not in self._levels:

@@ -9,7 +9,10 @@ a few additions and one :func:`bisect.bisect_left`; prometheus-client turns them
 families only when ``/metrics`` is read (a custom collector, also on the reactor thread). Its own
 ``Counter`` and ``Histogram`` take a lock per update, which measured several times dearer on the
 SIP path. The LDAP figures are updated from the LDAP threads, under a lock. Gauges that describe
-state (open connections per listener, certificate expiry) are computed at scrape time too.
+state (open connections per listener, certificate expiry) are computed at scrape time too, and
+so are the figures of inline reads and of the reference data, read from the counters the
+database (:class:`~koha_gateway.db.engine.Database`) and the reference cache keep anyway: they
+cost the SIP path nothing more.
 
 No patron data is ever a label or a value: labels are listener addresses, message types,
 outcomes and error kinds.
@@ -180,6 +183,86 @@ class _Collector:
         )
         up.add_metric([], 1 if m.database_available() else 0)
         yield up
+        yield from _inline_families(m.gateway)
+        yield from _reference_families(m.gateway)
+
+
+def _inline_families(gateway):
+    """Inline reads (SQLite, :meth:`~koha_gateway.db.engine.Database.run` with ``inline``):
+    the counters :class:`~koha_gateway.db.engine.Database` keeps anyway, read as they are."""
+    db = getattr(gateway, "db", None)
+    on = GaugeMetricFamily(
+        "koha_gateway_database_inline_reads_enabled",
+        "1 while read messages are tried on the event loop thread first (SQLite in WAL mode, "
+        "without inline_reads=off), else 0",
+    )
+    on.add_metric([], 1 if getattr(db, "inline_reads", False) else 0)
+    yield on
+    yield CounterMetricFamily(
+        "koha_gateway_database_inline_transactions_total",
+        "Transactions of read messages answered on the event loop thread (inline reads)",
+        value=getattr(db, "inline_answered", 0),
+    )
+    fallbacks = CounterMetricFamily(
+        "koha_gateway_database_inline_fallbacks_total",
+        "Transactions tried inline that ran on the database threads instead, by reason",
+        labels=["reason"],
+    )
+    for reason, n in dict(getattr(db, "inline_reasons", None) or {}).items():
+        fallbacks.add_metric([reason], n)
+    yield fallbacks
+
+
+def _reference_families(gateway):
+    """The reference data in memory (:class:`~koha_gateway.ils.reference.ReferenceCache`):
+    its counters are kept by the checking thread under the check's lock; read here without."""
+    cache = getattr(gateway, "reference", None)
+    on = GaugeMetricFamily(
+        "koha_gateway_reference_cache_enabled",
+        "1 while reference data are kept in memory, 0 when read per request (max age 0)",
+    )
+    on.add_metric([], 0 if cache is None else 1)
+    yield on
+    bound = GaugeMetricFamily(
+        "koha_gateway_reference_max_age_seconds",
+        "Longest time reference data are used before a check for changes (0: no cache)",
+    )
+    bound.add_metric([], 0.0 if cache is None else cache.max_age)
+    yield bound
+    yield CounterMetricFamily(
+        "koha_gateway_reference_checks_total",
+        "Checks of the reference data against the database",
+        value=0 if cache is None else cache.checks,
+    )
+    yield CounterMetricFamily(
+        "koha_gateway_reference_reloads_total",
+        "Times the reference data were read into memory (the first check, a check that found "
+        "them changed, the first check after a reload)",
+        value=0 if cache is None else cache.loads,
+    )
+    yield CounterMetricFamily(
+        "koha_gateway_reference_check_errors_total",
+        "Checks of the reference data that failed (the database did not answer)",
+        value=0 if cache is None else cache.failures,
+    )
+    if cache is None:
+        return
+    duration = cache.last_check_seconds
+    if duration is not None:
+        last = GaugeMetricFamily(
+            "koha_gateway_reference_last_check_duration_seconds",
+            "How long the last check of the reference data took (reading them included)",
+        )
+        last.add_metric([], duration)
+        yield last
+    age = cache.age()
+    if age is not None:
+        gauge = GaugeMetricFamily(
+            "koha_gateway_reference_age_seconds",
+            "Seconds since the reference data in use were last checked against the database",
+        )
+        gauge.add_metric([], age)
+        yield gauge
 
 
 class Metrics:

@@ -32,6 +32,8 @@ from koha_gateway.sip2.codec import Response
 from koha_gateway.sip2.session import Close, Credentials, Reply, Request, Session
 
 log = Logger(namespace="koha_gateway.protocol")
+#: INPUT MSG / OUTPUT MSG lines: to the SIP log only (logs.message_log).
+message_log = logs.message_log("koha_gateway.protocol")
 
 # Requests whose AD (patron password) is checked: in the message's transaction when the
 # credentials are remembered (auth.authenticator.PatronCheck), else before it.
@@ -129,7 +131,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
                 event = self._queue.popleft()
                 if type(event) is Request:
                     if logs.messages_logged():
-                        self._log("debug", "INPUT MSG: '{text}'", text=self.session.mask(event.raw))
+                        self._log_message("INPUT MSG: '{text}'", self.session.mask(event.raw))
                     if event.message.code == "93":
                         self._start(self._login(event))
                     else:
@@ -169,7 +171,7 @@ class SIPProtocol(Protocol, TimeoutMixin):
             return
         data = self.session.respond(response, seq)
         if logs.messages_logged():
-            self._log("debug", "OUTPUT MSG: '{text}'", text=self.session.mask(data))
+            self._log_message("OUTPUT MSG: '{text}'", self.session.mask(data))
         self.transport.write(data)
 
     # -- login -------------------------------------------------------------------------------
@@ -394,6 +396,10 @@ class SIPProtocol(Protocol, TimeoutMixin):
     def _log(self, level: str, fmt: str, **kw):
         account = self.account.id if self.account is not None else None
         getattr(log, level)(fmt, account=account, peer=self.peer, **kw)
+
+    def _log_message(self, fmt: str, text: str):
+        account = self.account.id if self.account is not None else None
+        message_log.debug(fmt, account=account, peer=self.peer, text=text)
 
     def _log_failure(self, text: str, failure: Failure | None = None):
         account = self.account.id if self.account is not None else None

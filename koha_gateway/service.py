@@ -7,7 +7,8 @@ SIPconfig.xml accounts and institutions, the database pool, the authenticator an
 SIGHUP re-reads SIPconfig.xml and the TLS certificates without dropping a connection: new
 connections and new logins see the new accounts, institutions and policies; a broken new file is
 refused with a log line and the old configuration stays in force. Listener addresses and
-transports cannot change without a restart (a warning says so).
+transports cannot change without a restart (a warning says so). Unless ``--log-level`` was given,
+a reload also reads the SIP log level of Koha's log4perl.conf again (:func:`_log_level`).
 
 Where the database has Koha's SIP configuration tables (Koha bug 37893) the configuration comes
 from them as Koha takes it, and an edit there is applied like a SIGHUP reload
@@ -30,7 +31,7 @@ from koha_gateway import workers
 from koha_gateway.acs.context import RequestContext
 from koha_gateway.acs.dispatch import ACS
 from koha_gateway.auth.authenticator import Authenticator
-from koha_gateway.config import ConfigError
+from koha_gateway.config import ConfigError, log4perl
 from koha_gateway.configsource import ConfigSource, ConfigSourceError, describe_sources
 from koha_gateway.db import koha, schema
 from koha_gateway.db.engine import Database, DatabaseError, SerializationFailure, Unavailable
@@ -164,10 +165,26 @@ class Gateway:
         return failure.check(Unavailable) is not None
 
 
-def _reference_max_age(options) -> float:
-    """``--reference-max-age`` in seconds (the default when the options do not say)."""
+def _reference_max_age(options, config=None) -> float:
+    """``--reference-max-age`` in seconds; when not given, ``reference_max_age`` of
+    ``config``'s ``<server-params>``; else the default."""
     max_age = options.get("reference-max-age")
+    if max_age is None and config is not None:
+        max_age = getattr(config.server_params, "reference_max_age", None)
     return reference.DEFAULT_MAX_AGE if max_age is None else float(max_age)
+
+
+def _log_level(options) -> log4perl.SipLevel:
+    """``--log-level``; when not given, the ``sip`` level of the log4perl.conf that
+    koha-conf.xml's ``<log4perl_conf>`` names (read anew at each call); else ``info``."""
+    given = options.get("log-level")
+    if given is not None:
+        return log4perl.SipLevel(given, "--log-level")
+    koha_conf = options.get("koha_conf")
+    path = getattr(koha_conf, "log4perl_conf", None)
+    if path is None:
+        return log4perl.SipLevel(log4perl.DEFAULT_LEVEL, "default; no <log4perl_conf>")
+    return log4perl.read_sip_level(path)
 
 
 def _startup_checks(txn, config):
@@ -207,9 +224,13 @@ class GatewayService(MultiService):
         self.adopted: dict = {}  # worker: endpoints on the sockets inherited from the master
         self.sockets: dict = {}  # master with --workers: the sockets it shares
         self._log_observers: list = []
+        # The level of --sip-log in force and where it came from.
+        self.log_level = _log_level(options)
         self._purge = None
         self._prefs = None
         self._reference = None
+        # The bound in force (--reference-max-age, else <server-params>, else the default).
+        self.reference_max_age = _reference_max_age(options)
         self.config_source = None
         self._reload_lock = defer.DeferredLock()
 
@@ -236,9 +257,14 @@ class GatewayService(MultiService):
         except Unavailable as exc:
             raise StartupError(f"cannot reach the database: {exc}") from None
         if version < schema.LATEST:
+            found = (
+                f"the database schema is at version {version}"
+                if version
+                else "the database has no koha-gateway tables yet"
+            )
             raise StartupError(
-                f"the database schema is at version {version}, this gateway needs "
-                f"{schema.LATEST}: run 'koha-gateway-admin --database URL init'"
+                f"{found}, this gateway needs schema version {schema.LATEST}: run "
+                "'koha-gateway-admin init' with the same --koha-conf or --database"
             )
         if isinstance(koha_schema, koha.SchemaError):
             raise StartupError(
@@ -257,13 +283,16 @@ class GatewayService(MultiService):
         gateway = Gateway(config, db, auth, prefs, clock=wall_clock)
         gateway.koha_schema = koha_schema
         koha.remember(db.engine, koha_schema)
-        max_age = _reference_max_age(options)
+        max_age = _reference_max_age(options, config)
         if max_age > 0:
             gateway.reference = reference.install(db.engine, reference.ReferenceCache(max_age))
         service = cls(gateway, options)
+        service.reference_max_age = max_age
         service.config_source = source
-        service.startup_warnings = list(config.warnings) + warnings
-        count = options.get("workers") or 1
+        service.startup_warnings = (
+            list(config.warnings) + warnings + list(service.log_level.warnings)
+        )
+        count = options.get("workers") or getattr(config.server_params, "workers", None) or 1
         try:
             service.adopted = workers.adopt_listeners(reactor, options.get("adopt-listeners"))
         except ValueError as exc:
@@ -332,6 +361,7 @@ class GatewayService(MultiService):
             f"{config.path}: {len(config.services)} listeners, {len(config.accounts)} accounts, "
             f"{len(config.institutions)} institutions: OK{describe_sources(config)}"
         )
+        print(f"SIP log level {self.log_level.level} ({self.log_level.source})")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -341,11 +371,16 @@ class GatewayService(MultiService):
         self._log_observers = logs.install(
             self.options.get("sip-log"),
             self.options.get("error-log"),
-            self.options.get("log-level") or "info",
+            self.log_level.level,
             self.options.get("log-format") or "koha",
         )
         for warning in self.startup_warnings:
             log.warn("{warning}", warning=warning)
+        log.info(
+            "SIP log level {sip_level} ({source})",
+            sip_level=self.log_level.level,
+            source=self.log_level.source,
+        )
         log.info("database {line}", line=self._database_line())
         if self.gateway.config.from_database:
             log.info("SIP configuration{sources}", sources=describe_sources(self.gateway.config))
@@ -358,15 +393,7 @@ class GatewayService(MultiService):
         self.gateway.auth.start()
         self._purge = task.LoopingCall(self._purge_journal)
         self._purge.start(3600, now=True).addErrback(lambda f: log.failure("journal purge", f))
-        self._prefs = task.LoopingCall(self._refresh_sysprefs)
-        self._prefs.start(self.sysprefs_seconds, now=False).addErrback(
-            lambda f: log.failure("system preferences refresh", f)
-        )
-        if self.gateway.reference is not None:
-            self._reference = task.LoopingCall(self._refresh_reference)
-            self._reference.start(self.gateway.reference.max_age / 2, now=False).addErrback(
-                lambda f: log.failure("reference data check", f)
-            )
+        self._start_refresh_loops()
         if self.config_source is not None:
             self.config_source.start_polling(self.reload)
         try:
@@ -387,16 +414,59 @@ class GatewayService(MultiService):
             self.config_source.stop_polling()
         self.gateway.auth.stop()
         self.gateway.db.close()
-        from twisted.logger import globalLogPublisher
+        from koha_gateway import logs
 
-        for observer in self._log_observers:
-            globalLogPublisher.removeObserver(observer)
+        logs.uninstall(self._log_observers)
+
+    def _start_refresh_loops(self) -> None:
+        """The background reads of the system preferences and checks of the reference data,
+        at the intervals of the bound in force."""
+        self._prefs = task.LoopingCall(self._refresh_sysprefs)
+        self._prefs.start(self.sysprefs_seconds, now=False).addErrback(
+            lambda f: log.failure("system preferences refresh", f)
+        )
+        if self.gateway.reference is not None:
+            self._reference = task.LoopingCall(self._refresh_reference)
+            self._reference.start(self.gateway.reference.max_age / 2, now=False).addErrback(
+                lambda f: log.failure("reference data check", f)
+            )
+
+    def _apply_reference_max_age(self, config) -> None:
+        """A reload: ``reference_max_age`` of the new ``<server-params>`` in force, unless
+        ``--reference-max-age`` was given. The cache is made, changed or dropped; the
+        background loops restart with the new intervals. A transaction running meanwhile
+        keeps what it already read (snapshots are immutable)."""
+        max_age = _reference_max_age(self.options, config)
+        if max_age == self.reference_max_age:
+            return
+        gateway = self.gateway
+        engine = gateway.db.engine
+        self.reference_max_age = max_age
+        if max_age == 0:
+            reference.uninstall(engine)
+            gateway.reference = None
+        elif gateway.reference is None:
+            gateway.reference = reference.install(engine, reference.ReferenceCache(max_age))
+        else:
+            gateway.reference.max_age = max_age  # read once per check: no lock needed
+        if self.running:
+            for loop in (self._prefs, self._reference):
+                if loop is not None and loop.running:
+                    loop.stop()
+            self._prefs = self._reference = None
+            self._start_refresh_loops()
+        log.info(
+            "reference data: {what}",
+            what=f"checked for changes at most every {max_age:g} s"
+            if max_age
+            else "read per request (reference_max_age 0)",
+        )
 
     @property
     def sysprefs_seconds(self) -> float:
         """The system preferences are re-read as often as reference data is checked
         (``--reference-max-age``, at least every second)."""
-        return max(SYSPREFS_MIN_SECONDS, _reference_max_age(self.options))
+        return max(SYSPREFS_MIN_SECONDS, self.reference_max_age)
 
     def _refresh_sysprefs(self):
         """Koha re-reads system preferences per connection; here every ``sysprefs_seconds``."""
@@ -444,8 +514,34 @@ class GatewayService(MultiService):
         """Re-read the configuration and certificates; keep the old ones if anything is wrong."""
         return self._reload_lock.run(self._reload)
 
+    def _reload_log_level(self) -> None:
+        """A reload: the level of Koha's log4perl.conf read again (unless ``--log-level`` was
+        given), and put in force when it changed."""
+        if self.options.get("log-level") is not None:
+            return
+        found = _log_level(self.options)
+        for warning in found.warnings:
+            log.warn("{warning}", warning=warning)
+        if found.level != self.log_level.level:
+            from koha_gateway import logs
+
+            # Said at info while a level that writes it is in force: the old one when the
+            # level goes up to warn, the new one otherwise.
+            lowered = found.level == "warn"
+            if not lowered:
+                logs.set_level(self._log_observers, found.level)
+            log.info(
+                "SIP log level now {sip_level} ({source})",
+                sip_level=found.level,
+                source=found.source,
+            )
+            if lowered:
+                logs.set_level(self._log_observers, found.level)
+        self.log_level = found
+
     @defer.inlineCallbacks
     def _reload(self):
+        self._reload_log_level()
         if self.gateway.reference is not None:
             # Whatever else happens, the next request reads the reference data again.
             self.gateway.reference.flush()
@@ -476,6 +572,7 @@ class GatewayService(MultiService):
         for listener, service_config, apply in appliers:
             apply()
             listener.sip_factory.service = service_config
+        self._apply_reference_max_age(new)
         try:
             version, _schema, prefs, warnings = yield self.gateway.db.run(_startup_checks, new)
         except Exception as exc:

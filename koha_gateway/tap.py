@@ -36,15 +36,28 @@ class Options(usage.Options):
             "database",
             "d",
             None,
-            "Database URL: sqlite:///abs/path.sqlite or postgresql://user:pass@host:port/db. "
+            "Database URL: mysql://user:pass@host:port/db (Koha's database), "
+            "postgresql://user:pass@host:port/db or sqlite:///abs/path.sqlite. "
             "Default: from --koha-conf.",
         ],
         ["koha-conf", "k", None, "Koha's koha-conf.xml (database and LDAP settings)."],
         ["sip-log", None, None, "Write SIP activity in Koha's log format to this file."],
         ["error-log", None, None, "Write warnings and errors in Koha's log format to this file."],
         ["db-pool-size", None, None, "Database connections in the pool (default per engine)."],
-        ["log-level", None, "info", "Lowest level written to the SIP logs: debug, info, warn."],
-        ["workers", None, "1", "Processes serving the listeners, sharing their sockets."],
+        [
+            "log-level",
+            None,
+            None,
+            "Lowest level written to the SIP logs: debug (also every message), info, warn "
+            "(default: the sip level of Koha's log4perl.conf named by koha-conf.xml; info).",
+        ],
+        [
+            "workers",
+            None,
+            None,
+            "Processes serving the listeners, sharing their sockets (default: workers in "
+            "<server-params>; 1).",
+        ],
         [
             "admin-port",
             None,
@@ -64,10 +77,11 @@ class Options(usage.Options):
         [
             "reference-max-age",
             None,
-            "10",
+            None,
             "Seconds reference data (branches, item types, categories, circulation rules, "
             "calendars, currency) and system preferences are used before the database is "
-            "checked for changes (0: reference data read per request).",
+            "checked for changes (0: reference data read per request; default: "
+            "reference_max_age in <server-params>; 10).",
         ],
     ]
     optFlags = [
@@ -119,22 +133,25 @@ class Options(usage.Options):
                 self["db-pool-size"] = int(self["db-pool-size"])
             except ValueError:
                 raise usage.UsageError("--db-pool-size takes a number") from None
-        try:
-            self["workers"] = int(self["workers"])
-        except ValueError:
-            raise usage.UsageError("--workers takes a number") from None
+        if self["workers"] is not None:
+            try:
+                self["workers"] = int(self["workers"])
+            except ValueError:
+                raise usage.UsageError("--workers takes a number") from None
+            if self["workers"] < 1:
+                raise usage.UsageError("--workers is at least 1")
         try:
             self["sip-config-poll"] = float(self["sip-config-poll"])
         except ValueError:
             raise usage.UsageError("--sip-config-poll takes a number of seconds") from None
-        try:
-            self["reference-max-age"] = float(self["reference-max-age"])
-        except ValueError:
-            raise usage.UsageError("--reference-max-age takes a number of seconds") from None
-        if self["reference-max-age"] < 0:
-            raise usage.UsageError("--reference-max-age is 0 or more seconds")
-        if self["workers"] < 1:
-            raise usage.UsageError("--workers is at least 1")
+        # None when not given: <server-params> may say, else the default (service.py).
+        if self["reference-max-age"] is not None:
+            try:
+                self["reference-max-age"] = float(self["reference-max-age"])
+            except ValueError:
+                raise usage.UsageError("--reference-max-age takes a number of seconds") from None
+            if not 0 <= self["reference-max-age"] < float("inf"):
+                raise usage.UsageError("--reference-max-age is 0 or more seconds")
         if self["admin-port"] is None and self["koha_conf"] is not None:
             self["admin-port"] = getattr(self["koha_conf"], "admin_port", None)
         if self["admin-port"] is not None:
@@ -146,7 +163,8 @@ class Options(usage.Options):
                 raise usage.UsageError("--admin-port takes a port number (1..65535)")
         if self["log-format"] not in ("koha", "json"):
             raise usage.UsageError("--log-format is koha or json")
-        if self["log-level"] not in ("debug", "info", "warn"):
+        # None when not given: Koha's log4perl.conf may say, else info (service.py).
+        if self["log-level"] is not None and self["log-level"] not in ("debug", "info", "warn"):
             raise usage.UsageError("--log-level is one of debug, info, warn")
 
 

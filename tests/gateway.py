@@ -103,6 +103,8 @@ class GatewayProcess:
         self.error_log = workdir / "sip-error.log"
         self.koha_conf = koha_conf
         self.extra_args = list(extra_args)
+        #: --log-level given to the gateway; None: not given (Koha's log4perl.conf, else info)
+        self.log_level: str | None = "debug"
         self.ports: dict[str, int] = {}
         tree = sipconfig_tree()
         self.pki = None
@@ -143,8 +145,7 @@ class GatewayProcess:
             str(self.sip_log),
             "--error-log",
             str(self.error_log),
-            "--log-level",
-            "debug",
+            *(["--log-level", self.log_level] if self.log_level else []),
         ]
         if self.koha_conf:
             cmd += ["--koha-conf", str(self.koha_conf)]

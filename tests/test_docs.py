@@ -46,6 +46,12 @@ QUOTED = [
     "LDAP replicate: created borrower {number} for {userid!r} ({category}/{branch})",
     "no valid {what} (map it or give a default)",
     "reload refused, keeping the running configuration: {error}",
+    "the database has no koha-gateway tables yet",
+    "the database schema is at version {version}",
+    "this gateway needs schema version {schema.LATEST}: run ",
+    "'koha-gateway-admin init' with the same --koha-conf or --database",
+    "the database lacks Koha tables or columns that koha-gateway uses (is it a ",
+    "cannot reach the database: {exc}",
 ]
 
 

@@ -100,3 +100,19 @@ def test_one_winner_for_one_item_across_workers(make_gateway):
         "WHERE it.barcode = '39999000000001' AND s.type = 'issue'"
     )
     assert int(issued[0]["n"]) == 1
+
+
+def test_workers_from_server_params(make_gateway):
+    """``workers`` in SIPconfig.xml's ``<server-params>`` (a fixed command line, as the Debian
+    package's, cannot say ``--workers``)."""
+    from tests.gateway import elements
+
+    def customise(tree, _process):
+        (params,) = elements(tree, "server-params")
+        params.set("workers", "2")
+
+    gateway = make_gateway(customise=customise)
+    gateway.wait_for_log("worker 1 started as process", timeout=30)
+    assert "worker 2 started" not in gateway.read_log()
+    with gateway.client() as client:
+        assert client.login("joe", "joes") == "941"

@@ -25,9 +25,9 @@ def installed(tmp_path):
         log = Logger(namespace="koha_gateway.test")
         return (lambda: sip.read_text()), (lambda: error.read_text()), log
 
+    make.observers = added
     yield make
-    for observer in added:
-        globalLogPublisher.removeObserver(observer)
+    logs.uninstall(added)
 
 
 LINE = re.compile(
@@ -61,6 +61,25 @@ def test_debug_level_writes_debug_events(installed):
     sip, _, log = installed("debug")
     log.debug("INPUT MSG: '{text}'", text="9900302.00", account="joe", peer="p")
     assert sip().endswith("[DEBUG] joe@p: INPUT MSG: '9900302.00'\n")
+
+
+def test_set_level_changes_the_sip_log_and_not_the_error_log(installed):
+    """A reload that reads another level from Koha's log4perl.conf (service.py)."""
+    sip, error, log = installed("info")
+    assert not logs.messages_logged()
+    log.debug("hidden")
+    logs.set_level(installed.observers, "debug")
+    assert logs.messages_logged()
+    log.debug("shown")
+    logs.set_level(installed.observers, "warn")
+    assert not logs.messages_logged()
+    log.info("hidden too")
+    log.warn("a warning")
+    assert [LINE.match(line).group(3, 6) for line in sip().splitlines()] == [
+        ("DEBUG", "shown"),
+        ("WARN", "a warning"),
+    ]
+    assert [LINE.match(line).group(6) for line in error().splitlines()] == ["a warning"]
 
 
 def test_the_time_stamp_is_the_events_second_in_local_time():
@@ -101,3 +120,26 @@ def test_json_lines(installed):
     record = json.loads(sip())
     assert record["message"] == "checkout of 3999" and record["level"] == "INFO"
     assert record["account"] == "joe" and record["pid"] == os.getpid()
+
+
+def test_message_lines_go_to_the_sip_log_only(installed):
+    """INPUT MSG / OUTPUT MSG reach --sip-log, not twistd's own log (a second copy of every
+    message in sip-output.log); without --sip-log they go to Twisted's publisher as before."""
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        message_log = logs.message_log("koha_gateway.test")
+        message_log.debug("INPUT MSG: '{text}'", account="-", peer="-", text="before install")
+        assert [e["text"] for e in seen if "text" in e] == ["before install"]
+
+        sip, _, _ = installed("debug")
+        message_log.debug("INPUT MSG: '{text}'", account="joe", peer="10.0.0.1", text="9900302.00")
+        assert "joe@10.0.0.1: INPUT MSG: '9900302.00'" in sip()
+        assert [e["text"] for e in seen if "text" in e] == ["before install"]
+
+        logs.uninstall(installed.observers)
+        message_log.debug("INPUT MSG: '{text}'", account="-", peer="-", text="after")
+        assert [e["text"] for e in seen if "text" in e] == ["before install", "after"]
+        assert "after" not in sip()
+    finally:
+        globalLogPublisher.removeObserver(seen.append)

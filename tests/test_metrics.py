@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
+from types import SimpleNamespace
 
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.logger import LogLevel
 
 from koha_gateway import logs, metrics
+from koha_gateway.db.engine import INLINE_FALLBACK_REASONS, Database
+from koha_gateway.ils import reference
 from koha_gateway.sip2.session import mask_text
 from koha_gateway.sip2.spec import REQUESTS
+from tests.support import ReactorThread
 
 
 def test_message_labels_cover_every_request():
@@ -43,6 +49,75 @@ def test_counts_and_histograms():
     )
     assert 'koha_gateway_logins_total{outcome="ok"} 1.0' in text
     assert "koha_gateway_database_available 1.0" in text
+
+
+def _samples(m: metrics.Metrics) -> dict[tuple[str, tuple], float]:
+    text = generate_latest(m.registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _read(txn):
+    return txn.scalar("SELECT COUNT(*) FROM branches")
+
+
+def _touch(txn):
+    txn.execute("UPDATE branches SET branchname = branchname WHERE branchcode = 'WEL'")
+    return _read(txn)
+
+
+def test_inline_reads_and_reference_data(tmp_path, demo_template):
+    """A real SQLite Database on a private reactor and a real ReferenceCache on an injected
+    clock: the figures are what they keep, read when /metrics is."""
+    path = tmp_path / "demo.sqlite"
+    shutil.copyfile(demo_template, path)
+    now = [1000.0]
+    with ReactorThread() as rt:
+        db = rt.call(Database.from_url, f"sqlite://{path}", reactor=rt.reactor)
+        try:
+            gateway = SimpleNamespace(db=db, reference=None, connections=set())
+            m = metrics.Metrics(gateway)
+            before = _samples(m)
+            assert before[("koha_gateway_reference_cache_enabled", ())] == 0
+            assert before[("koha_gateway_reference_max_age_seconds", ())] == 0
+            assert before[("koha_gateway_reference_checks_total", ())] == 0
+            assert before[("koha_gateway_database_inline_transactions_total", ())] == 0
+            assert all(
+                before[("koha_gateway_database_inline_fallbacks_total", (("reason", r),))] == 0
+                for r in INLINE_FALLBACK_REASONS
+            )
+            assert rt.call(db.run, _read, inline=True) == 2
+            assert rt.call(db.run, _touch, inline=True) == 2  # writes: ran on the pool
+            gateway.reference = cache = reference.ReferenceCache(10, clock=lambda: now[0])
+            db.run_blocking(cache.snapshot)
+            now[0] += 4
+            after = _samples(m)
+        finally:
+            rt.call(db.close)
+    assert after[("koha_gateway_database_inline_reads_enabled", ())] == 1
+    assert after[("koha_gateway_database_inline_transactions_total", ())] == 1
+    assert after[("koha_gateway_database_inline_fallbacks_total", (("reason", "readonly"),))] == 1
+    assert after[("koha_gateway_database_inline_fallbacks_total", (("reason", "busy"),))] == 0
+    assert after[("koha_gateway_reference_cache_enabled", ())] == 1
+    assert after[("koha_gateway_reference_max_age_seconds", ())] == 10
+    assert after[("koha_gateway_reference_checks_total", ())] == 1
+    assert after[("koha_gateway_reference_reloads_total", ())] == 1
+    assert after[("koha_gateway_reference_check_errors_total", ())] == 0
+    assert after[("koha_gateway_reference_age_seconds", ())] == 4
+    assert after[("koha_gateway_reference_last_check_duration_seconds", ())] == 0
+    # Without a snapshot (before the first check, after a SIGHUP) there is no age to tell.
+    cache.flush()
+    assert ("koha_gateway_reference_age_seconds", ()) not in _samples(m)
+
+
+def test_without_a_database_the_families_are_still_there():
+    samples = _samples(metrics.Metrics())
+    assert samples[("koha_gateway_database_inline_reads_enabled", ())] == 0
+    assert samples[("koha_gateway_database_inline_transactions_total", ())] == 0
+    assert samples[("koha_gateway_reference_cache_enabled", ())] == 0
 
 
 def test_enable_and_disable():

@@ -454,6 +454,29 @@ kg_init_database() {
         runuser -u "$user" -- "$KG_ADMIN" --koha-conf "$(kg_kohaconf "$name")" init)
 }
 
+# kg_init_command NAME: the init command line, as an administrator types it.
+kg_init_command() {
+    printf 'runuser -u %s -- koha-gateway-admin --koha-conf %s init\n' \
+        "$(kg_instance_user "$1")" "$(kg_kohaconf "$1")"
+}
+
+# kg_init_koha_database NAME: koha-gateway-admin init on a Koha instance's
+# database (its kgw_ tables), as the instance user; says what it created or
+# upgraded, nothing when the tables are current. Its output goes to stderr
+# when it fails.
+kg_init_koha_database() {
+    local name="$1" out
+    if out=$(kg_init_database "$name" 2>&1); then
+        case "$out" in
+            *"up to date"*) ;;
+            *) kg_say "$name: $out" ;;
+        esac
+        return 0
+    fi
+    printf '%s\n' "$out" >&2
+    return 1
+}
+
 # kg_enable NAME: Koha's koha-sip --enable.
 kg_enable() {
     local name="$1" user group config flag template
@@ -471,6 +494,15 @@ kg_enable() {
             kg_warn "could not initialise the database of $name"
             return 1
         fi
+    fi
+    # A Koha instance: the gateway's own kgw_ tables in the instance's database
+    # (init creates or upgrades those only, never a Koha table), so that
+    # --start works next, as with Koha's SIP server. A database that cannot be
+    # reached now does not stop --enable: --start then names the step.
+    if ! kg_is_standalone "$name"; then
+        kg_init_koha_database "$name" ||
+            kg_warn "could not create the gateway's kgw_ tables in the database of $name;" \
+                "once it is reachable, run: $(kg_init_command "$name")"
     fi
     user=$(kg_instance_user "$name")
     group=$(kg_instance_group "$name")

@@ -276,6 +276,7 @@ class CirculationHandlers:
             f"checkin {item['barcode']} at {branch}: ok={int(ok)}"
             + (f" CV{outcome.alert_type}" if outcome.alert_type else "")
             + (f" fine {outcome.fine:.2f}" if outcome.fine else "")
+            + (f" suspended until {outcome.suspended_until}" if outcome.suspended_until else "")
         )
         response = Response("10").fixed(
             "1" if ok else "0",

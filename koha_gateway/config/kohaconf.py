@@ -14,6 +14,11 @@ server's). ``Pg`` means PostgreSQL; ``sqlite`` (not Koha's) an embedded SQLite f
 takes any other value for mysql; this server refuses it as a likely typo. The database
 password never appears in an error message or a ``repr``.
 
+``<log4perl_conf>`` names Koha's log4perl.conf, whose ``sip`` level sets the gateway's SIP log
+level when ``--log-level`` is not given (:mod:`koha_gateway.config.log4perl`); only the path is
+kept here (relative to the directory of koha-conf.xml), the file is read when the service is
+made, and again on a reload.
+
 ``load_koha_conf(path, require_database=False)`` (``--database`` given) reads the file for the
 rest (LDAP) and does not judge its database part.
 """
@@ -75,7 +80,8 @@ class KohaConf:
     ``port`` is ``None`` when not set. ``tls`` is ``<tls>yes</tls>`` with ``ca``, ``cert``,
     ``key``; ``timezone`` the session time zone (:func:`koha_timezone`, ``None`` = the
     server's). ``use_ldap`` is ``<useldapserver>`` (Perl truthiness, as Koha); ``ldap`` is what
-    :func:`koha_gateway.config.ldap.parse_ldap` returned, or ``None``.
+    :func:`koha_gateway.config.ldap.parse_ldap` returned, or ``None``. ``log4perl_conf`` is the
+    absolute path of ``<log4perl_conf>``, or ``None`` when it is missing or empty.
     """
 
     path: str
@@ -93,6 +99,7 @@ class KohaConf:
     key: str = ""
     timezone: str | None = None
     admin_port: int | None = None
+    log4perl_conf: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -222,6 +229,12 @@ def load_koha_conf(
             )
         admin_port = int(admin_port_raw)
 
+    # Koha's log4perl.conf (Koha::Logger): its sip level is the default --log-level.
+    log4perl_conf = (text("log4perl_conf") or "").strip() or None
+    if log4perl_conf is not None:
+        base = os.path.dirname(os.path.abspath(spath))
+        log4perl_conf = os.path.normpath(os.path.join(base, os.path.expanduser(log4perl_conf)))
+
     use_ldap_raw = (text("useldapserver") or "").strip()
     use_ldap = use_ldap_raw not in ("", "0")
     # parse_ldap gets the <config> element itself: Debian's koha-conf.xml has other <config>
@@ -235,7 +248,12 @@ def load_koha_conf(
             raise
         database_part = {"db_scheme": "", "database": ""}
     return KohaConf(
-        path=spath, use_ldap=use_ldap, ldap=ldap, admin_port=admin_port, **database_part
+        path=spath,
+        use_ldap=use_ldap,
+        ldap=ldap,
+        admin_port=admin_port,
+        log4perl_conf=log4perl_conf,
+        **database_part,
     )
 
 

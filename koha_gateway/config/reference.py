@@ -101,6 +101,14 @@ SIPCONFIG: dict[str, tuple[str, str | None, tuple[Setting, ...]]] = {
                 "processes sharing the listeners (as `--workers`)",
                 default="1",
             ),
+            S(
+                "reference_max_age",
+                "no",
+                "seconds reference data and system preferences are used before the database is "
+                "checked for changes; 0: reference data read per request (as "
+                "`--reference-max-age`, which wins when given; a reload applies a change)",
+                default="10",
+            ),
         ),
     ),
     "service": (
@@ -432,6 +440,14 @@ KOHA_CONF: tuple[Setting, ...] = (
     ),
     S("useldapserver", "yes", "`1`: check passwords in LDAP first", "use_ldap"),
     S("ldapserver", "yes", "the LDAP settings (below)", default="none"),
+    S(
+        "log4perl_conf",
+        "yes",
+        "Koha's log4perl.conf; its `log4perl.logger.sip` level (else `log4perl.rootLogger`'s) "
+        "is the SIP log level when `--log-level` is not given: `DEBUG` logs every message "
+        "(see [Operations](operations.md#logs))",
+        "log4perl_conf",
+    ),
     S(
         "admin_port",
         "no",

@@ -63,6 +63,7 @@ MAX_MAX_LINE_LENGTH = 1024 * 1024
 
 _DIGITS = re.compile(r"[0-9]+")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
@@ -306,9 +307,11 @@ class ServerParams:
 
     Koha's TCP keepalive options (Bug 37087) are read: ``custom_tcp_keepalive`` (Perl truth),
     ``custom_tcp_keepalive_time`` / ``custom_tcp_keepalive_intvl`` (positive seconds; 0 or
-    invalid: ``None``, i.e. the kernel default). ``workers`` is our own option. The
-    Net::Server process options (``min_servers``, ``user``, ``pid_file``, ...) have no meaning
-    for an event-driven server; they are kept in ``ignored`` so the service can log them.
+    invalid: ``None``, i.e. the kernel default). ``workers`` and ``reference_max_age``
+    (seconds, as ``--reference-max-age``; the command line wins when given) are our own
+    options. The Net::Server process options (``min_servers``, ``user``, ``pid_file``, ...) have
+    no meaning for an event-driven server; they are kept in ``ignored`` so the service can log
+    them.
     """
 
     custom_tcp_keepalive: bool = False
@@ -316,6 +319,7 @@ class ServerParams:
     custom_tcp_keepalive_intvl: int | None = None
     ignored: dict[str, str] = field(default_factory=dict)
     workers: int | None = None
+    reference_max_age: float | None = None
 
 
 @dataclass(frozen=True)
@@ -601,6 +605,16 @@ class ConfigBuilder:
             else:
                 bounds = f"must be {minimum}..{maximum}"
             raise self.error(where, f"{name}={value!r} is out of range: {bounds}")
+        return number
+
+    def seconds_value(self, where: Where, name: str, value: str) -> float:
+        """A number of seconds, 0 or more (``2``, ``0.5``)."""
+        text = value.strip()
+        if not _DECIMAL.fullmatch(text):
+            raise self.error(where, f"{name}={value!r} is not a number of seconds")
+        number = float(text)
+        if number < 0:
+            raise self.error(where, f"{name}={value!r} is out of range: must be at least 0")
         return number
 
     def perl_flag(self, where: Where, name: str, value: str) -> bool:
@@ -1081,6 +1095,7 @@ class ConfigBuilder:
         keepalive_time = current.custom_tcp_keepalive_time
         keepalive_intvl = current.custom_tcp_keepalive_intvl
         workers = current.workers
+        reference_max_age = current.reference_max_age
         ignored = dict(current.ignored)
         for key, value, where in values:
             if key == "custom_tcp_keepalive":
@@ -1102,6 +1117,8 @@ class ConfigBuilder:
                     keepalive_intvl = seconds
             elif key == "workers":
                 workers = self.int_value(where, "workers", value, minimum=1, maximum=1024)
+            elif key == "reference_max_age":
+                reference_max_age = self.seconds_value(where, key, value)
             else:
                 if key not in self._NET_SERVER_OPTIONS:
                     self.warn(where, f"unknown server-params option {key!r} ignored")
@@ -1112,6 +1129,7 @@ class ConfigBuilder:
             custom_tcp_keepalive_intvl=keepalive_intvl,
             ignored=ignored,
             workers=workers,
+            reference_max_age=reference_max_age,
         )
 
     # -- syspref overrides ---------------------------------------------------------------

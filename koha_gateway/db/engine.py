@@ -143,6 +143,7 @@ from twisted.python import threadable
 from koha_gateway.db.url import DatabaseURL, parse_url
 
 __all__ = [
+    "INLINE_FALLBACK_REASONS",
     "Database",
     "DatabaseError",
     "Engine",
@@ -484,36 +485,69 @@ class _SQLiteConnection(sqlite3.Connection):
 
 # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY (primary codes): an inline read that meets one of
 # these is run again on the database threads.
-_SQLITE_FALL_BACK = {5, 6, 8}
-_SQLITE_FALL_BACK_TEXT = ("is locked", "readonly database", "database is busy")
 
 
-def _falls_back(exc: BaseException) -> bool:
+_SQLITE_FALL_BACK_REASON = {5: "busy", 6: "locked", 8: "readonly"}
+# Message texts when the error code is not known: SQLITE_BUSY reads "database is locked",
+# SQLITE_LOCKED "database table is locked".
+_SQLITE_FALL_BACK_TEXT_REASON = (
+    ("table is locked", "locked"),
+    ("is locked", "busy"),
+    ("database is busy", "busy"),
+    ("readonly database", "readonly"),
+)
+
+#: Why an inline transaction ran on the database threads instead (``Database.inline_reasons``):
+#: a statement met SQLite's ``busy``, ``locked`` or ``readonly`` (it tried to write) error; the
+#: code raised ``would_wait`` (:class:`WouldWait`: e.g. the reference data are due for a check);
+#: the database is ``not_wal``; its file ``cannot_open`` for the inline connection; the
+#: connection belongs to an ``other_thread``, or is in a transaction already (``nested``).
+INLINE_FALLBACK_REASONS = (
+    "busy",
+    "locked",
+    "readonly",
+    "would_wait",
+    "not_wal",
+    "cannot_open",
+    "other_thread",
+    "nested",
+)
+
+
+def _fall_back_reason(exc: BaseException) -> str | None:
+    """``busy``, ``locked`` or ``readonly`` when an inline read meeting ``exc`` falls back to
+    the pool; ``None`` otherwise (the error is reported as the pool reports it)."""
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
-        return code & 0xFF in _SQLITE_FALL_BACK
+        return _SQLITE_FALL_BACK_REASON.get(code & 0xFF)
     message = str(exc).lower()
-    return any(text in message for text in _SQLITE_FALL_BACK_TEXT)
+    for text, reason in _SQLITE_FALL_BACK_TEXT_REASON:
+        if text in message:
+            return reason
+    return None
 
 
 class _InlineCursor(sqlite3.Cursor):
-    """Notes on its connection when a statement met a lock or tried to write: the transaction
-    then falls back to the pool even if the code that ran the statement caught the error."""
+    """Notes on its connection when a statement met a lock or tried to write (the reason): the
+    transaction then falls back to the pool even if the code that ran the statement caught the
+    error."""
 
     def execute(self, sql, parameters=()):
         try:
             return sqlite3.Cursor.execute(self, sql, parameters)
         except sqlite3.Error as exc:
-            if _falls_back(exc):
-                self.connection.refused = True
+            reason = _fall_back_reason(exc)
+            if reason is not None:
+                self.connection.refused = reason
             raise
 
     def executemany(self, sql, seq_of_parameters):
         try:
             return sqlite3.Cursor.executemany(self, sql, seq_of_parameters)
         except sqlite3.Error as exc:
-            if _falls_back(exc):
-                self.connection.refused = True
+            reason = _fall_back_reason(exc)
+            if reason is not None:
+                self.connection.refused = reason
             raise
 
 
@@ -522,7 +556,9 @@ class _InlineConnection(sqlite3.Connection):
     on the reactor thread only: ``query_only``, busy timeout 0."""
 
     must_not_wait = True
-    refused = False  # a statement of the current transaction met a lock or tried to write
+    # Why a statement of the current transaction was refused (it met a lock or tried to
+    # write: busy, locked, readonly); None while none was.
+    refused: str | None = None
 
     def cursor(self, factory=None):
         return sqlite3.Connection.cursor(self, _InlineCursor)
@@ -1932,12 +1968,15 @@ class Database:
         self._reactor = reactor
         self._pool = _Pool(engine, max_connections, reactor, f"koha-gateway-db-{engine.name}")
         # Inline reads (SQLite only, see run()): the connection, the thread it belongs to, and
-        # how many transactions ran inline and how many fell back to the pool.
+        # how many transactions ran inline and how many fell back to the pool, by reason
+        # (INLINE_FALLBACK_REASONS). Counted on the thread that calls run() (the reactor's),
+        # as plain integers; read by the metrics at scrape time, on the same thread.
         self._inline_on = bool(getattr(engine, "inline_reads", False))
+        self._inline_not_wal = False  # turned off for good: the database is not in WAL mode
         self._inline_conn: _InlineConnection | None = None
         self._inline_ident: int | None = None
         self.inline_answered = 0
-        self.inline_fallbacks = 0
+        self.inline_reasons: dict[str, int] = dict.fromkeys(INLINE_FALLBACK_REASONS, 0)
         # run_blocking() before the reactor starts (start-up checks in twistd's main thread)
         # leaves a connection keyed to what becomes the reactor thread, where run_blocking() is
         # refused from then on: close it when the reactor starts.
@@ -1986,6 +2025,17 @@ class Database:
         return f"<Database {self.url.redacted()}>"
 
     @property
+    def inline_reads(self) -> bool:
+        """True while ``run(..., inline=True)`` tries transactions on the calling thread (SQLite
+        in WAL mode, without ``inline_reads=off``)."""
+        return self._inline_on
+
+    @property
+    def inline_fallbacks(self) -> int:
+        """Transactions asked to run inline that ran on the database threads (every reason)."""
+        return sum(self.inline_reasons.values())
+
+    @property
     def available(self) -> bool:
         """False after a transaction failed with :class:`Unavailable`, until one succeeds."""
         return self._available
@@ -2017,10 +2067,13 @@ class Database:
         if self._closed:
             return defer.fail(DatabaseError("the database pool is closed"))
         self._reactor_ident = threading.get_ident()
-        if inline and self._inline_on:
-            done = self._run_inline(fn, args, kw)
-            if done is not None:
-                return done
+        if inline:
+            if self._inline_on:
+                done = self._run_inline(fn, args, kw)
+                if done is not None:
+                    return done
+            elif self._inline_not_wal:
+                self.inline_reasons["not_wal"] += 1
         try:
             return self._pool.submit(self._attempt, (fn, args, kw, readonly, retry))
         except DatabaseError as exc:
@@ -2115,31 +2168,40 @@ class Database:
         from twisted.python.failure import Failure
 
         conn = self._inline_conn
+        reasons = self.inline_reasons
         if conn is None:
             if self._inline_ident not in (None, threading.get_ident()):
+                reasons["other_thread"] += 1
                 return None
             try:
                 conn = self.engine.inline_connect()
-            except (sqlite3.Error, OSError):
+            except (sqlite3.Error, OSError) as exc:
+                reasons[_fall_back_reason(exc) or "cannot_open"] += 1
                 return None
             if conn is None:  # not in WAL mode (yet: the pool's connections switch to it)
                 if self._pool.connections:
                     self._inline_on = False
+                    self._inline_not_wal = True
                     log.info(
                         "SQLite database {path} is not in WAL mode: no inline reads",
                         path=self.engine.path,
                     )
+                reasons["not_wal"] += 1
                 return None
             self._inline_conn = conn
             self._inline_ident = threading.get_ident()
-        elif self._inline_ident != threading.get_ident() or conn.in_transaction:
-            return None  # another thread, or a run() from inside an inline transaction
+        elif self._inline_ident != threading.get_ident():
+            reasons["other_thread"] += 1
+            return None
+        elif conn.in_transaction:  # a run() from inside an inline transaction
+            reasons["nested"] += 1
+            return None
         engine = self.engine
-        conn.refused = False
+        conn.refused = None
         try:
             conn.execute("BEGIN")
         except sqlite3.Error as exc:
-            return self._inline_failed(conn, engine.wrap(exc), _falls_back(exc))
+            return self._inline_failed(conn, engine.wrap(exc), _fall_back_reason(exc))
         # Txn's readonly flag stays False: for the code in fn this is the transaction it gets
         # from the pool; only SQLite's query_only makes the difference.
         txn = Txn(engine, conn, False)
@@ -2147,25 +2209,26 @@ class Database:
             result = fn(txn, *args, **kw)
         except WouldWait:
             txn.close()
-            return self._inline_failed(conn, None, True)
+            return self._inline_failed(conn, None, "would_wait")
         except BaseException:
             failure = Failure()
             txn.close()
             return self._inline_failed(conn, failure, conn.refused)
         txn.close()
         if conn.refused:  # fn caught the error of a refused statement and went on
-            return self._inline_failed(conn, None, True)
+            return self._inline_failed(conn, None, conn.refused)
         try:
             conn.commit()
         except sqlite3.Error as exc:
-            return self._inline_failed(conn, engine.wrap(exc), _falls_back(exc))
+            return self._inline_failed(conn, engine.wrap(exc), _fall_back_reason(exc))
         self.inline_answered += 1
         self._note(None)
         return defer.succeed(result)
 
-    def _inline_failed(self, conn, error, fall_back: bool):
-        """End the inline transaction (rolled back); ``None`` to fall back to the pool, else a
-        failed Deferred with ``error`` (a Failure or a DatabaseError)."""
+    def _inline_failed(self, conn, error, fall_back: str | None):
+        """End the inline transaction (rolled back); ``None`` to fall back to the pool (counted
+        under the reason ``fall_back``), else a failed Deferred with ``error`` (a Failure or a
+        DatabaseError)."""
         from twisted.internet import defer
         from twisted.python.failure import Failure
 
@@ -2177,7 +2240,7 @@ class Database:
         if conn.in_transaction:  # never keep a read transaction open: start afresh next time
             self._close_inline()
         if fall_back:
-            self.inline_fallbacks += 1
+            self.inline_reasons[fall_back] += 1
             return None
         if not isinstance(error, Failure):
             error = Failure(error)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from koha_gateway.ils import round_money
+from koha_gateway.ils import perl_true, round_money
 from koha_gateway.ils.circulation import log_action, perl_dump, wants_log, write_statistic
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "apply_credit",
     "balance",
     "fix_overdues_on_return",
+    "max_fine_room",
     "outstanding_debits",
     "parse_amount",
     "pay",
@@ -402,6 +403,27 @@ def _accruing_fine(txn, loan: dict) -> dict | None:
 UNREAD = object()
 
 
+def max_fine_room(txn, ctx, borrowernumber: int) -> float | None:
+    """What the ``MaxFine`` preference still allows to add to the patron's overdue fines:
+    ``MaxFine`` less the ``amountoutstanding`` of every ``OVERDUE`` line of the patron
+    (whatever its status, the loan's own accruing line included), as Koha's ``UpdateFine``
+    counts it. ``None`` when ``MaxFine`` is not set (empty or ``0``, Koha's default: no cap);
+    a value that is not a number caps at 0, as Perl reads it."""
+    value = ctx.pref("MaxFine") if ctx is not None else None
+    if not perl_true(value):
+        return None
+    try:
+        limit = float(str(value).strip())
+    except ValueError:
+        limit = 0.0
+    owed = txn.scalar(
+        "SELECT SUM(amountoutstanding) AS owed FROM accountlines WHERE borrowernumber = ? "
+        "AND debit_type_code = 'OVERDUE'",
+        (borrowernumber,),
+    )
+    return limit - float(owed or 0)
+
+
 def update_fine(
     txn,
     ctx,
@@ -424,14 +446,25 @@ def update_fine(
     ``amount``; ``None`` when there is none), for :func:`fix_overdues_on_return`, which then
     need not read it again in the same transaction (the line was read locked).
     ``known_absent``: a read of this transaction found no accruing line; with ``amount`` 0 it
-    is not read again (there is nothing to adjust). A charge always reads it, locked."""
+    is not read again (there is nothing to adjust). A charge always reads it, locked.
+
+    ``MaxFine`` (:func:`max_fine_room`): when the patron's overdue fines already reach it,
+    nothing is written (not even a decrease, as in Koha); otherwise an increase of the line,
+    or a new line, is cut to what is left under it."""
     if amount <= 0 and not backdated:
         return None  # neither an adjustment nor a new line: nothing to read
     if amount <= 0 and known_absent:
         if accruing is not None:
             accruing.append(None)
         return None
+    room = max_fine_room(txn, ctx, loan["borrowernumber"])
+    if room is not None and round_money(room) <= 0:
+        return None  # at MaxFine: the accruing line, if any, is left as it is
     line = _accruing_fine(txn, loan)
+    if room is not None:
+        before_amount = float(line["amount"]) if line is not None else 0.0
+        if amount - before_amount > room:
+            amount = before_amount + room
     if line is not None:
         before = _cents(line["amount"])
         adjust_overdue(txn, ctx, dict(line), amount)

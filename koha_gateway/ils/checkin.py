@@ -13,7 +13,9 @@ What is decided here, in Koha's order:
 2. the return: the loan moves to ``old_issues``, an overdue fine is charged (days or hours
    late, without the library's closed days per ``finesCalendar``, x rule ``fine`` per
    ``chargeperiod``, capped by ``overduefinescap``; an accruing ``UNRETURNED`` fine of the
-   loan is finalised instead of charged twice), a lost item is found;
+   loan is finalised instead of charged twice; ``MaxFine`` caps it), a lost item is found,
+   and a late return suspends the patron under a ``finedays`` rule
+   (:mod:`koha_gateway.ils.suspensions`);
 3. holds: the first hold the item can fill is captured at this library (CV 01, waiting) or for
    another one (CV 02, in transit with a ``Reserve`` transfer), unless the account turns
    ``holds_get_captured`` off;
@@ -37,8 +39,10 @@ from koha_gateway.ils.circulation import (
     as_datetime,
     circ_control_branch,
     format_sql_datetime,
+    holds_queue_update,
     index_biblio,
     log_action,
+    log_found_item,
     mark_issue_returned,
     wants_log,
     write_statistic,
@@ -48,6 +52,7 @@ from koha_gateway.ils.fines import calc_fine
 from koha_gateway.ils.holds import capture_hold, holds_for_item, start_transfer
 from koha_gateway.ils.items import item_attribute
 from koha_gateway.ils.patrons import update_lastseen
+from koha_gateway.ils.suspensions import debar_on_return
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -74,8 +79,9 @@ class CheckinOutcome:
     ``returned`` whether a loan was closed; ``alert_type`` the CV code; ``destination`` the CT
     library; ``hold`` the captured (or, with ``holds_get_captured`` off, found) hold with its
     patron's ``cardnumber``, names, ``email`` and ``phone``; ``patron`` the borrower the item
-    was on loan to; ``fine`` an overdue fine charged now; ``messages`` Koha's ``AddReturn``
-    message keys; ``warnings`` lines for the log (malformed sort bin rules).
+    was on loan to; ``fine`` an overdue fine charged now; ``suspended_until`` the expiration
+    of the patron's ``SUSPENSION`` when the late return made or extended one; ``messages``
+    Koha's ``AddReturn`` message keys; ``warnings`` lines for the log (malformed sort bin rules).
     """
 
     ok: bool
@@ -87,6 +93,7 @@ class CheckinOutcome:
     hold: dict | None = None
     patron: dict | None = None
     fine: float | None = None
+    suspended_until: str | None = None
     sort_bin: str | None = None
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -379,7 +386,9 @@ def checkin(
     accruing: list = []  # the accruing fine's line when update_fine read it
     if loan is not None:
         # items.onloan is cleared below, with the rest of the item's return.
-        mark_issue_returned(txn, loan, format_sql_datetime(returned_at), clear_onloan=False)
+        mark_issue_returned(
+            txn, loan, format_sql_datetime(returned_at), clear_onloan=False, ctx=ctx
+        )
         outcome.returned = True
         fines_on = (ctx.pref("finesMode", "production") or "") == "production" and (
             ctx.flag("CalculateFinesOnReturn", True)
@@ -424,11 +433,16 @@ def checkin(
     )
     if was_lost:
         outcome.messages.append("WasLost")
+        log_found_item(txn, ctx, item["itemnumber"])  # ModDateLastSeen's store
     item = dict(item, onloan=None, holdingbranch=branch, itemlost=0, datelastseen=now_sql)
     if loan is not None:
         if not accruing and not loan["kgw_accruing"]:
             accruing.append(None)  # none when the loan was read, none made since
         fix_overdues_on_return(txn, loan, "RETURNED", *accruing)
+        if borrower is not None:
+            outcome.suspended_until = debar_on_return(
+                txn, ctx, loan=loan, item=item, borrower=borrower, returned_at=returned_at
+            )
     write_statistic(txn, ctx, statistic, branch=branch, item=item, patron=borrower, value=0)
     if borrower is not None:
         if wants_log(ctx, "ReturnLog"):
@@ -488,6 +502,8 @@ def checkin(
             outcome.messages.append("NeedsTransfer")
 
     index_biblio(txn, ctx, item.get("biblionumber"))
+    if outcome.returned:
+        holds_queue_update(txn, ctx, item.get("biblionumber"))  # AddReturn's, after the index
 
     # Sort bin.
     rules = parse_sort_bin_rules(

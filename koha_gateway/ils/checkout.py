@@ -40,8 +40,10 @@ from koha_gateway.ils.circulation import (
     circ_control_branch,
     end_of_day,
     format_sql_datetime,
+    holds_queue_update,
     index_biblio,
     log_action,
+    log_found_item,
     mark_issue_returned,
     wants_log,
     write_statistic,
@@ -214,8 +216,12 @@ def renewal_refusal(txn, ctx: CircContext, *, patron: dict, item: dict, loan: di
     return None
 
 
-def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: str) -> None:
-    """Put holds attached to ``item`` for other patrons back at the head of their queue."""
+def _revert_waiting_for_others(
+    txn, item: dict, borrowernumber: int, now_sql: str, ctx: CircContext | None = None
+) -> None:
+    """Put holds attached to ``item`` for other patrons back at the head of their queue
+    (Koha's ``RevertWaitingStatus``, which queues a holds-queue job per hold with
+    RealTimeHoldsQueue)."""
     rows = txn.query(
         "SELECT reserve_id, biblionumber, item_level_hold FROM reserves "
         "WHERE itemnumber = ? AND borrowernumber <> ? AND found IN ('W', 'T', 'P')"
@@ -233,6 +239,7 @@ def _revert_waiting_for_others(txn, item: dict, borrowernumber: int, now_sql: st
             ),
         )
         renumber_priorities(txn, row["biblionumber"])
+        holds_queue_update(txn, ctx, row["biblionumber"])
     if rows:
         txn.execute_later(
             "UPDATE branchtransfers SET datecancelled = ? WHERE itemnumber = ? "
@@ -313,6 +320,9 @@ def _apply_renewal(
             txn, ctx, "CIRCULATION", "RENEWAL", patron["borrowernumber"], str(item["itemnumber"])
         )
     update_lastseen(txn, ctx, patron, "renewal")
+    # AddRenewal's item store (without skip_holds_queue) queues the holds-queue job; the
+    # index request follows the transaction.
+    holds_queue_update(txn, ctx, item.get("biblionumber"))
     index_biblio(txn, ctx, item.get("biblionumber"))
 
 
@@ -406,6 +416,7 @@ def _insert_issue(
         )
     update_lastseen(txn, ctx, patron, "check_out")
     index_biblio(txn, ctx, item.get("biblionumber"))
+    holds_queue_update(txn, ctx, item.get("biblionumber"))  # the end of AddIssue
     return issue_id
 
 
@@ -419,6 +430,8 @@ def _record_local_use(txn, ctx: CircContext, *, patron: dict, item: dict) -> Non
         f"UPDATE items SET datelastseen = ?{found} WHERE itemnumber = ?",
         (ctx.now_sql, item["itemnumber"]),
     )
+    if found:
+        log_found_item(txn, ctx, item["itemnumber"])
     index_biblio(txn, ctx, item.get("biblionumber"))
 
 
@@ -620,8 +633,10 @@ def checkout(
                 issue_id = loan["issue_id"]
             else:
                 if loan is not None:
-                    # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron.
-                    mark_issue_returned(txn, loan, ctx.now_sql)
+                    # AllowItemsOnLoanCheckoutSIP: the item moves to the new patron (Koha's
+                    # AddIssue returns it first: AddReturn queues its holds-queue job).
+                    mark_issue_returned(txn, loan, ctx.now_sql, ctx=ctx)
+                    holds_queue_update(txn, ctx, item.get("biblionumber"))
                 due = _due_date(
                     txn, patron=patron, item=item, branch=branch, now=ctx.now, sysprefs=sysprefs
                 )
@@ -672,8 +687,8 @@ def _offline_checkout(
     try:
         with txn.savepoint():
             if loan is not None:
-                mark_issue_returned(txn, loan, ctx.now_sql)
-            _revert_waiting_for_others(txn, item, patron["borrowernumber"], ctx.now_sql)
+                mark_issue_returned(txn, loan, ctx.now_sql, ctx=ctx)
+            _revert_waiting_for_others(txn, item, patron["borrowernumber"], ctx.now_sql, ctx)
             _fill_own_hold(txn, ctx, item, patron["borrowernumber"])
             issue_id = _insert_issue(txn, ctx, patron=patron, item=item, due=due, savepoint=False)
     except _LoanConflict:

@@ -13,13 +13,17 @@ This module holds what they share: date handling (dates are ISO strings in the s
 time, as Koha stores them; the clock is never read here), the due-date rule (Koha's
 ``CalcDateDue`` with ``CircControl``), closing a loan (``MarkIssueReturned``) and the rows Koha
 writes beside the circulation itself: ``statistics`` (``UpdateStats``), ``action_logs``
-(``logaction``) and search-index requests (``zebraqueue`` / the Elasticsearch job).
+(``logaction``), search-index requests (``zebraqueue`` / the Elasticsearch job), the holds-queue
+job of RealTimeHoldsQueue and ``items_last_borrower`` (StoreLastBorrower).
 Every function takes the open transaction ``txn`` first, then the
 :class:`~koha_gateway.ils.context.CircContext` where it writes, then plain values.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import weakref
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -32,13 +36,16 @@ __all__ = [
     "circ_control_branch",
     "end_of_day",
     "format_sql_datetime",
+    "holds_queue_update",
     "loan_period_days",
+    "log_found_item",
     "patron_display_name",
     "index_biblio",
     "log_action",
     "mark_issue_returned",
     "perl_dump",
     "renewal_period_days",
+    "store_last_borrower",
     "wants_log",
     "write_statistic",
 ]
@@ -248,6 +255,22 @@ def wants_log(ctx, preference: str) -> bool:
     return ctx.flag(preference, LOG_PREFERENCE_DEFAULTS.get(preference, False))
 
 
+def log_found_item(txn, ctx, itemnumber: int) -> None:
+    """CataloguingLog (Koha's default: on) when a lost item is seen again: ``ModDateLastSeen``
+    stores the item with ``log_action`` only when it clears ``itemlost`` (AddReturn, and
+    CanBookBeIssued's local use), so ``Koha::Item->store`` logs ``CATALOGUING`` ``MODIFY``,
+    object the itemnumber, info ``item `` and the item's whole row as stored (``Data::Dumper``,
+    sorted keys). Every other item store of the circulation passes ``log_action => 0``.
+
+    Call after the item's UPDATE: the row is read back (its ``timestamp`` is the database's),
+    one round trip, only for a lost item found with the preference on."""
+    if not wants_log(ctx, "CataloguingLog"):
+        return
+    row = txn.one("SELECT * FROM items WHERE itemnumber = ?", (itemnumber,))
+    if row is not None:
+        log_action(txn, ctx, "CATALOGUING", "MODIFY", itemnumber, "item " + perl_dump(row))
+
+
 def index_biblio(txn, ctx, biblionumber: int | None) -> None:
     """Queue a search-index update of the record, as ``Koha::SearchEngine::Indexer`` does
     after an item changed (``index_records(biblionumber, 'specialUpdate', 'biblioserver')``).
@@ -261,25 +284,12 @@ def index_biblio(txn, ctx, biblionumber: int | None) -> None:
         return
     engine = ctx.pref("SearchEngine", "Zebra") or "Zebra"
     if engine == "Elasticsearch":
-        import json
-
-        txn.execute_later(
-            "INSERT INTO background_jobs (status, size, borrowernumber, type, queue, data, "
-            "context, enqueued_on) VALUES ('new', 1, ?, 'update_elastic_index', "
-            "'elastic_index', ?, ?, ?)",
-            (
-                ctx.staff_borrowernumber,
-                json.dumps({"record_server": "biblioserver", "record_ids": [biblionumber]}),
-                json.dumps(
-                    {
-                        "number": ctx.staff_borrowernumber,
-                        "branch": ctx.branch,
-                        "interface": ctx.interface,
-                    },
-                    sort_keys=True,
-                ),
-                ctx.now_sql,
-            ),
+        enqueue_job(
+            txn,
+            ctx,
+            "update_elastic_index",
+            "elastic_index",
+            {"record_server": "biblioserver", "record_ids": [biblionumber]},
         )
     # One statement: the row is inserted unless one is already waiting.
     txn.execute_later(
@@ -288,6 +298,94 @@ def index_biblio(txn, ctx, biblionumber: int | None) -> None:
         "WHERE NOT EXISTS (SELECT 1 FROM zebraqueue WHERE server = 'biblioserver' "
         "AND biblio_auth_number = ? AND operation = 'specialUpdate' AND done = 0)",
         (biblionumber, ctx.now_sql, biblionumber),
+    )
+
+
+def enqueue_job(txn, ctx, job_type: str, queue: str, data: dict, size: int = 1) -> None:
+    """One ``background_jobs`` row as ``Koha::BackgroundJob->enqueue`` stores it: status
+    ``new``, the job's type, queue and size, its arguments as JSON in ``data``, the staff
+    patron of the session as ``borrowernumber``, ``context`` the staff patron's number, the
+    library and the interface (Koha serialises its whole user environment there), enqueued
+    now. Deferred: nothing reads it back."""
+    txn.execute_later(
+        "INSERT INTO background_jobs (status, size, borrowernumber, type, queue, data, "
+        "context, enqueued_on) VALUES ('new', ?, ?, ?, ?, ?, ?, ?)",
+        (
+            size,
+            ctx.staff_borrowernumber,
+            job_type,
+            queue,
+            json.dumps(data),
+            json.dumps(
+                {
+                    "number": ctx.staff_borrowernumber,
+                    "branch": ctx.branch,
+                    "interface": ctx.interface,
+                },
+                sort_keys=True,
+            ),
+            ctx.now_sql,
+        ),
+    )
+
+
+def holds_queue_update(txn, ctx, biblionumber: int | None) -> None:
+    """With RealTimeHoldsQueue on (Koha's default: off), queue the rebuild of the record's
+    holds queue: ``Koha::BackgroundJob::BatchUpdateBiblioHoldsQueue->new->enqueue({
+    biblio_ids => [biblionumber] })``, a job of type ``update_holds_queue_for_biblios`` in
+    the ``default`` queue, size 1, ``data`` ``{"biblio_ids": [biblionumber]}``.
+
+    Koha enqueues one at the end of AddIssue, of AddReturn when a loan was returned, from
+    AddRenewal's item store, from AddReserve and from ``Koha::Hold->fill`` and ``->cancel``
+    (so a checkout that fills the patron's hold queues two)."""
+    if ctx is None or biblionumber is None or not ctx.flag("RealTimeHoldsQueue"):
+        return
+    enqueue_job(
+        txn, ctx, "update_holds_queue_for_biblios", "default", {"biblio_ids": [biblionumber]}
+    )
+
+
+_last_borrower_table: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_last_borrower_lock = threading.Lock()
+
+
+def _has_last_borrower_table(txn) -> bool:
+    """Whether ``items_last_borrower`` exists: every Koha database has it; the gateway's own
+    databases do not (no migration creates it). Looked up once per database."""
+    with _last_borrower_lock:
+        known = _last_borrower_table.get(txn.engine)
+    if known is None:
+        from koha_gateway.db import koha
+
+        known = koha.has_table(txn, "items_last_borrower")
+        with _last_borrower_lock:
+            _last_borrower_table[txn.engine] = known
+    return known
+
+
+def store_last_borrower(txn, ctx, itemnumber: int, borrowernumber: int) -> None:
+    """StoreLastBorrower (Koha's default: off): ``MarkIssueReturned`` records who returned the
+    item, ``$item->last_returned_by($patron)``: one ``items_last_borrower`` row per item (its
+    UNIQUE key), created or given the new borrower (DBIx::Class ``update_or_create``);
+    ``created_on`` is set when the row is created or its borrower changes, and left alone
+    when the same patron returns the item again (no column changes, no UPDATE).
+
+    Two deferred statements, whatever the engine: the update, then the insert unless a row
+    exists. ``created_on`` is assigned before ``borrowernumber`` so that it compares the old
+    borrower under MariaDB's left-to-right ``SET`` as under standard SQL. Nothing is written
+    where the table does not exist (the gateway's own databases)."""
+    if ctx is None or not ctx.flag("StoreLastBorrower") or not _has_last_borrower_table(txn):
+        return
+    txn.execute_later(
+        "UPDATE items_last_borrower SET created_on = CASE WHEN borrowernumber = ? "
+        "THEN created_on ELSE ? END, borrowernumber = ? WHERE itemnumber = ?",
+        (borrowernumber, ctx.now_sql, borrowernumber, itemnumber),
+    )
+    txn.execute_later(
+        "INSERT INTO items_last_borrower (itemnumber, borrowernumber, created_on) "
+        "SELECT ?, ?, ? FROM (SELECT 1 AS one) x WHERE NOT EXISTS "
+        "(SELECT 1 FROM items_last_borrower WHERE itemnumber = ?)",
+        (itemnumber, borrowernumber, ctx.now_sql, itemnumber),
     )
 
 
@@ -327,12 +425,14 @@ LOAN_COLUMNS = (
 )
 
 
-def mark_issue_returned(txn, loan: dict, returned_sql: str, *, clear_onloan: bool = True) -> None:
+def mark_issue_returned(
+    txn, loan: dict, returned_sql: str, *, clear_onloan: bool = True, ctx=None
+) -> None:
     """Close a loan (Koha's ``MarkIssueReturned``): the row is copied to ``old_issues`` with
     the same ``issue_id``, every column and ``returndate`` (Koha sets it on ``issues`` first;
     the row written is the same), then deleted, and ``items.onloan`` becomes NULL (unless the
-    caller writes the item itself: ``clear_onloan=False``). Fines and the rest of the return
-    are the caller's."""
+    caller writes the item itself: ``clear_onloan=False``); with ``ctx``, StoreLastBorrower's
+    row (:func:`store_last_borrower`). Fines and the rest of the return are the caller's."""
     columns = ", ".join(LOAN_COLUMNS)
     values = ", ".join("?" if column == "returndate" else column for column in LOAN_COLUMNS)
     txn.execute_later(
@@ -344,6 +444,7 @@ def mark_issue_returned(txn, loan: dict, returned_sql: str, *, clear_onloan: boo
         txn.execute_later(
             "UPDATE items SET onloan = NULL WHERE itemnumber = ?", (loan["itemnumber"],)
         )
+    store_last_borrower(txn, ctx, loan["itemnumber"], loan["borrowernumber"])
 
 
 def branch_exists(txn, branchcode: str | None) -> bool:

@@ -17,7 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from koha_gateway.ils import reference
-from koha_gateway.ils.circulation import add_days, as_date, log_action, perl_dump, wants_log
+from koha_gateway.ils.circulation import (
+    add_days,
+    as_date,
+    holds_queue_update,
+    log_action,
+    perl_dump,
+    wants_log,
+)
 from koha_gateway.ils.patrons import update_lastseen
 from koha_gateway.ils.rules import rule_int
 
@@ -212,6 +219,8 @@ def archive_hold(
     else:
         archived.update(cancellationdate=cancellationdate, cancellation_reason=cancellation_reason)
         _log_hold(txn, ctx, "CANCEL", archived)
+    # Koha::Hold->fill and ->cancel end with the holds-queue job (RealTimeHoldsQueue).
+    holds_queue_update(txn, ctx, hold["biblionumber"])
 
 
 def fill_hold(txn, ctx, hold: dict, item: dict) -> None:
@@ -429,6 +438,7 @@ def place_hold(
     hold = _reserve_rows(txn, "reserve_id = ?", (reserve_id,), lock=False)[0]
     _log_hold(txn, ctx, "CREATE", hold)
     update_lastseen(txn, ctx, patron, "hold")
+    holds_queue_update(txn, ctx, biblionumber)  # the end of AddReserve
     return HoldOutcome(True, None, hold, priority)
 
 

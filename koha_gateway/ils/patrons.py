@@ -198,31 +198,25 @@ def active_debarments(txn, borrowernumber: int, today: str) -> list[dict]:
     )
 
 
-def update_debarment_flags(txn, borrowernumber: int) -> None:
+def update_debarment_flags(txn, borrowernumber: int, today: str) -> None:
     """Recompute ``borrowers.debarred`` / ``debarredcomment`` from ``borrower_debarments``.
 
-    As Koha's ``UpdateBorrowerDebarmentFlags``: the latest expiration, or 9999-12-31 when one
-    restriction has none, and the comments of every restriction, one per line.
+    As Koha's ``UpdateBorrowerDebarmentFlags``, over the restrictions in force on ``today``
+    (no expiration, or a later one): the latest expiration, or 9999-12-31 when one has none,
+    and their comments, one per line; both NULL when none is in force
+    (:func:`koha_gateway.ils.suspensions.debarment_flags`).
     """
+    from koha_gateway.ils.suspensions import debarment_flags
+
     rows = txn.query(
         "SELECT expiration, comment FROM borrower_debarments WHERE borrowernumber = ? "
         "ORDER BY borrower_debarment_id",
         (borrowernumber,),
     )
-    if not rows:
-        txn.execute_later(
-            "UPDATE borrowers SET debarred = NULL, debarredcomment = NULL WHERE borrowernumber = ?",
-            (borrowernumber,),
-        )
-        return
-    if any(row["expiration"] is None for row in rows):
-        until = FOREVER
-    else:
-        until = max(str(row["expiration"])[:10] for row in rows)
-    comments = "\n".join(row["comment"] for row in rows if row["comment"])
+    until, comments = debarment_flags(rows, today)
     txn.execute_later(
         "UPDATE borrowers SET debarred = ?, debarredcomment = ? WHERE borrowernumber = ?",
-        (until, comments or None, borrowernumber),
+        (until, comments, borrowernumber),
     )
 
 
@@ -239,7 +233,7 @@ def add_sip_restriction(txn, ctx, borrowernumber: int, comment: str | None) -> i
         (borrowernumber, SIP_RESTRICTION, text, ctx.staff_borrowernumber, ctx.now_sql, None),
         pk="borrower_debarment_id",
     )
-    update_debarment_flags(txn, borrowernumber)
+    update_debarment_flags(txn, borrowernumber, ctx.today)
     return new_id
 
 
@@ -257,7 +251,7 @@ def lift_sip_restrictions(txn, ctx, borrowernumber: int) -> int:
     count = txn.scalar(f"SELECT COUNT(*) FROM borrower_debarments WHERE {condition}", params)
     if count:
         txn.execute_later(f"DELETE FROM borrower_debarments WHERE {condition}", params)
-        update_debarment_flags(txn, borrowernumber)
+        update_debarment_flags(txn, borrowernumber, ctx.today)
     return int(count or 0)
 
 

@@ -306,7 +306,10 @@ class ReferenceCache:
     """The current :class:`Snapshot` of one database and when it was last checked.
 
     ``max_age`` is the bound in seconds; ``clock`` a monotonic clock (injected by tests).
-    ``checks`` and ``loads`` count the checks run and the snapshots read.
+    ``checks`` and ``loads`` count the checks run and the snapshots read, ``failures`` the
+    checks that raised (the database failed them); ``last_check_seconds`` is how long the last
+    check that ended took (reading the tables included). They are updated by the checking
+    thread under the check's lock and read by the metrics without it (plain numbers).
     """
 
     def __init__(
@@ -323,6 +326,14 @@ class ReferenceCache:
         self._staff: dict[str, int] = {}
         self.checks = 0
         self.loads = 0
+        self.failures = 0
+        self.last_check_seconds: float | None = None
+
+    def age(self) -> float | None:
+        """Seconds since the snapshot in use was last checked; ``None`` without one (before the
+        first check, after a flush)."""
+        snap, checked = self._state
+        return None if snap is None else max(0.0, self._clock() - checked)
 
     def flush(self) -> None:
         """Forget everything: the next request reads the tables again (SIGHUP, reload).
@@ -352,11 +363,17 @@ class ReferenceCache:
             if snap is not None and started - checked < max_age:
                 return snap  # another thread checked while this one waited
             generation = self._generation
-            found = fingerprint(txn)
-            self.checks += 1
-            if snap is None or found != snap.fingerprint:
-                snap = load(txn, found)
-                self.loads += 1
+            try:
+                found = fingerprint(txn)
+                self.checks += 1
+                if snap is None or found != snap.fingerprint:
+                    snap = load(txn, found)
+                    self.loads += 1
+            except BaseException:
+                self.failures += 1
+                raise
+            finally:
+                self.last_check_seconds = self._clock() - started
             with self._swap:
                 if generation == self._generation:
                     self._staff = {}

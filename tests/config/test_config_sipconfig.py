@@ -981,6 +981,44 @@ def test_server_params_bad_workers(sip_file):
     assert "workers='0' is out of range" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [
+        ("reference_max_age='0'", 0.0),
+        ("reference_max_age=' 2.5 '", 2.5),
+        ("reference_max_age='3600'", 3600.0),
+        ("min_servers='1'>\n<reference_max_age value='.5' /></server-params", 0.5),
+        ("", None),
+    ],
+)
+def test_server_params_reference_max_age(sip_file, written, seconds):
+    closing = "" if written.endswith("server-params") else " /"
+    path, _text = sip_file(top=f"<server-params {written}{closing}>")
+    config = load_sip_config(path)
+    assert config.server_params.reference_max_age == seconds
+    assert "reference_max_age" not in config.server_params.ignored
+    assert config.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("soon", "reference_max_age='soon' is not a number of seconds"),
+        ("", "reference_max_age='' is not a number of seconds"),
+        ("1e3", "reference_max_age='1e3' is not a number of seconds"),
+        ("nan", "reference_max_age='nan' is not a number of seconds"),
+        ("-1", "reference_max_age='-1' is out of range: must be at least 0"),
+    ],
+)
+def test_server_params_bad_reference_max_age(sip_file, value, message):
+    path, text = sip_file(top=f"<server-params min_servers='1' reference_max_age='{value}' />")
+    with pytest.raises(ConfigError) as caught:
+        load_sip_config(path)
+    assert caught.value.line == line_of(text, "<server-params")
+    assert caught.value.message == message
+    assert str(caught.value).startswith(f"{path}:{caught.value.line}: ")
+
+
 def test_old_syspref_overrides_spelling_is_ignored_with_a_warning(sip_file):
     path, text = sip_file(
         top="<syspref-overrides><AllFinesNeedOverride>0</AllFinesNeedOverride></syspref-overrides>"

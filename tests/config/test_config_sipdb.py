@@ -266,6 +266,7 @@ def test_listeners_server_params_and_global_overrides_from_rows(sip_file):
                 {"sip_server_param_id": 1, "key": "config_timestamp", "value": "1733300000"},
                 {"sip_server_param_id": 2, "key": "custom_tcp_keepalive", "value": "1"},
                 {"sip_server_param_id": 3, "key": "min_servers", "value": "1"},
+                {"sip_server_param_id": 4, "key": "reference_max_age", "value": "30"},
             ],
             sip_system_preference_overrides=[
                 {
@@ -290,6 +291,7 @@ def test_listeners_server_params_and_global_overrides_from_rows(sip_file):
     assert config.services[1].origin == "sip_listeners id=2 (port 127.0.0.1:8023/tcp)"
     assert config.server_params.custom_tcp_keepalive is True
     assert config.server_params.ignored == {"min_servers": "1"}
+    assert config.server_params.reference_max_age == 30.0
     assert config.syspref_overrides == {"noissuescharge": "7"}
     assert (
         "sip_system_preference_overrides id=2 (noissuescharge): syspref override "
@@ -417,6 +419,12 @@ def test_bad_listener_and_server_param_rows():
     assert broken(
         sip_server_params=[{"sip_server_param_id": 2, "key": "workers", "value": "many"}]
     ) == ("sip_server_params id=2 (workers): workers='many' is not an integer")
+    assert broken(
+        sip_server_params=[{"sip_server_param_id": 5, "key": "reference_max_age", "value": "-2"}]
+    ) == (
+        "sip_server_params id=5 (reference_max_age): reference_max_age='-2' is out of range: "
+        "must be at least 0"
+    )
 
 
 def test_login_password_column_and_unknown_columns():

@@ -10,7 +10,13 @@ import time
 
 import pytest
 
-from koha_gateway.db.engine import Database, DatabaseError, WouldWait, must_not_wait
+from koha_gateway.db.engine import (
+    Database,
+    DatabaseError,
+    WouldWait,
+    _fall_back_reason,
+    must_not_wait,
+)
 from koha_gateway.db.url import InvalidDatabaseURL, parse_url
 
 TABLE = "CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT UNIQUE, n INTEGER NOT NULL DEFAULT 0)"
@@ -109,7 +115,7 @@ def test_a_read_that_writes_falls_back_to_the_pool_and_its_write_is_committed(
     assert len(calls) == 2 and calls[1] != reactor
     rows = reactor_thread.call(db.run, where, inline=True)[1]
     assert rows == [{"code": "a", "n": 1}, {"code": "b", "n": 1}]
-    assert db.inline_fallbacks == 2
+    assert db.inline_fallbacks == 2 and db.inline_reasons["readonly"] == 2
 
 
 def test_a_writer_holding_the_lock_does_not_make_an_inline_reader_wait(
@@ -136,6 +142,34 @@ def test_a_writer_holding_the_lock_does_not_make_an_inline_reader_wait(
         writer.close()
 
 
+def test_a_reader_locked_out_falls_back_and_the_reason_is_counted(
+    sqlite_path, open_db, reactor_thread
+):
+    """A connection in EXCLUSIVE locking mode keeps even WAL readers out (SQLITE_BUSY): the
+    inline read is counted as a fall-back for ``busy``, then fails in the pool as before."""
+    db = open_db(f"sqlite://{sqlite_path}?busy_timeout=200")
+    for exc, reason in (
+        (sqlite3.OperationalError("database is locked"), "busy"),
+        (sqlite3.OperationalError("database table is locked"), "locked"),
+        (sqlite3.OperationalError("attempt to write a readonly database"), "readonly"),
+        (sqlite3.OperationalError("no such table: x"), None),
+    ):
+        assert _fall_back_reason(exc) == reason
+    writer = sqlite3.connect(str(sqlite_path), isolation_level=None)
+    try:
+        writer.execute("PRAGMA locking_mode = EXCLUSIVE")
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("UPDATE t SET n = 5")
+        with pytest.raises(DatabaseError):
+            reactor_thread.call(db.run, where, inline=True)
+        assert (db.inline_answered, db.inline_fallbacks, db.inline_reasons["busy"]) == (0, 1, 1)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert reactor_thread.call(db.run, where, inline=True)[1][0]["n"] == 0
+    assert (db.inline_answered, db.inline_fallbacks) == (1, 1)
+
+
 def test_a_read_that_writes_under_a_held_lock_waits_in_the_pool_as_before(
     sqlite_path, open_db, reactor_thread
 ):
@@ -148,7 +182,7 @@ def test_a_read_that_writes_under_a_held_lock_waits_in_the_pool_as_before(
             reactor_thread.call(db.run, lambda txn: txn.execute("UPDATE t SET n = 1"), inline=True)
         assert type(raised.value).__name__ == "Unavailable"
         assert 0.25 < time.monotonic() - started < 5  # the pool's busy timeout, not 0
-        assert db.inline_fallbacks == 1
+        assert db.inline_fallbacks == db.inline_reasons["readonly"] == 1
     finally:
         writer.execute("ROLLBACK")
         writer.close()
@@ -221,7 +255,7 @@ def test_would_wait_sends_the_transaction_to_the_pool(sqlite_path, open_db, reac
         return threading.get_ident()
 
     assert reactor_thread.call(db.run, needs_a_lock, inline=True) != reactor
-    assert db.inline_fallbacks == 1
+    assert db.inline_fallbacks == db.inline_reasons["would_wait"] == 1
     assert db.run_blocking(lambda txn: must_not_wait(txn)) is False
 
 
@@ -233,7 +267,9 @@ def test_a_database_file_that_cannot_be_opened_is_left_to_the_pool(
     with pytest.raises(DatabaseError, match="unable to open"):
         reactor_thread.call(db.run, where, inline=True)
     assert not missing.parent.exists()  # the inline connection never creates anything
-    assert db.inline_fallbacks == 0 and db.inline_answered == 0
+    # Counted as a fall-back: the pool ran it (and reported its error).
+    assert db.inline_fallbacks == db.inline_reasons["cannot_open"] == 1
+    assert db.inline_answered == 0
     assert not db.available  # noted by the pool, as without inline reads
 
 
@@ -273,6 +309,7 @@ def test_a_run_from_inside_an_inline_transaction_goes_to_the_pool(
     thread, rows = reactor_thread.call(db.run, outer, inline=True)
     assert thread == reactor and len(rows) == 2
     assert reactor_thread.call(lambda: inner[0]) != reactor
+    assert (db.inline_answered, db.inline_fallbacks, db.inline_reasons["nested"]) == (1, 1, 1)
 
 
 def test_a_database_not_yet_in_wal_mode_is_read_on_the_pool_until_it_is(
@@ -288,3 +325,4 @@ def test_a_database_not_yet_in_wal_mode_is_read_on_the_pool_until_it_is(
     # connection switches the file to WAL); the next one is inline.
     assert reactor_thread.call(db.run, where, inline=True)[0] != reactor
     assert reactor_thread.call(db.run, where, inline=True)[0] == reactor
+    assert (db.inline_answered, db.inline_reasons["not_wal"], db.inline_fallbacks) == (1, 1, 1)

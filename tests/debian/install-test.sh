@@ -12,8 +12,10 @@
 #   3. loads the demo data with koha-gateway-admin;
 #   4. koha-sip --start demo, then over SIP2: 93 -> 941 and a 64 for patron
 #      23529000000001; logrotate, --status, --reload, --restart, a reinstall
-#      (the upgrade path restarts the server), --stop, --disable and the
-#      older koha-enable-sip / koha-start-sip / koha-stop-sip;
+#      (the upgrade path restarts the server and upgrades the database of a
+#      second SIP-only instance made at release 0.1.0's schema version 2),
+#      --stop, --disable and the older koha-enable-sip / koha-start-sip /
+#      koha-stop-sip;
 #   5. a Koha-style instance (its own <i>-koha user, as koha-create makes):
 #      --enable and --start use that user;
 #   6. a Koha instance lib1 on MariaDB holding Koha's own schema and
@@ -98,8 +100,37 @@ file_mode_owner() { stat -c '%a %U' -- "$1"; }
 # pipefail, a writer cut off by grep's early exit would fail the check).
 contains() { [[ "$1" == *"$2"* ]]; }
 installed() { contains "$(dpkg-query -W -f='${Status}' koha-gateway 2>/dev/null || true)" "ok installed"; }
+# kgw_tables KOHA_CONF: the gateway's kgw_ tables in the MariaDB database of
+# that koha-conf.xml, one line each.
+kgw_tables() {
+    /usr/bin/python3 -c '
+import sys
+from koha_gateway.config.kohaconf import load_koha_conf
+from koha_gateway.db import Database
+db = Database.from_url(load_koha_conf(sys.argv[1]).database_url)
+try:
+    rows = db.run_blocking(lambda txn: txn.query(
+        "SELECT table_name AS name FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name LIKE ?", ("kgw\\_%",)))
+    print("\n".join(sorted(r["name"] for r in rows)))
+finally:
+    db.close()
+' "$1"
+}
+# schema_version DB: the koha-gateway schema version of a SQLite database.
+schema_version() {
+    /usr/bin/python3 -c '
+import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = ?", ("table",))}
+table = "kgw_schema_version" if "kgw_schema_version" in tables else "schema_version"
+print(db.execute(f"SELECT MAX(version) FROM {table}").fetchone()[0])
+' "$1"
+}
 
 created_instance=no
+created_old_instance=no
+old_instance=kgwold
 created_koha_instance=no
 installed_koha_common=no
 kc_dir=""
@@ -118,6 +149,11 @@ cleanup() {
     if [ "$installed_koha_common" = yes ]; then
         dpkg --purge koha-common >/dev/null 2>&1
         rm -rf -- "$kc_dir"
+    fi
+    if [ "$created_old_instance" = yes ]; then
+        koha-sip --quiet --stop "$old_instance" >/dev/null 2>&1
+        rm -rf -- "/etc/koha/sites/$old_instance" "/var/lib/koha/$old_instance" \
+            "/var/log/koha/$old_instance" "/var/run/koha/$old_instance"
     fi
     if [ "$created_koha_instance" = yes ]; then
         rm -rf -- "/etc/koha/sites/$koha_instance" "/var/lib/koha/$koha_instance" \
@@ -153,6 +189,7 @@ fi
 [ ! -e "$site" ] || fail "$site exists; the test needs a machine without the $instance instance"
 [ ! -e "/etc/koha/sites/$koha_instance" ] && ! getent passwd "$koha_instance-koha" >/dev/null ||
     fail "instance $koha_instance or user $koha_instance-koha exists already"
+[ ! -e "/etc/koha/sites/$old_instance" ] || fail "instance $old_instance exists already"
 [ ! -e "/etc/koha/sites/$lib1" ] && ! getent passwd "$lib1-koha" >/dev/null ||
     fail "instance $lib1 or user $lib1-koha exists already"
 case "$koha_mariadb_circulation" in
@@ -305,7 +342,27 @@ newpid=$(cat "$pidfile")
 kill -0 "$pid" 2>/dev/null && fail "the old server $pid still runs after --restart"
 sip_probe "after --restart"
 
-step "Reinstall (the upgrade path): the running server is restarted on the new code"
+step "A SIP-only instance $old_instance with a database of release 0.1.0 (schema version 2)"
+created_old_instance=yes
+koha-sip --quiet --enable "$old_instance"
+old_db=/var/lib/koha/$old_instance/koha-gateway.sqlite3
+old_sip=/etc/koha/sites/$old_instance/SIPconfig.xml
+rm -f -- "$old_db"
+runuser -u koha-gateway -- /usr/bin/python3 -c '
+import sys
+from koha_gateway.db import Database, schema
+db = Database.from_url("sqlite:///" + sys.argv[1])
+try:
+    assert db.run_blocking(schema.migrate, 2) == (0, 2)
+finally:
+    db.close()
+' "$old_db" || fail "could not make a schema version 2 database for $old_instance"
+[ "$(schema_version "$old_db")" = 2 ] || fail "$old_db is not at schema version 2"
+sed -i -e 's|127.0.0.1:6001/tcp|127.0.0.1:6004/tcp|' -e 's|127.0.0.1:8023/tcp|127.0.0.1:8026/tcp|' "$old_sip"
+expect_rc 1 koha-sip --start "$old_instance"
+ok "$old_instance: the server refuses to start on schema version 2"
+
+step "Reinstall (the upgrade path): databases upgraded, the running server restarted on the new code"
 pid=$(cat "$pidfile")
 dpkg -i "$deb"
 koha-sip --status "$instance" >/dev/null || fail "the server is not running after the upgrade"
@@ -313,6 +370,13 @@ newpid=$(cat "$pidfile")
 [ "$newpid" != "$pid" ] || fail "the upgrade did not restart the server"
 [ ! -e /run/koha-gateway/upgrade-restart ] || fail "upgrade restart list left behind"
 sip_probe "after the upgrade"
+latest=$(/usr/bin/python3 -c 'from koha_gateway.db import schema; print(schema.LATEST)')
+[ "$(schema_version "$old_db")" = "$latest" ] ||
+    fail "the upgrade left $old_db at schema version $(schema_version "$old_db"), not $latest"
+[ "$(stat -c %U -- "$old_db")" = "koha-gateway" ] || fail "$old_db is no longer owned by koha-gateway"
+koha-sip --start "$old_instance" || fail "koha-sip --start $old_instance after the upgrade"
+koha-sip --stop "$old_instance" || fail "koha-sip --stop $old_instance"
+ok "$old_instance: schema upgraded 2 -> $latest by the package, as koha-gateway; the server starts"
 
 cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
 if [ $(((0x$cap_eff >> 10) & 1)) -eq 1 ]; then
@@ -356,8 +420,8 @@ sip_probe "before purge"
 
 step "A Koha instance: the server runs as its <instance>-koha user"
 # What koha-create leaves behind, reduced to what the SIP server reads: the
-# instance user, /etc/koha/sites/<i>/koha-conf.xml (here on SQLite, as Koha's
-# MariaDB is not an option for koha-gateway) and /var/lib/koha/<i>/.
+# instance user, /etc/koha/sites/<i>/koha-conf.xml (here on SQLite, a database of
+# the gateway's own; lib1 below is on Koha's MariaDB) and /var/lib/koha/<i>/.
 created_koha_instance=yes
 kuser="$koha_instance-koha"
 adduser --system --group --quiet --no-create-home --home "/var/lib/koha/$koha_instance" "$kuser"
@@ -448,20 +512,24 @@ finally:
 ' "$lconf") || fail "the installed package could not read Koha's database through $lconf"
 [ "$version" = "23.0600007" ] || fail "Koha's Version preference read as '$version'"
 ok "the installed package reads Koha's database (Version $version) as $luser through koha-conf.xml"
-koha-sip --enable "$lib1" || fail "koha-sip --enable $lib1"
+out=$(koha-sip --enable "$lib1" 2>&1) || fail "koha-sip --enable $lib1: $out"
+contains "$out" "only the gateway's kgw_ tables are created or upgraded" ||
+    fail "koha-sip --enable $lib1 did not create the gateway's tables in Koha's database: $out"
 lsip="/etc/koha/sites/$lib1/SIPconfig.xml"
 [ "$(file_mode_owner "$lsip")" = "600 $luser" ] ||
     fail "$lsip is $(file_mode_owner "$lsip"), expected mode 600 owned by $luser"
 [ ! -e "/var/lib/koha/$lib1/koha-gateway.sqlite3" ] ||
     fail "--enable created a SIP-only database in a Koha instance"
 sed -i -e 's|127.0.0.1:6001/tcp|127.0.0.1:6003/tcp|' -e 's|127.0.0.1:8023/tcp|127.0.0.1:8025/tcp|' "$lsip"
-ok "koha-sip --enable $lib1: SIPconfig.xml owned by $luser, no SQLite database"
+[ "$(kgw_tables "$lconf")" != "" ] || fail "no kgw_ table in $lib1's database after --enable"
+out=$(runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" init) ||
+    fail "koha-gateway-admin init on Koha's database"
+contains "$out" "schema is up to date" || fail "init after --enable did not find a current schema: $out"
+ok "koha-sip --enable $lib1: SIPconfig.xml owned by $luser, the kgw_ tables in Koha's database, no SQLite database"
 if [ "$koha_mariadb_circulation" = yes ]; then
-    runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" init ||
-        fail "koha-gateway-admin init on Koha's database"
     runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" load-demo ||
         fail "koha-gateway-admin load-demo on Koha's database"
-    ok "koha-gateway-admin init and load-demo on Koha's database"
+    ok "koha-gateway-admin load-demo on Koha's database"
     koha-sip --start "$lib1" || fail "koha-sip --start $lib1"
     lpid=$(cat "/var/run/koha/$lib1/$lib1-koha-sip.pid")
     [ "$(ps -o user= -p "$lpid" | tr -d ' ')" = "$luser" ] ||
@@ -484,6 +552,34 @@ finally:
     [ "$loans" = "0 1 None" ] ||
         fail "Koha's tables after checkout and checkin: issues, old_issues, onloan = $loans"
     ok "$lib1: login, patron information, checkout and checkin; the loan is in old_issues"
+
+    step "Reinstall with $lib1's kgw_ tables missing (an upgrade that adds some): postinst creates them"
+    runuser -u "$luser" -- /usr/bin/python3 -c '
+import sys
+from koha_gateway.config.kohaconf import load_koha_conf
+from koha_gateway.db import Database
+db = Database.from_url(load_koha_conf(sys.argv[1]).database_url)
+def drop(txn):
+    txn.execute("SET FOREIGN_KEY_CHECKS = 0")
+    for table in sys.argv[2:]:
+        txn.execute(f"DROP TABLE {table}")
+    txn.execute("SET FOREIGN_KEY_CHECKS = 1")
+try:
+    db.run_blocking(drop)
+finally:
+    db.close()
+' "$lconf" $(kgw_tables "$lconf") || fail "could not drop the kgw_ tables of $lib1"
+    [ "$(kgw_tables "$lconf")" = "" ] || fail "kgw_ tables left in $lib1's database"
+    out=$(dpkg -i "$deb" 2>&1) || fail "reinstall: $out"
+    contains "$out" "koha-gateway: $lib1: Koha database" && contains "$out" "schema upgraded: version 0 ->" ||
+        fail "postinst did not upgrade $lib1's database: $out"
+    koha-sip --status "$lib1" >/dev/null || fail "the server of $lib1 is not running after the upgrade"
+    /usr/bin/python3 "$here/sip2_probe.py" --sip-config "$lsip" --patron "$patron" --timeout 15 ||
+        fail "SIP2 on $lib1 after the upgrade"
+    koha_version=$(runuser -u "$luser" -- koha-gateway-admin --koha-conf "$lconf" init) ||
+        fail "init after the upgrade"
+    contains "$koha_version" "schema is up to date" || fail "the schema of $lib1 is not current: $koha_version"
+    ok "$lib1: the package's postinst created the kgw_ tables again (as $luser), the server restarted and answers"
     koha-sip --stop "$lib1" || fail "koha-sip --stop $lib1"
 else
     ok "$lib1: SIP2 circulation on Koha's database not run (KOHA_MARIADB_CIRCULATION=no)"

@@ -326,3 +326,32 @@ def test_the_background_check_keeps_requests_from_checking(db, other, cache, clo
     clock.now += 9.9
     assert db.run_blocking(_issuelength) == "21"
     assert cache.checks == 2
+
+
+def test_what_the_metrics_read_age_duration_and_failed_checks(db, cache, clock, monkeypatch):
+    assert cache.age() is None and cache.last_check_seconds is None
+    real = reference.fingerprint
+
+    def slow(txn):
+        clock.now += 0.25  # the check takes a quarter of a second on the injected clock
+        return real(txn)
+
+    monkeypatch.setattr(reference, "fingerprint", slow)
+    db.run_blocking(_issuelength)
+    assert (cache.checks, cache.loads, cache.failures) == (1, 1, 0)
+    assert cache.last_check_seconds == 0.25
+    assert cache.age() == 0.25  # checked from when the check started
+    clock.now += 3
+    assert cache.age() == 3.25
+
+    def broken(txn):
+        txn.query("SELECT no_such_column FROM circulation_rules")
+
+    monkeypatch.setattr(reference, "fingerprint", broken)
+    clock.now += 10
+    with pytest.raises(Exception, match="no_such_column"):
+        db.run_blocking(_issuelength)
+    assert (cache.checks, cache.loads, cache.failures) == (1, 1, 1)
+    assert cache.age() == 13.25  # still the snapshot of the last good check
+    cache.flush()
+    assert cache.age() is None
