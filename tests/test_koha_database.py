@@ -164,8 +164,8 @@ def test_a_database_at_version_6_asks_for_init_which_keeps_the_journal(
     done = _check_config(tmp_path, koha_database)
     assert done.returncode != 0
     assert (
-        f"the database schema is at version 6, this gateway needs {schema.LATEST}: run "
-        "'koha-gateway-admin --database URL init'"
+        f"the database schema is at version 6, this gateway needs schema version {schema.LATEST}: "
+        "run 'koha-gateway-admin init' with the same --koha-conf or --database"
     ) in done.stdout + done.stderr
     before = run(koha_database, catalogue)
     status, out, err = admin("init")
