@@ -13,8 +13,10 @@ parsing, one database transaction per request, the response), not lock contentio
 waits for its answer before the next is sent, as a self-check machine does.
 
 The kiosks log in with one SIP account (``joe``) from 127.0.0.1, so for the request journal
-(``ils/journal.py``: one row per terminal, a SIP account at a peer address) they are one
-terminal, as kiosks behind one NAT address sharing an account are. ``--terminals own`` connects
+(``ils/journal.py``: a terminal is a SIP account at a peer address) they are one terminal, as
+kiosks behind one NAT address sharing an account are. Each session's requests carry a
+transaction date of their own, so that their bytes differ from every earlier session's, as a
+kiosk's new requests do. ``--terminals own`` connects
 kiosk n from 127.0.1.n instead (any 127/8 address reaches the loopback listener on Linux): each
 kiosk is then a terminal of its own, as with one SIP account per kiosk.
 
@@ -39,6 +41,7 @@ gateway runs on it as on a live Koha database.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -115,20 +118,33 @@ def stamp() -> str:
     return datetime.now().strftime("%Y%m%d    %H%M%S")
 
 
+_START = datetime.now()
+_SESSIONS = itertools.count()
+
+
+def session_stamp() -> str:
+    """A transaction date of its own for each session (a second earlier than the previous
+    one's): a kiosk's new requests differ in their bytes, and the request journal takes the
+    same bytes within its retry window for a possible resend, whose check reads the item's and
+    patron's state first (``ils/journal.py``). No message of the session uses the date."""
+    return (_START - timedelta(seconds=next(_SESSIONS))).strftime("%Y%m%d    %H%M%S")
+
+
 def session_requests(n: int) -> list[tuple[str, str, str]]:
-    """(kind, request, expected answer prefix) for one kiosk session."""
+    """(kind, request, expected answer prefix) for one kiosk session: the transaction dates
+    are the session's own (:func:`session_stamp`), 09's return date is now."""
     patron, item = bench_patron(n), bench_item(n)
-    now = stamp()
+    when, now = session_stamp(), stamp()
     return [
         ("99", "9900302.00", "98"),
-        ("63", f"63001{now}          AOWEL|AA{patron}|", "64"),
-        ("23", f"23001{now}AOWEL|AA{patron}|AC|", "24"),
-        ("17", f"17{now}AOWEL|AB{item}|", "18"),
-        ("11", f"11YN{now}{BLANK}AOWEL|AA{patron}|AB{item}|AC|", "121"),
-        ("17b", f"17{now}AOWEL|AB{item}|", "18"),
-        ("29", f"29NN{now}{BLANK}AOWEL|AA{patron}|AB{item}|AC|", "301"),
-        ("09", f"09N{now}{now}AOWEL|AB{item}|AC|", "101"),
-        ("35", f"35{now}AOWEL|AA{patron}|", "36"),
+        ("63", f"63001{when}          AOWEL|AA{patron}|", "64"),
+        ("23", f"23001{when}AOWEL|AA{patron}|AC|", "24"),
+        ("17", f"17{when}AOWEL|AB{item}|", "18"),
+        ("11", f"11YN{when}{BLANK}AOWEL|AA{patron}|AB{item}|AC|", "121"),
+        ("17b", f"17{when}AOWEL|AB{item}|", "18"),
+        ("29", f"29NN{when}{BLANK}AOWEL|AA{patron}|AB{item}|AC|", "301"),
+        ("09", f"09N{when}{now}AOWEL|AB{item}|AC|", "101"),
+        ("35", f"35{when}AOWEL|AA{patron}|", "36"),
     ]
 
 

@@ -5,7 +5,10 @@ Each engine gets a fresh database with the schema, the demo data set and one kio
 item (``tests/support/statements.py``); the kiosk session of ``bench/sip_mix.py`` (99, 63, 23,
 17, 11, 17 on loan, 29, 09, 35) is run in this process as the gateway runs it (the request
 journal around the ACS, one transaction per message) and every statement is counted. The
-second session is reported (the first one creates the terminal's journal row). A 63 for Ada
+second session is reported (the first one creates the terminal's first journal rows), with
+timestamps a second later, so that its requests have bytes of their own, as a kiosk's next
+session has (the same bytes within the retry window would read the item's and patron's state
+first, to tell a resend: ``tests/ils/test_statement_counts.py``). A 63 for Ada
 (demo patron with loans, an overdue and a waiting hold) and one for Grace (fines, a title-level
 hold) follow. On PostgreSQL and MariaDB the round trips to the server are counted too: the
 statement that opens the transaction carries its ``BEGIN``, writes queued with
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +55,7 @@ def measure(url: str, show_sql: bool, cache: bool = False) -> dict[str, tuple[in
         make_context = counting.context(db, load_sip_config(ROOT / "conf" / "SIPconfig.xml"), NOW)
         patron, item = counting.kiosk_patron(0), counting.kiosk_item(0)
         counting.count_session(db, make_context, patron, item, NOW)
-        rows = counting.count_session(db, make_context, patron, item, NOW)
+        rows = counting.count_session(db, make_context, patron, item, NOW + timedelta(seconds=1))
         ts = NOW.strftime("%Y%m%d    %H%M%S")
         for kind, who in (("63 Ada", ADA), ("63 Grace", GRACE)):
             raw = f"63001{ts}          AOWEL|AA{who}|"

@@ -44,6 +44,8 @@ from koha_gateway.sip2.output import OutputPolicy
 
 log = Logger(namespace="koha_gateway.service")
 
+#: The hourly purge forgets journal rows older than this: those of terminals that stopped
+#: writing (each write of a terminal deletes its rows older than the retry window).
 JOURNAL_HOURS = 24
 
 
@@ -135,8 +137,8 @@ class Gateway:
 
     def apply(self, ctx: RequestContext, msg, raw: bytes, check=None) -> defer.Deferred:
         """Run the ACS for ``msg`` in one transaction; a resent request comes from the journal
-        (``ils.journal``). Only a lost race is run again: two copies of one request writing the
-        terminal's journal row at once, or a serialization failure (nothing was written).
+        (``ils.journal``). Only a lost race is run again: two copies of one request writing its
+        journal row at once, or a serialization failure (nothing was written).
         ``check`` (an ``auth.authenticator.PatronCheck``) decides the patron password first,
         in the same transaction, and sets ``ctx.password_ok``; when it cannot, the transaction
         fails with ``auth.authenticator.SlowPath`` before the message is handled.

@@ -1,10 +1,12 @@
 """The request journal end to end (koha_gateway/ils/journal.py), over real sockets to twistd on
-both engines: a resend is answered once; a new request that happens to have the same bytes is
-applied.
+every engine: a resend is answered once, also after other kiosks of the same terminal wrote;
+a new request that happens to have the same bytes is applied.
 
-A terminal is a SIP account at a peer address. Clients here send no error detection, so a
-request's bytes are the same whenever its fields and transaction date are. "Another terminal"
-connects from 127.0.0.2 (any 127/8 address reaches the loopback listener on Linux).
+A terminal is a SIP account at a peer address: kiosks that log in with one account from one
+address (here two connections from 127.0.0.1) are one terminal. Clients here send no error
+detection, so a request's bytes are the same whenever its fields and transaction date are.
+"Another terminal" connects from 127.0.0.2 (any 127/8 address reaches the loopback listener
+on Linux).
 """
 
 from __future__ import annotations
@@ -154,6 +156,60 @@ def test_the_same_bytes_from_another_terminal_are_applied(gateway):
     assert loans(gateway, AVAILABLE) == [{"cardnumber": ADA, "renewals_count": 1}]
 
 
+def add_patron_with_item(gateway) -> tuple[str, str]:
+    """A patron who may borrow, with an available item of their own (the demo's other
+    patrons are restricted): the cardnumber and the barcode."""
+    from koha_gateway.db.engine import Database
+    from tests.support import statements
+
+    db = Database.from_url(gateway.database_url)
+    try:
+        db.run_blocking(statements.add_kiosk, 1, NOW_INSTANT.date())
+    finally:
+        db.close()
+    return statements.kiosk_patron(1), statements.kiosk_item(1)
+
+
+def test_a_resend_after_another_kiosk_of_the_terminal_wrote_is_answered_once(gateway):
+    """Kiosks A and B share one SIP account behind one address. A's checkout is applied but
+    A gives up waiting; B checks out another item; A reconnects and resends: A's answer,
+    one loan (not a renewal)."""
+    patron, item = add_patron_with_item(gateway)
+    request = checkout(ADA, AVAILABLE)
+    with gateway.logged_in() as kiosk_a:
+        first = kiosk_a.request(request)
+        assert first.startswith("121"), first
+    with gateway.logged_in() as kiosk_b:
+        other = kiosk_b.request(checkout(patron, item))
+        assert other.startswith("121"), other
+    with gateway.logged_in() as kiosk_a:
+        assert kiosk_a.request(request) == first
+    assert loans(gateway, AVAILABLE) == [{"cardnumber": ADA, "renewals_count": 0}]
+    assert issues_counted(gateway, AVAILABLE) == 1
+
+
+def test_a_resent_payment_after_another_kiosk_of_the_terminal_paid_is_paid_once(gateway):
+    """A's fee payment is applied and its answer never read; B, of the same terminal, pays
+    for another patron and checks an item out; A's resend gets A's answer: one payment."""
+    pay = fee_paid(GRACE, "1.00")
+    before_grace, before_ada = payments(gateway, GRACE), payments(gateway, ADA)
+    with gateway.logged_in() as kiosk_a:
+        kiosk_a.send_raw(kiosk_a.frame(pay))  # and never reads the answer
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and payments(gateway, GRACE) == before_grace:
+            time.sleep(0.05)
+    assert payments(gateway, GRACE) == before_grace + 1
+    patron, item = add_patron_with_item(gateway)
+    with gateway.logged_in() as kiosk_b:
+        assert kiosk_b.request(fee_paid(ADA, "0.50")).startswith("38Y")
+        assert kiosk_b.request(checkout(patron, item)).startswith("121")
+    with gateway.logged_in() as kiosk_a:
+        answer = kiosk_a.request(pay)
+    assert answer.startswith("38Y"), answer
+    assert payments(gateway, GRACE) == before_grace + 1
+    assert payments(gateway, ADA) == before_ada + 1
+
+
 def test_the_same_bytes_after_the_retry_window_are_applied(make_gateway):
     gateway = make_gateway(customise=policy(timeout=2, retries=1))
     pay = fee_paid(GRACE, "1.00")
@@ -165,8 +221,11 @@ def test_the_same_bytes_after_the_retry_window_are_applied(make_gateway):
         assert kiosk.request(checkout(ADA, AVAILABLE)).startswith("121")
         time.sleep(3.2)  # the window is two seconds of the gateway's clock: let them pass
         assert kiosk.request(checkout(ADA, AVAILABLE)).startswith("121")  # a renewal
-        assert kiosk.request(pay).startswith("38Y")  # the checkout came between: new again
+        assert kiosk.request(pay).startswith("38Y")  # out of the window: new again
     assert payments(gateway, GRACE) == before + 2
+    # Each write deleted the terminal's rows out of the window: the last two are left.
+    rows = gateway.query("SELECT digest FROM kgw_request_journal WHERE peer = '127.0.0.1'")
+    assert len(rows) == 2
     assert loans(gateway, AVAILABLE) == [{"cardnumber": ADA, "renewals_count": 1}]
 
 

@@ -142,3 +142,48 @@ def test_start_up_check_on_kohas_schema(koha_database, admin, tmp_path):
         "(is it a Koha database of a supported version?): items.datelastborrowed, "
         "issues.auto_renew"
     ) in done.stdout + done.stderr
+
+
+def test_a_database_at_version_6_asks_for_init_which_keeps_the_journal(
+    koha_database, admin, tmp_path
+):
+    """The gateway refuses to start on a database of an older schema (here 6, before the
+    journal's rows per request) and names the command; init upgrades it in place, on Koha's
+    database only the kgw_ tables, with the journal's rows."""
+    assert run(koha_database, schema.migrate, 6) == (0, 6)
+    row = ("joe", "10.0.0.1", 4, "a" * 64, "f" * 64, "{}", "2026-11-29 11:59:00")
+
+    def journal_row(txn):
+        txn.execute(
+            "INSERT INTO kgw_request_journal (account, peer, serial, digest, fingerprint, "
+            "response, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+
+    run(koha_database, journal_row)
+    done = _check_config(tmp_path, koha_database)
+    assert done.returncode != 0
+    assert (
+        f"the database schema is at version 6, this gateway needs schema version {schema.LATEST}: "
+        "run 'koha-gateway-admin init' with the same --koha-conf or --database"
+    ) in done.stdout + done.stderr
+    before = run(koha_database, catalogue)
+    status, out, err = admin("init")
+    assert (status, err) == (0, "")
+    assert out.splitlines()[-1] == f"schema upgraded: version 6 -> {schema.LATEST}"
+    after = run(koha_database, catalogue)
+    assert set(after) == set(before)
+    assert {name: after[name] for name in before if not name.startswith("kgw_")} == {
+        name: before[name] for name in before if not name.startswith("kgw_")
+    }
+    kept = run(
+        koha_database,
+        lambda txn: txn.query(
+            "SELECT account, peer, serial, digest, fingerprint, response, created "
+            "FROM kgw_request_journal"
+        ),
+    )
+    assert [tuple(str(v) if k == "created" else v for k, v in r.items()) for r in kept] == [row]
+    assert admin("load-demo")[0] == 0
+    done = _check_config(tmp_path, koha_database)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1319,10 +1319,17 @@ class MySQLEngine(Engine):
                 return params[columns.index(pk.lower())]
         return None
 
-    def upsert(self, txn: Txn, table: str, keys: dict[str, Any], values: dict[str, Any]) -> int:
-        columns = [*keys, *values]
+    def upsert(
+        self,
+        txn: Txn,
+        table: str,
+        keys: dict[str, Any],
+        values: dict[str, Any],
+        inserted: dict[str, Any],
+    ) -> int:
+        columns = [*keys, *inserted, *values]
         marks = ", ".join("?" for _ in columns)
-        params = (*keys.values(), *values.values())
+        params = (*keys.values(), *inserted.values(), *values.values())
         if values:
             update = ", ".join(f"{c} = VALUES({c})" for c in values)
             txn._execute(
@@ -1577,15 +1584,26 @@ class Txn:
         except engine.driver_error as exc:
             raise engine.wrap(exc) from None
 
-    def upsert(self, table: str, keys: dict[str, Any], values: dict[str, Any]) -> int:
+    def upsert(
+        self,
+        table: str,
+        keys: dict[str, Any],
+        values: dict[str, Any],
+        *,
+        inserted: dict[str, Any] | None = None,
+    ) -> int:
         """Insert a row, or update ``values`` of the row with the same ``keys`` (a unique key).
 
         ``INSERT ... ON CONFLICT (keys) DO UPDATE`` on SQLite and PostgreSQL (``DO NOTHING`` when
         ``values`` is empty), ``INSERT ... ON DUPLICATE KEY UPDATE`` on MariaDB/MySQL (where any
-        unique key of the table counts, not only ``keys``). Returns the number of rows written
-        (1, or 0 when ``values`` is empty and the row existed).
+        unique key of the table counts, not only ``keys``; ``INSERT IGNORE`` when ``values`` is
+        empty). ``inserted`` gives columns written only when the row is inserted, never
+        updated. Returns the number of rows written (1, or 0 when ``values`` is empty and the
+        row existed). A row that exists is not an error, so queued :meth:`execute_later`
+        writes may travel with this statement (no :meth:`flush` needed before it).
         """
-        columns = [*keys, *values]
+        inserted = inserted or {}
+        columns = [*keys, *inserted, *values]
         for name in [table, *columns]:
             if not _IDENT.match(name):
                 raise ValueError(f"bad SQL identifier {name!r}")
@@ -1593,7 +1611,7 @@ class Txn:
             raise ValueError("upsert needs at least one key column")
         engine = self.engine
         if isinstance(engine, MySQLEngine):
-            return engine.upsert(self, table, keys, values)
+            return engine.upsert(self, table, keys, values, inserted)
         placeholders = ", ".join("?" for _ in columns)
         conflict = ", ".join(keys)
         if values:
@@ -1604,7 +1622,7 @@ class Txn:
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
             f"ON CONFLICT ({conflict}) {action}"
         )
-        return self.execute(sql, (*keys.values(), *values.values()))
+        return self.execute(sql, (*keys.values(), *inserted.values(), *values.values()))
 
     @contextmanager
     def savepoint(self):

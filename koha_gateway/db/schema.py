@@ -1101,6 +1101,92 @@ _V5_KOHA = ("DROP TABLE IF EXISTS sip_request_journal",)
 _V6_KOHA_TABLES = ("ALTER TABLE borrowers ADD COLUMN sex {text}",)
 
 
+# Version 7: the request journal keeps a row per request of each terminal (account, peer and
+# the request's digest), so that a resend is recognised even when another kiosk of the same
+# terminal wrote in between (koha_gateway/ils/journal.py); expired rows of a terminal are
+# deleted with its next write, hence the (account, peer, created) index. The table is built
+# under another name, filled from the old one, which is then dropped, and renamed: portable
+# to the three engines, and the names of the indexes never clash (on SQLite and PostgreSQL an
+# index name belongs to the whole schema).
+_V7_JOURNAL = "kgw_request_journal"
+_V7_BUILT = "kgw_request_journal_new"
+_V7_UNIQUE = "kgw_request_journal_request"
+_V7_COLUMNS = "account, peer, digest, serial, fingerprint, response, created"
+_V7_INDEXES = (
+    ("kgw_request_journal_terminal", "account, peer, created"),
+    ("kgw_request_journal_created", "created"),
+)
+
+
+def _v7_journal_table(name: str) -> str:
+    return f"""CREATE TABLE {name} (
+        id {{pk}},
+        account VARCHAR(80) NOT NULL,
+        peer VARCHAR(255) NOT NULL,
+        digest VARCHAR(64) NOT NULL,
+        serial INTEGER NOT NULL,
+        fingerprint VARCHAR(64) NOT NULL,
+        response {{text}} NOT NULL,
+        created {{datetime}} NOT NULL,
+        CONSTRAINT {_V7_UNIQUE} UNIQUE (account, peer, digest)
+    )"""
+
+
+def _v7_gateway(txn, today: str) -> None:
+    """kgw_request_journal keyed by (account, peer, digest), its rows kept.
+
+    On MariaDB every DDL statement commits at once: each step looks at what a run that failed
+    half-way left (the new table built or filled, the old one dropped, the table renamed, an
+    index made) and goes on from there (the table renamed already has the named unique
+    constraint's index; SQLite names that index itself, but there the upgrade is one
+    transaction, as on PostgreSQL)."""
+    ddl = txn.engine.ddl
+    old_exists = _has_table(txn, _V7_JOURNAL)
+    if old_exists and _V7_UNIQUE in _index_names(txn, _V7_JOURNAL):
+        old_exists = False  # renamed already: only indexes may be missing
+    elif old_exists:
+        if _has_table(txn, _V7_BUILT):
+            txn.execute(f"DELETE FROM {_V7_BUILT}")  # a copy made before a failed DROP
+        else:
+            txn.execute(ddl(_v7_journal_table(_V7_BUILT)))
+        txn.execute(
+            f"INSERT INTO {_V7_BUILT} ({_V7_COLUMNS}) SELECT {_V7_COLUMNS} FROM {_V7_JOURNAL} "
+            "ORDER BY id"
+        )
+        txn.execute(f"DROP TABLE {_V7_JOURNAL}")
+    if _has_table(txn, _V7_BUILT):
+        txn.execute(f"ALTER TABLE {_V7_BUILT} RENAME TO {_V7_JOURNAL}")
+        if txn.engine.name == "postgresql":
+            # The names a table created as kgw_request_journal has (the old table's went
+            # with it).
+            txn.execute(f"ALTER SEQUENCE {_V7_BUILT}_id_seq RENAME TO {_V7_JOURNAL}_id_seq")
+            txn.execute(f"ALTER INDEX {_V7_BUILT}_pkey RENAME TO {_V7_JOURNAL}_pkey")
+    present = _index_names(txn, _V7_JOURNAL)
+    for name, columns in _V7_INDEXES:
+        if name not in present:
+            txn.execute(f"CREATE INDEX {name} ON {_V7_JOURNAL} ({columns})")
+
+
+def _index_names(txn, table: str) -> set[str]:
+    """Lower-case names of the indexes of ``table`` (unique constraints included)."""
+    from koha_gateway.db import koha
+
+    engine = txn.engine.name
+    if engine == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+    elif engine == "postgresql":
+        sql = (
+            "SELECT indexname AS name FROM pg_indexes "
+            "WHERE schemaname = current_schema() AND tablename = ?"
+        )
+    else:
+        sql = (
+            "SELECT DISTINCT index_name AS name FROM information_schema.statistics "
+            f"WHERE table_schema = {koha._schema_expression(engine)} AND table_name = ?"
+        )
+    return {str(row["name"]).lower() for row in txn.query(sql, (table,))}
+
+
 def _v4_sysprefs(txn, today: str) -> None:
     _add_missing_sysprefs(txn, CALENDAR_SYSPREFS)
 
@@ -1136,6 +1222,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         gateway=_V5_GATEWAY,
     ),
     Migration(6, "borrowers.sex", koha=_V6_KOHA_TABLES),
+    Migration(
+        7,
+        "kgw_request_journal: one row per request of a terminal (account, peer, digest)",
+        gateway=(_v7_gateway,),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

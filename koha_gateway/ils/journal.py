@@ -5,30 +5,68 @@ connection. If the first copy was applied (the answer was lost, or arrived late)
 copy would make a second loan or a second payment. A request therefore counts as a **resend**
 only when all of these hold:
 
-* it is byte for byte the request the same **terminal** (SIP account and peer address) last
-  sent among the requests that change the database (with error detection on, the bytes include
+* it is byte for byte a request the same **terminal** (SIP account and peer address) sent
+  among the requests that change the database (with error detection on, the bytes include
   the AY sequence number and the AZ checksum);
 * it arrives within the **retry window** of the institution's policy (``timeout`` seconds times
-  ``retries``; a zero or missing value counts as Koha's default, 100 and 5);
+  ``retries``; a zero or missing value counts as Koha's default, 100 and 5) after it;
 * nothing has changed the item or the patron it touches since: the journal keeps, with the
   answer, a fingerprint of their circulation state (the item's status, loan and holds; the
   patron's restrictions, loans, holds and account), and a candidate resend is compared against
-  the state of now. A change made by anyone (another terminal, Koha's staff interface) makes it
-  a new request.
+  the state of now. A change made by anyone (another terminal, another kiosk of the same
+  terminal, Koha's staff interface) makes it a new request.
 
-Anything else is applied as a new request. The journal keeps one row per terminal in
-``kgw_request_journal`` (so it works across connections, ``--workers`` processes and restarts);
-the row is written in the transaction that applied the request. It is read without a lock and
-written at the end, so that the terminal's row stays locked only from that write to the commit:
-kiosks that share a terminal (one SIP account behind one address, a common set-up) apply their
-requests side by side instead of queueing behind each other's whole transactions. Each write
-checks the row's ``serial`` that it read; a row written meanwhile (the UPDATE waits for the
-writer's commit, then sees the new row: PostgreSQL's READ COMMITTED, InnoDB's locking read) is
-read again: written by another request of the terminal, it is replaced, as it would have been
-had that request come first; written by a copy of this request (the resend raced the first
-copy), this transaction fails with :class:`JournalRace` and the caller runs it again, when it
-finds the winner's answer. Two first rows of a terminal collide on the unique key: the same
-race. The outcome is the one of running the terminal's requests one after the other.
+Anything else is applied as a new request. The journal keeps one row per request of a
+terminal in ``kgw_request_journal``, keyed by (account, peer, digest of the bytes), so that it
+works across connections, ``--workers`` processes and restarts, and so that a resend is
+recognised even when other requests of the terminal came in between: the kiosks of a branch
+that share one SIP account behind one address (a common set-up) are one terminal, and kiosk
+A's resend after kiosk B's request is still A's request. The row is written in the
+transaction that applied the request.
+
+Concurrency. The row is read without a lock and written at the end, so it stays locked only
+from that write to the commit, and kiosks of one terminal, whose requests have rows of their
+own, do not queue behind each other. A new request inserts its row (``INSERT ... ON CONFLICT
+DO NOTHING``, ``INSERT IGNORE`` on MariaDB); one whose row exists (same bytes, but the item or
+patron changed since) updates it where its ``serial`` is still the one read. A write that
+finds the row written since it was read (the insert waits for the writer's commit and then
+inserts nothing; the update re-reads the committed row and matches nothing: PostgreSQL's READ
+COMMITTED, InnoDB's locking read) has met a copy of this very request, since only a copy has
+the same key (or, for an update, a row another kiosk deleted as expired, below): this
+transaction then fails with :class:`JournalRace` and the caller runs it again, when it finds
+the winner's answer. Requests of other kiosks have other keys and never make a race. The
+outcome is the one of running the terminal's requests one after the other.
+
+Expiry. With each write, the terminal's rows older than the retry window are deleted
+(``DELETE ... WHERE account = ? AND peer = ? AND created < ?``, the (account, peer, created)
+index), so that the table stays as small as the requests of one window; the hourly
+:func:`purge` forgets the rows of terminals that stopped writing. A row of the request's own
+digest that is out of the window counts as no row: the DELETE removes it and the request
+inserts its row anew. The DELETE is a deferred write (``txn.execute_later``): it travels in
+the round trip of the journal write itself, just before it, and costs no round trip. Two
+kiosks of a terminal writing at once may both delete the same expired rows; they neither
+deadlock nor wait for long:
+
+* the DELETE of a transaction is its last statement but one (the journal write follows in the
+  same round trip, then the ``COMMIT``): while it waits for a row that another transaction
+  deleted (PostgreSQL and InnoDB lock the rows a DELETE removes; at READ COMMITTED a row
+  deleted by a transaction that then commits is skipped, InnoDB takes no gap locks), that other
+  transaction is itself in its last statements, and never waits for locks of this DELETE:
+  both walk the terminal's expired rows in the order of the (account, peer, created) index,
+  so the first to lock the oldest row goes through, and the other waits only until it
+  commits, one round trip later;
+* a transaction's journal write (the insert of a new key, the update of a row that is within
+  its window) never touches a row another transaction's DELETE wants, but for a row at the
+  edge of the window that another kiosk, whose clock reads a second later, finds expired:
+  that DELETE waits for the write's commit and then skips the row, which is no longer
+  expired; the write came after its own DELETE, so it waits for nobody. A row updated or
+  deleted meanwhile makes the update match nothing: :class:`JournalRace`, and the request is
+  run again.
+
+Should the two DELETEs walk the rows in different orders anyway (two different plans), the
+deadlock is reported on the journal write's round trip, before the ``COMMIT``, as a
+:class:`~koha_gateway.db.engine.SerializationFailure`: nothing was written, and the request
+is run again (``Gateway.apply``), never answered with an unknown outcome.
 """
 
 from __future__ import annotations
@@ -38,7 +76,6 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from koha_gateway.db.engine import IntegrityError
 from koha_gateway.ils import items as ils_items
 from koha_gateway.ils import patrons as ils_patrons
 from koha_gateway.sip2.codec import Response
@@ -58,7 +95,8 @@ _PATRON_COLUMNS = "borrowernumber, categorycode, dateexpiry, debarred, gonenoadd
 
 
 class JournalRace(Exception):
-    """Another transaction wrote this terminal's journal row first: run the request again."""
+    """Another transaction (a copy of the request) wrote its journal row first: run the
+    request again."""
 
 
 def retry_window(policy) -> timedelta:
@@ -76,27 +114,26 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
     """Answer ``msg`` (received as ``raw``) in ``txn``: from the journal when it is a resend,
     else by ``apply(txn, ctx, msg)``, journalling the answer.
 
-    The terminal's row is read without a lock, and written (locked) only at the end, so that
-    the lock is held from that write to the commit, not for the whole request: the writes of
-    kiosks that share a terminal (one SIP account behind one address) then overlap instead of
-    queueing. The outcome is the one of running the terminal's requests one after the other:
-    a row written meanwhile by a copy of this request makes this one a :class:`JournalRace`
-    (run again, it is then answered from the journal); a row written meanwhile by another
-    request of the terminal is simply replaced, as it would have been had that request come
-    first (see :func:`_write`)."""
+    The terminal's row of these bytes is read without a lock, and written (locked) only at the
+    end, with the deletion of the terminal's expired rows; a copy of this request that wrote
+    the row meanwhile makes this one a :class:`JournalRace` (run again, it is then answered
+    from the journal)."""
     if msg.code not in MUTATING:
         return apply(txn, ctx, msg)
     account, peer = ctx.account.id, ctx.peer or "-"
     key = digest(raw)
+    window = retry_window(ctx.institution.policy)
+    expired_before = (ctx.now - window).strftime("%Y-%m-%d %H:%M:%S")
     previous = txn.one(
-        "SELECT serial, digest, fingerprint, response, created FROM kgw_request_journal "
-        "WHERE account = ? AND peer = ?",
-        (account, peer),
+        "SELECT serial, fingerprint, response, created FROM kgw_request_journal "
+        "WHERE account = ? AND peer = ? AND digest = ?",
+        (account, peer, key),
     )
+    if previous is not None and _sql_time(previous["created"]) < expired_before:
+        previous = None  # deleted with the terminal's other expired rows, written anew
     if (
         previous is not None
-        and previous["digest"] == key
-        and _within(previous["created"], ctx, retry_window(ctx.institution.policy))
+        and _within(previous["created"], ctx, window)
         and previous["fingerprint"] == fingerprint(txn, ctx, msg)
     ):
         ctx.log.append(f"resent {msg.code} answered from the request journal")
@@ -105,7 +142,7 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
     if locked:
         locked.clear()  # a transaction run again starts afresh
     response = apply(txn, ctx, msg)
-    _write(
+    record(
         txn,
         account,
         peer,
@@ -114,54 +151,51 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
         state=fingerprint(txn, ctx, msg, locked=getattr(ctx, "locked_patrons", None)),
         response=store(response),
         created=ctx.now_sql,
+        expired_before=expired_before,
     )
     return response
 
 
-def _write(txn, account: str, peer: str, serial: int | None, **row) -> None:
-    """:func:`record` this request over the row read with ``serial``. When another transaction
-    replaced that row meanwhile (committed, since the UPDATE waits for the row lock and then
-    sees the latest row), the row is read again, locked: written by a copy of this request
-    (the same digest), this transaction lost the race; written by another request of the
-    terminal, this request comes after it and replaces it."""
-    try:
-        record(txn, account, peer, serial, **row)
-    except JournalRace:
-        if serial is None:
-            raise  # two first rows: the loser's transaction is spoilt (PostgreSQL) anyway
-        current = txn.one(
-            "SELECT serial, digest FROM kgw_request_journal "
-            f"WHERE account = ? AND peer = ?{txn.for_update}",
-            (account, peer),
+def record(
+    txn,
+    account: str,
+    peer: str,
+    serial: int | None,
+    *,
+    key: str,
+    state: str,
+    response: str,
+    created: str,
+    expired_before: str | None = None,
+) -> None:
+    """Journal the request of digest ``key``: insert its row (``serial`` None: there was
+    none), or update the row read with ``serial``; :class:`JournalRace` when another
+    transaction (a copy of this request) wrote that row since. ``expired_before``: delete the
+    terminal's rows created before it first (a deferred write, in the same round trip)."""
+    if expired_before is not None:
+        # No ``--`` comment at the end: deferred writes are sent as one batch.
+        txn.execute_later(
+            "DELETE FROM kgw_request_journal WHERE account = ? AND peer = ? AND created < ?",
+            (account, peer, expired_before),
         )
-        if current is None or current["digest"] == row["key"]:
-            raise
-        record(txn, account, peer, int(current["serial"]), **row)
-
-
-def record(txn, account: str, peer: str, serial: int | None, **row) -> None:
-    """Make this the terminal's last request, replacing the row read with ``serial`` (None:
-    there was none); JournalRace when another transaction wrote the terminal's row since."""
-    values = (row["key"], row["state"], row["response"], row["created"])
     if serial is None:
-        txn.flush()  # the IntegrityError caught below must be the insert's own
-        try:
-            txn.execute(
-                "INSERT INTO kgw_request_journal (account, peer, serial, digest, fingerprint, "
-                "response, created) VALUES (?, ?, 1, ?, ?, ?, ?)",
-                (account, peer, *values),
-            )
-        except IntegrityError as exc:
-            raise JournalRace(f"journal of {account!r} at {peer} written concurrently") from exc
-        return
-    # The serial check is re-evaluated on the latest committed row (PostgreSQL's READ
-    # COMMITTED, InnoDB's locking read): a row written since the SELECT matches nothing.
-    changed = txn.execute(
-        "UPDATE kgw_request_journal SET serial = ?, digest = ?, fingerprint = ?, response = ?, "
-        "created = ? WHERE account = ? AND peer = ? AND serial = ?",
-        (serial + 1, *values, account, peer, serial),
-    )
-    if changed != 1:
+        # A row that exists is no error (it would spoil the transaction on PostgreSQL), so
+        # the deferred writes travel with the insert.
+        written = txn.upsert(
+            "kgw_request_journal",
+            {"account": account, "peer": peer, "digest": key},
+            {},
+            inserted={"serial": 1, "fingerprint": state, "response": response, "created": created},
+        )
+    else:
+        # The serial check is re-evaluated on the latest committed row (PostgreSQL's READ
+        # COMMITTED, InnoDB's locking read): a row written since the SELECT matches nothing.
+        written = txn.execute(
+            "UPDATE kgw_request_journal SET serial = ?, fingerprint = ?, response = ?, "
+            "created = ? WHERE account = ? AND peer = ? AND digest = ? AND serial = ?",
+            (serial + 1, state, response, created, account, peer, key, serial),
+        )
+    if written != 1:
         raise JournalRace(f"journal of {account!r} at {peer} written concurrently")
 
 
@@ -350,6 +384,13 @@ def _values(row, keys: tuple[str, ...] | None = None) -> list | None:
         return None
     values = row.values() if keys is None else (row[key] for key in keys)
     return [str(v) if v is not None else None for v in values]
+
+
+def _sql_time(value) -> str:
+    """A ``created`` value as ``YYYY-MM-DD HH:MM:SS`` text (MariaDB may give a datetime)."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)[:19]
 
 
 def _within(created, ctx, window: timedelta) -> bool:

@@ -310,6 +310,27 @@ def test_upsert_reports_rows_written(db):
     assert rows == [{"code": "k", "n": 2}, {"code": "m", "n": 0}]
 
 
+def test_upsert_with_columns_written_only_on_insert(db):
+    """``inserted=``: columns of the new row, left alone when the row exists; with no
+    ``values``, an existing row is no error, so deferred writes may travel with it."""
+    create_table(db)
+
+    def work(txn):
+        txn.execute_later("INSERT INTO t (code, n) VALUES ('later', 5)")
+        first = txn.upsert("t", {"code": "k"}, {}, inserted={"n": 1, "label": "first"})
+        txn.execute_later("UPDATE t SET n = n + 1 WHERE code = 'later'")
+        again = txn.upsert("t", {"code": "k"}, {}, inserted={"n": 2, "label": "second"})
+        updated = txn.upsert("t", {"code": "k"}, {"label": "third"}, inserted={"n": 3})
+        return first, again, updated, txn.query("SELECT code, n, label FROM t ORDER BY code")
+
+    *counts, rows = db.run_blocking(work)
+    assert counts == [1, 0, 1]
+    assert rows == [
+        {"code": "k", "n": 1, "label": "third"},
+        {"code": "later", "n": 6, "label": None},
+    ]
+
+
 def test_insert_with_an_explicit_key_returns_it(db):
     db.run_blocking(
         lambda txn: txn.execute("CREATE TABLE old (issue_id INTEGER PRIMARY KEY, note TEXT)")
