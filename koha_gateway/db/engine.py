@@ -406,6 +406,10 @@ class Engine:
     #: DDL commits the open transaction (MariaDB/MySQL).
     ddl_commits = False
 
+    def cursor(self, conn):
+        """The cursor a :class:`Txn` runs its statements with (the driver's own here)."""
+        return conn.cursor()
+
     def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
         """Run ``parts`` (statements in driver form) in one round trip; the cursor then holds
         the result of the last one."""
@@ -1077,6 +1081,116 @@ def _mysqldb_conversions() -> dict[Any, Any]:
         return _my_conv
 
 
+class _MySQLCursor:
+    """What :class:`Txn` needs of a MySQLdb cursor, on mysqlclient's low-level connection API.
+
+    MySQLdb's ``Cursor`` runs some 35 Python calls per statement (``execute`` -> ``_mogrify``
+    -> ``_query`` -> ``_do_get_result`` -> ``_post_get_result`` -> ``_fetch_row``, with the
+    ``_get_db`` checks, a ``field_flags()`` tuple of every column and a drain of pending
+    results) around the same C calls made here: ``query``, ``store_result``, ``describe``,
+    ``fetch_row(0)``, ``affected_rows``, ``insert_id``, ``next_result`` (all in mysqlclient
+    1.4.6, Debian bookworm's, as in 2.x). The C methods are called through the
+    ``_mysql.connection`` type, which skips the connection's own ``__getattr__`` and the
+    Python ``Connection.query`` wrapper. Rows are converted by the connection's converters
+    in C, as MySQLdb's cursor has them converted; parameters are quoted by the connection
+    (``literal``: ``string_literal`` for text, as MySQLdb does) and interpolated into the
+    encoded statement with ``%``, exactly as ``Cursor.execute`` does (so ``%%`` becomes
+    ``%`` even without parameters). Errors are the driver's own exceptions, raised by the
+    same C calls.
+
+    ``executemany`` is left to MySQLdb's cursor (:meth:`MySQLEngine.execute_batch`: it
+    rewrites ``INSERT ... VALUES`` into multi-row inserts).
+    """
+
+    __slots__ = ("connection", "description", "rowcount", "lastrowid", "_rows", "_next")
+
+    def __init__(self, conn) -> None:
+        self.connection = conn
+        self.description = None
+        self.rowcount = -1
+        self.lastrowid = None
+        self._rows: tuple = ()
+        self._next = 0
+
+    def execute(self, query: str, args: Sequence[Any] = ()) -> int:
+        conn = self.connection
+        c = _my_c
+        # A result left by a multi-statement batch (none after Txn's batches, which read
+        # every result) would make the next query fail "out of sync": drop it, as MySQLdb's
+        # cursor does before every statement.
+        while c.next_result(conn) == 0:
+            c.store_result(conn)
+        encoding = conn.encoding
+        literal = None
+        quoted = []
+        for value in args:
+            kind = type(value)
+            if kind is str:
+                quoted.append(c.string_literal(conn, value.encode(encoding)))
+            elif kind is int:
+                quoted.append(b"%d" % value)
+            elif value is None:
+                quoted.append(b"NULL")
+            else:
+                if literal is None:
+                    literal = conn.literal
+                quoted.append(literal(value))
+        try:
+            sql = query.encode(encoding) % tuple(quoted)
+        except TypeError as exc:
+            raise _my_programming_error(str(exc)) from None
+        self.rowcount = -1
+        self.lastrowid = None
+        c.query(conn, sql)
+        self._result()
+        return self.rowcount
+
+    def _result(self) -> None:
+        conn = self.connection
+        c = _my_c
+        result = c.store_result(conn)
+        if result is None:
+            self.description = None
+            self._rows = ()
+        else:
+            self.description = result.describe()
+        self.rowcount = c.affected_rows(conn)
+        self.lastrowid = c.insert_id(conn)
+        if result is not None:
+            self._rows = result.fetch_row(0)
+        self._next = 0
+
+    def nextset(self) -> int | None:
+        """Read the next result of a multi-statement batch (its error is raised here)."""
+        if _my_c.next_result(self.connection) == -1:
+            return None
+        self._result()
+        return 1
+
+    def fetchone(self):
+        rows = self._rows
+        if self._next >= len(rows):
+            return None
+        self._next += 1
+        return rows[self._next - 1]
+
+    def fetchall(self):
+        rows = self._rows
+        if self._next:
+            rows = rows[self._next :]
+        self._next = len(self._rows)
+        return rows
+
+    def close(self) -> None:
+        self._rows = ()
+        self.description = None
+
+
+#: ``MySQLdb._mysql.connection`` and ``MySQLdb.ProgrammingError``, set by MySQLEngine.
+_my_c: Any = None
+_my_programming_error: Any = None
+
+
 class MySQLEngine(Engine):
     """MariaDB/MySQL through mysqlclient (``MySQLdb``; see the module docstring)."""
 
@@ -1106,6 +1220,11 @@ class MySQLEngine(Engine):
                 "MariaDB/MySQL needs mysqlclient (Debian: python3-mysqldb; pip: "
                 "koha-gateway[mysql])"
             ) from None
+        global _my_c, _my_programming_error
+        from MySQLdb import _mysql
+
+        _my_c = _mysql.connection
+        _my_programming_error = MySQLdb.ProgrammingError
         self._mysqldb = MySQLdb
         self._client = CLIENT
         self.driver_error = MySQLdb.Error
@@ -1171,6 +1290,17 @@ class MySQLEngine(Engine):
     begin_sql = "START TRANSACTION"
     batches = True
     ddl_commits = True
+
+    def cursor(self, conn) -> _MySQLCursor:
+        return _MySQLCursor(conn)
+
+    def execute_batch(self, cursor, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        # MySQLdb's cursor turns INSERT ... VALUES into multi-row inserts.
+        batch = cursor.connection.cursor()
+        try:
+            batch.executemany(sql, rows)
+        finally:
+            batch.close()
 
     def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
         # One COM_QUERY (CLIENT_MULTI_STATEMENTS): the server runs the statements in order,
@@ -1387,7 +1517,7 @@ class Txn:
         self.engine = engine
         self.readonly = readonly
         self._conn = conn
-        self._cursor = conn.cursor()
+        self._cursor = engine.cursor(conn)
         self.round_trips = 0
         self._savepoints = 0
         # Whether the server transaction is open (SQLite: Database began it already).
