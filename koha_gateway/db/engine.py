@@ -276,6 +276,11 @@ def qmark_to_pyformat(sql: str) -> str:
     return "".join(out)
 
 
+#: Parameter types that every driver takes as they are (no bool, date or Decimal among them,
+#: nor their subclasses): :meth:`Engine.adapt_params` passes them without an isinstance().
+_PLAIN_PARAMS = frozenset({str, int, float, bytes, type(None)})
+
+
 def _format_datetime(value: _dt.datetime) -> str:
     return (
         f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
@@ -345,7 +350,8 @@ class Engine:
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
-        self._names: dict[str, list[str]] = {}
+        # Statement -> (number of columns, first and last name from the driver, row keys).
+        self._names: dict[str, tuple[int, str, str, list[str]]] = {}
 
     def ddl(self, sql: str) -> str:
         """Expand the schema's type tokens (``{pk}``, ``{money}``, ...) for this engine."""
@@ -371,7 +377,7 @@ class Engine:
         if not params:
             return ()
         for value in params:
-            if isinstance(value, (bool, _dt.date, Decimal)):
+            if type(value) not in _PLAIN_PARAMS and isinstance(value, (bool, _dt.date, Decimal)):
                 break
         else:
             return params
@@ -440,29 +446,28 @@ class Engine:
         Rows of ``SELECT *`` from Koha's wide tables (``borrowers``, ``items``) have 60 to 100
         columns; making the keys cost about as much as running the statement on SQLite. The
         cache is checked against the number of columns and the first and last names, so a table
-        that gained or lost a column (an upgrade of Koha's schema) is read afresh.
+        that gained or lost a column (an upgrade of Koha's schema) is read afresh. The check
+        compares the names as the driver gives them (kept with the entry), so that a hit costs
+        no method call and no ``lower()``.
         """
         if sql is not None:
-            names = self._names.get(sql)
+            entry = self._names.get(sql)
             if (
-                names is not None
-                and len(names) == len(description)
-                and names[0] == self._name_of(description[0][0])
-                and names[-1] == self._name_of(description[-1][0])
+                entry is not None
+                and entry[0] == len(description)
+                and entry[1] == description[0][0]
+                and entry[2] == description[-1][0]
             ):
-                return names
+                return entry[3]
         if self.lower_names:
             names = [d[0].lower() for d in description]
         else:
             names = [d[0] for d in description]
-        if sql is not None:
+        if sql is not None and names:
             if len(self._names) >= self._NAMES_LIMIT:
                 self._names.clear()
-            self._names[sql] = names
+            self._names[sql] = (len(description), description[0][0], description[-1][0], names)
         return names
-
-    def _name_of(self, name: str) -> str:
-        return name.lower() if self.lower_names else name
 
     def execute_batch(self, cursor, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         cursor.executemany(sql, rows)
@@ -841,14 +846,25 @@ class PostgreSQLEngine(Engine):
             conn.close()  # the pool does not keep a connection whose set-up failed
             raise
 
-    def translate(self, sql: str) -> str:
-        return qmark_to_pyformat(sql)
+    # The cached function itself (one call per statement, not two).
+    translate = staticmethod(qmark_to_pyformat)
 
     def adapt_params(self, params: Sequence[Any] | None) -> Sequence[Any]:
         # psycopg2 interpolates whenever a parameter sequence is given (even an empty one),
         # which is what the doubled '%' of translate() expects.
         if not params:
             return ()
+        # One pass over the usual parameters (text without NUL, numbers, NULL), which go to
+        # psycopg2 as they are.
+        for value in params:
+            kind = type(value)
+            if kind is str:
+                if "\x00" in value:
+                    break
+            elif kind not in _PLAIN_PARAMS:
+                break
+        else:
+            return params
         params = super().adapt_params(params)
         # PostgreSQL text cannot hold NUL; SQLite can. Drop it, so that a NUL in a SIP field
         # (never meaningful) finds nothing or is stored the same way on both engines.
@@ -1282,6 +1298,10 @@ class MySQLEngine(Engine):
             finally:
                 cursor.close()
             conn.commit()
+            # Set here so that begin() reads a plain attribute: a getattr() default on a
+            # missing attribute of the connection costs an AttributeError per transaction.
+            conn.kgw_readonly = False
+            conn.kgw_dead = False
         except BaseException:
             conn.close()  # the pool does not keep a connection whose set-up failed
             raise
@@ -1315,7 +1335,7 @@ class MySQLEngine(Engine):
         # mode applies to autocommit statements and to the transaction START TRANSACTION
         # opens; it is changed only when this connection's last transaction had the other
         # mode (a START TRANSACTION READ ONLY per transaction would be a round trip each time).
-        if readonly != getattr(conn, "kgw_readonly", False):
+        if readonly != conn.kgw_readonly:
             conn.query(
                 "SET SESSION TRANSACTION READ ONLY"
                 if readonly
@@ -1336,15 +1356,12 @@ class MySQLEngine(Engine):
         except self.driver_error:
             return True
 
-    def translate(self, sql: str) -> str:
-        return qmark_to_pyformat(sql)
+    # The cached function itself (one call per statement, not two).
+    translate = staticmethod(qmark_to_pyformat)
 
-    def adapt_params(self, params: Sequence[Any] | None) -> Sequence[Any]:
-        # MySQLdb interpolates whenever a parameter sequence is given (even an empty one),
-        # which is what the doubled '%' of translate() expects.
-        if not params:
-            return ()
-        return super().adapt_params(params)
+    # Engine.adapt_params: MySQLdb's interpolation (and _MySQLCursor's) runs whenever a
+    # parameter sequence is given (even an empty one, the ``()`` it returns then), which is
+    # what the doubled '%' of translate() expects.
 
     lower_names = True
 
