@@ -276,6 +276,11 @@ def qmark_to_pyformat(sql: str) -> str:
     return "".join(out)
 
 
+#: Parameter types that every driver takes as they are (no bool, date or Decimal among them,
+#: nor their subclasses): :meth:`Engine.adapt_params` passes them without an isinstance().
+_PLAIN_PARAMS = frozenset({str, int, float, bytes, type(None)})
+
+
 def _format_datetime(value: _dt.datetime) -> str:
     return (
         f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
@@ -345,7 +350,8 @@ class Engine:
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
-        self._names: dict[str, list[str]] = {}
+        # Statement -> (number of columns, first and last name from the driver, row keys).
+        self._names: dict[str, tuple[int, str, str, list[str]]] = {}
 
     def ddl(self, sql: str) -> str:
         """Expand the schema's type tokens (``{pk}``, ``{money}``, ...) for this engine."""
@@ -371,7 +377,7 @@ class Engine:
         if not params:
             return ()
         for value in params:
-            if isinstance(value, (bool, _dt.date, Decimal)):
+            if type(value) not in _PLAIN_PARAMS and isinstance(value, (bool, _dt.date, Decimal)):
                 break
         else:
             return params
@@ -406,6 +412,10 @@ class Engine:
     #: DDL commits the open transaction (MariaDB/MySQL).
     ddl_commits = False
 
+    def cursor(self, conn):
+        """The cursor a :class:`Txn` runs its statements with (the driver's own here)."""
+        return conn.cursor()
+
     def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
         """Run ``parts`` (statements in driver form) in one round trip; the cursor then holds
         the result of the last one."""
@@ -436,29 +446,28 @@ class Engine:
         Rows of ``SELECT *`` from Koha's wide tables (``borrowers``, ``items``) have 60 to 100
         columns; making the keys cost about as much as running the statement on SQLite. The
         cache is checked against the number of columns and the first and last names, so a table
-        that gained or lost a column (an upgrade of Koha's schema) is read afresh.
+        that gained or lost a column (an upgrade of Koha's schema) is read afresh. The check
+        compares the names as the driver gives them (kept with the entry), so that a hit costs
+        no method call and no ``lower()``.
         """
         if sql is not None:
-            names = self._names.get(sql)
+            entry = self._names.get(sql)
             if (
-                names is not None
-                and len(names) == len(description)
-                and names[0] == self._name_of(description[0][0])
-                and names[-1] == self._name_of(description[-1][0])
+                entry is not None
+                and entry[0] == len(description)
+                and entry[1] == description[0][0]
+                and entry[2] == description[-1][0]
             ):
-                return names
+                return entry[3]
         if self.lower_names:
             names = [d[0].lower() for d in description]
         else:
             names = [d[0] for d in description]
-        if sql is not None:
+        if sql is not None and names:
             if len(self._names) >= self._NAMES_LIMIT:
                 self._names.clear()
-            self._names[sql] = names
+            self._names[sql] = (len(description), description[0][0], description[-1][0], names)
         return names
-
-    def _name_of(self, name: str) -> str:
-        return name.lower() if self.lower_names else name
 
     def execute_batch(self, cursor, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         cursor.executemany(sql, rows)
@@ -837,14 +846,25 @@ class PostgreSQLEngine(Engine):
             conn.close()  # the pool does not keep a connection whose set-up failed
             raise
 
-    def translate(self, sql: str) -> str:
-        return qmark_to_pyformat(sql)
+    # The cached function itself (one call per statement, not two).
+    translate = staticmethod(qmark_to_pyformat)
 
     def adapt_params(self, params: Sequence[Any] | None) -> Sequence[Any]:
         # psycopg2 interpolates whenever a parameter sequence is given (even an empty one),
         # which is what the doubled '%' of translate() expects.
         if not params:
             return ()
+        # One pass over the usual parameters (text without NUL, numbers, NULL), which go to
+        # psycopg2 as they are.
+        for value in params:
+            kind = type(value)
+            if kind is str:
+                if "\x00" in value:
+                    break
+            elif kind not in _PLAIN_PARAMS:
+                break
+        else:
+            return params
         params = super().adapt_params(params)
         # PostgreSQL text cannot hold NUL; SQLite can. Drop it, so that a NUL in a SIP field
         # (never meaningful) finds nothing or is stored the same way on both engines.
@@ -1077,6 +1097,116 @@ def _mysqldb_conversions() -> dict[Any, Any]:
         return _my_conv
 
 
+class _MySQLCursor:
+    """What :class:`Txn` needs of a MySQLdb cursor, on mysqlclient's low-level connection API.
+
+    MySQLdb's ``Cursor`` runs some 35 Python calls per statement (``execute`` -> ``_mogrify``
+    -> ``_query`` -> ``_do_get_result`` -> ``_post_get_result`` -> ``_fetch_row``, with the
+    ``_get_db`` checks, a ``field_flags()`` tuple of every column and a drain of pending
+    results) around the same C calls made here: ``query``, ``store_result``, ``describe``,
+    ``fetch_row(0)``, ``affected_rows``, ``insert_id``, ``next_result`` (all in mysqlclient
+    1.4.6, Debian bookworm's, as in 2.x). The C methods are called through the
+    ``_mysql.connection`` type, which skips the connection's own ``__getattr__`` and the
+    Python ``Connection.query`` wrapper. Rows are converted by the connection's converters
+    in C, as MySQLdb's cursor has them converted; parameters are quoted by the connection
+    (``literal``: ``string_literal`` for text, as MySQLdb does) and interpolated into the
+    encoded statement with ``%``, exactly as ``Cursor.execute`` does (so ``%%`` becomes
+    ``%`` even without parameters). Errors are the driver's own exceptions, raised by the
+    same C calls.
+
+    ``executemany`` is left to MySQLdb's cursor (:meth:`MySQLEngine.execute_batch`: it
+    rewrites ``INSERT ... VALUES`` into multi-row inserts).
+    """
+
+    __slots__ = ("connection", "description", "rowcount", "lastrowid", "_rows", "_next")
+
+    def __init__(self, conn) -> None:
+        self.connection = conn
+        self.description = None
+        self.rowcount = -1
+        self.lastrowid = None
+        self._rows: tuple = ()
+        self._next = 0
+
+    def execute(self, query: str, args: Sequence[Any] = ()) -> int:
+        conn = self.connection
+        c = _my_c
+        # A result left by a multi-statement batch (none after Txn's batches, which read
+        # every result) would make the next query fail "out of sync": drop it, as MySQLdb's
+        # cursor does before every statement.
+        while c.next_result(conn) == 0:
+            c.store_result(conn)
+        encoding = conn.encoding
+        literal = None
+        quoted = []
+        for value in args:
+            kind = type(value)
+            if kind is str:
+                quoted.append(c.string_literal(conn, value.encode(encoding)))
+            elif kind is int:
+                quoted.append(b"%d" % value)
+            elif value is None:
+                quoted.append(b"NULL")
+            else:
+                if literal is None:
+                    literal = conn.literal
+                quoted.append(literal(value))
+        try:
+            sql = query.encode(encoding) % tuple(quoted)
+        except TypeError as exc:
+            raise _my_programming_error(str(exc)) from None
+        self.rowcount = -1
+        self.lastrowid = None
+        c.query(conn, sql)
+        self._result()
+        return self.rowcount
+
+    def _result(self) -> None:
+        conn = self.connection
+        c = _my_c
+        result = c.store_result(conn)
+        if result is None:
+            self.description = None
+            self._rows = ()
+        else:
+            self.description = result.describe()
+        self.rowcount = c.affected_rows(conn)
+        self.lastrowid = c.insert_id(conn)
+        if result is not None:
+            self._rows = result.fetch_row(0)
+        self._next = 0
+
+    def nextset(self) -> int | None:
+        """Read the next result of a multi-statement batch (its error is raised here)."""
+        if _my_c.next_result(self.connection) == -1:
+            return None
+        self._result()
+        return 1
+
+    def fetchone(self):
+        rows = self._rows
+        if self._next >= len(rows):
+            return None
+        self._next += 1
+        return rows[self._next - 1]
+
+    def fetchall(self):
+        rows = self._rows
+        if self._next:
+            rows = rows[self._next :]
+        self._next = len(self._rows)
+        return rows
+
+    def close(self) -> None:
+        self._rows = ()
+        self.description = None
+
+
+#: ``MySQLdb._mysql.connection`` and ``MySQLdb.ProgrammingError``, set by MySQLEngine.
+_my_c: Any = None
+_my_programming_error: Any = None
+
+
 class MySQLEngine(Engine):
     """MariaDB/MySQL through mysqlclient (``MySQLdb``; see the module docstring)."""
 
@@ -1106,6 +1236,11 @@ class MySQLEngine(Engine):
                 "MariaDB/MySQL needs mysqlclient (Debian: python3-mysqldb; pip: "
                 "koha-gateway[mysql])"
             ) from None
+        global _my_c, _my_programming_error
+        from MySQLdb import _mysql
+
+        _my_c = _mysql.connection
+        _my_programming_error = MySQLdb.ProgrammingError
         self._mysqldb = MySQLdb
         self._client = CLIENT
         self.driver_error = MySQLdb.Error
@@ -1163,6 +1298,10 @@ class MySQLEngine(Engine):
             finally:
                 cursor.close()
             conn.commit()
+            # Set here so that begin() reads a plain attribute: a getattr() default on a
+            # missing attribute of the connection costs an AttributeError per transaction.
+            conn.kgw_readonly = False
+            conn.kgw_dead = False
         except BaseException:
             conn.close()  # the pool does not keep a connection whose set-up failed
             raise
@@ -1171,6 +1310,17 @@ class MySQLEngine(Engine):
     begin_sql = "START TRANSACTION"
     batches = True
     ddl_commits = True
+
+    def cursor(self, conn) -> _MySQLCursor:
+        return _MySQLCursor(conn)
+
+    def execute_batch(self, cursor, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        # MySQLdb's cursor turns INSERT ... VALUES into multi-row inserts.
+        batch = cursor.connection.cursor()
+        try:
+            batch.executemany(sql, rows)
+        finally:
+            batch.close()
 
     def send(self, cursor, parts: list[str], params: Sequence[Any]) -> None:
         # One COM_QUERY (CLIENT_MULTI_STATEMENTS): the server runs the statements in order,
@@ -1185,7 +1335,7 @@ class MySQLEngine(Engine):
         # mode applies to autocommit statements and to the transaction START TRANSACTION
         # opens; it is changed only when this connection's last transaction had the other
         # mode (a START TRANSACTION READ ONLY per transaction would be a round trip each time).
-        if readonly != getattr(conn, "kgw_readonly", False):
+        if readonly != conn.kgw_readonly:
             conn.query(
                 "SET SESSION TRANSACTION READ ONLY"
                 if readonly
@@ -1206,15 +1356,12 @@ class MySQLEngine(Engine):
         except self.driver_error:
             return True
 
-    def translate(self, sql: str) -> str:
-        return qmark_to_pyformat(sql)
+    # The cached function itself (one call per statement, not two).
+    translate = staticmethod(qmark_to_pyformat)
 
-    def adapt_params(self, params: Sequence[Any] | None) -> Sequence[Any]:
-        # MySQLdb interpolates whenever a parameter sequence is given (even an empty one),
-        # which is what the doubled '%' of translate() expects.
-        if not params:
-            return ()
-        return super().adapt_params(params)
+    # Engine.adapt_params: MySQLdb's interpolation (and _MySQLCursor's) runs whenever a
+    # parameter sequence is given (even an empty one, the ``()`` it returns then), which is
+    # what the doubled '%' of translate() expects.
 
     lower_names = True
 
@@ -1387,7 +1534,7 @@ class Txn:
         self.engine = engine
         self.readonly = readonly
         self._conn = conn
-        self._cursor = conn.cursor()
+        self._cursor = engine.cursor(conn)
         self.round_trips = 0
         self._savepoints = 0
         # Whether the server transaction is open (SQLite: Database began it already).
