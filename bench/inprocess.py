@@ -27,7 +27,10 @@ per message kind (the best of the runs for each kind, measured around each messa
   received to bytes sent except the database's own work.
 
 The mix, after one login (93): 63 with AD, 17, 23 with AD, 99, 11, 09 (the checkin returns
-the item the checkout lent, so every round leaves the database as it found it).
+the item the checkout lent, so every round leaves the database as it found it). Each 11 and 09
+carries a transaction date of its own, as a kiosk's do, so that the request journal meets new
+bytes every time (``--same-bytes`` sends the same ones every round, as this script did before:
+each then reads the journal's row of the round before and computes its fingerprint twice).
 
     python bench/inprocess.py [--rounds 2000] [--repeat 5] [--mode both] [--profile FILE]
                               [--reference-max-age 10] [--callgrind-kind 11]
@@ -58,6 +61,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,11 +85,13 @@ from koha_gateway.config import load_sip_config  # noqa: E402
 from koha_gateway.db import Database, koha, schema  # noqa: E402
 from koha_gateway.ils import reference  # noqa: E402
 from koha_gateway.ils import sysprefs as sysprefs_mod  # noqa: E402
+from koha_gateway.ils.journal import MUTATING  # noqa: E402
 from koha_gateway.protocol import SIPFactory  # noqa: E402
 from koha_gateway.service import Gateway  # noqa: E402
 from tests.gateway import SHIPPED_SIPCONFIG  # noqa: E402
 
 BLANK = " " * 18
+STAMP = "%Y%m%d    %H%M%S"
 PIN = "1234"
 
 
@@ -247,7 +253,7 @@ class ReplayTxn(_Savepoints):
     def insert(self, sql, params=(), *, pk=None):
         return self._next("insert", sql)
 
-    def upsert(self, table, keys, values):
+    def upsert(self, table, keys, values, **kw):
         return self._next("upsert", table)
 
 
@@ -311,7 +317,11 @@ _CALL_WITH_KEYWORDS.restype = ctypes.py_object
 
 class Bench:
     def __init__(
-        self, url: str, workdir: Path, reference_max_age: float = reference.DEFAULT_MAX_AGE
+        self,
+        url: str,
+        workdir: Path,
+        reference_max_age: float = reference.DEFAULT_MAX_AGE,
+        same_bytes: bool = False,
     ):
         self.real = Database.from_url(url)
         self.sync = SyncDatabase(self.real)
@@ -330,8 +340,11 @@ class Bench:
             cache = reference.ReferenceCache(reference_max_age, clock=self.reactor.seconds)
             self.gateway.reference = reference.install(self.real.engine, cache)
         self.service = next(s for s in self.config.services if s.transport == "RAW")
-        self.stamp = wall.now().strftime("%Y%m%d    %H%M%S")
+        self.began = wall.now()
+        self.stamp = self.began.strftime(STAMP)
         self.round = mix(self.stamp)
+        self.same_bytes = same_bytes
+        self.sent = 0  # journalled messages' dates so far (plan)
 
     def use(self, db) -> None:
         self.gateway.db = db
@@ -349,9 +362,28 @@ class Bench:
         transport.clear()
         return protocol, transport
 
-    def rounds(self, protocol, transport, n: int, check: bool = True) -> None:
-        messages = self.round
+    def plan(self, n: int) -> list[list[tuple[str, bytes, bytes]]]:
+        """``n`` rounds of ``self.round``. Unless ``same_bytes``, each journalled message (11,
+        09) carries a transaction date of its own, one second earlier than the one before, as
+        a kiosk's requests do (a kiosk stamps each with its clock): the request journal then
+        finds no earlier row of the same bytes (as for a request that is not a resend)."""
+        if self.same_bytes:
+            return [self.round] * n
+        plan = []
+        stamp = self.stamp.encode()
         for _ in range(n):
+            self.sent += 1
+            fresh = (self.began - timedelta(seconds=self.sent)).strftime(STAMP).encode()
+            plan.append(
+                [
+                    (kind, line.replace(stamp, fresh, 1) if kind in MUTATING else line, expect)
+                    for kind, line, expect in self.round
+                ]
+            )
+        return plan
+
+    def rounds(self, protocol, transport, n: int, check: bool = True, plan=None) -> None:
+        for messages in plan or self.plan(n):
             for kind, line, expect in messages:
                 protocol.dataReceived(line)
                 if check and not transport.value().startswith(expect):
@@ -360,8 +392,9 @@ class Bench:
 
     def measure(self, protocol, transport, n: int) -> float:
         """CPU microseconds per message over ``n`` rounds."""
+        plan = self.plan(n)
         began = time.process_time()
-        self.rounds(protocol, transport, n, check=False)
+        self.rounds(protocol, transport, n, check=False, plan=plan)
         return (time.process_time() - began) / (n * len(self.round)) * 1e6
 
     def measure_kinds(
@@ -373,8 +406,8 @@ class Bench:
         clock = time.process_time
         spent = dict.fromkeys((kind for kind, _, _ in self.round), 0.0)
         received = protocol.dataReceived
-        for _ in range(n):
-            for kind, line, _expect in self.round:
+        for messages in self.plan(n):
+            for kind, line, _expect in messages:
                 began = clock()
                 if kind == through_c:
                     _call_through_c(received, line)
@@ -419,6 +452,12 @@ def main(argv=None) -> None:
         help="send the measured messages of this kind through the C function callgrind "
         "toggles on (see the module's docstring)",
     )
+    parser.add_argument(
+        "--same-bytes",
+        action="store_true",
+        help="send the same bytes every round: each 11 and 09 then finds the request journal's "
+        "row of the round before (a resend's lookup; the figures before 2026-12-05 evening)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="kgw-inprocess-") as tmp:
@@ -431,7 +470,7 @@ def main(argv=None) -> None:
         observers = logs.install(
             str(workdir / "sip.log"), str(workdir / "error.log"), args.log_level
         )
-        bench = Bench(url, workdir, args.reference_max_age)
+        bench = Bench(url, workdir, args.reference_max_age, args.same_bytes)
         protocol, transport = bench.connect()
         bench.rounds(protocol, transport, 20)  # warm-up: caches, bcrypt results, statements
         results = {}
