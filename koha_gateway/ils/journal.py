@@ -79,6 +79,7 @@ from typing import Any
 
 from koha_gateway.ils import items as ils_items
 from koha_gateway.ils import patrons as ils_patrons
+from koha_gateway.ils import sql_datetime
 from koha_gateway.sip2.codec import Response
 
 #: Requests that change the database; only these are journalled.
@@ -124,7 +125,7 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
     account, peer = ctx.account.id, ctx.peer or "-"
     key = digest(raw)
     window = retry_window(ctx.institution.policy)
-    expired_before = (ctx.now - window).strftime("%Y-%m-%d %H:%M:%S")
+    expired_before = sql_datetime(ctx.now - window)
     previous = txn.one(
         "SELECT serial, fingerprint, response, created FROM kgw_request_journal "
         "WHERE account = ? AND peer = ? AND digest = ?",
@@ -393,7 +394,7 @@ def _values(row, keys: itemgetter | None = None) -> list | None:
 def _sql_time(value) -> str:
     """A ``created`` value as ``YYYY-MM-DD HH:MM:SS`` text (MariaDB may give a datetime)."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return sql_datetime(value)
     return str(value)[:19]
 
 
