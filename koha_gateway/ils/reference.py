@@ -70,6 +70,9 @@ DEFAULT_MAX_AGE = 10.0
 
 _MISSING = object()
 
+#: At most this many branches without calendar rows have their calendar remembered per snapshot.
+_REMEMBERED_MAX = 10_000
+
 #: What is kept of each table, and so what the check digests.
 _CATEGORY_BASE = ("categorycode", "description", "enrolmentperiod", "category_type")
 TABLES: dict[str, tuple[str, ...]] = {
@@ -157,6 +160,7 @@ class Snapshot:
         "_categories",
         "_rules",
         "_calendars",
+        "_empty_calendars",
         "currency",
     )
 
@@ -195,6 +199,9 @@ class Snapshot:
         self._calendars = MappingProxyType(
             {key: Calendar.from_rows(code, rows) for key, (code, rows) in grouped.items()}
         )
+        # Answers remembered for the life of the snapshot (it never changes; a change of the
+        # tables makes a new one): the calendars of branches without rows.
+        self._empty_calendars: dict[str, Calendar] = {}
         self.currency = None if currency is None else MappingProxyType(dict(currency))
 
     def __repr__(self) -> str:
@@ -249,7 +256,15 @@ class Snapshot:
         if not branchcode:
             return Calendar("")
         found = self._calendars.get(self._fold(branchcode))
-        return found if found is not None else Calendar(branchcode)
+        if found is not None:
+            return found
+        empty = self._empty_calendars
+        found = empty.get(branchcode)
+        if found is None:
+            found = Calendar(branchcode)
+            if len(empty) < _REMEMBERED_MAX:
+                found = empty.setdefault(branchcode, found)
+        return found
 
 
 def load(txn, fingerprint_: tuple | None = None) -> Snapshot:

@@ -355,3 +355,15 @@ def test_what_the_metrics_read_age_duration_and_failed_checks(db, cache, clock, 
     assert cache.age() == 13.25  # still the snapshot of the last good check
     cache.flush()
     assert cache.age() is None
+
+
+def test_a_branch_without_calendar_rows_keeps_one_calendar(db, cache):
+    db.run_blocking(_rules_setup)
+
+    def calendars(txn):
+        return load_calendar(txn, "NOPE"), load_calendar(txn, "NOPE"), load_calendar(txn, "WEL")
+
+    nope, again, wel = db.run_blocking(calendars)
+    assert nope is again
+    assert nope.branchcode == "NOPE" and nope.always_open and not nope.weekly
+    assert not wel.always_open
