@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from koha_gateway.db import koha
-from koha_gateway.ils import db_text, perl_true, reference, round_money, sql_date, sql_datetime
+from koha_gateway.ils import db_text, perl_true, reference, round_money
 from koha_gateway.ils.sysprefs import format_date
 
 __all__ = [
@@ -483,8 +483,8 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     """
     sysprefs = ctx.sysprefs
     account = ctx.options
-    today = sql_date(ctx.now)
-    now_sql = sql_datetime(ctx.now)
+    today = ctx.today  # formatted once per context
+    now_sql = ctx.now_sql
     number = patron["borrowernumber"]
 
     # The balance, the restrictions in force and the loans (current_loans), in one statement:
