@@ -12,7 +12,14 @@ Nothing runs in a thread: the database runs each transaction in the calling thre
 figure is the CPU of the request path itself, without the hop to a pool thread and back (which
 a running gateway pays on top).
 
-Two modes, each printing CPU microseconds per message (process time, best of ``--repeat``):
+The reference data (``koha_gateway.ils.reference``) are kept in memory as ``service.py`` keeps
+them (``--reference-max-age``, 10 seconds by default; ``0`` reads them per request as the gateway
+does with ``--reference-max-age 0``). The running gateway checks them in the background every
+half bound, so that a request seldom pays for the check; here the cache's clock stands still, so
+the one check (and load) is made by the warm-up and none falls inside a measured run.
+
+Two modes, each printing CPU microseconds per message (process time, best of ``--repeat``), and
+per message kind (the best of the runs for each kind, measured around each message):
 
 * ``sqlite``: every statement runs on SQLite;
 * ``replay``: every transaction gets the results its statements had in a recorded round of
@@ -20,9 +27,26 @@ Two modes, each printing CPU microseconds per message (process time, best of ``-
   received to bytes sent except the database's own work.
 
 The mix, after one login (93): 63 with AD, 17, 23 with AD, 99, 11, 09 (the checkin returns
-the item the checkout lent, so every round leaves the database as it found it).
+the item the checkout lent, so every round leaves the database as it found it). Each 11 and 09
+carries a transaction date of its own, as a kiosk's do, so that the request journal meets new
+bytes every time (``--same-bytes`` sends the same ones every round, as this script did before:
+each then reads the journal's row of the round before and computes its fingerprint twice).
 
     python bench/inprocess.py [--rounds 2000] [--repeat 5] [--mode both] [--profile FILE]
+                              [--reference-max-age 10] [--callgrind-kind 11]
+
+Instruction counts, which a busy machine does not change: ``--callgrind-kind KIND`` sends each
+message of that kind of the per-kind runs through ``ctypes`` (``PyEval_CallObjectWithKeywords``
+called with libffi's ``ffi_call``, which nothing else in the request path calls), so that callgrind
+counts those messages only::
+
+    valgrind --tool=callgrind --collect-atstart=no \\
+        --toggle-collect=ffi_call --callgrind-out-file=/tmp/cg.out \\
+        .venv/bin/python bench/inprocess.py --mode replay --rounds 100 --repeat 1 \\
+        --callgrind-kind 11
+
+The instructions a message of that kind takes are then the total callgrind prints (``Collected``)
+divided by ``--rounds`` x ``--repeat`` (the call through ``ctypes`` adds a few hundred).
 """
 
 from __future__ import annotations
@@ -30,12 +54,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import ctypes
 import os
 import pstats
 import sys
 import tempfile
 import time
 from collections import deque
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +83,15 @@ from koha_gateway.auth.authenticator import Authenticator  # noqa: E402
 from koha_gateway.auth.passwords import hash_password  # noqa: E402
 from koha_gateway.config import load_sip_config  # noqa: E402
 from koha_gateway.db import Database, koha, schema  # noqa: E402
+from koha_gateway.ils import reference  # noqa: E402
 from koha_gateway.ils import sysprefs as sysprefs_mod  # noqa: E402
+from koha_gateway.ils.journal import MUTATING  # noqa: E402
 from koha_gateway.protocol import SIPFactory  # noqa: E402
 from koha_gateway.service import Gateway  # noqa: E402
 from tests.gateway import SHIPPED_SIPCONFIG  # noqa: E402
 
 BLANK = " " * 18
+STAMP = "%Y%m%d    %H%M%S"
 PIN = "1234"
 
 
@@ -224,7 +253,7 @@ class ReplayTxn(_Savepoints):
     def insert(self, sql, params=(), *, pk=None):
         return self._next("insert", sql)
 
-    def upsert(self, table, keys, values):
+    def upsert(self, table, keys, values, **kw):
         return self._next("upsert", table)
 
 
@@ -276,8 +305,24 @@ def prepare(workdir: Path) -> str:
     return url
 
 
+def _call_through_c(fn, arg) -> None:
+    """``fn(arg)`` called through libffi's ``ffi_call`` (``--callgrind-kind``)."""
+    _CALL_WITH_KEYWORDS(fn, (arg,), {})
+
+
+_CALL_WITH_KEYWORDS = ctypes.pythonapi.PyEval_CallObjectWithKeywords
+_CALL_WITH_KEYWORDS.argtypes = (ctypes.py_object, ctypes.py_object, ctypes.py_object)
+_CALL_WITH_KEYWORDS.restype = ctypes.py_object
+
+
 class Bench:
-    def __init__(self, url: str, workdir: Path):
+    def __init__(
+        self,
+        url: str,
+        workdir: Path,
+        reference_max_age: float = reference.DEFAULT_MAX_AGE,
+        same_bytes: bool = False,
+    ):
         self.real = Database.from_url(url)
         self.sync = SyncDatabase(self.real)
         self.reactor = _Reactor()
@@ -290,9 +335,16 @@ class Bench:
         self.auth._bcrypt_pool = _InlinePool()
         self.gateway = Gateway(self.config, self.sync, self.auth, prefs, clock=wall)
         self.gateway.koha_schema = found
+        if reference_max_age > 0:
+            # As service.py installs it; the clock stands still (see the module's docstring).
+            cache = reference.ReferenceCache(reference_max_age, clock=self.reactor.seconds)
+            self.gateway.reference = reference.install(self.real.engine, cache)
         self.service = next(s for s in self.config.services if s.transport == "RAW")
-        self.stamp = wall.now().strftime("%Y%m%d    %H%M%S")
+        self.began = wall.now()
+        self.stamp = self.began.strftime(STAMP)
         self.round = mix(self.stamp)
+        self.same_bytes = same_bytes
+        self.sent = 0  # journalled messages' dates so far (plan)
 
     def use(self, db) -> None:
         self.gateway.db = db
@@ -310,9 +362,28 @@ class Bench:
         transport.clear()
         return protocol, transport
 
-    def rounds(self, protocol, transport, n: int, check: bool = True) -> None:
-        messages = self.round
+    def plan(self, n: int) -> list[list[tuple[str, bytes, bytes]]]:
+        """``n`` rounds of ``self.round``. Unless ``same_bytes``, each journalled message (11,
+        09) carries a transaction date of its own, one second earlier than the one before, as
+        a kiosk's requests do (a kiosk stamps each with its clock): the request journal then
+        finds no earlier row of the same bytes (as for a request that is not a resend)."""
+        if self.same_bytes:
+            return [self.round] * n
+        plan = []
+        stamp = self.stamp.encode()
         for _ in range(n):
+            self.sent += 1
+            fresh = (self.began - timedelta(seconds=self.sent)).strftime(STAMP).encode()
+            plan.append(
+                [
+                    (kind, line.replace(stamp, fresh, 1) if kind in MUTATING else line, expect)
+                    for kind, line, expect in self.round
+                ]
+            )
+        return plan
+
+    def rounds(self, protocol, transport, n: int, check: bool = True, plan=None) -> None:
+        for messages in plan or self.plan(n):
             for kind, line, expect in messages:
                 protocol.dataReceived(line)
                 if check and not transport.value().startswith(expect):
@@ -321,9 +392,33 @@ class Bench:
 
     def measure(self, protocol, transport, n: int) -> float:
         """CPU microseconds per message over ``n`` rounds."""
+        plan = self.plan(n)
         began = time.process_time()
-        self.rounds(protocol, transport, n, check=False)
+        self.rounds(protocol, transport, n, check=False, plan=plan)
         return (time.process_time() - began) / (n * len(self.round)) * 1e6
+
+    def measure_kinds(
+        self, protocol, transport, n: int, through_c: str | None = None
+    ) -> dict[str, float]:
+        """CPU microseconds per message of each kind over ``n`` rounds (process time read
+        around each message). Messages of kind ``through_c`` go through
+        :func:`_call_through_c`, for callgrind."""
+        clock = time.process_time
+        spent = dict.fromkeys((kind for kind, _, _ in self.round), 0.0)
+        received = protocol.dataReceived
+        for messages in self.plan(n):
+            for kind, line, _expect in messages:
+                began = clock()
+                if kind == through_c:
+                    _call_through_c(received, line)
+                else:
+                    received(line)
+                spent[kind] += clock() - began
+                transport.clear()
+        counts = {kind: 0 for kind in spent}
+        for kind, _, _ in self.round:
+            counts[kind] += n
+        return {kind: spent[kind] / counts[kind] * 1e6 for kind in spent}
 
     def record(self, protocol, transport) -> ReplayDatabase:
         self.use(self.sync)
@@ -333,6 +428,11 @@ class Bench:
         return ReplayDatabase(self.real.engine, self.real.url, transcripts)
 
 
+def _per_kind(runs: list[dict[str, float]]) -> str:
+    """``63 212.3  17 98.1 ...``: the best run of each kind."""
+    return "  ".join(f"{kind} {min(run[kind] for run in runs):.1f}" for kind in runs[0])
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1000, help="rounds of the mix per run")
@@ -340,6 +440,24 @@ def main(argv=None) -> None:
     parser.add_argument("--mode", choices=("sqlite", "replay", "both"), default="both")
     parser.add_argument("--profile", help="write a cProfile of one replay run to this file")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warn"))
+    parser.add_argument(
+        "--reference-max-age",
+        type=float,
+        default=reference.DEFAULT_MAX_AGE,
+        help="the reference cache's bound as the gateway's option (0: no cache)",
+    )
+    parser.add_argument(
+        "--callgrind-kind",
+        metavar="KIND",
+        help="send the measured messages of this kind through the C function callgrind "
+        "toggles on (see the module's docstring)",
+    )
+    parser.add_argument(
+        "--same-bytes",
+        action="store_true",
+        help="send the same bytes every round: each 11 and 09 then finds the request journal's "
+        "row of the round before (a resend's lookup; the figures before 2026-12-05 evening)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="kgw-inprocess-") as tmp:
@@ -352,7 +470,7 @@ def main(argv=None) -> None:
         observers = logs.install(
             str(workdir / "sip.log"), str(workdir / "error.log"), args.log_level
         )
-        bench = Bench(url, workdir)
+        bench = Bench(url, workdir, args.reference_max_age, args.same_bytes)
         protocol, transport = bench.connect()
         bench.rounds(protocol, transport, 20)  # warm-up: caches, bcrypt results, statements
         results = {}
@@ -370,6 +488,11 @@ def main(argv=None) -> None:
                 f"runs {', '.join(f'{r:.1f}' for r in runs)}; {args.rounds * 6} messages each)",
                 flush=True,
             )
+            kinds = [
+                bench.measure_kinds(protocol, transport, args.rounds, args.callgrind_kind)
+                for _ in range(args.repeat)
+            ]
+            print(f"{mode:7s} per kind, µs/msg (best of {len(kinds)}): {_per_kind(kinds)}")
         if args.profile:
             bench.use(bench.record(protocol, transport) if "replay" in results else bench.sync)
             profiler = cProfile.Profile()

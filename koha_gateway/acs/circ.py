@@ -150,13 +150,14 @@ class CirculationHandlers:
             return self._checkout_failed(txn, ctx, msg, patron, None, INVALID_ITEM)
         if _wrong_password(ctx, msg):
             return self._checkout_failed(txn, ctx, msg, patron, item, INVALID_PASSWORD)
-        state = ils_patrons.patron_state(txn, patron, ctx.circ(txn))
+        circ = ctx.circ(txn)
+        state = ils_patrons.patron_state(txn, patron, circ)
         no_block_due = None
         if (msg.fixed.get("no_block") or "").upper() == "Y":
             no_block_due = _local(ctx, parse_timestamp(msg.fixed.get("nb_due_date")))
         outcome = ils_checkout.checkout(
             txn,
-            ctx.circ(txn),
+            circ,
             patron=patron,
             state=state,
             item=item,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from koha_gateway.ils import sql_datetime
+
 
 @dataclass
 class RequestContext:
@@ -86,6 +88,6 @@ class RequestContext:
         now = self.now
         cached = self._now_text
         if cached is None or cached[0] is not now:
-            text = now.strftime("%Y-%m-%d %H:%M:%S")
+            text = sql_datetime(now)
             cached = self._now_text = (now, (text[:10], text))
         return cached[1]

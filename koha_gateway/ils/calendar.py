@@ -83,6 +83,13 @@ class Calendar:
     weekly: frozenset[int] = frozenset()
     yearly: frozenset[tuple[int, int]] = frozenset()
     special: Mapping[date, bool] = field(default_factory=lambda: MappingProxyType({}))
+    #: No row closes a day (no weekly or yearly closing, no one-off closing): every day is
+    #: open, so a walk over open days is plain calendar arithmetic.
+    always_open: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        always_open = not self.weekly and not self.yearly and not any(self.special.values())
+        object.__setattr__(self, "always_open", always_open)
 
     def __hash__(self) -> int:
         return hash((self.branchcode, self.weekly, self.yearly, tuple(sorted(self.special))))
@@ -180,6 +187,8 @@ class Calendar:
         return (last - first) - timedelta(hours=24 * closed)
 
     def _closed_days(self, first: date, last: date) -> int:
+        if self.always_open:
+            return 0
         count = 0
         day = first
         while day <= last:
@@ -213,13 +222,7 @@ class Calendar:
     def add_days(self, start: datetime, days: int, mode: str) -> datetime:
         """Koha's ``addDays`` in ``mode`` (see the module docstring)."""
         if mode == "Calendar":
-            current = start
-            for _ in range(abs(days)):
-                if days < 0:
-                    current = self.prev_open_day(current, 1, mode)
-                else:
-                    current = self.next_open_day(current, 1, mode)
-            return current
+            return self._add_open_days(start, days)
         end = start + timedelta(days=days)
         if mode in ("Datedue", "Dayweek") and self.is_holiday(end):
             push = self._push(_day(end), mode) if days % 7 == 0 else 1
@@ -228,6 +231,30 @@ class Calendar:
             else:
                 end = self.next_open_day(end, push, mode)
         return end
+
+    def _add_open_days(self, start, days: int):
+        """``Calendar`` mode: ``days`` times one day forward (back for a negative ``days``),
+        then on to the next open day: ``next_open_day(current, 1)`` (``prev_open_day``) once
+        per day, with one step value made once, and without the walk when every day is
+        open."""
+        if self.always_open:
+            return start + timedelta(days=days)
+        step = _ONE_DAY if days >= 0 else -_ONE_DAY
+        is_holiday = self.is_holiday
+        current = start
+        for _ in range(abs(days)):
+            current += step
+            for _ in range(OPEN_DAYS_SEARCH_LIMIT):
+                if not is_holiday(current):
+                    break
+                current += step
+            else:
+                if is_holiday(current):
+                    raise NoOpenDays(f"Unable to find an open day for library {self.branchcode}")
+        return current
+
+
+_ONE_DAY = timedelta(days=1)
 
 
 # -- database ----------------------------------------------------------------------------------

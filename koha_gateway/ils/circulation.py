@@ -27,7 +27,7 @@ import weakref
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from koha_gateway.ils import reference
+from koha_gateway.ils import reference, sql_datetime
 from koha_gateway.ils.rules import rule_int
 
 __all__ = [
@@ -90,7 +90,7 @@ def end_of_day(day: date) -> datetime:
 
 def format_sql_datetime(value: datetime) -> str:
     """``YYYY-MM-DD HH:MM:SS``, the way datetimes are stored."""
-    return value.strftime("%Y-%m-%d %H:%M:%S")
+    return sql_datetime(value)
 
 
 def circ_control_branch(sysprefs, *, checkout_branch: str, patron: dict, item: dict) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from koha_gateway.ils import account_option, perl_true
+from koha_gateway.ils import account_option, perl_true, sql_date, sql_datetime
 
 __all__ = ["AccountOptions", "CircContext", "staff_borrowernumber"]
 
@@ -131,12 +131,12 @@ class CircContext:
     @cached_property
     def now_sql(self) -> str:
         """``YYYY-MM-DD HH:MM:SS``, as datetimes are stored."""
-        return self.now.strftime("%Y-%m-%d %H:%M:%S")
+        return sql_datetime(self.now)
 
     @cached_property
     def today(self) -> str:
         """``YYYY-MM-DD``."""
-        return self.now.strftime("%Y-%m-%d")
+        return sql_date(self.now)
 
     def pref(self, name: str, default: str | None = None) -> str | None:
         """A system preference (``default`` when it is not set at all)."""

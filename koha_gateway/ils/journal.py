@@ -74,10 +74,12 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from koha_gateway.ils import items as ils_items
 from koha_gateway.ils import patrons as ils_patrons
+from koha_gateway.ils import sql_datetime
 from koha_gateway.sip2.codec import Response
 
 #: Requests that change the database; only these are journalled.
@@ -123,7 +125,7 @@ def handle(txn, ctx, msg, raw: bytes, apply) -> Response:
     account, peer = ctx.account.id, ctx.peer or "-"
     key = digest(raw)
     window = retry_window(ctx.institution.policy)
-    expired_before = (ctx.now - window).strftime("%Y-%m-%d %H:%M:%S")
+    expired_before = sql_datetime(ctx.now - window)
     previous = txn.one(
         "SELECT serial, fingerprint, response, created FROM kgw_request_journal "
         "WHERE account = ? AND peer = ? AND digest = ?",
@@ -232,7 +234,12 @@ def fingerprint(txn, ctx, msg, locked: dict | None = None) -> str:
             state.append(_item_state(txn, code) if code is not None else None)
         if patron_id:
             state.append(_patron_state(txn, number) if number is not None else None)
-    return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()
+    return hashlib.sha256(_STATE_ENCODER.encode(state).encode()).hexdigest()
+
+
+#: ``json.dumps(state, default=str)``, the fingerprint's text since the journal's first rows
+#: (rows written by an earlier version must still match), with the encoder made once.
+_STATE_ENCODER = json.JSONEncoder(default=str)
 
 
 def note_locked_patron(ctx, identifier: str | None, patron: dict | None) -> None:
@@ -260,9 +267,9 @@ _ITEM_STATE = (
     "LEFT JOIN reserves r ON r.biblionumber = it.biblionumber "
     "WHERE it.barcode = ? ORDER BY r.reserve_id"
 )
-_ITEM_KEYS = tuple(column.strip() for column in _ITEM_COLUMNS.split(","))
-_LOAN_KEYS = ("issue_id", "loan_borrowernumber", "date_due", "renewals_count")
-_HOLD_KEYS = (
+_ITEM_KEYS = itemgetter(*(column.strip() for column in _ITEM_COLUMNS.split(",")))
+_LOAN_KEYS = itemgetter("issue_id", "loan_borrowernumber", "date_due", "renewals_count")
+_HOLD_KEYS = itemgetter(
     "reserve_id",
     "hold_borrowernumber",
     "hold_itemnumber",
@@ -270,6 +277,12 @@ _HOLD_KEYS = (
     "found",
     "suspend",
 )
+# The lists of a patron's state: restrictions (D), loans (I), holds (R); their account.
+_RESTRICTION_KEYS = itemgetter("id", "txt", "dt")
+_LOAN_LIST_KEYS = itemgetter("id", "num", "dt", "cnt")
+_HOLD_LIST_KEYS = itemgetter("id", "num", "cnt", "txt", "flg")
+_ACCOUNT_KEYS = itemgetter("n", "last", "owed")
+_TITLE_HOLD_KEYS = itemgetter("id", "bn", "num", "cnt", "txt", "flg")
 
 
 def _item_state(txn, barcode: str) -> list | None:
@@ -283,7 +296,7 @@ def _item_state(txn, barcode: str) -> list | None:
     return [_values(first, _ITEM_KEYS), loan, holds]
 
 
-_PATRON_KEYS = tuple(column.strip() for column in _PATRON_COLUMNS.split(","))
+_PATRON_KEYS = itemgetter(*(column.strip() for column in _PATRON_COLUMNS.split(",")))
 # One statement: the patron's row with the sums of their account (always one row), joined
 # with one list of the holds (R), loans (I) and restrictions (D), columns of one type each
 # (the first branch names the numeric columns: PostgreSQL types a column by its first
@@ -312,10 +325,10 @@ def _patron_state(txn, borrowernumber: int) -> list:
     patron = None if row["borrowernumber"] is None else _values(row, _PATRON_KEYS)
     return [
         patron,
-        [_values(r, ("id", "txt", "dt")) for r in lists if r["kind"] == "D"],
-        [_values(r, ("id", "num", "dt", "cnt")) for r in lists if r["kind"] == "I"],
-        [_values(r, ("id", "num", "cnt", "txt", "flg")) for r in lists if r["kind"] == "R"],
-        _values(row, ("n", "last", "owed")),
+        [_values(r, _RESTRICTION_KEYS) for r in lists if r["kind"] == "D"],
+        [_values(r, _LOAN_LIST_KEYS) for r in lists if r["kind"] == "I"],
+        [_values(r, _HOLD_LIST_KEYS) for r in lists if r["kind"] == "R"],
+        _values(row, _ACCOUNT_KEYS),
     ]
 
 
@@ -354,12 +367,7 @@ def _item_and_patron_state(txn, barcode: str, borrowernumber: int) -> list:
     item = None
     if first["itemnumber"] is not None:
         loan = None if first["issue_id"] is None else _values(first, _LOAN_KEYS)
-        holds = [
-            [_text(r["id"]), _text(r["bn"]), _text(r["num"]), _text(r["cnt"])]
-            + [_text(r["txt"]), _text(r["flg"])]
-            for r in rows
-            if r["kind"] == "H"
-        ]
+        holds = [_values(r, _TITLE_HOLD_KEYS) for r in rows if r["kind"] == "H"]
         item = [_values(first, _ITEM_KEYS), loan, holds]
     patron = None if first["borrowernumber"] is None else _values(first, _PATRON_KEYS)
     lists = [r for r in rows if r["kind"] in ("R", "I", "D")]
@@ -367,29 +375,26 @@ def _item_and_patron_state(txn, barcode: str, borrowernumber: int) -> list:
         item,
         [
             patron,
-            [_values(r, ("id", "txt", "dt")) for r in lists if r["kind"] == "D"],
-            [_values(r, ("id", "num", "dt", "cnt")) for r in lists if r["kind"] == "I"],
-            [_values(r, ("id", "num", "cnt", "txt", "flg")) for r in lists if r["kind"] == "R"],
-            _values(first, ("n", "last", "owed")),
+            [_values(r, _RESTRICTION_KEYS) for r in lists if r["kind"] == "D"],
+            [_values(r, _LOAN_LIST_KEYS) for r in lists if r["kind"] == "I"],
+            [_values(r, _HOLD_LIST_KEYS) for r in lists if r["kind"] == "R"],
+            _values(first, _ACCOUNT_KEYS),
         ],
     ]
 
 
-def _text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _values(row, keys: tuple[str, ...] | None = None) -> list | None:
+def _values(row, keys: itemgetter | None = None) -> list | None:
+    """The values of ``row`` (those ``keys`` picks, several), as text (``None`` kept)."""
     if row is None:
         return None
-    values = row.values() if keys is None else (row[key] for key in keys)
-    return [str(v) if v is not None else None for v in values]
+    values = row.values() if keys is None else keys(row)
+    return [None if v is None else str(v) for v in values]
 
 
 def _sql_time(value) -> str:
     """A ``created`` value as ``YYYY-MM-DD HH:MM:SS`` text (MariaDB may give a datetime)."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return sql_datetime(value)
     return str(value)[:19]
 
 

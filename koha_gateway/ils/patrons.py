@@ -483,8 +483,8 @@ def patron_state(txn, patron: dict, ctx: Any) -> PatronState:
     """
     sysprefs = ctx.sysprefs
     account = ctx.options
-    today = ctx.now.strftime("%Y-%m-%d")
-    now_sql = ctx.now.strftime("%Y-%m-%d %H:%M:%S")
+    today = ctx.today  # formatted once per context
+    now_sql = ctx.now_sql
     number = patron["borrowernumber"]
 
     # The balance, the restrictions in force and the loans (current_loans), in one statement:

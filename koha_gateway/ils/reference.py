@@ -70,6 +70,10 @@ DEFAULT_MAX_AGE = 10.0
 
 _MISSING = object()
 
+#: At most this many answers of each kind (rule questions, branches without calendar rows) are
+#: remembered per snapshot.
+_REMEMBERED_MAX = 10_000
+
 #: What is kept of each table, and so what the check digests.
 _CATEGORY_BASE = ("categorycode", "description", "enrolmentperiod", "category_type")
 TABLES: dict[str, tuple[str, ...]] = {
@@ -157,6 +161,8 @@ class Snapshot:
         "_categories",
         "_rules",
         "_calendars",
+        "_empty_calendars",
+        "_rule_answers",
         "currency",
     )
 
@@ -195,6 +201,10 @@ class Snapshot:
         self._calendars = MappingProxyType(
             {key: Calendar.from_rows(code, rows) for key, (code, rows) in grouped.items()}
         )
+        # Answers remembered for the life of the snapshot (it never changes; a change of the
+        # tables makes a new one): the calendars of branches without rows, and rule lookups.
+        self._empty_calendars: dict[str, Calendar] = {}
+        self._rule_answers: dict[tuple, str | None] = {}
         self.currency = None if currency is None else MappingProxyType(dict(currency))
 
     def __repr__(self) -> str:
@@ -207,7 +217,21 @@ class Snapshot:
         self, rule_name: str, branchcode: str | None, categorycode: str | None, itemtype: str | None
     ) -> str | None:
         """Koha's effective rule: the most specific row, branch first, then category, then
-        item type (``None`` asks for the "any" rows only); ``None`` when no row applies."""
+        item type (``None`` asks for the "any" rows only); ``None`` when no row applies.
+
+        Answers are remembered per ``(rule_name, branchcode, categorycode, itemtype)``."""
+        ask = (rule_name, branchcode, categorycode, itemtype)
+        answers = self._rule_answers
+        value = answers.get(ask, _MISSING)
+        if value is _MISSING:
+            value = self._lookup_rule(rule_name, branchcode, categorycode, itemtype)
+            if len(answers) < _REMEMBERED_MAX:
+                answers[ask] = value
+        return value
+
+    def _lookup_rule(
+        self, rule_name: str, branchcode: str | None, categorycode: str | None, itemtype: str | None
+    ) -> str | None:
         fold = self._fold
         table = self._rules.get(fold(rule_name))
         if not table:
@@ -249,7 +273,15 @@ class Snapshot:
         if not branchcode:
             return Calendar("")
         found = self._calendars.get(self._fold(branchcode))
-        return found if found is not None else Calendar(branchcode)
+        if found is not None:
+            return found
+        empty = self._empty_calendars
+        found = empty.get(branchcode)
+        if found is None:
+            found = Calendar(branchcode)
+            if len(empty) < _REMEMBERED_MAX:
+                found = empty.setdefault(branchcode, found)
+        return found
 
 
 def load(txn, fingerprint_: tuple | None = None) -> Snapshot:

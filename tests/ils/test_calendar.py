@@ -242,3 +242,75 @@ def test_a_holiday_needs_a_date_or_a_weekday(db):
         db.run_blocking(lambda txn: add_holiday(txn, "WEL"))
     with pytest.raises(ValueError):
         db.run_blocking(lambda txn: add_holiday(txn, "WEL", weekday=7))
+
+
+# --- the walk over open days ------------------------------------------------------------------
+
+
+def _walked(cal: Calendar, start: datetime, days: int) -> datetime:
+    """``Calendar`` mode as Koha's ``addDays`` walks it: one ``next_open_day`` (or
+    ``prev_open_day``) per day."""
+    current = start
+    for _ in range(abs(days)):
+        if days < 0:
+            current = cal.prev_open_day(current, 1, "Calendar")
+        else:
+            current = cal.next_open_day(current, 1, "Calendar")
+    return current
+
+
+WALK_CALENDARS = {
+    "weekly, yearly, special and an exception": _rows(),
+    "closed weekdays only": [
+        {"kind": "R", "weekday": n, "day": None, "month": None, "year": None} for n in (0, 3, 6)
+    ],
+    "dated closings across a year's end": [
+        {"kind": "R", "weekday": None, "day": 25, "month": 12, "year": None},
+        {"kind": "R", "weekday": None, "day": 1, "month": 1, "year": None},
+        *(
+            {"kind": "S", "weekday": None, "day": d, "month": 12, "year": 2026, "isexception": 0}
+            for d in range(20, 32)
+        ),
+        {"kind": "S", "weekday": None, "day": 2, "month": 1, "year": 2027, "isexception": 0},
+    ],
+    "exceptions only": [
+        {"kind": "S", "weekday": None, "day": 11, "month": 3, "year": 2026, "isexception": 1},
+    ],
+    "no rows": [],
+}
+
+
+@pytest.mark.parametrize("rows", WALK_CALENDARS.values(), ids=WALK_CALENDARS.keys())
+def test_calendar_mode_gives_the_dates_of_a_walk_one_open_day_at_a_time(rows):
+    cal = Calendar.from_rows("WEL", rows)
+    starts = [START + timedelta(days=n) for n in range(0, 300, 7)]
+    starts += [datetime(2026, 12, d, 9, 15) for d in range(15, 32)]
+    for start in starts:
+        for days in (-30, -8, -1, 0, 1, 2, 6, 7, 14, 21, 28, 60):
+            assert cal.add_days(start, days, "Calendar") == _walked(cal, start, days), (
+                start,
+                days,
+            )
+
+
+def test_a_calendar_without_closings_is_always_open():
+    assert Calendar("WEL").always_open
+    assert Calendar.from_rows("WEL", WALK_CALENDARS["exceptions only"]).always_open
+    assert not Calendar.from_rows("WEL", _rows()).always_open
+    assert not Calendar.from_rows("WEL", WALK_CALENDARS["closed weekdays only"]).always_open
+    only_special = [
+        {"kind": "S", "weekday": None, "day": 13, "month": 3, "year": 2026, "isexception": 0}
+    ]
+    assert not Calendar.from_rows("WEL", only_special).always_open
+    # not a field that compares: an empty calendar equals one built from no rows
+    assert Calendar("WEL") == Calendar.from_rows("WEL", [])
+    assert Calendar("WEL").add_days(START, 40, "Calendar") == START + timedelta(days=40)
+    assert Calendar("WEL").days_between(START, START + timedelta(days=9)) == 9
+
+
+def test_a_walk_in_a_library_closed_every_day_still_finds_no_open_day():
+    rows = [{"kind": "R", "weekday": n, "day": None, "month": None, "year": None} for n in range(7)]
+    cal = Calendar.from_rows("WEL", rows)
+    for days in (1, -1, 14):
+        with pytest.raises(NoOpenDays, match="WEL"):
+            cal.add_days(START, days, "Calendar")

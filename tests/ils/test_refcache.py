@@ -355,3 +355,55 @@ def test_what_the_metrics_read_age_duration_and_failed_checks(db, cache, clock, 
     assert cache.age() == 13.25  # still the snapshot of the last good check
     cache.flush()
     assert cache.age() is None
+
+
+def test_a_branch_without_calendar_rows_keeps_one_calendar(db, cache):
+    db.run_blocking(_rules_setup)
+
+    def calendars(txn):
+        return load_calendar(txn, "NOPE"), load_calendar(txn, "NOPE"), load_calendar(txn, "WEL")
+
+    nope, again, wel = db.run_blocking(calendars)
+    assert nope is again
+    assert nope.branchcode == "NOPE" and nope.always_open and not nope.weekly
+    assert not wel.always_open
+
+
+def test_a_snapshot_remembers_its_rule_answers(db, cache, monkeypatch):
+    """A snapshot never changes, so each rule question is answered from its rows once; the
+    answers stay those of the queries."""
+    db.run_blocking(_rules_setup)
+    looked_up: list[tuple] = []
+    lookup = reference.Snapshot._lookup_rule
+
+    def counted(self, *ask):
+        looked_up.append(ask)
+        return lookup(self, *ask)
+
+    monkeypatch.setattr(reference.Snapshot, "_lookup_rule", counted)
+    first = db.run_blocking(_answers)
+    asked = len(looked_up)
+    assert asked > 0
+    assert db.run_blocking(_answers) == first
+    assert len(looked_up) == asked  # every answer the second time was remembered
+
+    reference.uninstall(db.engine)
+    try:
+        assert db.run_blocking(_answers) == first  # as the queries answer
+    finally:
+        reference.install(db.engine, cache)
+
+
+def test_a_new_snapshot_answers_rules_afresh(db, other, cache, clock):
+    db.run_blocking(_rules_setup)
+
+    def asked(txn):
+        return get_rule(txn, "issuelength", branchcode="WEL", categorycode="PT", itemtype="BK")
+
+    assert db.run_blocking(asked) == "8"
+    other.run_blocking(
+        set_rule, "issuelength", "11", branchcode="WEL", categorycode="PT", itemtype="BK"
+    )
+    assert db.run_blocking(asked) == "8"  # within the bound: the remembered answer
+    clock.now += 11
+    assert db.run_blocking(asked) == "11"
