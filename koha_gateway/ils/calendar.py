@@ -165,9 +165,18 @@ class Calendar:
 
     def days_forward(self, when, days: int):
         """``days`` open days after ``when`` (Koha's ``days_forward``)."""
-        for _ in range(max(0, days)):
-            when = self.next_open_day(when, 1)
-        return when
+        return self._open_days(when, max(0, days))
+
+    def _open_days(self, start, days: int):
+        """``days`` times ``next_open_day(current, 1)`` (``prev_open_day`` for a negative
+        ``days``): plain calendar arithmetic when no row closes a day."""
+        if self.always_open:
+            return start + timedelta(days=days)
+        sign = 1 if days >= 0 else -1
+        current = start
+        for _ in range(abs(days)):
+            current = self._open_day(current, 1, sign, "Calendar")
+        return current
 
     # -- intervals -----------------------------------------------------------------------------
 
@@ -222,7 +231,7 @@ class Calendar:
     def add_days(self, start: datetime, days: int, mode: str) -> datetime:
         """Koha's ``addDays`` in ``mode`` (see the module docstring)."""
         if mode == "Calendar":
-            return self._add_open_days(start, days)
+            return self._open_days(start, days)
         end = start + timedelta(days=days)
         if mode in ("Datedue", "Dayweek") and self.is_holiday(end):
             push = self._push(_day(end), mode) if days % 7 == 0 else 1
@@ -231,30 +240,6 @@ class Calendar:
             else:
                 end = self.next_open_day(end, push, mode)
         return end
-
-    def _add_open_days(self, start, days: int):
-        """``Calendar`` mode: ``days`` times one day forward (back for a negative ``days``),
-        then on to the next open day: ``next_open_day(current, 1)`` (``prev_open_day``) once
-        per day, with one step value made once, and without the walk when every day is
-        open."""
-        if self.always_open:
-            return start + timedelta(days=days)
-        step = _ONE_DAY if days >= 0 else -_ONE_DAY
-        is_holiday = self.is_holiday
-        current = start
-        for _ in range(abs(days)):
-            current += step
-            for _ in range(OPEN_DAYS_SEARCH_LIMIT):
-                if not is_holiday(current):
-                    break
-                current += step
-            else:
-                if is_holiday(current):
-                    raise NoOpenDays(f"Unable to find an open day for library {self.branchcode}")
-        return current
-
-
-_ONE_DAY = timedelta(days=1)
 
 
 # -- database ----------------------------------------------------------------------------------

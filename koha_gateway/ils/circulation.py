@@ -88,9 +88,8 @@ def end_of_day(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 23, 59)
 
 
-def format_sql_datetime(value: datetime) -> str:
-    """``YYYY-MM-DD HH:MM:SS``, the way datetimes are stored."""
-    return sql_datetime(value)
+#: ``YYYY-MM-DD HH:MM:SS``, the way datetimes are stored.
+format_sql_datetime = sql_datetime
 
 
 def circ_control_branch(sysprefs, *, checkout_branch: str, patron: dict, item: dict) -> str:
